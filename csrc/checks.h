@@ -1,0 +1,64 @@
+// Argument checks shared by the CPU and CUDA impls. Each failure raises with a full sentence that
+// names the op and the offending value; ValueError/TypeError on the Python side, the same
+// sentences as the reference twins in python/vxl_fast/ops/reference.py.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
+
+#include <cstdint>
+#include <string>
+
+#define CHECK_VALUE(cond, ...) TORCH_CHECK_VALUE(cond, __VA_ARGS__)
+#define CHECK_TYPE(cond, ...) TORCH_CHECK_TYPE(cond, __VA_ARGS__)
+
+#define CHECK_DIM(op, t, n, shape)                                                            \
+  CHECK_VALUE((t).dim() == (n), op, ": " #t " must be a " #n "-D tensor " shape ", got ",      \
+              (t).dim(), " dimensions.")
+
+#define CHECK_SAME_DEVICE(op, t, ref)                                                         \
+  CHECK_VALUE((t).device() == (ref).device(), op, ": " #t " must be on the same device as " #ref \
+              " (", (ref).device(), "), got ", (t).device(), ".")
+
+#define CHECK_SAME_DTYPE(op, t, ref)                                                          \
+  CHECK_TYPE((t).scalar_type() == (ref).scalar_type(),                                        \
+             op, ": " #t " must have the same dtype as " #ref " (",                            \
+             vxl_fast::dtype_name((ref).scalar_type()), "), got ",                            \
+             vxl_fast::dtype_name((t).scalar_type()), ".")
+
+#define CHECK_DTYPE(op, t, dtype)                                                             \
+  CHECK_TYPE((t).scalar_type() == (dtype), op, ": " #t " must be ",                           \
+             vxl_fast::dtype_name(dtype), ", got ", vxl_fast::dtype_name((t).scalar_type()), \
+             ".")
+
+#define CHECK_FLOATING(op, t)                                                                 \
+  CHECK_TYPE(vxl_fast::is_supported_float((t).scalar_type()),                                 \
+             op, ": " #t " must be torch.float32, torch.float16 or torch.bfloat16, got ",      \
+             vxl_fast::dtype_name((t).scalar_type()), ".")
+
+#define CHECK_LAST_DIM_CONTIGUOUS(op, t)                                                      \
+  CHECK_VALUE((t).size(-1) <= 1 || (t).stride(-1) == 1,                                       \
+              op, ": " #t " must have a contiguous last dimension (stride 1), got stride ",    \
+              (t).stride(-1), ".")
+
+namespace vxl_fast {
+
+// "torch.float32" etc., as Python prints a dtype.
+std::string dtype_name(c10::ScalarType dtype);
+
+bool is_supported_float(c10::ScalarType dtype);
+
+// Checks everything but the values of vst_index (see check_kv_discard_index).
+void check_interleave_vst(const at::Tensor& raw, const at::Tensor& vst, int64_t ratio,
+                          int64_t carry);
+
+void check_kv_discard(const at::Tensor& cache_k, const at::Tensor& cache_v,
+                      const at::Tensor& scratch_k, const at::Tensor& scratch_v,
+                      const at::Tensor& vst_index, const at::Tensor& cos, const at::Tensor& sin,
+                      int64_t dst);
+
+// 0 <= vst_index[i] < R for a CPU vst_index. NOTE: the CUDA impl skips this check, which would
+// cost a device-to-host copy and a sync per call.
+void check_kv_discard_index(const at::Tensor& vst_index, int64_t rows);
+
+}  // namespace vxl_fast

@@ -1,0 +1,87 @@
+// CUDA impl of vxl_fast::kv_discard (kernel: include/vxl_fast/kv_discard.cuh).
+#include <ATen/core/Tensor.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <torch/library.h>
+
+#include "checks.h"
+#include "dispatch.h"
+#include "cuda/cuda_check.h"
+#include "vxl_fast/kv_discard.cuh"
+
+namespace vxl_fast {
+namespace {
+
+// The CUDA type with the storage layout of a PyTorch scalar type.
+template <typename T>
+struct CudaType {
+  using type = T;
+};
+template <>
+struct CudaType<c10::Half> {
+  using type = __half;
+};
+template <>
+struct CudaType<c10::BFloat16> {
+  using type = __nv_bfloat16;
+};
+
+template <typename T>
+KvDiscardParams<T> make_params(const at::Tensor& cache_k, const at::Tensor& cache_v,
+                               const at::Tensor& scratch_k, const at::Tensor& scratch_v,
+                               const at::Tensor& vst_index, const at::Tensor& cos,
+                               const at::Tensor& sin, int64_t dst) {
+  KvDiscardParams<T> p;
+  p.cache_k = static_cast<T*>(cache_k.mutable_data_ptr());
+  p.cache_v = static_cast<T*>(cache_v.mutable_data_ptr());
+  p.scratch_k = static_cast<const T*>(scratch_k.const_data_ptr());
+  p.scratch_v = static_cast<const T*>(scratch_v.const_data_ptr());
+  p.vst_index = vst_index.const_data_ptr<int64_t>();
+  p.cos = cos.const_data_ptr<float>();
+  p.sin = sin.const_data_ptr<float>();
+  p.cache_k_stride_h = cache_k.stride(0);
+  p.cache_k_stride_row = cache_k.stride(1);
+  p.cache_v_stride_h = cache_v.stride(0);
+  p.cache_v_stride_row = cache_v.stride(1);
+  p.scratch_k_stride_h = scratch_k.stride(0);
+  p.scratch_k_stride_row = scratch_k.stride(1);
+  p.scratch_v_stride_h = scratch_v.stride(0);
+  p.scratch_v_stride_row = scratch_v.stride(1);
+  p.vst_index_stride = vst_index.stride(0);
+  p.cos_stride_row = cos.stride(0);
+  p.sin_stride_row = sin.stride(0);
+  p.heads = cache_k.size(0);
+  p.nb = vst_index.size(0);
+  p.half = cache_k.size(2) / 2;
+  p.dst = dst;
+  return p;
+}
+
+void kv_discard_cuda(at::Tensor& cache_k, at::Tensor& cache_v, at::Tensor& scratch_k,
+                     at::Tensor& scratch_v, const at::Tensor& vst_index, const at::Tensor& cos,
+                     const at::Tensor& sin, int64_t dst) {
+  check_kv_discard(cache_k, cache_v, scratch_k, scratch_v, vst_index, cos, sin, dst);
+  CHECK_VALUE(cache_k.size(0) <= 65535,
+              "kv_discard: the CUDA kernel supports at most 65535 KV heads, got ", cache_k.size(0),
+              ".");
+  const c10::cuda::CUDAGuard guard(cache_k.device());
+  if (vst_index.size(0) > 0 && cache_k.size(0) > 0) {
+    VXL_DISPATCH_FLOAT_TYPES(cache_k.scalar_type(), "kv_discard", [&] {
+      using T = typename CudaType<scalar_t>::type;
+      const cudaError_t err = launch_kv_discard<T>(
+          make_params<T>(cache_k, cache_v, scratch_k, scratch_v, vst_index, cos, sin, dst),
+          c10::cuda::getCurrentCUDAStream());
+      CHECK_CUDA_LAUNCH("kv_discard", err);
+    });
+  }
+  scratch_k.zero_();
+  scratch_v.zero_();
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(vxl_fast, CUDA, m) { m.impl("kv_discard", &kv_discard_cuda); }
+
+}  // namespace vxl_fast

@@ -1,0 +1,21 @@
+// The vxl_fast op schemas and the Python module stub. Impls live in cpu/ and cuda/.
+#include <Python.h>
+
+#include <torch/library.h>
+
+TORCH_LIBRARY(vxl_fast, m) {
+  // A window's rows with VST rows interleaved: [Lw, D], [D] -> [Lw + (Lw + carry) // ratio, D].
+  m.def("interleave_vst(Tensor raw, Tensor vst, int ratio, int carry) -> Tensor");
+  // VST keys (RoPE'd at dst + i) and values from scratch into the cache; then scratch is zeroed.
+  m.def(
+      "kv_discard(Tensor(a!) cache_k, Tensor(b!) cache_v, Tensor(c!) scratch_k, "
+      "Tensor(d!) scratch_v, Tensor vst_index, Tensor cos, Tensor sin, int dst) -> ()");
+}
+
+// NOTE: an empty limited-API module. Importing it loads this library, whose static initialisers
+// register the ops above with the dispatcher; the ops are then reached through torch.ops.vxl_fast.
+PyMODINIT_FUNC PyInit__C(void) {
+  static PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr,
+                               nullptr,               nullptr, nullptr, nullptr};
+  return PyModule_Create(&module);
+}

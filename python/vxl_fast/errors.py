@@ -1,0 +1,9 @@
+"""Exceptions raised for problems the caller can fix."""
+
+
+class CheckpointError(ValueError):
+    """The checkpoint folder is missing, incomplete or describes an unsupported model."""
+
+
+class MemoryPlanError(RuntimeError):
+    """The planned KV cache and work buffers do not fit the device."""

@@ -1,0 +1,119 @@
+"""Find a checkpoint folder and read its safetensors weights (mmap, straight to the device)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from .errors import CheckpointError
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """A local checkpoint folder for ``path``; a hub repo id is downloaded when the hub is reachable."""
+    local = Path(path).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise CheckpointError(f"missing checkpoint file: {local / 'config.json'}")
+        return local
+    name = str(path)
+    if local.exists():
+        raise CheckpointError(f"checkpoint path {name} is a file, expected a folder")
+    looks_like_repo = name.count("/") == 1 and not name.startswith((".", "/", "~"))
+    if not looks_like_repo:
+        raise CheckpointError(f"checkpoint folder not found: {name}")
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    except ImportError:
+        raise CheckpointError(
+            f"checkpoint folder not found: {name} (and huggingface_hub is not installed to "
+            "download it as a hub repo id)") from None
+    try:
+        return Path(snapshot_download(name, allow_patterns=[
+            "*.json", "*.safetensors", "*.txt", "*/config.json", "*/preprocessor_config.json"]))
+    except LocalEntryNotFoundError:
+        raise CheckpointError(
+            f"checkpoint folder not found: {name}; it looks like a Hugging Face hub id but the hub "
+            "cannot be reached (offline?) and it is not in the local hub cache. Download it on a "
+            "machine with network access and pass the local folder.") from None
+    except (HfHubHTTPError, OSError) as e:
+        raise CheckpointError(f"could not download {name} from the Hugging Face hub: {e}") from None
+
+
+class WeightReader:
+    """Read tensors by checkpoint name from single-file or sharded safetensors.
+
+    Tensors are memory-mapped and materialised one at a time on ``device`` in ``dtype``.
+    """
+
+    def __init__(self, folder: Path, device: torch.device):
+        self.folder = folder
+        self.device = device
+        index = folder / "model.safetensors.index.json"
+        if index.is_file():
+            weight_map = json.loads(index.read_text()).get("weight_map")
+            if not isinstance(weight_map, dict):
+                raise CheckpointError(f"{index} has no 'weight_map'")
+        elif (folder / "model.safetensors").is_file():
+            weight_map = None
+        else:
+            raise CheckpointError(
+                f"missing checkpoint file: {folder} has neither model.safetensors nor "
+                "model.safetensors.index.json")
+        self._handles: dict[str, object] = {}
+        if weight_map is None:
+            h = self._open("model.safetensors")
+            weight_map = {k: "model.safetensors" for k in h.keys()}
+        self.weight_map: dict[str, str] = weight_map
+
+    def _open(self, filename: str):
+        if filename not in self._handles:
+            f = self.folder / filename
+            if not f.is_file():
+                raise CheckpointError(f"missing checkpoint file: {f} (named in the weight index)")
+            # NOTE: safetensors cannot mmap straight into CUDA memory on every version, so tensors
+            # are opened on the CPU (mmap, no copy) and moved by `get`.
+            self._handles[filename] = safe_open(str(f), framework="pt", device="cpu")
+        return self._handles[filename]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.weight_map
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        if name not in self.weight_map:
+            raise CheckpointError(f"checkpoint is missing the weight {name!r}")
+        filename = self.weight_map[name]
+        try:
+            t = self._open(filename).get_tensor(name)
+        except CheckpointError:
+            raise
+        except Exception as e:  # safetensors raises its own error types
+            raise CheckpointError(f"cannot read weight {name!r} from {filename}: {e}") from None
+        if tuple(t.shape) != tuple(shape):
+            raise CheckpointError(
+                f"weight {name!r} has shape {list(t.shape)}, expected {list(shape)} from config.json")
+        if not t.is_floating_point():
+            raise CheckpointError(f"weight {name!r} has dtype {t.dtype}, expected a float tensor")
+        return t.to(device=self.device, dtype=dtype)
+
+    def close(self) -> None:
+        self._handles.clear()
+
+
+def load_module_weights(module: torch.nn.Module, reader: WeightReader, dtype: torch.dtype,
+                        sources) -> None:
+    """Fill every parameter of ``module`` (built on the meta device) from the checkpoint.
+
+    ``sources(param_name)`` lists the checkpoint tensors that make up a parameter as
+    ``(name, expected_shape)`` pairs; several are concatenated along dim 0 (fused projections).
+    """
+    for name, _ in list(module.named_parameters()):
+        parts = [reader.get(src, shape, dtype) for src, shape in sources(name)]
+        value = parts[0] if len(parts) == 1 else torch.cat(parts)
+        owner, _, leaf = name.rpartition(".")
+        target = module.get_submodule(owner) if owner else module
+        setattr(target, leaf, torch.nn.Parameter(value, requires_grad=False))

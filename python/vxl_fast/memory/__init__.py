@@ -1,0 +1,1 @@
+"""The VST memory: window planning (pure functions) and the static KV buffers."""

@@ -1,0 +1,101 @@
+"""Plan a request's windows before any work starts: VST counts, carries, KV slots.
+
+Pure functions of the request's sizes and the ratio, so memory can be allocated once up front.
+Layout of the kept KV after a request (SPEC.md §4.7):
+``[sink S | VSTs of window 0, 1, … | text after the video | generated tokens]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class VisualWindow:
+    """One compressed window of visual tokens."""
+
+    index: int
+    token_start: int  # offset of its first raw token in the visual sequence
+    n_raw: int
+    ratio: int
+    carry: int  # remainder carried in from earlier windows (0 for ratios dividing 144)
+    n_vst: int
+    kv_before: int  # kept KV slots when the window runs (= its first VST's final slot)
+
+    @property
+    def rows(self) -> int:
+        return self.n_raw + self.n_vst
+
+
+@dataclass(frozen=True)
+class RequestPlan:
+    sink: int  # prompt tokens before the visual span (kept uncompressed)
+    visual_tokens: int
+    windows: tuple[VisualWindow, ...]
+    text_after: int  # prompt tokens after the visual span
+    max_new_tokens: int
+    text_chunk: int  # text after the video is fed in chunks of this many tokens
+
+    @property
+    def num_vsts(self) -> int:
+        return sum(w.n_vst for w in self.windows)
+
+    @property
+    def kv_after_prefill(self) -> int:
+        return self.sink + self.num_vsts + self.text_after
+
+    @property
+    def capacity(self) -> int:
+        """KV slots to allocate: everything kept plus one slot per new token."""
+        return self.kv_after_prefill + self.max_new_tokens
+
+    @property
+    def max_window_rows(self) -> int:
+        return max((w.rows for w in self.windows), default=0)
+
+    @property
+    def vst_per_window(self) -> list[int]:
+        return [w.n_vst for w in self.windows]
+
+
+def plan_windows(sink: int, visual_tokens: int, window: int, ratios: Sequence[int],
+                 rng: np.random.Generator | None = None) -> tuple[VisualWindow, ...]:
+    """Cut the visual span into windows and give each its ratio and VST count (SPEC.md §4.3).
+
+    One ratio is used as is for every window. Several ratios follow upstream's ``step-random``
+    mix: per window, ``rng.choice`` over the ratios ``c`` with ``n_raw >= c`` and
+    ``n_raw % c == 0``. ``nb = (n_raw + carry) // c``; ``carry = (n_raw + carry) % c``.
+    """
+    if len(ratios) > 1 and rng is None:
+        raise ValueError("several compression ratios need a random generator")
+    out, start, carry, kept = [], 0, 0, sink
+    while start < visual_tokens:
+        n_raw = min(window, visual_tokens - start)
+        if len(ratios) == 1:
+            ratio = int(ratios[0])
+        else:
+            valid = [c for c in ratios if n_raw >= c and n_raw % c == 0]
+            if not valid:
+                raise ValueError(
+                    f"no compression ratio in {list(ratios)} fits a window of {n_raw} visual tokens")
+            ratio = int(rng.choice(valid))
+        n_vst = (n_raw + carry) // ratio
+        if n_vst == 0:
+            raise ValueError(
+                f"compression ratio {ratio} is too large for a window of {n_raw} visual tokens: "
+                "the window would keep no visual summary token")
+        out.append(VisualWindow(len(out), start, n_raw, ratio, carry, n_vst, kept))
+        carry = (n_raw + carry) % ratio
+        kept += n_vst
+        start += n_raw
+    return tuple(out)
+
+
+def plan_request(sink: int, visual_tokens: int, text_after: int, max_new_tokens: int,
+                 window: int, ratios: Sequence[int],
+                 rng: np.random.Generator | None = None) -> RequestPlan:
+    windows = plan_windows(sink, visual_tokens, window, ratios, rng)
+    return RequestPlan(sink, visual_tokens, windows, text_after, max_new_tokens, window)

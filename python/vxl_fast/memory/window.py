@@ -1,0 +1,58 @@
+"""One forward step of the language model over a window, and what it does to the KV memory.
+
+A step is either *text* (sink, question, generated tokens: K/V kept at their slots) or *visual*
+(raw visual rows with VSTs interleaved: K/V staged in the scratch, only the VSTs kept).
+Every query sees all kept slots plus the window's earlier rows; the window's rows take positions
+``kv_before .. kv_before + rows - 1`` (SPEC.md §4.4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .. import ops
+from ..layers.attention import window_attention
+from ..layers.rotary import RotaryTable, apply_rope
+from .kv import KVCache, WindowScratch
+
+
+@dataclass
+class WindowStep:
+    cache: KVCache
+    rope: RotaryTable
+    rows: int
+    start: int  # kv slots kept before this window (= its first row's position)
+    scratch: WindowScratch | None = None  # set for visual windows
+    vst_index: torch.Tensor | None = None  # [nb] VST row indices (visual windows)
+    raw_index: torch.Tensor | None = None  # [n_raw] raw row indices (visual windows)
+
+    @property
+    def is_visual(self) -> bool:
+        return self.vst_index is not None
+
+    @property
+    def kept(self) -> int:
+        """Slots this step adds to the cache."""
+        return self.vst_index.numel() if self.is_visual else self.rows
+
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """q: [rows, H, d]; k, v: [rows, Hkv, d] (before RoPE). Returns [rows, H·d]."""
+        n, m = self.rows, self.start
+        cos = self.rope.cos[m:m + n]
+        sin = self.rope.sin[m:m + n]
+        qh = apply_rope(q.transpose(0, 1), cos, sin)
+        kh, vh = k.transpose(0, 1), v.transpose(0, 1)
+        ck, cv = self.cache.k[layer], self.cache.v[layer]
+        if self.is_visual:
+            sk, sv = self.scratch.k[:, :n], self.scratch.v[:, :n]
+            sk.copy_(kh)
+            sv.copy_(vh)
+            out = window_attention(qh, ck[:, :m], cv[:, :m], apply_rope(kh, cos, sin), vh)
+            ops.kv_discard(ck, cv, sk, sv, self.vst_index, self.rope.cos, self.rope.sin, m)
+        else:
+            ck[:, m:m + n] = apply_rope(kh, cos, sin)
+            cv[:, m:m + n] = vh
+            out = window_attention(qh, ck[:, :m], cv[:, :m], ck[:, m:m + n], cv[:, m:m + n])
+        return out.reshape(n, -1)

@@ -1,0 +1,1 @@
+"""Model composition: CLIP vision tower, projector, Qwen2 with VST memory."""

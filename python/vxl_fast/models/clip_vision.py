@@ -1,0 +1,88 @@
+"""CLIP ViT vision tower, run up to the hidden state the checkpoint selects."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import VisionConfig
+
+
+class CLIPAttention(nn.Module):
+    def __init__(self, cfg: VisionConfig):
+        super().__init__()
+        c = cfg.hidden_size
+        self.num_heads = cfg.num_heads
+        self.qkv_proj = nn.Linear(c, 3 * c)  # fused q_proj, k_proj, v_proj
+        self.out_proj = nn.Linear(c, c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        q, k, v = self.qkv_proj(x).view(b, n, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v)  # scale = head_dim^-0.5, no mask
+        return self.out_proj(out.transpose(1, 2).reshape(b, n, c))
+
+
+class CLIPMLP(nn.Module):
+    def __init__(self, cfg: VisionConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
+        self.fc2 = nn.Linear(cfg.intermediate_size, cfg.hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc1(x)
+        return self.fc2(h * torch.sigmoid(1.702 * h))  # quick_gelu
+
+
+class CLIPEncoderLayer(nn.Module):
+    def __init__(self, cfg: VisionConfig):
+        super().__init__()
+        self.layer_norm1 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.self_attn = CLIPAttention(cfg)
+        self.layer_norm2 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.mlp = CLIPMLP(cfg)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.self_attn(self.layer_norm1(x))
+        return x + self.mlp(self.layer_norm2(x))
+
+
+class CLIPEmbeddings(nn.Module):
+    def __init__(self, cfg: VisionConfig):
+        super().__init__()
+        c = cfg.hidden_size
+        self.class_embedding = nn.Parameter(torch.empty(c))
+        self.patch_embedding = nn.Conv2d(cfg.num_channels, c, cfg.patch_size, cfg.patch_size, bias=False)
+        self.position_embedding = nn.Embedding(cfg.num_patches + 1, c)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        patches = self.patch_embedding(pixels).flatten(2).transpose(1, 2)  # [B, P, C]
+        cls = self.class_embedding.expand(patches.shape[0], 1, -1)
+        return torch.cat([cls, patches], dim=1) + self.position_embedding.weight
+
+
+class CLIPEncoder(nn.Module):
+    def __init__(self, cfg: VisionConfig):
+        super().__init__()
+        self.layers = nn.ModuleList(CLIPEncoderLayer(cfg) for _ in range(cfg.layers_to_run))
+
+
+class CLIPVisionTower(nn.Module):
+    """Pixels [B, 3, S, S] → patch features [B, P, C] of ``hidden_states[select_layer]``, CLS dropped.
+
+    ``hidden_states[0]`` is the pre-LayerNorm output and ``hidden_states[i]`` the output of block
+    ``i``, so only ``select_layer mod (layers + 1)`` blocks run; ``post_layernorm`` is never used.
+    """
+
+    def __init__(self, cfg: VisionConfig):
+        super().__init__()
+        self.embeddings = CLIPEmbeddings(cfg)
+        self.pre_layrnorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.encoder = CLIPEncoder(cfg)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = self.pre_layrnorm(self.embeddings(pixels))
+        for layer in self.encoder.layers:
+            x = layer(x)
+        return x[:, 1:]

@@ -1,0 +1,87 @@
+"""Qwen2 decoder with Video-XL's VST-specific q/k/v projections."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import LLMConfig
+from ..layers.norm import rms_norm
+from ..memory.window import WindowStep
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return rms_norm(x, self.weight, self.eps)
+
+
+class Qwen2Attention(nn.Module):
+    def __init__(self, cfg: LLMConfig):
+        super().__init__()
+        d = cfg.head_dim
+        self.num_heads, self.num_kv_heads, self.head_dim = cfg.num_heads, cfg.num_kv_heads, d
+        width = (cfg.num_heads + 2 * cfg.num_kv_heads) * d
+        self.qkv_proj = nn.Linear(cfg.hidden_size, width)  # fused q_proj, k_proj, v_proj
+        self.beacon_qkv_proj = nn.Linear(cfg.hidden_size, width)  # VST rows' own projections
+        self.o_proj = nn.Linear(cfg.num_heads * d, cfg.hidden_size, bias=False)
+
+    def project(self, h: torch.Tensor, step: WindowStep):
+        """h: [n, D] → q [n, H, d], k and v [n, Hkv, d]; VST rows use ``beacon_qkv_proj``."""
+        if step.is_visual:
+            qkv = h.new_empty(h.shape[0], self.qkv_proj.out_features)
+            qkv[step.raw_index] = self.qkv_proj(h[step.raw_index])
+            qkv[step.vst_index] = self.beacon_qkv_proj(h[step.vst_index])
+        else:
+            qkv = self.qkv_proj(h)
+        hd, kvd = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
+        q, k, v = qkv.split([hd, kvd, kvd], dim=-1)
+        n = h.shape[0]
+        return (q.view(n, self.num_heads, self.head_dim),
+                k.view(n, self.num_kv_heads, self.head_dim),
+                v.view(n, self.num_kv_heads, self.head_dim))
+
+
+class Qwen2MLP(nn.Module):
+    def __init__(self, cfg: LLMConfig):
+        super().__init__()
+        self.gate_up_proj = nn.Linear(cfg.hidden_size, 2 * cfg.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
+
+
+class Qwen2DecoderLayer(nn.Module):
+    def __init__(self, cfg: LLMConfig):
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.self_attn = Qwen2Attention(cfg)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.mlp = Qwen2MLP(cfg)
+
+    def forward(self, x: torch.Tensor, layer: int, step: WindowStep) -> torch.Tensor:
+        q, k, v = self.self_attn.project(self.input_layernorm(x), step)
+        x = x + self.self_attn.o_proj(step.attend(layer, q, k, v))
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class Qwen2Model(nn.Module):
+    def __init__(self, cfg: LLMConfig):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.beacon_embed_tokens = nn.Embedding(1, cfg.hidden_size)  # the VST input embedding
+        self.layers = nn.ModuleList(Qwen2DecoderLayer(cfg) for _ in range(cfg.num_layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+
+    def forward(self, x: torch.Tensor, step: WindowStep) -> torch.Tensor:
+        """Run one window's rows x [n, D] through every layer; returns the last hidden states."""
+        for i, layer in enumerate(self.layers):
+            x = layer(x, i, step)
+        return x

@@ -1,0 +1,110 @@
+"""Custom ops: thin wrappers over ``torch.ops.vxl_fast``, with pure-PyTorch fallbacks.
+
+Each wrapper runs the compiled kernel for the tensors' device when the extension provides one
+(CPU always, CUDA when built with CUDA), else its reference twin from ``reference.py``, warning
+once per process about the fallback. Shapes and formulas are in the wrappers' docstrings.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from .. import _ext
+from .reference import interleave_vst_ref, kv_discard_ref
+
+__all__ = ["interleave_vst", "kv_discard", "vst_slots", "interleave_vst_ref", "kv_discard_ref"]
+
+# NOTE: looked up once, so that torch.compile sees a constant rather than a dispatcher query.
+_CUDA_KERNELS = frozenset(
+    name for name in ("interleave_vst", "kv_discard")
+    if _ext.available and torch._C._dispatch_has_kernel_for_dispatch_key(f"vxl_fast::{name}", "CUDA"))
+_warned = False
+
+
+def _has_kernel(name: str, device: torch.device) -> bool:
+    """Whether ``vxl_fast::<name>`` can run on ``device`` (warns once per process if not)."""
+    global _warned
+    if not _ext.available:
+        reason = f"the vxl_fast._C extension failed to load ({_ext.error}); {_ext.REBUILD_HINT}"
+    elif device.type == "cuda" and name not in _CUDA_KERNELS:
+        reason = f"vxl_fast._C was built without CUDA kernels; {_ext.REBUILD_HINT}"
+    else:
+        return True
+    if not _warned:
+        _warned = True
+        warnings.warn(f"vxl_fast ops fall back to the pure-PyTorch reference: {reason}",
+                      RuntimeWarning, stacklevel=3)
+    return False
+
+
+def vst_slots(n_raw: int, ratio: int, carry: int) -> tuple[int, torch.Tensor]:
+    """Where ``interleave_vst`` puts the VSTs of a window of ``n_raw`` raw rows.
+
+    Returns (nb, slots): nb = (n_raw + carry) // ratio and slots, a CPU int64 tensor [nb] with
+    slots[k] = (ratio - carry) + k * (ratio + 1), the k-th VST's row in the interleaved output.
+    """
+    if ratio < 1:
+        raise ValueError(f"vst_slots: ratio must be at least 1, got {ratio}.")
+    if not 0 <= carry < ratio:
+        raise ValueError(f"vst_slots: carry must satisfy 0 <= carry < ratio ({ratio}), got {carry}.")
+    if n_raw < 0:
+        raise ValueError(f"vst_slots: n_raw must be non-negative, got {n_raw}.")
+    nb = (n_raw + carry) // ratio
+    return nb, torch.arange(nb, dtype=torch.int64) * (ratio + 1) + (ratio - carry)
+
+
+def interleave_vst(raw: torch.Tensor, vst: torch.Tensor, ratio: int, carry: int) -> torch.Tensor:
+    """One compression window's input rows with Visual Summary Token rows interleaved.
+
+    raw: [Lw, D] float32/float16/bfloat16, Lw >= 1, last dim contiguous; vst: [D], same dtype and
+    device (the VST embedding row); ratio >= 1 raw rows per VST; 0 <= carry < ratio raw rows of
+    the first group already seen in the previous window. Returns a new contiguous [Lw + nb, D]
+    tensor, nb = (Lw + carry) // ratio: slot j is a copy of vst iff j % (ratio + 1) == ratio - carry
+    (see ``vst_slots``), and the raw rows fill the other slots in order. With carry 0:
+    ratio raw rows, a VST, ratio raw rows, a VST, ..., then the < ratio leftover raw rows.
+    """
+    if _has_kernel("interleave_vst", raw.device):
+        return torch.ops.vxl_fast.interleave_vst(raw, vst, ratio, carry)
+    return interleave_vst_ref(raw, vst, ratio, carry)
+
+
+def kv_discard(cache_k: torch.Tensor, cache_v: torch.Tensor, scratch_k: torch.Tensor,
+               scratch_v: torch.Tensor, vst_index: torch.Tensor, cos: torch.Tensor,
+               sin: torch.Tensor, dst: int) -> None:
+    """Keeps a window's VST keys/values in the KV cache and wipes the window's scratch, in place.
+
+    cache_k, cache_v: [Hkv, C, d] one layer's cache (float32/float16/bfloat16); scratch_k,
+    scratch_v: [Hkv, R, d], same dtype, the window rows' keys (before RoPE) and values;
+    vst_index: int64 [nb] scratch rows of the VSTs (nb may be 0); cos, sin: float32 [P, d]
+    full-width RoPE tables, P >= dst + nb. All on one device, last dims contiguous, other strides
+    arbitrary; d even, dst >= 0, dst + nb <= C. For every head h and i < nb, with
+    x = scratch_k[h, vst_index[i]] in float32, p = dst + i, half = d // 2:
+
+        cache_k[h, p, :half] = x[:half] * cos[p, :half] - x[half:] * sin[p, :half]
+        cache_k[h, p, half:] = x[half:] * cos[p, half:] + x[:half] * sin[p, half:]
+        cache_v[h, p] = scratch_v[h, vst_index[i]]
+
+    (x * cos + rotate_half(x) * sin in float32, cast once to the cache dtype); then scratch_k and
+    scratch_v are zero-filled. The CUDA kernel does not check the values of vst_index.
+    """
+    if _has_kernel("kv_discard", cache_k.device):
+        torch.ops.vxl_fast.kv_discard(cache_k, cache_v, scratch_k, scratch_v, vst_index, cos, sin, dst)
+    else:
+        kv_discard_ref(cache_k, cache_v, scratch_k, scratch_v, vst_index, cos, sin, dst)
+
+
+if _ext.available:
+
+    @torch.library.register_fake("vxl_fast::interleave_vst")
+    def _interleave_vst_fake(raw: torch.Tensor, vst: torch.Tensor, ratio: int,
+                             carry: int) -> torch.Tensor:
+        n_raw, d = raw.shape
+        return raw.new_empty((n_raw + (n_raw + carry) // ratio, d))
+
+    @torch.library.register_fake("vxl_fast::kv_discard")
+    def _kv_discard_fake(cache_k: torch.Tensor, cache_v: torch.Tensor, scratch_k: torch.Tensor,
+                         scratch_v: torch.Tensor, vst_index: torch.Tensor, cos: torch.Tensor,
+                         sin: torch.Tensor, dst: int) -> None:
+        return None

@@ -1,0 +1,1 @@
+"""Visual input: frame sampling, a minimal video reader, CLIP preprocessing, anyres image tiles."""

@@ -1,0 +1,55 @@
+"""CLIP image preprocessing, bit-exact with upstream's ``CLIPImageProcessor`` (Pillow resize)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..config import VisionConfig
+
+
+def check_frames(frames) -> torch.Tensor:
+    """Validate video frames: uint8 [T, H, W, 3] (tensor or ndarray) → CPU uint8 tensor."""
+    if isinstance(frames, np.ndarray):
+        frames = torch.from_numpy(frames)
+    if not isinstance(frames, torch.Tensor):
+        raise TypeError(f"frames must be a uint8 tensor or array [T, H, W, 3], got {type(frames).__name__}")
+    if frames.dtype != torch.uint8:
+        raise TypeError(f"frames must have dtype uint8, got {frames.dtype}")
+    if frames.dim() != 4:
+        raise ValueError(f"frames must have shape [T, H, W, 3], got {list(frames.shape)}")
+    if frames.shape[-1] != 3:
+        raise ValueError(f"frames must have 3 channels (RGB) in the last dim, got {frames.shape[-1]}")
+    if frames.shape[0] == 0:
+        raise ValueError("frames is empty: zero frames given")
+    if frames.shape[1] == 0 or frames.shape[2] == 0:
+        raise ValueError(f"frames have an empty spatial size {list(frames.shape[1:3])}")
+    return frames.cpu()
+
+
+def resize_shortest_edge(image: Image.Image, size: int, resample: int) -> Image.Image:
+    """Resize so the short side is ``size``; the long side is ``int(size · long / short)``."""
+    w, h = image.size
+    short, long = (w, h) if w <= h else (h, w)
+    new_long = int(size * long / short)
+    new_w, new_h = (size, new_long) if w <= h else (new_long, size)
+    return image.resize((new_w, new_h), resample=resample)
+
+
+def clip_preprocess_image(image: Image.Image, cfg: VisionConfig) -> torch.Tensor:
+    """One RGB PIL image → float32 [3, crop, crop]: resize, centre crop, /255, normalise."""
+    image = resize_shortest_edge(image, cfg.size, cfg.resample)
+    arr = np.asarray(image)
+    h, w = arr.shape[:2]
+    c = cfg.crop_size
+    top, left = (h - c) // 2, (w - c) // 2
+    arr = arr[top:top + c, left:left + c]
+    x = (arr.astype(np.float64) * (1 / 255)).astype(np.float32)
+    x = (x - np.asarray(cfg.image_mean, dtype=np.float32)) / np.asarray(cfg.image_std, dtype=np.float32)
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+
+
+def clip_preprocess(frames: torch.Tensor, cfg: VisionConfig) -> torch.Tensor:
+    """uint8 frames [T, H, W, 3] → float32 pixel values [T, 3, crop, crop]."""
+    return torch.stack([clip_preprocess_image(Image.fromarray(f.numpy()), cfg) for f in frames])

@@ -1,0 +1,74 @@
+"""The KV memory is planned and allocated once; windows write their VSTs into final slots."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import GOLDEN, Case
+
+
+@pytest.fixture(scope="module")
+def traced(tiny_model):
+    case = Case(GOLDEN / "cases" / "t025_r16_tail.json")
+    out = tiny_model.generate(frames=case.frames(), prompt=case.meta["question"], compression_ratio=16,
+                              max_new_tokens=8, trace=True)
+    return out
+
+
+def test_cache_never_reallocates(traced):
+    ptrs = {w["kv_ptr"] for w in traced.stats["trace"]}
+    assert len(ptrs) == 1
+
+
+def test_each_window_keeps_exactly_its_vsts(traced):
+    trace = traced.stats["trace"]
+    kinds = [w["kind"] for w in trace]
+    assert kinds == ["prefix_text", "visual", "visual", "visual", "text"]
+    for w in trace:
+        kept = w["n_vst"] if w["kind"] == "visual" else w["n_raw"]
+        assert w["kv_length_after"] - w["kv_before"] == kept
+    assert [w["n_vst"] for w in trace if w["kind"] == "visual"] == [90, 90, 45]
+
+
+def test_capacity_is_planned_exactly(traced):
+    s = traced.stats
+    # sink 23 + VSTs 225 + 21 text tokens + 8 new tokens (the last is never fed back)
+    assert s["kv_capacity"] == 23 + 225 + 21 + 8
+    assert s["kv_slots"] == s["kv_capacity"] - 1
+    assert s["kv_bytes"] > 0
+
+
+def test_kv_bytes_match_layout(tiny_model, traced):
+    llm = tiny_model.config.llm
+    per_slot = 2 * llm.num_layers * llm.num_kv_heads * llm.head_dim * 4
+    assert traced.stats["kv_bytes"] == traced.stats["kv_capacity"] * per_slot
+    # the scratch holds one window: 1440 raw + 90 VST rows, K and V, fp32
+    assert traced.stats["scratch_bytes"] == 2 * llm.num_kv_heads * 1530 * llm.head_dim * 4
+
+
+def test_raw_visual_kv_is_discarded(tiny_model):
+    """After a visual window the scratch is wiped and only VST K/V sit in the cache."""
+    from vxl_fast.memory.kv import KVCache, WindowScratch
+    from vxl_fast.memory.window import WindowStep
+    from vxl_fast import ops
+
+    llm_cfg = tiny_model.config.llm
+    llm = tiny_model.model.llm
+    torch.manual_seed(0)
+    raw = torch.randn(144, llm_cfg.hidden_size)
+    x = ops.interleave_vst(raw, llm.beacon_embed_tokens.weight[0], 8, 0)
+    nb, vst_index = ops.vst_slots(144, 8, 0)
+    is_vst = torch.zeros(x.shape[0], dtype=torch.bool)
+    is_vst[vst_index] = True
+    cache = KVCache.allocate(llm_cfg.num_layers, llm_cfg.num_kv_heads, 5 + nb, llm_cfg.head_dim,
+                             torch.float32, torch.device("cpu"))
+    cache.length = 5
+    scratch = WindowScratch.allocate(llm_cfg.num_kv_heads, x.shape[0], llm_cfg.head_dim, torch.float32,
+                                     torch.device("cpu"))
+    step = WindowStep(cache, tiny_model.rope, x.shape[0], 5, scratch, vst_index, torch.nonzero(~is_vst)[:, 0])
+    with torch.inference_mode():
+        llm(x, step)
+    assert torch.count_nonzero(scratch.k) == 0 and torch.count_nonzero(scratch.v) == 0
+    assert torch.count_nonzero(cache.k[:, :, 5:5 + nb]) > 0
+    assert torch.count_nonzero(cache.k[:, :, :5]) == 0  # memory slots before are untouched
