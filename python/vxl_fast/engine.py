@@ -143,47 +143,11 @@ class VideoXL:
                             self.config.beacon.window, ratios, self._rng)
         req = self._allocate(plan, trace)
         sampler.observe(tok.before + tok.after)
-
-        bar = tqdm(total=len(plan.windows), desc="compressing", unit="window", disable=not progress,
-                   leave=False)
-        self._run_text(req, tok.before, "prefix_text")
-        for w in plan.windows:
-            self._run_visual(req, stream.take(w.n_raw), w)
-            bar.update(1)
-        bar.close()
-        hidden = None
-        for a in range(0, len(tok.after), plan.text_chunk):
-            hidden = self._run_text(req, tok.after[a:a + plan.text_chunk], "text")
-        assert hidden is not None, "the prompt always ends with the assistant header"
-        logits = self.model.logits(hidden[-1:])[0]
-        self._sync()
+        logits = self._prefill(req, tok, stream, progress)
         t_first = time.perf_counter()
-
-        ids, finish, eos = [], "length", set(self.config.eos_token_ids)
-        first_logits = logits.clone()
-        cut = -1
-        with tqdm(total=max_new_tokens, desc="generating", unit="tok", disable=not progress,
-                  leave=False) as gbar:
-            while True:
-                token = sampler(logits)
-                ids.append(token)
-                gbar.update(1)
-                if token in eos:
-                    finish = "eos"
-                    break
-                if stops:
-                    cut = find_stop(self.tokenizer.decode(ids, skip_special_tokens=True), stops)
-                    if cut >= 0:
-                        finish = "stop"
-                        break
-                if len(ids) >= max_new_tokens:
-                    break
-                logits = self.model.logits(self._run_text(req, [token], "decode"))[0]
-        self._sync()
+        ids, finish, answer = self._decode(req, sampler, logits, max_new_tokens, stops, progress)
         t_end = time.perf_counter()
 
-        answer = self.tokenizer.decode(ids, skip_special_tokens=True)
-        answer = (answer[:cut] if cut >= 0 else answer).strip()
         vision_s = stream.seconds
         stats = {
             "modality": modality,
@@ -205,12 +169,52 @@ class VideoXL:
             "prefill_s": t_first - t_start - vision_s,
             "ttft_s": t_first - t_start,
             "decode_s": t_end - t_first,
-            "decode_tok_s": (len(ids) - 1) / (t_end - t_first) if len(ids) > 1 and t_end > t_first else 0.0,
+            "decode_tok_s": (len(ids) - 1) / (t_end - t_first) if len(ids) > 1 else 0.0,
             "total_s": t_end - t_start,
         }
         if trace:
             stats["trace"] = req.trace
-        return GenerationOutput(ids, answer, first_logits, finish, stats)
+        return GenerationOutput(ids, answer, logits, finish, stats)
+
+    def _prefill(self, req: _Request, tok, stream: VisualStream, progress: bool) -> torch.Tensor:
+        """Sink, compressed visual windows, then the text after the video; first-token logits."""
+        self._run_text(req, tok.before, "prefix_text")
+        for w in tqdm(req.plan.windows, desc="compressing", unit="window", disable=not progress,
+                      leave=False):
+            self._run_visual(req, stream.take(w.n_raw), w)
+        hidden = None
+        chunk = req.plan.text_chunk
+        for a in range(0, len(tok.after), chunk):
+            hidden = self._run_text(req, tok.after[a:a + chunk], "text")
+        assert hidden is not None, "the prompt always ends with the assistant header"
+        logits = self.model.logits(hidden[-1:])[0]
+        self._sync()
+        return logits
+
+    def _decode(self, req: _Request, sampler: Sampler, logits: torch.Tensor, max_new_tokens: int,
+                stops: tuple[str, ...], progress: bool) -> tuple[list[int], str, str]:
+        """Generate until EOS, a stop string or ``max_new_tokens``; the last token is not fed back."""
+        ids, finish, cut, eos = [], "length", -1, set(self.config.eos_token_ids)
+        with tqdm(total=max_new_tokens, desc="generating", unit="tok", disable=not progress,
+                  leave=False) as bar:
+            while True:
+                token = sampler(logits)
+                ids.append(token)
+                bar.update(1)
+                if token in eos:
+                    finish = "eos"
+                    break
+                if stops:
+                    cut = find_stop(self.tokenizer.decode(ids, skip_special_tokens=True), stops)
+                    if cut >= 0:
+                        finish = "stop"
+                        break
+                if len(ids) >= max_new_tokens:
+                    break
+                logits = self.model.logits(self._run_text(req, [token], "decode"))[0]
+        self._sync()
+        answer = self.tokenizer.decode(ids, skip_special_tokens=True)
+        return ids, finish, (answer[:cut] if cut >= 0 else answer).strip()
 
     # ------------------------------------------------------------------ internals
     def _ratios(self, ratio) -> tuple[int, ...]:
