@@ -38,6 +38,8 @@ class Case:
 
     def visual_kwargs(self) -> dict:
         src = self.meta["source"]
+        if src == "video":
+            pytest.importorskip("av", reason="the video case needs PyAV")
         if src == "frames":
             return {"frames": self.frames()}
         if src == "image":
@@ -50,15 +52,16 @@ class Case:
         return {"prompt": self.meta["question"]}
 
 
-_MODELS: dict[Path, object] = {}
+_MODELS: dict[tuple[Path, str], object] = {}
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
-def load_model(path: Path):
+def load_model(path: Path, device: str = "cpu"):
     from vxl_fast import VideoXL
 
-    if path not in _MODELS:
-        _MODELS[path] = VideoXL.from_pretrained(path, device="cpu", dtype=torch.float32)
-    return _MODELS[path]
+    if (path, device) not in _MODELS:
+        _MODELS[path, device] = VideoXL.from_pretrained(path, device=device, dtype=torch.float32)
+    return _MODELS[path, device]
 
 
 @pytest.fixture(scope="session")

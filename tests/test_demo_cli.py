@@ -9,8 +9,10 @@ import sys
 
 import pytest
 
-from vxl_fast import VideoXL
-from vxl_fast.demo import ensure_demo
+pytest.importorskip("av", reason="needs PyAV")
+
+from vxl_fast import VideoXL  # noqa: E402
+from vxl_fast.demo import ensure_demo  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -80,6 +80,13 @@ def test_eos_stops_generation(tiny_model, case):
     assert out.finish_reason == "eos"
     assert out.token_ids == case.meta["output_ids"][:3]
     assert out.stats["generated_tokens"] == 3
+    tiny_model.config = dataclasses.replace(original, eos_token_ids=(third,))
+    try:
+        out = tiny_model.generate(frames=case.frames(), prompt=case.meta["question"], compression_ratio=16,
+                                  max_new_tokens=16, ignore_eos=True)
+    finally:
+        tiny_model.config = original
+    assert out.finish_reason == "length" and out.token_ids == case.meta["output_ids"]
 
 
 def test_generation_config_defaults_apply(tiny_model, case):

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from conftest import GOLDEN, Case, golden_cases, load_model, needs_golden
+from conftest import GOLDEN, Case, golden_cases, load_model, needs_cuda, needs_golden
 
 CASES = golden_cases()
 pytestmark = needs_golden
@@ -103,3 +103,15 @@ def test_half_precision_runs_close_to_fp32(dtype, tol):
     assert out.logits.dtype == torch.float32
     assert (out.logits[:n] - case.tensors["logits_first"][:n]).abs().max().item() <= tol
     assert out.token_ids[0] == case.meta["output_ids"][0]
+
+
+@needs_cuda
+@pytest.mark.parametrize("path", CASES, ids=lambda p: p.stem)
+def test_golden_on_cuda_float32(path):
+    case = Case(path)
+    model = load_model(case.checkpoint, "cuda")
+    out = model.generate(**case.visual_kwargs(), **case.text_kwargs(), compression_ratio=case.meta["compression_ratio"],
+                         max_new_tokens=case.meta["max_new_tokens"])
+    n = case.meta["compare_logits_first_n"]
+    assert out.token_ids == case.meta["output_ids"]
+    assert (out.logits[:n].cpu() - case.tensors["logits_first"][:n]).abs().max().item() <= LOGIT_TOL

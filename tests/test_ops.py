@@ -430,3 +430,17 @@ def test_wrappers_trace_without_graph_breaks():
     kv_discard_ref(**expected)
     for name in ("cache_k", "cache_v", "scratch_k", "scratch_v"):
         assert torch.equal(case[name], expected[name])
+
+
+@needs_ext
+def test_reference_only_switch(monkeypatch):
+    calls = []
+    monkeypatch.setattr(ops, "interleave_vst_ref", lambda *a: calls.append(a) or interleave_vst_ref(*a))
+    raw, vst = torch.randn(9, 4), torch.randn(4)
+    ops.interleave_vst(raw, vst, 4, 0)
+    assert not calls
+    with ops.reference_only():
+        out = ops.interleave_vst(raw, vst, 4, 0)
+    assert len(calls) == 1 and torch.equal(out, torch.ops.vxl_fast.interleave_vst(raw, vst, 4, 0))
+    ops.interleave_vst(raw, vst, 4, 0)
+    assert len(calls) == 1

@@ -6,11 +6,13 @@ import hashlib
 
 import numpy as np
 import pytest
+
+pytest.importorskip("av", reason="needs PyAV")
 import torch
 
-from conftest import GOLDEN, Case, needs_golden
-from vxl_fast.video.reader import read_video
-from vxl_fast.video.sampling import uniform_indices
+from conftest import GOLDEN, Case, needs_golden  # noqa: E402
+from vxl_fast.video.reader import read_video  # noqa: E402
+from vxl_fast.video.sampling import uniform_indices  # noqa: E402
 
 pytestmark = needs_golden
 

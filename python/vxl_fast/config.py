@@ -19,6 +19,20 @@ from .errors import CheckpointError
 SUPPORTED_RATIOS = (2, 4, 8, 12, 16)
 EXTENDED_RATIOS = (32, 64)
 
+# The released VideoXL_weight_8/config.json values the engine reads (SPEC.md §1.2).
+_RELEASED = dict(
+    architectures=["LlavaQwenForCausalLM"], model_type="qwen2", hidden_size=3584,
+    intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
+    hidden_act="silu", rms_norm_eps=1e-6, rope_theta=1000000.0, max_position_embeddings=32768,
+    vocab_size=152064, eos_token_id=151645, mm_vision_tower="openai/clip-vit-large-patch14-336",
+    mm_vision_select_layer=-2, mm_vision_select_feature="patch", mm_projector_type="mlp2x_gelu",
+    mm_hidden_size=1024, mm_spatial_pool_stride=2, mm_spatial_pool_mode="average",
+    mm_patch_merge_type="unires",
+    image_grid_pinpoints=[[336 * w, 336 * h] for w in range(1, 7) for h in range(1, 7) if w * h > 1],
+    beacon_window=1440, beacon_stride=1440, beacon_attn="full-coverage", beacon_pos="interleave",
+    beacon_param=["q", "k", "v"], beacon_ratio=[2, 4, 8], beacon_ratio_mix="step-random",
+)
+
 # Built-in CLIP ViT-L/14-336 values, used only when the checkpoint has no vision-tower folder.
 _CLIP_L14_336 = dict(
     hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
@@ -174,8 +188,20 @@ class VideoXLConfig:
 
     @classmethod
     def from_dir(cls, path: str | Path) -> "VideoXLConfig":
+        """Read ``config.json``, ``generation_config.json`` and the vision-tower folder."""
         path = Path(path)
         raw = _read_json(path / "config.json")
+        gen_file = path / "generation_config.json"
+        return cls.from_dict(raw, _read_json(gen_file) if gen_file.exists() else {}, path)
+
+    @classmethod
+    def released(cls) -> "VideoXLConfig":
+        """The released Video-XL configuration: Qwen2-7B + CLIP ViT-L/14-336 (SPEC.md §1)."""
+        return cls.from_dict(dict(_RELEASED), {"eos_token_id": [151645, 151643]}, None)
+
+    @classmethod
+    def from_dict(cls, raw: dict, gen: dict, path: Path | None) -> "VideoXLConfig":
+        """``path`` is the checkpoint folder the vision tower is looked up in (None: built-in)."""
         _check_architecture(raw, path)
         llm = LLMConfig(
             hidden_size=_req(raw, "hidden_size", int),
@@ -213,7 +239,6 @@ class VideoXLConfig:
             param=tuple(raw.get("beacon_param", ["q", "k", "v"])),
         )
         vision = _vision_config(path, raw)
-        gen = _read_json(path / "generation_config.json") if (path / "generation_config.json").exists() else {}
         eos = gen.get("eos_token_id", raw.get("eos_token_id"))
         if eos is None:
             raise CheckpointError(f"{path}: no eos_token_id in generation_config.json or config.json")
@@ -245,7 +270,7 @@ def _req(raw: dict, key: str, typ):
     return typ(raw[key])
 
 
-def _check_architecture(raw: dict, path: Path) -> None:
+def _check_architecture(raw: dict, path: Path | None) -> None:
     archs = raw.get("architectures") or []
     if "LlavaQwenForCausalLM" not in archs:
         raise CheckpointError(
@@ -257,12 +282,12 @@ def _check_architecture(raw: dict, path: Path) -> None:
             "(expected 'qwen2' or 'llava_qwen')")
 
 
-def _vision_config(path: Path, raw: dict) -> VisionConfig:
+def _vision_config(path: Path | None, raw: dict) -> VisionConfig:
     tower = raw.get("mm_vision_tower") or raw.get("vision_tower")
     if not tower:
         raise CheckpointError("config.json is missing the required key 'mm_vision_tower'")
-    folder = path / tower
-    if folder.is_dir() and (folder / "config.json").is_file():
+    folder = path / tower if path is not None else None
+    if folder is not None and folder.is_dir() and (folder / "config.json").is_file():
         cfg = _read_json(folder / "config.json")
         vc = cfg.get("vision_config", cfg)
         pp = _read_json(folder / "preprocessor_config.json") if (folder / "preprocessor_config.json").is_file() else {}

@@ -45,12 +45,18 @@ def default_dir() -> Path:
 def ensure_demo(folder: str | os.PathLike | None = None) -> tuple[Path, Path]:
     """Create (once) the demo checkpoint and video under ``folder``; return their paths."""
     folder = Path(folder) if folder else default_dir()
-    ckpt, video = folder / "tiny-videoxl", folder / "sample.mp4"
-    if not (ckpt / "model.safetensors.index.json").is_file():
-        write_tiny_checkpoint(ckpt)
+    video = folder / "sample.mp4"
     if not video.is_file():
         write_sample_video(video)
-    return ckpt, video
+    return ensure_demo_checkpoint(folder), video
+
+
+def ensure_demo_checkpoint(folder: str | os.PathLike | None = None) -> Path:
+    """Create (once) the demo checkpoint under ``folder``; return its path."""
+    ckpt = (Path(folder) if folder else default_dir()) / "tiny-videoxl"
+    if not (ckpt / "model.safetensors.index.json").is_file():
+        write_tiny_checkpoint(ckpt)
+    return ckpt
 
 
 def write_tiny_checkpoint(folder: str | os.PathLike, seed: int = 0, **sizes) -> Path:

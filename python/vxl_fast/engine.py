@@ -17,13 +17,14 @@ from .errors import CheckpointError
 from .generate import GenerationOutput, Sampler, find_stop
 from .layers.rotary import RotaryTable
 from .loader import WeightReader, load_module_weights, resolve_checkpoint
+from .memory.budget import MemoryBudget, budget
 from .memory.kv import KVCache, WindowScratch, check_fits
 from .memory.plan import RequestPlan, plan_request
 from .memory.window import WindowStep
 from .models.videoxl import VideoXLModel
 from .prompt import build_prompt, tokenize_prompt
 from .video.preprocess import check_frames, clip_preprocess
-from .visual import VisualStream, pick_source, stack_pixels
+from .visual import VisualStream, pick_source
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
            "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
@@ -78,6 +79,27 @@ class VideoXL:
         model.eval()
         return cls(cfg, model, _load_tokenizer(folder), str(folder), device, dtype)
 
+    @classmethod
+    def random(cls, config: VideoXLConfig | None = None, device: str | torch.device | None = None,
+               dtype: str | torch.dtype | None = None, seed: int = 0, tokenizer=None) -> "VideoXL":
+        """A model with random weights built directly on ``device`` (no checkpoint, no CPU init).
+
+        ``config`` defaults to the released Video-XL configuration. The modules and code path are
+        those of a loaded checkpoint; for benchmarks and memory planning. The tokenizer defaults
+        to the demo checkpoint's (prompt ids stay below its vocabulary of ~1000 tokens).
+        """
+        cfg = config or VideoXLConfig.released()
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        dtype = _resolve_dtype(dtype, device)
+        with torch.device("meta"):
+            model = VideoXLModel(cfg)
+        model.init_random(device, dtype, seed)
+        model.eval()
+        if tokenizer is None:
+            from .demo import ensure_demo_checkpoint
+            tokenizer = _load_tokenizer(ensure_demo_checkpoint())
+        return cls(cfg, model, tokenizer, "<random>", device, dtype)
+
     # ------------------------------------------------------------------ vision
     def preprocess(self, frames) -> torch.Tensor:
         """CLIP preprocessing of uint8 frames [T, H, W, 3] → float32 [T, 3, 336, 336]."""
@@ -91,9 +113,8 @@ class VideoXL:
 
     def _stream(self, frames, video, num_frames, images) -> tuple[str, VisualStream]:
         cfg = self.config
-        modality, count, item = pick_source(frames, video, num_frames, images,
-                                            cfg.image_grid_pinpoints, cfg.vision.image_size)
-        pixels = stack_pixels(item, cfg.vision)
+        modality, count, pixels = pick_source(frames, video, num_frames, images,
+                                              cfg.image_grid_pinpoints, cfg.vision)
         encode = lambda p: self.model.encode_frames(p.to(self.device, self.dtype))  # noqa: E731
         return modality, VisualStream(count, cfg.tokens_per_frame, pixels, encode)
 
@@ -105,8 +126,8 @@ class VideoXL:
                  do_sample: bool = False, temperature: float | None = None,
                  top_p: float | None = None, top_k: int | None = None,
                  repetition_penalty: float | None = None, seed: int | None = None,
-                 stop: str | list[str] | None = None, progress: bool = False,
-                 trace: bool = False) -> GenerationOutput:
+                 stop: str | list[str] | None = None, ignore_eos: bool = False,
+                 progress: bool = False, trace: bool = False) -> GenerationOutput:
         """Answer a question about a video, frames or one image.
 
         Visual input (exactly one): ``frames`` uint8 [T, H, W, 3]; ``video`` a file path with
@@ -117,7 +138,8 @@ class VideoXL:
         a list draws one per window as upstream's ``step-random``; ``"config"`` uses the
         checkpoint's ``beacon_ratio``.
         Sampling settings left as None come from ``generation_config.json`` (HF semantics);
-        ``top_k=0`` / ``top_p=1`` disable those filters. ``stop``: strings that end generation.
+        ``top_k=0`` / ``top_p=1`` disable those filters. ``stop``: strings that end generation;
+        ``ignore_eos`` generates exactly ``max_new_tokens`` (benchmarks).
         ``trace`` adds a per-step record of the window loop to ``stats["trace"]``.
         """
         ratios = self._ratios(compression_ratio)
@@ -145,7 +167,8 @@ class VideoXL:
         sampler.observe(tok.before + tok.after)
         logits = self._prefill(req, tok, stream, progress)
         t_first = time.perf_counter()
-        ids, finish, answer = self._decode(req, sampler, logits, max_new_tokens, stops, progress)
+        eos = set() if ignore_eos else set(self.config.eos_token_ids)
+        ids, finish, answer = self._decode(req, sampler, logits, max_new_tokens, eos, stops, progress)
         t_end = time.perf_counter()
 
         vision_s = stream.seconds
@@ -192,9 +215,9 @@ class VideoXL:
         return logits
 
     def _decode(self, req: _Request, sampler: Sampler, logits: torch.Tensor, max_new_tokens: int,
-                stops: tuple[str, ...], progress: bool) -> tuple[list[int], str, str]:
+                eos: set[int], stops: tuple[str, ...], progress: bool) -> tuple[list[int], str, str]:
         """Generate until EOS, a stop string or ``max_new_tokens``; the last token is not fed back."""
-        ids, finish, cut, eos = [], "length", -1, set(self.config.eos_token_ids)
+        ids, finish, cut = [], "length", -1
         with tqdm(total=max_new_tokens, desc="generating", unit="tok", disable=not progress,
                   leave=False) as bar:
             while True:
@@ -244,14 +267,25 @@ class VideoXL:
                 f"prompt too long: {text_tokens} text tokens + max_new_tokens {max_new_tokens} "
                 f"exceed the model's context of {limit} tokens")
 
+    def memory_plan(self, num_frames: int, compression_ratio: int = 8, question_tokens: int = 64,
+                    max_new_tokens: int = 1024) -> MemoryBudget:
+        """Device memory a request over ``num_frames`` frames needs (weights included)."""
+        ratios = self._ratios(compression_ratio)
+        sink = len(tokenize_prompt(self.tokenizer, build_prompt("?")).before)
+        plan = plan_request(sink, num_frames * self.config.tokens_per_frame, question_tokens,
+                            max_new_tokens, self.config.beacon.window, ratios[:1])
+        return self._budget(plan)
+
+    def _budget(self, plan: RequestPlan) -> MemoryBudget:
+        weights = sum(p.nbytes for p in self.model.parameters())
+        return budget(self.config, plan, weights, _itemsize(self.dtype), VisualStream.BATCH)
+
     def _allocate(self, plan: RequestPlan, trace: bool) -> _Request:
         llm = self.config.llm
-        per_slot = 2 * llm.num_layers * llm.num_kv_heads * llm.head_dim * _itemsize(self.dtype)
-        rows = max(plan.max_window_rows, 1)
-        scratch = 2 * llm.num_kv_heads * rows * llm.head_dim * _itemsize(self.dtype)
-        workspace = rows * (6 * llm.hidden_size + 3 * llm.intermediate_size) * 4 + (1 << 28)
-        check_fits(plan.capacity * per_slot + scratch + workspace, self.device,
+        need = self._budget(plan)
+        check_fits(need.total - need.weights, self.device,
                    f"the KV cache for {plan.capacity} slots plus work buffers")
+        rows = max(plan.max_window_rows, 1)
         if plan.capacity > self.rope.cos.shape[0]:
             warnings.warn(f"this request uses positions up to {plan.capacity}, beyond the model's "
                           f"{llm.max_position_embeddings}; RoPE is extrapolated unscaled, as upstream does")

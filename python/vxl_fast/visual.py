@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from .video.anyres import anyres_tiles
-from .video.preprocess import check_frames, clip_preprocess_image
+from .video.preprocess import check_frames, clip_preprocess, clip_preprocess_image
 from .video.reader import read_video
 
 
@@ -24,9 +24,11 @@ class VisualStream:
     video never holds more than about one window of visual tokens.
     """
 
+    BATCH = 16  # items encoded together at most
+
     def __init__(self, count: int, tokens_per_item: int,
                  pixels: Callable[[int, int], torch.Tensor],
-                 encode: Callable[[torch.Tensor], torch.Tensor], batch: int = 16):
+                 encode: Callable[[torch.Tensor], torch.Tensor], batch: int = BATCH):
         self.count, self.tokens_per_item = count, tokens_per_item
         self._pixels, self._encode, self._batch = pixels, encode, batch
         self._next = 0
@@ -65,28 +67,28 @@ class VisualStream:
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
-def frames_items(frames) -> tuple[int, Callable[[int], Image.Image]]:
+def _frames_source(frames, cfg) -> tuple[int, Callable[[int, int], torch.Tensor]]:
     frames = check_frames(frames)
-    return frames.shape[0], lambda i: Image.fromarray(frames[i].numpy())
+    return frames.shape[0], lambda i, j: clip_preprocess(frames[i:j], cfg)
 
 
-def video_items(video, num_frames) -> tuple[int, Callable[[int], Image.Image]]:
+def _video_source(video, num_frames, cfg) -> tuple[int, Callable[[int, int], torch.Tensor]]:
     if num_frames is None:
         raise ValueError("video= needs num_frames= (how many frames to sample)")
     if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
         raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}")
-    return frames_items(read_video(video, num_frames).frames)
+    return _frames_source(read_video(video, num_frames).frames, cfg)
 
 
-def image_items(images, pinpoints, tile: int) -> tuple[int, Callable[[int], Image.Image]]:
+def _image_source(images, pinpoints, cfg) -> tuple[int, Callable[[int, int], torch.Tensor]]:
     if isinstance(images, (list, tuple)):
         if len(images) != 1:
             raise ValueError(
                 f"images= takes a single image (got {len(images)}); pass several frames as frames= "
                 "to use the video path")
         images = images[0]
-    tiles = anyres_tiles(load_image(images), pinpoints, tile)
-    return len(tiles), lambda i: tiles[i]
+    tiles = anyres_tiles(load_image(images), pinpoints, cfg.image_size)
+    return len(tiles), lambda i, j: torch.stack([clip_preprocess_image(t, cfg) for t in tiles[i:j]])
 
 
 def load_image(image) -> Image.Image:
@@ -115,11 +117,8 @@ def load_image(image) -> Image.Image:
                     "uint8 array [H, W, 3]")
 
 
-def stack_pixels(item: Callable[[int], Image.Image], cfg) -> Callable[[int, int], torch.Tensor]:
-    return lambda i, j: torch.stack([clip_preprocess_image(item(k), cfg) for k in range(i, j)])
-
-
-def pick_source(frames, video, num_frames, images, pinpoints, tile: int) -> tuple[str, int, Callable]:
+def pick_source(frames, video, num_frames, images, pinpoints, cfg) -> tuple[str, int, Callable]:
+    """(modality, item count, ``pixels(i, j)``) for exactly one of the visual inputs."""
     given = [name for name, v in (("frames", frames), ("video", video), ("images", images)) if v is not None]
     if len(given) != 1:
         raise ValueError("pass exactly one visual input: frames=, video= or images=" +
@@ -127,8 +126,7 @@ def pick_source(frames, video, num_frames, images, pinpoints, tile: int) -> tupl
     if num_frames is not None and video is None:
         raise ValueError("num_frames= only applies to video=")
     if frames is not None:
-        return ("video",) + frames_items(frames)
+        return ("video",) + _frames_source(frames, cfg)
     if video is not None:
-        return ("video",) + video_items(video, num_frames)
-    return ("image",) + image_items(images, pinpoints, tile)
-
+        return ("video",) + _video_source(video, num_frames, cfg)
+    return ("image",) + _image_source(images, pinpoints, cfg)

@@ -57,7 +57,13 @@ class CLIPEmbeddings(nn.Module):
         self.position_embedding = nn.Embedding(cfg.num_patches + 1, c)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        patches = self.patch_embedding(pixels).flatten(2).transpose(1, 2)  # [B, P, C]
+        # The stride-p, p×p convolution as one matmul over non-overlapping patches (no cuDNN, so
+        # no TF32 in float32 on a GPU).
+        b, c, s, _ = pixels.shape
+        p = self.patch_embedding.kernel_size[0]
+        g = s // p
+        patches = pixels.view(b, c, g, p, g, p).permute(0, 2, 4, 1, 3, 5).reshape(b, g * g, c * p * p)
+        patches = patches @ self.patch_embedding.weight.view(self.patch_embedding.out_channels, -1).t()
         cls = self.class_embedding.expand(patches.shape[0], 1, -1)
         return torch.cat([cls, patches], dim=1) + self.position_embedding.weight
 

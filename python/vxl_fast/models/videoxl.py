@@ -37,6 +37,26 @@ class VideoXLModel(nn.Module):
         """Last hidden states [n, D] → fp32 logits [n, vocab]."""
         return self.lm_head(self.llm.norm(hidden)).float()
 
+    @torch.no_grad()
+    def init_random(self, device: torch.device, dtype: torch.dtype, seed: int) -> None:
+        """Materialise every parameter (built on the meta device) with random values on ``device``.
+
+        Matrices ~ N(0, 1/fan_in) (embeddings N(0, 1)), norm weights 1, biases 0: activations stay
+        O(1) through all layers, so timings and memory are those of real weights.
+        """
+        gen = torch.Generator(device=device).manual_seed(seed)
+        for name, param in list(self.named_parameters()):
+            value = torch.empty(param.shape, device=device, dtype=dtype)
+            if name.endswith("bias"):
+                value.zero_()
+            elif param.dim() == 1 and not name.endswith("class_embedding"):
+                value.fill_(1.0)
+            else:
+                fan_in = 1 if "embed" in name else param[0].numel()
+                value.normal_(0.0, fan_in ** -0.5, generator=gen)
+            owner, _, leaf = name.rpartition(".")
+            setattr(self.get_submodule(owner), leaf, nn.Parameter(value, requires_grad=False))
+
     def checkpoint_sources(self, name: str) -> list[tuple[str, tuple[int, ...]]]:
         """Checkpoint tensors (name, shape) that make up our parameter ``name``."""
         shape = tuple(self.get_parameter(name).shape)

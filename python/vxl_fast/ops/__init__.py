@@ -7,6 +7,7 @@ once per process about the fallback. Shapes and formulas are in the wrappers' do
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import torch
@@ -14,18 +15,34 @@ import torch
 from .. import _ext
 from .reference import interleave_vst_ref, kv_discard_ref
 
-__all__ = ["interleave_vst", "kv_discard", "vst_slots", "interleave_vst_ref", "kv_discard_ref"]
+__all__ = ["interleave_vst", "kv_discard", "vst_slots", "interleave_vst_ref", "kv_discard_ref",
+           "reference_only"]
 
 # NOTE: looked up once, so that torch.compile sees a constant rather than a dispatcher query.
 _CUDA_KERNELS = frozenset(
     name for name in ("interleave_vst", "kv_discard")
     if _ext.available and torch._C._dispatch_has_kernel_for_dispatch_key(f"vxl_fast::{name}", "CUDA"))
 _warned = False
+_use_kernels = True
+
+
+@contextlib.contextmanager
+def reference_only():
+    """Run every op through its pure-PyTorch reference twin inside this block (the baseline of
+    the benchmarks)."""
+    global _use_kernels
+    previous, _use_kernels = _use_kernels, False
+    try:
+        yield
+    finally:
+        _use_kernels = previous
 
 
 def _has_kernel(name: str, device: torch.device) -> bool:
     """Whether ``vxl_fast::<name>`` can run on ``device`` (warns once per process if not)."""
     global _warned
+    if not _use_kernels:
+        return False
     if not _ext.available:
         reason = f"the vxl_fast._C extension failed to load ({_ext.error}); {_ext.REBUILD_HINT}"
     elif device.type == "cuda" and name not in _CUDA_KERNELS:

@@ -25,7 +25,7 @@ def check_frames(frames) -> torch.Tensor:
         raise ValueError("frames is empty: zero frames given")
     if frames.shape[1] == 0 or frames.shape[2] == 0:
         raise ValueError(f"frames have an empty spatial size {list(frames.shape[1:3])}")
-    return frames.cpu()
+    return frames
 
 
 def resize_shortest_edge(image: Image.Image, size: int, resample: int) -> Image.Image:
@@ -51,5 +51,18 @@ def clip_preprocess_image(image: Image.Image, cfg: VisionConfig) -> torch.Tensor
 
 
 def clip_preprocess(frames: torch.Tensor, cfg: VisionConfig) -> torch.Tensor:
-    """uint8 frames [T, H, W, 3] → float32 pixel values [T, 3, crop, crop]."""
-    return torch.stack([clip_preprocess_image(Image.fromarray(f.numpy()), cfg) for f in frames])
+    """uint8 frames [T, H, W, 3] → float32 pixel values [T, 3, crop, crop] on the frames' device.
+
+    Frames whose short side already has the target size need no resize; they are cropped and
+    normalised with torch on their own device (the same float64 rescale and float32 normalise
+    as upstream, so bit-identical). Others go through Pillow, frame by frame, on the CPU.
+    """
+    t, h, w, _ = frames.shape
+    if min(h, w) != cfg.size:
+        return torch.stack([clip_preprocess_image(Image.fromarray(f.cpu().numpy()), cfg) for f in frames])
+    c = cfg.crop_size
+    top, left = (h - c) // 2, (w - c) // 2
+    x = (frames[:, top:top + c, left:left + c].double() * (1 / 255)).float()
+    mean = torch.tensor(cfg.image_mean, dtype=torch.float32, device=frames.device)
+    std = torch.tensor(cfg.image_std, dtype=torch.float32, device=frames.device)
+    return ((x - mean) / std).permute(0, 3, 1, 2).contiguous()

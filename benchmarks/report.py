@@ -1,0 +1,111 @@
+"""Turn pytest-benchmark JSON files into the README's tables (markdown) and a plot.
+
+    python benchmarks/report.py results/*.json [--plot out.png]
+
+The plot needs matplotlib (optional): memory and time to first token against frames, engine
+against reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+
+
+def load(paths: list[str]) -> tuple[list[dict], list[dict], list[dict]]:
+    e2e, op_rows, video = [], [], []
+    for path in paths:
+        for bench in json.load(open(path))["benchmarks"]:
+            info = bench["extra_info"]
+            if "frames" in info and "path" in info:
+                e2e.append(info)
+            elif "op" in info:
+                op_rows.append(info)
+            elif "sampled_frames_s" in info:
+                video.append(info)
+    return e2e, op_rows, video
+
+
+def _f(value, fmt: str) -> str:
+    return "—" if value is None else format(value, fmt)
+
+
+def e2e_table(rows: list[dict]) -> str:
+    ref = {(r["device"], r["config"], r["frames"], r["ratio"]): r for r in rows if r["path"] == "reference"}
+    out = ["| device | config | frames | ratio | path | peak GiB | planned GiB | vision s | prefill s | "
+           "prefill TFLOP/s | first token s | decode tok/s | speed-up (first token) |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["device"], r["config"], r["frames"], -r["ratio"], r["path"])):
+        base = ref.get((r["device"], r["config"], r["frames"], r["ratio"]))
+        speedup = base["ttft_s"] / r["ttft_s"] if base and r["path"] == "engine" else None
+        out.append(f"| {r['device']} | {r['config']} | {r['frames']} | {r['ratio']} | {r['path']} | "
+                   f"{_f(r['peak_gib'], '.2f')} | {r['planned_gib']:.2f} | {r['vision_s']:.2f} | "
+                   f"{r['prefill_s']:.2f} | {_f(r.get('prefill_tflops'), '.2f')} | {r['ttft_s']:.2f} | "
+                   f"{r['decode_tok_s']:.0f} | {_f(speedup, '.2f')}{'×' if speedup else ''} |")
+    return "\n".join(out)
+
+
+def ops_table(rows: list[dict]) -> str:
+    kernel = {(r["device"], r["op"], r["ratio"]): r for r in rows if r["path"] == "kernel"}
+    out = ["| device | op (window of 1440, bf16) | ratio | path | µs | GB/s | fraction of bandwidth | kernel speed-up |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["device"], r["op"], -r["ratio"], r["path"])):
+        k = kernel.get((r["device"], r["op"], r["ratio"]))
+        speedup = f"{r['us'] / k['us']:.2f}×" if k and r["path"] == "reference" else ""
+        out.append(f"| {r['device']} | {r['op']} | {r['ratio']} | {r['path']} | {r['us']:.1f} | {r['gb_s']:.1f} | "
+                   f"{_f(r['bandwidth_fraction'], '.2f')} | {speedup} |")
+    return "\n".join(out)
+
+
+def video_table(rows: list[dict]) -> str:
+    out = ["| device | sampled frames | of total | sampled frames/s | decoded frames/s |", "|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['device']} | {r['num_frames']} | {r['total_frames']} | {r['sampled_frames_s']:.0f} | "
+                   f"{r['decoded_frames_s']:.0f} |")
+    return "\n".join(out)
+
+
+def plot(rows: list[dict], path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = defaultdict(list)
+    for r in rows:
+        series[(r["path"], r["ratio"])].append(r)
+    fig, (mem, ttft) = plt.subplots(1, 2, figsize=(11, 4))
+    for (kind, ratio), pts in sorted(series.items()):
+        pts.sort(key=lambda r: r["frames"])
+        xs = [r["frames"] for r in pts]
+        mem.plot(xs, [r["peak_gib"] if r["peak_gib"] is not None else r["planned_gib"] for r in pts],
+                 marker="o", label=f"{kind}, ratio {ratio}")
+        ttft.plot(xs, [r["ttft_s"] for r in pts], marker="o", label=f"{kind}, ratio {ratio}")
+    mem.set(xlabel="frames", ylabel="peak memory, GiB (planned on CPU)", xscale="log")
+    ttft.set(xlabel="frames", ylabel="time to first token, s", xscale="log", yscale="log")
+    ttft.legend()
+    fig.suptitle(f"{rows[0]['device']}, {rows[0]['config']} configuration, {rows[0]['date']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("json", nargs="+")
+    parser.add_argument("--plot", help="write a PNG plot of the end-to-end records")
+    args = parser.parse_args()
+    e2e, op_rows, video = load(args.json)
+    for title, table, rows in (("End to end", e2e_table, e2e), ("Ops", ops_table, op_rows),
+                               ("Video sampling", video_table, video)):
+        if rows:
+            print(f"#### {title}\n\n{table(rows)}\n")
+    if args.plot and e2e:
+        try:
+            plot(e2e, args.plot)
+        except ImportError:
+            print("no plot: matplotlib is not installed (pip install matplotlib)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

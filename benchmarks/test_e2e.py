@@ -1,0 +1,93 @@
+"""End to end from frames in device memory: vision, VST prefill, first token, 64 decoded tokens.
+
+Each case runs on the engine path and on the reference path (every vxl_fast op through its
+pure-PyTorch twin) in the same process; ``report.py`` turns the records into the README table.
+Gates (CUDA only): 2048 frames at ratio 16 fit in 80 GB, and the planned memory is within 5% of
+the measured peak.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import torch
+
+from conftest import CONFIG, CUDA, DEVICE, environment, env_list, peaks
+from flops import prefill_flops, vision_flops
+from vxl_fast import ops
+from vxl_fast.memory.kv import available_bytes
+from vxl_fast.memory.plan import plan_request
+from vxl_fast.prompt import build_prompt, tokenize_prompt
+
+QUESTION = "Describe what happens in this video, in order, and say who appears in it."
+NEW_TOKENS = 64
+if CONFIG == "full":
+    CASES = [(f, r) for f in env_list("VXL_BENCH_FRAMES", [128, 512, 1024, 2048]) for r in
+             env_list("VXL_BENCH_RATIOS", [16, 8])] + [(f, 16) for f in env_list("VXL_BENCH_LONG", [4096, 10000])]
+else:
+    CASES = [(f, r) for f in env_list("VXL_BENCH_FRAMES", [16, 64]) for r in env_list("VXL_BENCH_RATIOS", [16, 8])]
+GIB = 2 ** 30
+_frames: dict[int, torch.Tensor] = {}
+
+
+def frames_on_device(n: int) -> torch.Tensor:
+    if n not in _frames:
+        _frames.clear()
+        g = torch.Generator(device=DEVICE).manual_seed(n)
+        _frames[n] = torch.randint(0, 256, (n, 336, 336, 3), dtype=torch.uint8, device=DEVICE, generator=g)
+    return _frames[n]
+
+
+@pytest.mark.parametrize("path", ["engine", "reference"])
+@pytest.mark.parametrize("frames,ratio", CASES, ids=[f"{f}f-r{r}" for f, r in CASES])
+def test_end_to_end(benchmark, bench_model, frames, ratio, path):
+    model = bench_model
+    question_tokens = len(tokenize_prompt(model.tokenizer, build_prompt(QUESTION)).after)
+    planned = model.memory_plan(frames, ratio, question_tokens, NEW_TOKENS)
+    free = available_bytes(DEVICE)
+    input_bytes = frames * 336 * 336 * 3
+    resident = sum(p.nbytes for p in model.model.parameters())
+    if free is not None and planned.total - resident + input_bytes > free:
+        pytest.skip(f"{frames} frames at ratio {ratio} need {planned.total / GIB:.1f} GiB; "
+                    f"{(free + resident) / GIB:.1f} GiB available")
+    video = frames_on_device(frames)
+    if CUDA:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    context = ops.reference_only if path == "reference" else contextlib.nullcontext
+
+    def run():
+        with context():
+            return model.generate(frames=video, prompt=QUESTION, compression_ratio=ratio,
+                                  max_new_tokens=NEW_TOKENS, ignore_eos=True)
+
+    out = benchmark.pedantic(run, rounds=1, iterations=1)
+    s = out.stats
+    assert s["generated_tokens"] == NEW_TOKENS and s["frames"] == frames
+    flops_peak, _ = peaks()
+    tok = tokenize_prompt(model.tokenizer, build_prompt(QUESTION))
+    plan = plan_request(len(tok.before), frames * 144, len(tok.after), NEW_TOKENS,
+                        model.config.beacon.window, [ratio])
+    prefill_tflops = prefill_flops(model.config, plan) / s["prefill_s"] / 1e12
+    vision_tflops = vision_flops(model.config, frames) / s["vision_s"] / 1e12
+    record = {
+        **environment(), "frames": frames, "ratio": ratio, "path": path,
+        "peak_gib": torch.cuda.max_memory_allocated() / GIB if CUDA else None,
+        "reserved_gib": torch.cuda.max_memory_reserved() / GIB if CUDA else None,
+        "planned_gib": (planned.total + input_bytes) / GIB,
+        "vision_s": s["vision_s"], "prefill_s": s["prefill_s"], "ttft_s": s["ttft_s"],
+        "decode_tok_s": s["decode_tok_s"], "vision_frames_s": frames / s["vision_s"],
+        "prefill_tflops": prefill_tflops, "vision_tflops": vision_tflops,
+        "prefill_peak_fraction": prefill_tflops * 1e12 / flops_peak if flops_peak else None,
+        "windows": s["windows"], "vsts": s["vsts"], "kv_slots": s["kv_slots"], "kv_gib": s["kv_bytes"] / GIB,
+    }
+    benchmark.extra_info.update(record)
+    print(f"\n{path} {frames} frames r{ratio}: ttft {s['ttft_s']:.2f}s (vision {s['vision_s']:.2f}, "
+          f"prefill {s['prefill_s']:.2f}, {prefill_tflops:.1f} TFLOP/s), decode {s['decode_tok_s']:.0f} tok/s, "
+          f"peak {record['peak_gib']} GiB, planned {record['planned_gib']:.2f} GiB")
+    if CUDA and CONFIG == "full" and path == "engine":
+        if (frames, ratio) == (2048, 16):
+            assert record["peak_gib"] < 80, f"2048 frames at ratio 16 took {record['peak_gib']:.1f} GiB"
+        assert abs(record["planned_gib"] - record["peak_gib"]) <= 0.05 * record["peak_gib"], \
+            f"planned {record['planned_gib']:.2f} GiB vs measured peak {record['peak_gib']:.2f} GiB"

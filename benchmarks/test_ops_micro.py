@@ -1,0 +1,57 @@
+"""Every ``torch.ops.vxl_fast`` op against its reference twin, at the real model's shapes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import DEVICE, environment, peaks, sync
+from vxl_fast import _ext, ops
+
+pytestmark = pytest.mark.skipif(not _ext.available, reason=f"vxl_fast._C not loaded: {_ext.error}")
+HIDDEN, KV_HEADS, HEAD_DIM, CAPACITY = 3584, 4, 128, 20480
+DTYPE = torch.bfloat16
+
+
+def _time(benchmark, fn, bytes_moved: int, path: str, op: str, ratio: int):
+    def run():
+        fn()
+        sync()
+    benchmark.pedantic(run, rounds=20, iterations=5, warmup_rounds=2)
+    seconds = benchmark.stats.stats.median
+    _, bandwidth = peaks()
+    gbs = bytes_moved / seconds / 1e9
+    benchmark.extra_info.update({**environment(), "op": op, "ratio": ratio, "path": path, "gb_s": gbs,
+                                 "bandwidth_fraction": gbs * 1e9 / bandwidth if bandwidth else None,
+                                 "us": seconds * 1e6})
+
+
+@pytest.mark.parametrize("path", ["kernel", "reference"])
+@pytest.mark.parametrize("ratio", [16, 8, 2])
+def test_interleave_vst(benchmark, path, ratio):
+    raw = torch.randn(1440, HIDDEN, device=DEVICE).to(DTYPE)
+    vst = torch.randn(HIDDEN, device=DEVICE).to(DTYPE)
+    fn = torch.ops.vxl_fast.interleave_vst if path == "kernel" else ops.interleave_vst_ref
+    rows = 1440 + 1440 // ratio
+    _time(benchmark, lambda: fn(raw, vst, ratio, 0), (1440 + rows) * HIDDEN * 2, path, "interleave_vst", ratio)
+
+
+@pytest.mark.parametrize("path", ["kernel", "reference"])
+@pytest.mark.parametrize("ratio", [16, 8, 2])
+def test_kv_discard(benchmark, path, ratio):
+    rows = 1440 + 1440 // ratio
+    nb, slots = ops.vst_slots(1440, ratio, 0)
+    cache_k = torch.zeros(KV_HEADS, CAPACITY, HEAD_DIM, device=DEVICE, dtype=DTYPE)
+    cache_v = torch.zeros_like(cache_k)
+    scratch_k = torch.randn(KV_HEADS, rows, HEAD_DIM, device=DEVICE).to(DTYPE)
+    scratch_v = torch.randn_like(scratch_k)
+    slots = slots.to(DEVICE)
+    angles = torch.outer(torch.arange(CAPACITY, device=DEVICE).float(),
+                         1e6 ** (-torch.arange(0, HEAD_DIM, 2, device=DEVICE).float() / HEAD_DIM))
+    cos, sin = torch.cat([angles.cos()] * 2, -1), torch.cat([angles.sin()] * 2, -1)
+    fn = torch.ops.vxl_fast.kv_discard if path == "kernel" else ops.kv_discard_ref
+    dst = CAPACITY - nb - 1
+    # read the VST rows of K and V and 2 rows of cos/sin; write them to the cache; zero the scratch
+    moved = KV_HEADS * HEAD_DIM * 2 * (4 * nb + 2 * rows) + 2 * nb * HEAD_DIM * 4
+    _time(benchmark, lambda: fn(cache_k, cache_v, scratch_k, scratch_v, slots, cos, sin, dst),
+          moved, path, "kv_discard", ratio)
