@@ -55,7 +55,7 @@ def test_visual_input_required_and_unique(tiny_model):
         tiny_model.generate(prompt="q")
     with pytest.raises(ValueError, match="got frames, images"):
         tiny_model.generate(frames=FRAMES, images=[np.zeros((8, 8, 3), np.uint8)], prompt="q")
-    with pytest.raises(ValueError, match="num_frames= only applies to video="):
+    with pytest.raises(ValueError, match="num_frames= and fps= only apply to video="):
         tiny_model.generate(frames=FRAMES, num_frames=4, prompt="q")
 
 

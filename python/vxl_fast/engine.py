@@ -1,41 +1,39 @@
-"""The public engine: load a Video-XL checkpoint, encode visuals, compress them, answer."""
+"""The public engine: load a Video-XL checkpoint, compress a video into a memory, answer."""
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import os
 import time
 import warnings
-from dataclasses import dataclass
+from typing import Generator
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from . import ops
+from .chat import Chat
 from .config import EXTENDED_RATIOS, SUPPORTED_RATIOS, VideoXLConfig
 from .errors import CheckpointError
-from .generate import GenerationOutput, Sampler, find_stop
+from .generate import GenerationOutput, Sampler
 from .layers.rotary import RotaryTable
 from .loader import WeightReader, load_module_weights, resolve_checkpoint
 from .memory.budget import MemoryBudget, budget
 from .memory.kv import KVCache, WindowScratch, check_fits
-from .memory.plan import RequestPlan, plan_request
+from .memory.plan import VisualWindow, next_window, plan_request, plan_windows
+from .memory.video_memory import VideoMemory
 from .memory.window import WindowStep
 from .models.videoxl import VideoXLModel
-from .prompt import build_prompt, tokenize_prompt
+from .prompt import IMAGE_MARKER, build_prompt, tokenize_prompt
+from .stream import Detokenizer, TextStream
 from .video.preprocess import check_frames, clip_preprocess
-from .visual import VisualStream, pick_source
+from .visual import VisualSource, VisualStream, pick_source
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
            "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
-
-
-@dataclass
-class _Request:
-    plan: RequestPlan
-    cache: KVCache
-    scratch: WindowScratch
-    trace: list | None
+DEFAULT_RESERVE = 2048  # KV slots a memory keeps free after the video for questions and answers
 
 
 class VideoXL:
@@ -43,7 +41,8 @@ class VideoXL:
 
     >>> model = VideoXL.from_pretrained("path/to/VideoXL_weight_8")
     >>> out = model.generate(video="clip.mp4", num_frames=128, prompt="What happens?")
-    >>> out.text, out.stats["vsts"]
+    >>> memory = model.encode("clip.mp4", num_frames=128)          # compress once,
+    >>> model.ask(memory, "Who is there?").text                     # ask many times
     """
 
     def __init__(self, config: VideoXLConfig, model: VideoXLModel, tokenizer, path: str,
@@ -55,6 +54,7 @@ class VideoXL:
         # NOTE: upstream draws per-window ratios (several configured ratios) from one
         # default_rng(42) created at load and never reset; keeping it per model reproduces that.
         self._rng = np.random.default_rng(42)
+        self._fingerprint: str | None = None
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -100,6 +100,18 @@ class VideoXL:
             tokenizer = _load_tokenizer(ensure_demo_checkpoint())
         return cls(cfg, model, tokenizer, "<random>", device, dtype)
 
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the weights (names, shapes, exact sums) and configuration."""
+        if self._fingerprint is None:
+            h = hashlib.sha256(repr(self.config).encode())
+            with torch.no_grad():
+                for name, p in self.model.named_parameters():
+                    h.update(f"{name}{tuple(p.shape)}".encode())
+                    h.update(np.float64(torch.sum(p, dtype=torch.float64).item()).tobytes())
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
+
     # ------------------------------------------------------------------ vision
     def preprocess(self, frames) -> torch.Tensor:
         """CLIP preprocessing of uint8 frames [T, H, W, 3] → float32 [T, 3, 336, 336]."""
@@ -108,43 +120,237 @@ class VideoXL:
     @torch.inference_mode()
     def visual_tokens(self, *, frames=None, video=None, num_frames=None, images=None) -> torch.Tensor:
         """All visual tokens [N, D] the language model would see (144 per frame or image tile)."""
-        stream = self._stream(frames, video, num_frames, images)[1]
+        stream = self._stream(pick_source(frames, video, num_frames, None, None, images, self.config))
         return stream.take(stream.num_tokens)
 
-    def _stream(self, frames, video, num_frames, images) -> tuple[str, VisualStream]:
-        cfg = self.config
-        modality, count, pixels = pick_source(frames, video, num_frames, images,
-                                              cfg.image_grid_pinpoints, cfg.vision)
+    def _stream(self, source: VisualSource) -> VisualStream:
         encode = lambda p: self.model.encode_frames(p.to(self.device, self.dtype))  # noqa: E731
-        return modality, VisualStream(count, cfg.tokens_per_frame, pixels, encode)
+        return VisualStream(source.count, self.config.tokens_per_frame, source.pixels, encode)
 
-    # ------------------------------------------------------------------ generation
+    # ------------------------------------------------------------------ the memory
     @torch.inference_mode()
+    def encode(self, video=None, *, frames=None, images=None, num_frames: int | None = None,
+               fps: float | None = None, max_frames: int | None = None,
+               compression_ratio: int | list[int] | str = 8, system: str | None = None,
+               reserve_tokens: int = DEFAULT_RESERVE, progress: bool = False,
+               trace: bool = False) -> VideoMemory:
+        """Compress a video (file path, or ``frames`` uint8 [T, H, W, 3], or one image) into a
+        :class:`VideoMemory` that answers any number of questions (:meth:`ask`, :meth:`chat`).
+
+        ``video=None`` and no other input gives an empty memory to feed with
+        :meth:`VideoMemory.append` (live input). ``num_frames`` samples uniformly as upstream
+        does; ``fps`` samples at that rate (at most ``max_frames``). ``system`` replaces the
+        default system prompt. ``reserve_tokens`` KV slots are kept free for questions and
+        answers (more are allocated when a question needs them).
+        """
+        prefix = build_prompt("?", system=system).partition(IMAGE_MARKER)[0]
+        return self._encode(video, frames, images, num_frames, fps, max_frames, compression_ratio,
+                            prefix, reserve_tokens, progress, trace)
+
+    def _encode(self, video, frames, images, num_frames, fps, max_frames, compression_ratio, prefix,
+                reserve_tokens, progress, trace) -> VideoMemory:
+        ratios = self._ratios(compression_ratio)
+        t0 = time.perf_counter()
+        live = video is None and frames is None and images is None
+        source = None if live else pick_source(frames, video, num_frames, fps, max_frames, images,
+                                               self.config, progress)
+        prefix_ids = self._tokenize_prefix(prefix)
+        capacity = len(prefix_ids) + reserve_tokens
+        if source is not None:
+            # NOTE: a copy of the generator, so that planning draws the same ratios the windows will.
+            planned = plan_windows(len(prefix_ids), source.count * self.config.tokens_per_frame,
+                                   self.config.beacon.window, ratios, copy.deepcopy(self._rng))
+            capacity += sum(w.n_vst for w in planned)
+        memory = self._new_memory(prefix, ratios, "video" if source is None else source.modality,
+                                  capacity, trace, planned_rows=max((w.rows for w in planned), default=0)
+                                  if source is not None else 0)
+        self._run_text(memory.cache, memory.prefix_ids, "prefix_text", memory.trace)
+        memory.stats["compress_s"] += time.perf_counter() - t0
+        if source is not None:
+            self._ingest(memory, source, progress)
+            self._flush(memory)
+        return memory
+
+    def _new_memory(self, prefix: str, ratios: tuple[int, ...], modality: str, capacity: int,
+                    trace: bool, planned_rows: int = 0) -> VideoMemory:
+        """An empty memory whose KV buffers are allocated once for ``capacity`` slots."""
+        llm = self.config.llm
+        rows = max(planned_rows, self._max_window_rows(ratios))
+        need = self._budget(capacity, rows)
+        check_fits(need.total - need.weights, self.device,
+                   f"the KV cache for {capacity} slots plus work buffers")
+        self._ensure_positions(capacity)
+        cache = KVCache.allocate(llm.num_layers, llm.num_kv_heads, capacity, llm.head_dim, self.dtype, self.device)
+        scratch = WindowScratch.allocate(llm.num_kv_heads, rows, llm.head_dim, self.dtype, self.device)
+        return VideoMemory(self, cache, scratch, prefix, self._tokenize_prefix(prefix), ratios, modality,
+                           trace=[] if trace else None)
+
+    def _tokenize_prefix(self, prefix: str) -> list[int]:
+        return tokenize_prompt(self.tokenizer, prefix + IMAGE_MARKER).before
+
+    def _append(self, memory: VideoMemory, frames, timestamps, progress: bool) -> None:
+        if len(memory.ratios) > 1:
+            raise ValueError("live input (append) needs a single compression ratio")
+        frames = check_frames(frames)
+        if timestamps is not None and len(timestamps) != frames.shape[0]:
+            raise ValueError(f"{len(timestamps)} timestamps for {frames.shape[0]} frames")
+        if (timestamps is None) != (memory.timestamps is None) and memory.frames:
+            raise ValueError("give timestamps for every appended piece or for none")
+        with torch.inference_mode():
+            self._ingest(memory, VisualSource("video", frames.shape[0],
+                                              lambda i, j: clip_preprocess(frames[i:j], self.config.vision),
+                                              None if timestamps is None else list(timestamps)), progress)
+
+    def _ingest(self, memory: VideoMemory, source: VisualSource, progress: bool) -> None:
+        """Encode the source's items and compress every complete window."""
+        window = self.config.beacon.window
+        stream = self._stream(source)
+        t0 = time.perf_counter()
+        vision0 = stream.seconds
+        available = memory.pending_tokens + stream.num_tokens
+        with tqdm(total=source.count, desc="compressing", unit="frame", disable=not progress,
+                  leave=False) as bar:
+            while available >= window:
+                raw = stream.take(window - memory.pending_tokens)
+                if memory.pending is not None:
+                    raw, memory.pending = torch.cat([memory.pending, raw]), None
+                self._compress(memory, raw, memory.cache)
+                available -= window
+                bar.n = min(source.count, stream.consumed_items)
+                bar.refresh()
+            if stream.taken < stream.num_tokens:
+                rest = stream.take(stream.num_tokens - stream.taken)
+                memory.pending = rest if memory.pending is None else torch.cat([memory.pending, rest])
+            bar.n = source.count
+            bar.refresh()
+        memory.frames += source.count
+        if source.timestamps is not None:
+            memory.timestamps = (memory.timestamps or []) + list(source.timestamps)
+        memory.stats["vision_s"] += stream.seconds - vision0
+        memory.stats["compress_s"] += time.perf_counter() - t0 - (stream.seconds - vision0)
+
+    def _flush(self, memory: VideoMemory) -> None:
+        if memory.pending is not None:
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                raw, memory.pending = memory.pending, None
+                self._compress(memory, raw, memory.cache)
+            memory.stats["compress_s"] += time.perf_counter() - t0
+
+    def _compress(self, memory: VideoMemory, raw: torch.Tensor, cache: KVCache,
+                  commit: bool = True) -> VisualWindow:
+        """Run one visual window over ``raw`` tokens; its VSTs land in ``cache``."""
+        start = sum(w.n_raw for w in memory.windows)
+        w = next_window(len(memory.windows), start, raw.shape[0], memory.carry, cache.length,
+                        memory.ratios, self._rng)
+        if commit and cache.length + w.n_vst > cache.capacity:
+            memory.cache = cache = self._grow(cache, cache.length + w.n_vst + DEFAULT_RESERVE)
+        if w.rows > memory.scratch.k.shape[1]:
+            llm = self.config.llm
+            memory.scratch = WindowScratch.allocate(llm.num_kv_heads, w.rows, llm.head_dim, self.dtype, self.device)
+        self._run_visual(cache, memory.scratch, raw, w, memory.trace if commit else None)
+        if commit:
+            memory.windows.append(w)
+        return w
+
+    def _grow(self, cache: KVCache, capacity: int) -> KVCache:
+        """A larger cache holding ``cache``'s slots (live input outgrowing its plan)."""
+        llm = self.config.llm
+        check_fits(2 * capacity * cache.slot_bytes, self.device, f"growing the KV cache to {capacity} slots")
+        self._ensure_positions(capacity)
+        bigger = KVCache.allocate(llm.num_layers, llm.num_kv_heads, capacity, llm.head_dim, self.dtype, self.device)
+        bigger.k[:, :, :cache.length] = cache.k[:, :, :cache.length]
+        bigger.v[:, :, :cache.length] = cache.v[:, :, :cache.length]
+        bigger.length = cache.length
+        return bigger
+
+    # ------------------------------------------------------------------ answering
+    @torch.inference_mode()
+    def ask(self, memory: VideoMemory, prompt: str | None = None, *, messages: list[dict] | None = None,
+            **options) -> GenerationOutput:
+        """Answer a question (or the last user turn of ``messages``) about an encoded video.
+
+        Options as in :meth:`generate`: ``max_new_tokens``, ``do_sample``, ``temperature``,
+        ``top_p``, ``top_k``, ``repetition_penalty``, ``seed``, ``stop``, ``ignore_eos``,
+        ``progress``, ``trace``. The memory is left as it was.
+        """
+        pieces = self._answer(memory, prompt, messages, **options)
+        try:
+            while True:
+                next(pieces)
+        except StopIteration as done:
+            return done.value
+
+    def stream(self, memory: VideoMemory | None = None, prompt: str | None = None, **options) -> TextStream:
+        """Like :meth:`ask` (with a memory) or :meth:`generate` (with visual input), yielding the
+        answer's text piece by piece; ``stream.output`` is the :class:`GenerationOutput`."""
+        if memory is not None:
+            return TextStream(self._answer(memory, prompt, options.pop("messages", None), **options))
+        return TextStream(self._generate(prompt=prompt, **options))
+
+    def chat(self, memory: VideoMemory) -> Chat:
+        """A multi-turn conversation about ``memory``: ``chat.ask(question)``, ``chat.stream(...)``."""
+        return Chat(self, memory)
+
     def generate(self, *, frames=None, video=None, num_frames: int | None = None, images=None,
                  prompt: str | None = None, messages: list[dict] | None = None,
                  compression_ratio: int | list[int] | str = 8, max_new_tokens: int = 1024,
-                 do_sample: bool = False, temperature: float | None = None,
-                 top_p: float | None = None, top_k: int | None = None,
-                 repetition_penalty: float | None = None, seed: int | None = None,
-                 stop: str | list[str] | None = None, ignore_eos: bool = False,
-                 progress: bool = False, trace: bool = False) -> GenerationOutput:
-        """Answer a question about a video, frames or one image.
+                 **options) -> GenerationOutput:
+        """Answer a question about a video, frames or one image: :meth:`encode`, then :meth:`ask`.
 
         Visual input (exactly one): ``frames`` uint8 [T, H, W, 3]; ``video`` a file path with
-        ``num_frames`` sampled uniformly as upstream does; ``images`` one image (path, PIL image
-        or uint8 [H, W, 3]) on upstream's anyres path.
+        ``num_frames`` sampled uniformly as upstream does (or ``fps=``, ``max_frames=``);
+        ``images`` one image (path, PIL image or uint8 [H, W, 3]) on upstream's anyres path.
         Text: ``prompt`` (a question) or ``messages`` (a conversation).
         ``compression_ratio``: 2, 4, 8, 12 or 16 (32 and 64 also run, as upstream does);
         a list draws one per window as upstream's ``step-random``; ``"config"`` uses the
         checkpoint's ``beacon_ratio``.
-        Sampling settings left as None come from ``generation_config.json`` (HF semantics);
-        ``top_k=0`` / ``top_p=1`` disable those filters. ``stop``: strings that end generation;
-        ``ignore_eos`` generates exactly ``max_new_tokens`` (benchmarks).
-        ``trace`` adds a per-step record of the window loop to ``stats["trace"]``.
+        Decoding: greedy unless ``do_sample``; ``temperature``, ``top_k``, ``top_p``,
+        ``repetition_penalty`` left as None come from ``generation_config.json`` (HF semantics;
+        ``top_k=0`` / ``top_p=1`` disable those filters); ``seed``; ``stop`` strings;
+        ``ignore_eos`` generates exactly ``max_new_tokens``. ``progress`` shows progress bars;
+        ``trace`` adds a record of the window loop to ``stats["trace"]``.
         """
-        ratios = self._ratios(compression_ratio)
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+        pieces = self._generate(frames=frames, video=video, num_frames=num_frames, images=images,
+                                prompt=prompt, messages=messages, compression_ratio=compression_ratio,
+                                max_new_tokens=max_new_tokens, **options)
+        try:
+            while True:
+                next(pieces)
+        except StopIteration as done:
+            return done.value
+
+    def _generate(self, *, frames=None, video=None, num_frames=None, fps=None, max_frames=None, images=None,
+                  prompt=None, messages=None, compression_ratio=8, max_new_tokens=1024, progress=False,
+                  trace=False, **options) -> Generator[str, None, GenerationOutput]:
+        if frames is None and video is None and images is None:
+            raise ValueError("pass exactly one visual input: frames=, video= or images=")
+        text = build_prompt(prompt, messages)
+        tok = tokenize_prompt(self.tokenizer, text)
+        _check_max_new(max_new_tokens)
+        self._check_context(len(tok.before) + len(tok.after), max_new_tokens)
+        with torch.inference_mode():
+            memory = self._encode(video, frames, images, num_frames, fps, max_frames, compression_ratio,
+                                  text.partition(IMAGE_MARKER)[0], len(tok.after) + max_new_tokens,
+                                  progress, trace)
+        out = yield from self._answer(memory, prompt, messages, max_new_tokens=max_new_tokens,
+                                      progress=progress, trace=trace, **options)
+        out.stats["vision_s"] = memory.stats["vision_s"]
+        out.stats["prefill_s"] += memory.stats["compress_s"]
+        out.stats["ttft_s"] += memory.stats["vision_s"] + memory.stats["compress_s"]
+        out.stats["total_s"] += memory.stats["vision_s"] + memory.stats["compress_s"]
+        if trace:
+            out.stats["trace"] = memory.trace + out.stats["trace"]
+        return out
+
+    def _answer(self, memory: VideoMemory, prompt, messages, *, max_new_tokens: int = 1024,
+                do_sample: bool = False, temperature: float | None = None, top_p: float | None = None,
+                top_k: int | None = None, repetition_penalty: float | None = None, seed: int | None = None,
+                stop: str | list[str] | None = None, ignore_eos: bool = False, progress: bool = False,
+                trace: bool = False) -> Generator[str, None, GenerationOutput]:
+        if not isinstance(memory, VideoMemory) or memory.model is not self:
+            raise ValueError("this memory was not made by this model; use VideoMemory.load(path, model)")
+        _check_max_new(max_new_tokens)
         stops = _stop_strings(stop)
         gen = self.config.generation
         sampler = Sampler(
@@ -155,91 +361,107 @@ class VideoXL:
             repetition_penalty=gen.get("repetition_penalty", 1.0) if repetition_penalty is None
             else repetition_penalty,
             seed=seed, device=self.device)
-        text = build_prompt(prompt, messages)
+        text = build_prompt(prompt, messages, system=_system_of(memory.prefix_text))
+        if text.partition(IMAGE_MARKER)[0] != memory.prefix_text:
+            raise ValueError("the prompt's text before the video differs from the one this memory was "
+                             "encoded with (system prompt or earlier turns); encode it again")
         tok = tokenize_prompt(self.tokenizer, text)
-        modality, stream = self._stream(frames, video, num_frames, images)
         self._check_context(len(tok.before) + len(tok.after), max_new_tokens)
-
-        t_start = time.perf_counter()
-        plan = plan_request(len(tok.before), stream.num_tokens, len(tok.after), max_new_tokens,
-                            self.config.beacon.window, ratios, self._rng)
-        req = self._allocate(plan, trace)
         sampler.observe(tok.before + tok.after)
-        logits = self._prefill(req, tok, stream, progress)
+
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            # Questions use the slots after the memory's: a view of its buffers with its own length.
+            cache = KVCache(memory.cache.k, memory.cache.v, memory.cache.length)
+            pending_vsts = 0
+            if memory.pending is not None:
+                pending_vsts = next_window(0, 0, memory.pending_tokens, memory.carry, 0, memory.ratios, None).n_vst
+            needed = cache.length + pending_vsts + len(tok.after) + max_new_tokens
+            if needed > cache.capacity:
+                memory.cache = self._grow(memory.cache, needed)
+                cache = KVCache(memory.cache.k, memory.cache.v, memory.cache.length)
+            answer_trace = [] if trace else None
+            if memory.pending is not None:  # the incomplete last window, not kept in the memory
+                self._compress(memory, memory.pending, cache, commit=False)
+            hidden = None
+            for a in range(0, len(tok.after), self.config.beacon.window):
+                hidden = self._run_text(cache, tok.after[a:a + self.config.beacon.window], "text", answer_trace)
+            logits = self.model.logits(hidden[-1:])[0]
+            self._sync()
         t_first = time.perf_counter()
+
         eos = set() if ignore_eos else set(self.config.eos_token_ids)
-        ids, finish, answer = self._decode(req, sampler, logits, max_new_tokens, eos, stops, progress)
-        t_end = time.perf_counter()
-
-        vision_s = stream.seconds
-        stats = {
-            "modality": modality,
-            "frames": stream.count if modality == "video" else 0,
-            "image_tiles": stream.count if modality == "image" else 0,
-            "visual_tokens": plan.visual_tokens,
-            "windows": len(plan.windows),
-            "vsts": plan.num_vsts,
-            "vst_per_window": plan.vst_per_window,
-            "compression_ratios": sorted({w.ratio for w in plan.windows}),
-            "prompt_tokens": plan.sink + plan.text_after,
-            "generated_tokens": len(ids),
-            "kv_slots": req.cache.length,
-            "kv_capacity": req.cache.capacity,
-            "kv_bytes": req.cache.nbytes,
-            "kv_bytes_used": req.cache.slot_bytes * req.cache.length,
-            "scratch_bytes": req.scratch.nbytes,
-            "vision_s": vision_s,
-            "prefill_s": t_first - t_start - vision_s,
-            "ttft_s": t_first - t_start,
-            "decode_s": t_end - t_first,
-            "decode_tok_s": (len(ids) - 1) / (t_end - t_first) if len(ids) > 1 else 0.0,
-            "total_s": t_end - t_start,
-        }
-        if trace:
-            stats["trace"] = req.trace
-        return GenerationOutput(ids, answer, logits, finish, stats)
-
-    def _prefill(self, req: _Request, tok, stream: VisualStream, progress: bool) -> torch.Tensor:
-        """Sink, compressed visual windows, then the text after the video; first-token logits."""
-        self._run_text(req, tok.before, "prefix_text")
-        for w in tqdm(req.plan.windows, desc="compressing", unit="window", disable=not progress,
-                      leave=False):
-            self._run_visual(req, stream.take(w.n_raw), w)
-        hidden = None
-        chunk = req.plan.text_chunk
-        for a in range(0, len(tok.after), chunk):
-            hidden = self._run_text(req, tok.after[a:a + chunk], "text")
-        assert hidden is not None, "the prompt always ends with the assistant header"
-        logits = self.model.logits(hidden[-1:])[0]
-        self._sync()
-        return logits
-
-    def _decode(self, req: _Request, sampler: Sampler, logits: torch.Tensor, max_new_tokens: int,
-                eos: set[int], stops: tuple[str, ...], progress: bool) -> tuple[list[int], str, str]:
-        """Generate until EOS, a stop string or ``max_new_tokens``; the last token is not fed back."""
-        ids, finish, cut = [], "length", -1
-        with tqdm(total=max_new_tokens, desc="generating", unit="tok", disable=not progress,
-                  leave=False) as bar:
+        det = Detokenizer(self.tokenizer, stops)
+        ids, finish, first_logits = det.ids, "length", logits
+        with tqdm(total=max_new_tokens, desc="generating", unit="tok", disable=not progress, leave=False) as bar:
             while True:
                 token = sampler(logits)
-                ids.append(token)
+                piece = det.push(token)
                 bar.update(1)
+                if piece:
+                    yield piece
                 if token in eos:
                     finish = "eos"
                     break
-                if stops:
-                    cut = find_stop(self.tokenizer.decode(ids, skip_special_tokens=True), stops)
-                    if cut >= 0:
-                        finish = "stop"
-                        break
+                if det.stopped:
+                    finish = "stop"
+                    break
                 if len(ids) >= max_new_tokens:
                     break
-                logits = self.model.logits(self._run_text(req, [token], "decode"))[0]
+                with torch.inference_mode():
+                    logits = self.model.logits(self._run_text(cache, [token], "decode", None))[0]
         self._sync()
-        answer = self.tokenizer.decode(ids, skip_special_tokens=True)
-        return ids, finish, (answer[:cut] if cut >= 0 else answer).strip()
+        t_end = time.perf_counter()
+        piece = det.finish()
+        if piece:
+            yield piece
 
-    # ------------------------------------------------------------------ internals
+        stats = {
+            "modality": memory.modality,
+            "frames": memory.frames if memory.modality == "video" else 0,
+            "image_tiles": memory.frames if memory.modality == "image" else 0,
+            "visual_tokens": memory.visual_tokens,
+            "windows": len(memory.windows) + (memory.pending is not None),
+            "vsts": memory.num_vsts + pending_vsts,
+            "vst_per_window": [w.n_vst for w in memory.windows] + ([pending_vsts] if pending_vsts else []),
+            "compression_ratios": sorted({w.ratio for w in memory.windows}) or list(memory.ratios),
+            "prompt_tokens": len(tok.before) + len(tok.after),
+            "generated_tokens": len(ids),
+            "kv_slots": cache.length,
+            "kv_capacity": cache.capacity,
+            "kv_bytes": cache.nbytes,
+            "kv_bytes_used": cache.slot_bytes * cache.length,
+            "scratch_bytes": memory.scratch.nbytes,
+            "vision_s": 0.0,
+            "prefill_s": t_first - t0,
+            "ttft_s": t_first - t0,
+            "decode_s": t_end - t_first,
+            "decode_tok_s": (len(ids) - 1) / (t_end - t_first) if len(ids) > 1 else 0.0,
+            "total_s": t_end - t0,
+        }
+        if trace:
+            stats["trace"] = answer_trace
+        return GenerationOutput(list(ids), det.emitted, first_logits, finish, stats)
+
+    # ------------------------------------------------------------------ planning
+    def memory_plan(self, num_frames: int, compression_ratio: int = 8, question_tokens: int = 64,
+                    max_new_tokens: int = 1024) -> MemoryBudget:
+        """Device memory a request over ``num_frames`` frames needs (weights included)."""
+        ratios = self._ratios(compression_ratio)
+        sink = len(self._tokenize_prefix(build_prompt("?").partition(IMAGE_MARKER)[0]))
+        plan = plan_request(sink, num_frames * self.config.tokens_per_frame, question_tokens,
+                            max_new_tokens, self.config.beacon.window, ratios[:1])
+        return self._budget(plan.capacity, plan.max_window_rows)
+
+    def _budget(self, capacity: int, rows: int) -> MemoryBudget:
+        weights = sum(p.nbytes for p in self.model.parameters())
+        return budget(self.config, capacity, rows, weights, _itemsize(self.dtype), VisualStream.BATCH)
+
+    def _max_window_rows(self, ratios: tuple[int, ...]) -> int:
+        """Rows of the largest window any of ``ratios`` can make (carry included)."""
+        w = self.config.beacon.window
+        return max(w + (w + r - 1) // r for r in ratios)
+
     def _ratios(self, ratio) -> tuple[int, ...]:
         if isinstance(ratio, str):
             if ratio != "config":
@@ -267,46 +489,27 @@ class VideoXL:
                 f"prompt too long: {text_tokens} text tokens + max_new_tokens {max_new_tokens} "
                 f"exceed the model's context of {limit} tokens")
 
-    def memory_plan(self, num_frames: int, compression_ratio: int = 8, question_tokens: int = 64,
-                    max_new_tokens: int = 1024) -> MemoryBudget:
-        """Device memory a request over ``num_frames`` frames needs (weights included)."""
-        ratios = self._ratios(compression_ratio)
-        sink = len(tokenize_prompt(self.tokenizer, build_prompt("?")).before)
-        plan = plan_request(sink, num_frames * self.config.tokens_per_frame, question_tokens,
-                            max_new_tokens, self.config.beacon.window, ratios[:1])
-        return self._budget(plan)
+    def _ensure_positions(self, capacity: int) -> None:
+        if capacity > self.rope.cos.shape[0]:
+            warnings.warn(f"this request uses positions up to {capacity}, beyond the model's "
+                          f"{self.config.llm.max_position_embeddings}; RoPE is extrapolated unscaled, "
+                          "as upstream does")
+            self.rope.ensure(capacity)
 
-    def _budget(self, plan: RequestPlan) -> MemoryBudget:
-        weights = sum(p.nbytes for p in self.model.parameters())
-        return budget(self.config, plan, weights, _itemsize(self.dtype), VisualStream.BATCH)
-
-    def _allocate(self, plan: RequestPlan, trace: bool) -> _Request:
-        llm = self.config.llm
-        need = self._budget(plan)
-        check_fits(need.total - need.weights, self.device,
-                   f"the KV cache for {plan.capacity} slots plus work buffers")
-        rows = max(plan.max_window_rows, 1)
-        if plan.capacity > self.rope.cos.shape[0]:
-            warnings.warn(f"this request uses positions up to {plan.capacity}, beyond the model's "
-                          f"{llm.max_position_embeddings}; RoPE is extrapolated unscaled, as upstream does")
-            self.rope.ensure(plan.capacity)
-        cache = KVCache.allocate(llm.num_layers, llm.num_kv_heads, plan.capacity, llm.head_dim,
-                                 self.dtype, self.device)
-        scratch = WindowScratch.allocate(llm.num_kv_heads, rows, llm.head_dim, self.dtype, self.device)
-        return _Request(plan, cache, scratch, [] if trace else None)
-
-    def _run_text(self, req: _Request, ids: list[int], kind: str) -> torch.Tensor | None:
+    # ------------------------------------------------------------------ window steps
+    def _run_text(self, cache: KVCache, ids: list[int], kind: str, trace: list | None) -> torch.Tensor | None:
         if not ids:
             return None
         n = len(ids)
-        start = req.cache.reserve(n)
+        start = cache.reserve(n)
         x = self.model.llm.embed_tokens(torch.tensor(ids, device=self.device))
-        hidden = self.model.llm(x, WindowStep(req.cache, self.rope, n, start))
-        req.cache.length += n
-        self._record(req, kind, n, 0, start, None, None)
+        hidden = self.model.llm(x, WindowStep(cache, self.rope, n, start))
+        cache.length += n
+        _record(trace, cache, kind, n, 0, start, None, None)
         return hidden
 
-    def _run_visual(self, req: _Request, raw: torch.Tensor, w) -> None:
+    def _run_visual(self, cache: KVCache, scratch: WindowScratch, raw: torch.Tensor, w: VisualWindow,
+                    trace: list | None) -> None:
         vst = self.model.llm.beacon_embed_tokens.weight[0]
         x = ops.interleave_vst(raw, vst, w.ratio, w.carry)
         nb, vst_index = ops.vst_slots(w.n_raw, w.ratio, w.carry)
@@ -315,26 +518,40 @@ class VideoXL:
         is_vst = torch.zeros(w.rows, dtype=torch.bool, device=self.device)
         is_vst[vst_index] = True
         raw_index = torch.nonzero(~is_vst).squeeze(1)
-        start = req.cache.reserve(nb)
-        self.model.llm(x, WindowStep(req.cache, self.rope, w.rows, start, req.scratch, vst_index, raw_index))
-        req.cache.length += nb
-        self._record(req, "visual", w.n_raw, nb, start, w.ratio, w.carry)
-
-    def _record(self, req: _Request, kind, n_raw, n_vst, kv_before, ratio, carry) -> None:
-        if req.trace is None or kind == "decode":
-            return
-        n_in = n_raw + n_vst
-        req.trace.append({
-            "kind": kind, "n_raw": n_raw, "n_vst": n_vst, "n_in": n_in, "kv_before": kv_before,
-            "pos_first": 0, "pos_last": kv_before + n_in - 1, "ratio": ratio,
-            "vst_slots": None if ratio is None else
-            {"first": ratio - carry, "step": ratio + 1, "count": n_vst},
-            "kv_ptr": req.cache.k.data_ptr(), "kv_length_after": req.cache.length,
-        })
+        start = cache.reserve(nb)
+        self.model.llm(x, WindowStep(cache, self.rope, w.rows, start, scratch, vst_index, raw_index))
+        cache.length += nb
+        _record(trace, cache, "visual", w.n_raw, nb, start, w.ratio, w.carry)
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+
+def _record(trace: list | None, cache: KVCache, kind, n_raw, n_vst, kv_before, ratio, carry) -> None:
+    """One entry of the window trace, in the golden cases' format (plus buffer facts)."""
+    if trace is None:
+        return
+    n_in = n_raw + n_vst
+    trace.append({
+        "kind": kind, "n_raw": n_raw, "n_vst": n_vst, "n_in": n_in, "kv_before": kv_before,
+        "pos_first": 0, "pos_last": kv_before + n_in - 1, "ratio": ratio,
+        "vst_slots": None if ratio is None else {"first": ratio - carry, "step": ratio + 1, "count": n_vst},
+        "kv_ptr": cache.k.data_ptr(), "kv_length_after": cache.length,
+    })
+
+
+def _system_of(prefix_text: str) -> str | None:
+    """The system prompt a memory's prefix carries (None: the default), for re-building prompts."""
+    head = "<|im_start|>system\n"
+    if prefix_text.startswith(head) and "<|im_end|>" in prefix_text:
+        return prefix_text[len(head):prefix_text.index("<|im_end|>")]
+    return ""
+
+
+def _check_max_new(max_new_tokens) -> None:
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
 
 
 def _resolve_dtype(dtype, device: torch.device) -> torch.dtype:
@@ -368,3 +585,4 @@ def _load_tokenizer(folder):
         return AutoTokenizer.from_pretrained(str(folder))
     except (OSError, ValueError, TypeError) as e:
         raise CheckpointError(f"cannot load the tokenizer from {folder}: {e}") from None
+

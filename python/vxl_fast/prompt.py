@@ -9,13 +9,15 @@ DEFAULT_SYSTEM = "You are a helpful assistant."
 _ROLES = ("user", "assistant")
 
 
-def build_prompt(question: str | None = None, messages: list[dict] | None = None) -> str:
+def build_prompt(question: str | None = None, messages: list[dict] | None = None,
+                 system: str | None = None) -> str:
     """The CHATML prompt string with exactly one ``<image>`` marker.
 
     ``question``: one user turn, ``"<image>\\n" + question`` unless it already holds the marker.
     ``messages``: ``[{"role": "user"|"assistant"|"system", "content": str}, ...]``; an optional
-    leading system message replaces the default system prompt; the marker is put at the start of
-    the first user message when no message carries it.
+    leading system message replaces ``system`` (default: upstream's "You are a helpful
+    assistant."; "" for none); the marker is put at the start of the first user message when no
+    message carries it.
     """
     if (question is None) == (messages is None):
         raise ValueError("pass exactly one of prompt= (a question) or messages= (a conversation)")
@@ -26,7 +28,7 @@ def build_prompt(question: str | None = None, messages: list[dict] | None = None
             raise ValueError("the question is empty")
         messages = [{"role": "user", "content": question}]
     messages = _check_messages(messages)
-    system = DEFAULT_SYSTEM
+    system = DEFAULT_SYSTEM if system is None else system
     if messages[0]["role"] == "system":
         system, messages = messages[0]["content"], messages[1:]
     markers = sum(m["content"].count(IMAGE_MARKER) for m in messages)

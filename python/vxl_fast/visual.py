@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -34,7 +35,13 @@ class VisualStream:
         self._next = 0
         self._buffer: deque[torch.Tensor] = deque()
         self._buffered = 0
+        self.taken = 0  # tokens handed out so far
         self.seconds = 0.0  # time spent preprocessing and encoding
+
+    @property
+    def consumed_items(self) -> int:
+        """Items whose tokens have all been handed out."""
+        return self.taken // self.tokens_per_item
 
     @property
     def num_tokens(self) -> int:
@@ -64,23 +71,38 @@ class VisualStream:
                 self._buffer.appendleft(head[use:])
             got += use
         self._buffered -= n
+        self.taken += n
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
-def _frames_source(frames, cfg) -> tuple[int, Callable[[int, int], torch.Tensor]]:
+@dataclass(frozen=True)
+class VisualSource:
+    """``count`` items (frames or image tiles); ``pixels(i, j)`` preprocesses items i..j-1."""
+
+    modality: str  # "video" or "image"
+    count: int
+    pixels: Callable[[int, int], torch.Tensor]
+    timestamps: list[float] | None = None
+
+
+def _frames_source(frames, cfg, timestamps=None) -> VisualSource:
     frames = check_frames(frames)
-    return frames.shape[0], lambda i, j: clip_preprocess(frames[i:j], cfg)
+    return VisualSource("video", frames.shape[0], lambda i, j: clip_preprocess(frames[i:j], cfg), timestamps)
 
 
-def _video_source(video, num_frames, cfg) -> tuple[int, Callable[[int, int], torch.Tensor]]:
-    if num_frames is None:
-        raise ValueError("video= needs num_frames= (how many frames to sample)")
-    if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
+def _video_source(video, num_frames, fps, max_frames, cfg, progress) -> VisualSource:
+    if num_frames is None and fps is None:
+        raise ValueError("video= needs num_frames= (how many frames to sample) or fps=")
+    if num_frames is not None and (isinstance(num_frames, bool) or not isinstance(num_frames, int)
+                                   or num_frames < 1):
         raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}")
-    return _frames_source(read_video(video, num_frames).frames, cfg)
+    if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
+        raise ValueError(f"max_frames must be a positive integer, got {max_frames!r}")
+    sampled = read_video(video, num_frames, fps, max_frames, progress)
+    return _frames_source(sampled.frames, cfg, sampled.timestamps)
 
 
-def _image_source(images, pinpoints, cfg) -> tuple[int, Callable[[int, int], torch.Tensor]]:
+def _image_source(images, pinpoints, cfg) -> VisualSource:
     if isinstance(images, (list, tuple)):
         if len(images) != 1:
             raise ValueError(
@@ -88,7 +110,7 @@ def _image_source(images, pinpoints, cfg) -> tuple[int, Callable[[int, int], tor
                 "to use the video path")
         images = images[0]
     tiles = anyres_tiles(load_image(images), pinpoints, cfg.image_size)
-    return len(tiles), lambda i, j: torch.stack([clip_preprocess_image(t, cfg) for t in tiles[i:j]])
+    return VisualSource("image", len(tiles), lambda i, j: torch.stack([clip_preprocess_image(t, cfg) for t in tiles[i:j]]))
 
 
 def load_image(image) -> Image.Image:
@@ -117,16 +139,16 @@ def load_image(image) -> Image.Image:
                     "uint8 array [H, W, 3]")
 
 
-def pick_source(frames, video, num_frames, images, pinpoints, cfg) -> tuple[str, int, Callable]:
-    """(modality, item count, ``pixels(i, j)``) for exactly one of the visual inputs."""
+def pick_source(frames, video, num_frames, fps, max_frames, images, config, progress: bool = False) -> VisualSource:
+    """The one visual input given: ``frames``, a ``video`` file or ``images`` (one image)."""
     given = [name for name, v in (("frames", frames), ("video", video), ("images", images)) if v is not None]
     if len(given) != 1:
         raise ValueError("pass exactly one visual input: frames=, video= or images=" +
                          (f" (got {', '.join(given)})" if given else ""))
-    if num_frames is not None and video is None:
-        raise ValueError("num_frames= only applies to video=")
+    if (num_frames is not None or fps is not None) and video is None:
+        raise ValueError("num_frames= and fps= only apply to video=")
     if frames is not None:
-        return ("video",) + _frames_source(frames, cfg)
+        return _frames_source(frames, config.vision)
     if video is not None:
-        return ("video",) + _video_source(video, num_frames, cfg)
-    return ("image",) + _image_source(images, pinpoints, cfg)
+        return _video_source(video, num_frames, fps, max_frames, config.vision, progress)
+    return _image_source(images, config.image_grid_pinpoints, config.vision)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from ..config import VideoXLConfig
-from .plan import RequestPlan
 
 
 @dataclass(frozen=True)
@@ -32,15 +31,16 @@ def kv_slot_bytes(cfg: VideoXLConfig, itemsize: int) -> int:
     return 2 * llm.num_layers * llm.num_kv_heads * llm.head_dim * itemsize
 
 
-def budget(cfg: VideoXLConfig, plan: RequestPlan, weight_bytes: int, itemsize: int,
+def budget(cfg: VideoXLConfig, capacity: int, rows: int, weight_bytes: int, itemsize: int,
            vision_batch: int) -> MemoryBudget:
+    """Memory for ``capacity`` KV slots and windows of up to ``rows`` rows."""
     llm, vis = cfg.llm, cfg.vision
-    rows = max(plan.max_window_rows, 1)
+    rows = max(rows, 1)
     scratch = 2 * llm.num_kv_heads * rows * llm.head_dim * itemsize
     # LLM window: residual, norm, fused qkv (+ RoPE'd copies), attention out, gate/up, act, down;
     # attention over [memory | window]: K/V of both segments and a boolean mask.
     d_qkv = (llm.num_heads + 2 * llm.num_kv_heads) * llm.head_dim
-    keys = plan.capacity + rows
+    keys = capacity + rows
     llm_ws = (rows * (4 * llm.hidden_size + 2 * d_qkv + 3 * llm.intermediate_size) * itemsize
               + 2 * keys * llm.num_kv_heads * llm.head_dim * itemsize + rows * keys)
     # Vision batch: fp32 pixels, CLIP residual/LN/qkv/MLP, projector hidden before pooling.
@@ -49,5 +49,5 @@ def budget(cfg: VideoXLConfig, plan: RequestPlan, weight_bytes: int, itemsize: i
                  + tokens * (6 * vis.hidden_size + vis.intermediate_size) * itemsize
                  + vision_batch * vis.num_patches * llm.hidden_size * itemsize * 2)
     logits = 2 * llm.vocab_size * 4
-    return MemoryBudget(weight_bytes, plan.capacity * kv_slot_bytes(cfg, itemsize), scratch,
-                        max(llm_ws, vision_ws) + logits, plan.capacity)
+    return MemoryBudget(weight_bytes, capacity * kv_slot_bytes(cfg, itemsize), scratch,
+                        max(llm_ws, vision_ws) + logits, capacity)

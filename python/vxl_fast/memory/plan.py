@@ -29,6 +29,10 @@ class VisualWindow:
     def rows(self) -> int:
         return self.n_raw + self.n_vst
 
+    @property
+    def next_carry(self) -> int:
+        return (self.n_raw + self.carry) % self.ratio
+
 
 @dataclass(frozen=True)
 class RequestPlan:
@@ -61,36 +65,41 @@ class RequestPlan:
         return [w.n_vst for w in self.windows]
 
 
+def next_window(index: int, token_start: int, n_raw: int, carry: int, kv_before: int,
+                ratios: Sequence[int], rng: np.random.Generator | None) -> VisualWindow:
+    """The window of ``n_raw`` raw tokens after ``index`` earlier ones (SPEC.md §4.3).
+
+    One ratio is used as is. Several follow upstream's ``step-random`` mix: ``rng.choice`` over
+    the ratios ``c`` with ``n_raw >= c`` and ``n_raw % c == 0``.
+    ``nb = (n_raw + carry) // c``; the next window's carry is ``(n_raw + carry) % c``.
+    """
+    if len(ratios) == 1:
+        ratio = int(ratios[0])
+    else:
+        if rng is None:
+            raise ValueError("several compression ratios need a random generator")
+        valid = [c for c in ratios if n_raw >= c and n_raw % c == 0]
+        if not valid:
+            raise ValueError(f"no compression ratio in {list(ratios)} fits a window of {n_raw} visual tokens")
+        ratio = int(rng.choice(valid))
+    n_vst = (n_raw + carry) // ratio
+    if n_vst == 0:
+        raise ValueError(
+            f"compression ratio {ratio} is too large for a window of {n_raw} visual tokens: "
+            "the window would keep no visual summary token")
+    return VisualWindow(index, token_start, n_raw, ratio, carry, n_vst, kv_before)
+
+
 def plan_windows(sink: int, visual_tokens: int, window: int, ratios: Sequence[int],
                  rng: np.random.Generator | None = None) -> tuple[VisualWindow, ...]:
-    """Cut the visual span into windows and give each its ratio and VST count (SPEC.md §4.3).
-
-    One ratio is used as is for every window. Several ratios follow upstream's ``step-random``
-    mix: per window, ``rng.choice`` over the ratios ``c`` with ``n_raw >= c`` and
-    ``n_raw % c == 0``. ``nb = (n_raw + carry) // c``; ``carry = (n_raw + carry) % c``.
-    """
-    if len(ratios) > 1 and rng is None:
-        raise ValueError("several compression ratios need a random generator")
+    """Cut the visual span into windows of ``window`` tokens (the last one shorter)."""
     out, start, carry, kept = [], 0, 0, sink
     while start < visual_tokens:
-        n_raw = min(window, visual_tokens - start)
-        if len(ratios) == 1:
-            ratio = int(ratios[0])
-        else:
-            valid = [c for c in ratios if n_raw >= c and n_raw % c == 0]
-            if not valid:
-                raise ValueError(
-                    f"no compression ratio in {list(ratios)} fits a window of {n_raw} visual tokens")
-            ratio = int(rng.choice(valid))
-        n_vst = (n_raw + carry) // ratio
-        if n_vst == 0:
-            raise ValueError(
-                f"compression ratio {ratio} is too large for a window of {n_raw} visual tokens: "
-                "the window would keep no visual summary token")
-        out.append(VisualWindow(len(out), start, n_raw, ratio, carry, n_vst, kept))
-        carry = (n_raw + carry) % ratio
-        kept += n_vst
-        start += n_raw
+        w = next_window(len(out), start, min(window, visual_tokens - start), carry, kept, ratios, rng)
+        out.append(w)
+        carry = w.next_carry
+        kept += w.n_vst
+        start += w.n_raw
     return tuple(out)
 
 
