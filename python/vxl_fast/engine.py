@@ -151,9 +151,9 @@ class VideoXL:
                 reserve_tokens, progress, trace) -> VideoMemory:
         ratios = self._ratios(compression_ratio)
         t0 = time.perf_counter()
-        live = video is None and frames is None and images is None
-        source = None if live else pick_source(frames, video, num_frames, fps, max_frames, images,
-                                               self.config, progress)
+        source = None
+        if video is not None or frames is not None or images is not None:
+            source = pick_source(frames, video, num_frames, fps, max_frames, images, self.config, progress)
         prefix_ids = self._tokenize_prefix(prefix)
         capacity = len(prefix_ids) + reserve_tokens
         if source is not None:
@@ -161,29 +161,27 @@ class VideoXL:
             planned = plan_windows(len(prefix_ids), source.count * self.config.tokens_per_frame,
                                    self.config.beacon.window, ratios, copy.deepcopy(self._rng))
             capacity += sum(w.n_vst for w in planned)
-        memory = self._new_memory(prefix, ratios, "video" if source is None else source.modality,
-                                  capacity, trace, planned_rows=max((w.rows for w in planned), default=0)
-                                  if source is not None else 0)
-        self._run_text(memory.cache, memory.prefix_ids, "prefix_text", memory.trace)
+        memory = self._new_memory(prefix, prefix_ids, ratios, source.modality if source else "video",
+                                  capacity, trace)
+        self._run_text(memory.cache, prefix_ids, "prefix_text", memory.trace)
         memory.stats["compress_s"] += time.perf_counter() - t0
         if source is not None:
             self._ingest(memory, source, progress)
             self._flush(memory)
         return memory
 
-    def _new_memory(self, prefix: str, ratios: tuple[int, ...], modality: str, capacity: int,
-                    trace: bool, planned_rows: int = 0) -> VideoMemory:
+    def _new_memory(self, prefix: str, prefix_ids: list[int], ratios: tuple[int, ...], modality: str,
+                    capacity: int, trace: bool) -> VideoMemory:
         """An empty memory whose KV buffers are allocated once for ``capacity`` slots."""
         llm = self.config.llm
-        rows = max(planned_rows, self._max_window_rows(ratios))
+        rows = self._max_window_rows(ratios)
         need = self._budget(capacity, rows)
         check_fits(need.total - need.weights, self.device,
                    f"the KV cache for {capacity} slots plus work buffers")
         self._ensure_positions(capacity)
         cache = KVCache.allocate(llm.num_layers, llm.num_kv_heads, capacity, llm.head_dim, self.dtype, self.device)
         scratch = WindowScratch.allocate(llm.num_kv_heads, rows, llm.head_dim, self.dtype, self.device)
-        return VideoMemory(self, cache, scratch, prefix, self._tokenize_prefix(prefix), ratios, modality,
-                           trace=[] if trace else None)
+        return VideoMemory(self, cache, scratch, prefix, prefix_ids, ratios, modality, trace=[] if trace else None)
 
     def _tokenize_prefix(self, prefix: str) -> list[int]:
         return tokenize_prompt(self.tokenizer, prefix + IMAGE_MARKER).before
@@ -245,9 +243,6 @@ class VideoXL:
                         memory.ratios, self._rng)
         if commit and cache.length + w.n_vst > cache.capacity:
             memory.cache = cache = self._grow(cache, cache.length + w.n_vst + DEFAULT_RESERVE)
-        if w.rows > memory.scratch.k.shape[1]:
-            llm = self.config.llm
-            memory.scratch = WindowScratch.allocate(llm.num_kv_heads, w.rows, llm.head_dim, self.dtype, self.device)
         self._run_visual(cache, memory.scratch, raw, w, memory.trace if commit else None)
         if commit:
             memory.windows.append(w)
@@ -416,29 +411,8 @@ class VideoXL:
         if piece:
             yield piece
 
-        stats = {
-            "modality": memory.modality,
-            "frames": memory.frames if memory.modality == "video" else 0,
-            "image_tiles": memory.frames if memory.modality == "image" else 0,
-            "visual_tokens": memory.visual_tokens,
-            "windows": len(memory.windows) + (memory.pending is not None),
-            "vsts": memory.num_vsts + pending_vsts,
-            "vst_per_window": [w.n_vst for w in memory.windows] + ([pending_vsts] if pending_vsts else []),
-            "compression_ratios": sorted({w.ratio for w in memory.windows}) or list(memory.ratios),
-            "prompt_tokens": len(tok.before) + len(tok.after),
-            "generated_tokens": len(ids),
-            "kv_slots": cache.length,
-            "kv_capacity": cache.capacity,
-            "kv_bytes": cache.nbytes,
-            "kv_bytes_used": cache.slot_bytes * cache.length,
-            "scratch_bytes": memory.scratch.nbytes,
-            "vision_s": 0.0,
-            "prefill_s": t_first - t0,
-            "ttft_s": t_first - t0,
-            "decode_s": t_end - t_first,
-            "decode_tok_s": (len(ids) - 1) / (t_end - t_first) if len(ids) > 1 else 0.0,
-            "total_s": t_end - t0,
-        }
+        stats = _answer_stats(memory, cache, len(tok.before) + len(tok.after), len(ids), pending_vsts,
+                              t_first - t0, t_end - t_first)
         if trace:
             stats["trace"] = answer_trace
         return GenerationOutput(list(ids), det.emitted, first_logits, finish, stats)
@@ -526,6 +500,33 @@ class VideoXL:
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+
+def _answer_stats(memory: VideoMemory, cache: KVCache, prompt_tokens: int, new_tokens: int,
+                  pending_vsts: int, prefill_s: float, decode_s: float) -> dict:
+    return {
+        "modality": memory.modality,
+        "frames": memory.frames if memory.modality == "video" else 0,
+        "image_tiles": memory.frames if memory.modality == "image" else 0,
+        "visual_tokens": memory.visual_tokens,
+        "windows": len(memory.windows) + (pending_vsts > 0),
+        "vsts": memory.num_vsts + pending_vsts,
+        "vst_per_window": [w.n_vst for w in memory.windows] + ([pending_vsts] if pending_vsts else []),
+        "compression_ratios": sorted({w.ratio for w in memory.windows}) or list(memory.ratios),
+        "prompt_tokens": prompt_tokens,
+        "generated_tokens": new_tokens,
+        "kv_slots": cache.length,
+        "kv_capacity": cache.capacity,
+        "kv_bytes": cache.nbytes,
+        "kv_bytes_used": cache.slot_bytes * cache.length,
+        "scratch_bytes": memory.scratch.nbytes,
+        "vision_s": 0.0,
+        "prefill_s": prefill_s,
+        "ttft_s": prefill_s,
+        "decode_s": decode_s,
+        "decode_tok_s": (new_tokens - 1) / decode_s if new_tokens > 1 else 0.0,
+        "total_s": prefill_s + decode_s,
+    }
 
 
 def _record(trace: list | None, cache: KVCache, kind, n_raw, n_vst, kv_before, ratio, carry) -> None:

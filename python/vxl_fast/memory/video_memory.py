@@ -140,14 +140,14 @@ class VideoMemory:
         if k.shape[2] != n or v.shape != k.shape:
             raise ValueError(f"memory file {path} is corrupt: K/V shapes {list(k.shape)}, {list(v.shape)} "
                              f"for {n} slots")
-        memory = model._new_memory(meta["prefix_text"], tuple(meta["ratios"]), meta["modality"],
-                                   capacity=n + reserve_tokens, trace=False)
+        if model._tokenize_prefix(meta["prefix_text"]) != meta["prefix_ids"]:
+            raise ValueError(f"memory file {path}: the tokenizer gives other ids for its prompt prefix")
+        memory = model._new_memory(meta["prefix_text"], meta["prefix_ids"], tuple(meta["ratios"]),
+                                   meta["modality"], capacity=n + reserve_tokens, trace=False)
         memory.cache.k[:, :, :n] = k.to(model.device)
         memory.cache.v[:, :, :n] = v.to(model.device)
         memory.cache.length = n
         memory.windows = [VisualWindow(**w) for w in meta["windows"]]
         memory.pending = tensors["pending"].to(model.device) if "pending" in tensors else None
         memory.frames, memory.timestamps, memory.stats = meta["frames"], meta["timestamps"], meta["stats"]
-        if memory.prefix_ids != meta["prefix_ids"]:
-            raise ValueError(f"memory file {path}: the tokenizer gives other ids for its prompt prefix")
         return memory
