@@ -60,10 +60,15 @@ def ops_table(rows: list[dict]) -> str:
 
 
 def video_table(rows: list[dict]) -> str:
-    out = ["| device | sampled frames | of total | sampled frames/s | decoded frames/s |", "|---|---|---|---|---|"]
-    for r in rows:
-        out.append(f"| {r['device']} | {r['num_frames']} | {r['total_frames']} | {r['sampled_frames_s']:.0f} | "
-                   f"{r['decoded_frames_s']:.0f} |")
+    naive = {(r["device"], r["height"], r["num_frames"]): r for r in rows if r["strategy"] == "sequential"}
+    out = ["| device | video | sampled frames | of total | strategy | seconds | sampled frames/s | "
+           "video frames/s | speed-up |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["device"], r["height"], r["num_frames"], r["strategy"])):
+        base = naive.get((r["device"], r["height"], r["num_frames"]))
+        speedup = f"{r['sampled_frames_s'] / base['sampled_frames_s']:.2f}×" if base and base is not r else ""
+        out.append(f"| {r['device']} | {r['height']}p | {r['num_frames']} | {r['total_frames']} | {r['strategy']} | "
+                   f"{r['num_frames'] / r['sampled_frames_s']:.2f} | {r['sampled_frames_s']:.0f} | "
+                   f"{r['video_frames_s']:.0f} | {speedup} |")
     return "\n".join(out)
 
 

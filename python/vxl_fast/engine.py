@@ -29,7 +29,7 @@ from .models.videoxl import VideoXLModel
 from .prompt import IMAGE_MARKER, build_prompt, tokenize_prompt
 from .stream import Detokenizer, TextStream
 from .video.preprocess import check_frames, clip_preprocess
-from .visual import VisualSource, VisualStream, pick_source
+from .visual import VisualSource, VisualStream, check_inputs, frame_feed, frames_source, image_source
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
            "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
@@ -118,9 +118,15 @@ class VideoXL:
         return clip_preprocess(check_frames(frames), self.config.vision)
 
     @torch.inference_mode()
-    def visual_tokens(self, *, frames=None, video=None, num_frames=None, images=None) -> torch.Tensor:
+    def visual_tokens(self, *, frames=None, video=None, num_frames=None, fps=None, images=None) -> torch.Tensor:
         """All visual tokens [N, D] the language model would see (144 per frame or image tile)."""
-        stream = self._stream(pick_source(frames, video, num_frames, None, None, images, self.config))
+        check_inputs(frames, video, images, num_frames, fps)
+        if images is not None:
+            source = image_source(images, self.config.image_grid_pinpoints, self.config.vision)
+        else:
+            feed = frame_feed(frames, video, num_frames, fps, None)
+            source = frames_source(torch.cat([c for c, _ in feed.chunks(64)]), self.config.vision)
+        stream = self._stream(source)
         return stream.take(stream.num_tokens)
 
     def _stream(self, source: VisualSource) -> VisualStream:
@@ -131,42 +137,58 @@ class VideoXL:
     @torch.inference_mode()
     def encode(self, video=None, *, frames=None, images=None, num_frames: int | None = None,
                fps: float | None = None, max_frames: int | None = None,
-               compression_ratio: int | list[int] | str = 8, system: str | None = None,
-               reserve_tokens: int = DEFAULT_RESERVE, progress: bool = False,
+               sampling: str = "exact", compression_ratio: int | list[int] | str = 8,
+               system: str | None = None, reserve_tokens: int = DEFAULT_RESERVE, progress: bool = False,
                trace: bool = False) -> VideoMemory:
-        """Compress a video (file path, or ``frames`` uint8 [T, H, W, 3], or one image) into a
-        :class:`VideoMemory` that answers any number of questions (:meth:`ask`, :meth:`chat`).
+        """Compress a video into a :class:`VideoMemory` that answers any number of questions
+        (:meth:`ask`, :meth:`chat`).
 
-        ``video=None`` and no other input gives an empty memory to feed with
-        :meth:`VideoMemory.append` (live input). ``num_frames`` samples uniformly as upstream
-        does; ``fps`` samples at that rate (at most ``max_frames``). ``system`` replaces the
-        default system prompt. ``reserve_tokens`` KV slots are kept free for questions and
-        answers (more are allocated when a question needs them).
+        ``video``: anything :func:`vxl_fast.video.load_video` reads — a video file, a folder of
+        frames, a list of images, an array of frames, an iterator of frames (live input); or
+        ``frames`` uint8 [T, H, W, 3] (any device), or ``images`` (one image, anyres path).
+        No input gives an empty memory to feed with :meth:`VideoMemory.append`.
+        ``num_frames`` samples uniformly as upstream does; ``fps`` samples at that rate (at most
+        ``max_frames``); ``sampling="keyframe"`` takes the nearest keyframes instead (faster,
+        not upstream's frames). Frames are decoded in the background, one window at a time,
+        while the model compresses the previous window. ``system`` replaces the default system
+        prompt. ``reserve_tokens`` KV slots are kept free for questions and answers (more are
+        allocated when a question needs them).
         """
         prefix = build_prompt("?", system=system).partition(IMAGE_MARKER)[0]
-        return self._encode(video, frames, images, num_frames, fps, max_frames, compression_ratio,
+        return self._encode(video, frames, images, num_frames, fps, max_frames, sampling, compression_ratio,
                             prefix, reserve_tokens, progress, trace)
 
-    def _encode(self, video, frames, images, num_frames, fps, max_frames, compression_ratio, prefix,
-                reserve_tokens, progress, trace) -> VideoMemory:
+    def _encode(self, video, frames, images, num_frames, fps, max_frames, sampling, compression_ratio,
+                prefix, reserve_tokens, progress, trace) -> VideoMemory:
         ratios = self._ratios(compression_ratio)
         t0 = time.perf_counter()
-        source = None
+        source = feed = None
         if video is not None or frames is not None or images is not None:
-            source = pick_source(frames, video, num_frames, fps, max_frames, images, self.config, progress)
+            check_inputs(frames, video, images, num_frames, fps)
+            if images is not None:
+                source = image_source(images, self.config.image_grid_pinpoints, self.config.vision)
+            else:
+                feed = frame_feed(frames, video, num_frames, fps, max_frames, sampling)
+        count = source.count if source is not None else feed.count if feed is not None else None
         prefix_ids = self._tokenize_prefix(prefix)
         capacity = len(prefix_ids) + reserve_tokens
-        if source is not None:
+        if count is not None:
             # NOTE: a copy of the generator, so that planning draws the same ratios the windows will.
-            planned = plan_windows(len(prefix_ids), source.count * self.config.tokens_per_frame,
+            planned = plan_windows(len(prefix_ids), count * self.config.tokens_per_frame,
                                    self.config.beacon.window, ratios, copy.deepcopy(self._rng))
             capacity += sum(w.n_vst for w in planned)
-        memory = self._new_memory(prefix, prefix_ids, ratios, source.modality if source else "video",
+        memory = self._new_memory(prefix, prefix_ids, ratios, "image" if images is not None else "video",
                                   capacity, trace)
         self._run_text(memory.cache, prefix_ids, "prefix_text", memory.trace)
         memory.stats["compress_s"] += time.perf_counter() - t0
-        if source is not None:
-            self._ingest(memory, source, progress)
+        with tqdm(total=count, desc="encoding", unit="frame", disable=not progress, leave=False) as bar:
+            if source is not None:
+                self._ingest(memory, source, bar)
+            elif feed is not None:
+                per_window = max(1, self.config.beacon.window // self.config.tokens_per_frame)
+                for chunk, timestamps in feed.chunks(per_window):
+                    self._ingest(memory, frames_source(chunk, self.config.vision, timestamps), bar)
+        if count is not None or feed is not None:
             self._flush(memory)
         return memory
 
@@ -194,38 +216,33 @@ class VideoXL:
             raise ValueError(f"{len(timestamps)} timestamps for {frames.shape[0]} frames")
         if (timestamps is None) != (memory.timestamps is None) and memory.frames:
             raise ValueError("give timestamps for every appended piece or for none")
-        with torch.inference_mode():
-            self._ingest(memory, VisualSource("video", frames.shape[0],
-                                              lambda i, j: clip_preprocess(frames[i:j], self.config.vision),
-                                              None if timestamps is None else list(timestamps)), progress)
+        with torch.inference_mode(), tqdm(total=frames.shape[0], desc="encoding", unit="frame",
+                                          disable=not progress, leave=False) as bar:
+            self._ingest(memory, frames_source(frames, self.config.vision,
+                                               None if timestamps is None else list(timestamps)), bar)
 
-    def _ingest(self, memory: VideoMemory, source: VisualSource, progress: bool) -> None:
+    def _ingest(self, memory: VideoMemory, source: VisualSource, bar=None) -> None:
         """Encode the source's items and compress every complete window."""
         window = self.config.beacon.window
         stream = self._stream(source)
         t0 = time.perf_counter()
-        vision0 = stream.seconds
         available = memory.pending_tokens + stream.num_tokens
-        with tqdm(total=source.count, desc="compressing", unit="frame", disable=not progress,
-                  leave=False) as bar:
-            while available >= window:
-                raw = stream.take(window - memory.pending_tokens)
-                if memory.pending is not None:
-                    raw, memory.pending = torch.cat([memory.pending, raw]), None
-                self._compress(memory, raw, memory.cache)
-                available -= window
-                bar.n = min(source.count, stream.consumed_items)
-                bar.refresh()
-            if stream.taken < stream.num_tokens:
-                rest = stream.take(stream.num_tokens - stream.taken)
-                memory.pending = rest if memory.pending is None else torch.cat([memory.pending, rest])
-            bar.n = source.count
-            bar.refresh()
+        while available >= window:
+            raw = stream.take(window - memory.pending_tokens)
+            if memory.pending is not None:
+                raw, memory.pending = torch.cat([memory.pending, raw]), None
+            self._compress(memory, raw, memory.cache)
+            available -= window
+        if stream.taken < stream.num_tokens:
+            rest = stream.take(stream.num_tokens - stream.taken)
+            memory.pending = rest if memory.pending is None else torch.cat([memory.pending, rest])
         memory.frames += source.count
         if source.timestamps is not None:
             memory.timestamps = (memory.timestamps or []) + list(source.timestamps)
-        memory.stats["vision_s"] += stream.seconds - vision0
-        memory.stats["compress_s"] += time.perf_counter() - t0 - (stream.seconds - vision0)
+        memory.stats["vision_s"] += stream.seconds
+        memory.stats["compress_s"] += time.perf_counter() - t0 - stream.seconds
+        if bar is not None:
+            bar.update(source.count)
 
     def _flush(self, memory: VideoMemory) -> None:
         if memory.pending is not None:
@@ -316,6 +333,7 @@ class VideoXL:
             return done.value
 
     def _generate(self, *, frames=None, video=None, num_frames=None, fps=None, max_frames=None, images=None,
+                  sampling="exact",
                   prompt=None, messages=None, compression_ratio=8, max_new_tokens=1024, progress=False,
                   trace=False, **options) -> Generator[str, None, GenerationOutput]:
         if frames is None and video is None and images is None:
@@ -325,7 +343,7 @@ class VideoXL:
         _check_max_new(max_new_tokens)
         self._check_context(len(tok.before) + len(tok.after), max_new_tokens)
         with torch.inference_mode():
-            memory = self._encode(video, frames, images, num_frames, fps, max_frames, compression_ratio,
+            memory = self._encode(video, frames, images, num_frames, fps, max_frames, sampling, compression_ratio,
                                   text.partition(IMAGE_MARKER)[0], len(tok.after) + max_new_tokens,
                                   progress, trace)
         out = yield from self._answer(memory, prompt, messages, max_new_tokens=max_new_tokens,

@@ -6,15 +6,15 @@ import os
 import time
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 from PIL import Image
 
 from .video.anyres import anyres_tiles
 from .video.preprocess import check_frames, clip_preprocess, clip_preprocess_image
-from .video.reader import read_video
+from .video.source import IMAGE_SUFFIXES, open_video, read_image
 
 
 class VisualStream:
@@ -85,70 +85,53 @@ class VisualSource:
     timestamps: list[float] | None = None
 
 
-def _frames_source(frames, cfg, timestamps=None) -> VisualSource:
-    frames = check_frames(frames)
+class TensorFrames:
+    """Frames already in memory (uint8 [T, H, W, 3], any device), handed out in slices."""
+
+    def __init__(self, frames: torch.Tensor):
+        self.frames = check_frames(frames)
+        self.count = self.frames.shape[0]
+
+    def chunks(self, size: int):
+        for i in range(0, self.count, size):
+            yield self.frames[i:i + size], None
+
+
+def frames_source(frames: torch.Tensor, cfg, timestamps: list[float] | None = None) -> VisualSource:
+    """Video frames uint8 [T, H, W, 3] as a source of CLIP pixels."""
     return VisualSource("video", frames.shape[0], lambda i, j: clip_preprocess(frames[i:j], cfg), timestamps)
 
 
-def _video_source(video, num_frames, fps, max_frames, cfg, progress) -> VisualSource:
-    if num_frames is None and fps is None:
-        raise ValueError("video= needs num_frames= (how many frames to sample) or fps=")
-    if num_frames is not None and (isinstance(num_frames, bool) or not isinstance(num_frames, int)
-                                   or num_frames < 1):
-        raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}")
-    if max_frames is not None and (not isinstance(max_frames, int) or max_frames < 1):
-        raise ValueError(f"max_frames must be a positive integer, got {max_frames!r}")
-    sampled = read_video(video, num_frames, fps, max_frames, progress)
-    return _frames_source(sampled.frames, cfg, sampled.timestamps)
-
-
-def _image_source(images, pinpoints, cfg) -> VisualSource:
+def image_source(images, pinpoints, cfg) -> VisualSource:
+    """One image on upstream's anyres path: its grid tiles (the base tile is dropped by unires)."""
     if isinstance(images, (list, tuple)):
         if len(images) != 1:
             raise ValueError(
                 f"images= takes a single image (got {len(images)}); pass several frames as frames= "
                 "to use the video path")
         images = images[0]
-    tiles = anyres_tiles(load_image(images), pinpoints, cfg.image_size)
-    return VisualSource("image", len(tiles), lambda i, j: torch.stack([clip_preprocess_image(t, cfg) for t in tiles[i:j]]))
+    tiles = anyres_tiles(Image.fromarray(read_image(images)), pinpoints, cfg.image_size)
+    return VisualSource("image", len(tiles),
+                        lambda i, j: torch.stack([clip_preprocess_image(t, cfg) for t in tiles[i:j]]))
 
 
-def load_image(image) -> Image.Image:
-    """A path, PIL image or uint8 array [H, W, 3] → RGB PIL image."""
-    if isinstance(image, (str, os.PathLike)):
-        if not os.path.isfile(image):
-            raise FileNotFoundError(f"image file not found: {image}")
-        try:
-            with Image.open(image) as im:
-                return im.convert("RGB")
-        except OSError as e:
-            raise ValueError(f"cannot read image {image}: {e}") from None
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    if isinstance(image, torch.Tensor):
-        image = image.cpu().numpy()
-    if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8:
-            raise TypeError(f"image arrays must have dtype uint8, got {image.dtype}")
-        if image.ndim != 3 or image.shape[-1] != 3:
-            raise ValueError(f"image arrays must have shape [H, W, 3], got {list(image.shape)}")
-        if 0 in image.shape:
-            raise ValueError(f"image has an empty size {list(image.shape)}")
-        return Image.fromarray(image)
-    raise TypeError(f"unsupported image type {type(image).__name__}; pass a path, PIL image or "
-                    "uint8 array [H, W, 3]")
-
-
-def pick_source(frames, video, num_frames, fps, max_frames, images, config, progress: bool = False) -> VisualSource:
-    """The one visual input given: ``frames``, a ``video`` file or ``images`` (one image)."""
+def check_inputs(frames, video, images, num_frames, fps) -> None:
+    """Exactly one visual input; sampling options only with ``video``."""
     given = [name for name, v in (("frames", frames), ("video", video), ("images", images)) if v is not None]
     if len(given) != 1:
         raise ValueError("pass exactly one visual input: frames=, video= or images=" +
                          (f" (got {', '.join(given)})" if given else ""))
     if (num_frames is not None or fps is not None) and video is None:
         raise ValueError("num_frames= and fps= only apply to video=")
+
+
+def frame_feed(frames, video, num_frames, fps, max_frames, sampling: str = "exact", progress=None):
+    """Where the frames come from: ``TensorFrames`` or a planned ``VideoSource`` (``.count``,
+    ``.chunks(n)``). A video file needs ``num_frames`` or ``fps``."""
     if frames is not None:
-        return _frames_source(frames, config.vision)
-    if video is not None:
-        return _video_source(video, num_frames, fps, max_frames, config.vision, progress)
-    return _image_source(images, config.image_grid_pinpoints, config.vision)
+        return TensorFrames(frames)
+    if isinstance(video, (str, os.PathLike)) and num_frames is None and fps is None:
+        path = Path(video)
+        if not path.is_dir() and path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise ValueError("video= needs num_frames= (how many frames to sample) or fps=")
+    return open_video(video, num_frames, fps, max_frames, sampling, progress=progress)

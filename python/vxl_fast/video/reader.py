@@ -1,85 +1,190 @@
-"""A minimal video reader (PyAV): upstream's uniform sampling, frames decoded in one pass."""
+"""Exact frame access in video files with PyAV (FFmpeg), decoding only what the sample needs.
+
+A demux-only pass (no decoding) builds the table of frames in presentation order and their
+keyframes. Frames are then decoded in order; the decoder seeks only when the next wanted frame
+lies in a later GOP than the current position, so dense samples decode straight through and
+sparse ones skip whole GOPs. Frame numbers are positions in presentation order (what decord
+and upstream's ``linspace`` rule index), timestamps come from the frames' own pts (so variable
+frame rates stay right).
+"""
 
 from __future__ import annotations
 
+import bisect
 import os
+from fractions import Fraction
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 
-from .sampling import fps_indices, uniform_indices
+STRATEGIES = ("hybrid", "seek", "sequential")
 
 
-@dataclass
-class SampledVideo:
-    frames: torch.Tensor  # uint8 [T, H, W, 3]
-    indices: np.ndarray  # int64 [T], frame numbers in the file
-    total_frames: int
-    fps: float
+@dataclass(frozen=True)
+class VideoInfo:
+    path: str
+    frames: int  # frames in presentation order
+    fps: float  # average frame rate (0 when unknown)
+    width: int
+    height: int
+    codec: str
+    pts: np.ndarray | None  # int64 [frames], sorted; None when the stream has no pts
+    keyframes: np.ndarray  # int64, frame numbers of keyframes, ascending
+    time_base: Fraction
+    start_pts: int
 
-    @property
-    def timestamps(self) -> list[float] | None:
-        """Seconds from the start, by frame number and the average frame rate."""
-        return [i / self.fps for i in self.indices.tolist()] if self.fps > 0 else None
+    def timestamp(self, index: int) -> float:
+        """Seconds from the first frame."""
+        if self.pts is not None:
+            return float(int(self.pts[index] - self.start_pts) * self.time_base)
+        return index / self.fps if self.fps > 0 else float(index)
 
 
-def read_video(path: str | os.PathLike, num_frames: int | None = None, fps: float | None = None,
-               max_frames: int | None = None, progress: bool = False) -> SampledVideo:
-    """Decode frames as RGB: ``num_frames`` at ``linspace(0, total-1, num_frames, dtype=int)``
-    (upstream's rule), or ``fps`` frames per second (at most ``max_frames``)."""
-    if (num_frames is None) == (fps is None):
-        raise ValueError("sample a video with exactly one of num_frames= or fps=")
+def _av():
     try:
         import av
     except ImportError:
         raise ImportError("reading video files needs PyAV: pip install av") from None
-    path = os.fspath(path)
+    return av
+
+
+def _open(path: str):
+    av = _av()
     if not os.path.exists(path):
         raise FileNotFoundError(f"video file not found: {path}")
     if os.path.isdir(path):
         raise ValueError(f"expected a video file, got a folder: {path}")
     try:
         container = av.open(path)
+    except av.error.EOFError:
+        raise ValueError(f"cannot read video {path}: it ends before its first frame (an empty or "
+                         "truncated file)") from None
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
         raise ValueError(f"cannot read video {path}: {e}") from None
-    with container:
-        if not container.streams.video:
-            raise ValueError(f"cannot read video {path}: it has no video stream")
+    if not container.streams.video:
+        container.close()
+        raise ValueError(f"cannot read video {path}: it has no video stream")
+    return container
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Read the frame table of the first video stream without decoding."""
+    path = os.fspath(path)
+    av = _av()
+    with _open(path) as container:
         stream = container.streams.video[0]
-        total = stream.frames or _count_frames(container, stream)
-        if total <= 0:
-            raise ValueError(f"cannot read video {path}: it has zero frames")
-        video_fps = float(stream.average_rate or 0.0)
-        indices = (uniform_indices(total, num_frames) if fps is None
-                   else fps_indices(total, video_fps, fps, max_frames))
-        container.seek(0)
-        stream.thread_type = "AUTO"
-        wanted = set(indices.tolist())
-        last = max(wanted)
-        got: dict[int, np.ndarray] = {}
-        bar = tqdm(total=last + 1, desc="decoding", unit="frame", disable=not progress, leave=False)
+        pts, keys, missing_pts = [], [], False
         try:
-            for i, frame in enumerate(container.decode(stream)):
-                if i in wanted:
-                    got[i] = frame.to_ndarray(format="rgb24")
-                bar.update(1)
-                if i >= last:
-                    break
+            for packet in container.demux(stream):
+                if packet.size == 0:
+                    continue
+                if packet.pts is None:
+                    missing_pts = True
+                    pts.append(len(pts))
+                else:
+                    pts.append(packet.pts)
+                if packet.is_keyframe:
+                    keys.append(pts[-1])
+        except av.error.EOFError:
+            pass  # some demuxers end a stream with an error instead of an empty packet
         except av.error.FFmpegError as e:
-            raise ValueError(f"cannot read video {path}: decoding failed after {len(got)} "
-                             f"wanted frames: {e}") from None
-        finally:
-            bar.close()
-    missing = sorted(i for i in wanted if i not in got)
-    if missing:
-        raise ValueError(
-            f"cannot read video {path}: it declares {total} frames but frame {missing[0]} could not "
-            f"be decoded ({len(missing)} of {len(wanted)} wanted frames missing)")
-    frames = torch.from_numpy(np.stack([got[i] for i in indices.tolist()]))
-    return SampledVideo(frames, indices.astype(np.int64), total, video_fps)
+            if not pts:
+                raise ValueError(f"cannot read video {path}: {e}") from None
+            warnings.warn(f"video {path} is damaged after {len(pts)} frames ({e}); using those")
+        if not pts:
+            raise ValueError(f"cannot read video {path}: it has zero frames")
+        order = np.sort(np.asarray(pts, dtype=np.int64))
+        keyframes = np.searchsorted(order, np.asarray(sorted(keys), dtype=np.int64)) if keys else np.zeros(1, np.int64)
+        if keyframes[0] != 0:
+            keyframes = np.concatenate([[0], keyframes])
+        cc = stream.codec_context
+        return VideoInfo(
+            path=path, frames=len(order), fps=float(stream.average_rate or 0.0), width=cc.width,
+            height=cc.height, codec=cc.name, pts=None if missing_pts else order,
+            keyframes=keyframes.astype(np.int64), time_base=Fraction(stream.time_base or 0),
+            start_pts=int(order[0]) if not missing_pts else 0)
 
 
-def _count_frames(container, stream) -> int:
-    return sum(1 for p in container.demux(stream) if p.size)
+def iter_frames(info: VideoInfo, indices, strategy: str = "hybrid", progress=None):
+    """Yield ``(frame number, RGB uint8 [H, W, 3])`` for the distinct ``indices``, ascending.
+
+    ``strategy``: ``hybrid`` (seek only to reach a later GOP), ``seek`` (seek to every wanted
+    frame's keyframe) or ``sequential`` (decode everything up to the last wanted frame: the
+    naive baseline). ``hybrid`` and ``seek`` also skip unwanted non-reference frames.
+    ``progress(n)`` is called with the number of frames decoded (wanted or not) since its last call.
+    Raises ``ValueError`` when a wanted frame cannot be decoded (a damaged or truncated file).
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown decode strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
+    av = _av()
+    wanted = sorted(set(int(i) for i in indices))
+    if wanted and not 0 <= wanted[0] <= wanted[-1] < info.frames:
+        raise ValueError(f"frame numbers must lie in [0, {info.frames}), got {wanted[0]}..{wanted[-1]}")
+    if info.pts is None:
+        strategy = "sequential"  # without pts there is nothing to seek to
+    wanted_set = set(wanted)
+    keyframes = info.keyframes.tolist()
+    index_of = {int(p): i for i, p in enumerate(info.pts)} if info.pts is not None else {}
+    position = -1  # frame number of the last decoded frame
+    with _open(info.path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        frames, first_valid, decoded = None, 0, 0
+        skip_unwanted = strategy != "sequential"
+        for target in wanted:
+            key = keyframes[bisect.bisect_right(keyframes, target) - 1]
+            seek = {"sequential": False, "seek": True, "hybrid": position < key - 1}[strategy]
+            try:
+                if frames is None or seek:
+                    if strategy != "sequential" and (key > 0 or frames is not None):
+                        container.seek(int(info.pts[key]), stream=stream, backward=True, any_frame=False)
+                        first_valid = key  # frames before the keyframe may lack their references
+                    frames = _decode(container, stream, index_of, wanted_set if skip_unwanted else None)
+                found = None
+                for frame in frames:
+                    decoded += 1
+                    position = index_of.get(frame.pts, position + 1)
+                    if position == target and position >= first_valid:
+                        found = frame.to_ndarray(format="rgb24")
+                    if position >= target:
+                        break
+            except av.error.FFmpegError as e:
+                raise ValueError(f"cannot read video {info.path}: decoding failed near frame {position + 1} "
+                                 f"of {info.frames}: {e}") from None
+            if progress is not None:
+                progress(decoded)
+                decoded = 0
+            if found is None:
+                raise ValueError(
+                    f"cannot read video {info.path}: frame {target} of {info.frames} could not be decoded "
+                    f"(the file may be truncated or damaged; frames up to {max(position, -1) + 1} were "
+                    "readable)")
+            yield target, found
+
+
+def _decode(container, stream, index_of: dict, wanted: set | None):
+    """Decoded frames from the current demux position. With ``wanted``, packets of unwanted
+    frames are decoded with ``skip_frame=NONREF``: a frame nothing else refers to is skipped
+    outright, while reference frames are always decoded, so wanted frames come out intact."""
+    context = stream.codec_context
+    for packet in container.demux(stream):
+        if wanted is not None:
+            keep = packet.pts is None or packet.size == 0 or index_of.get(packet.pts) in wanted
+            context.skip_frame = "DEFAULT" if keep else "NONREF"
+        yield from packet.decode()
+
+
+def decode_frames(info: VideoInfo, indices, strategy: str = "hybrid") -> dict[int, np.ndarray]:
+    """``{frame number: RGB uint8 [H, W, 3]}`` for the distinct ``indices`` (see ``iter_frames``)."""
+    return dict(iter_frames(info, indices, strategy))
+
+
+def keyframe_indices(info: VideoInfo, indices) -> np.ndarray:
+    """Each frame number moved to its nearest keyframe (ties: the earlier one)."""
+    keys = info.keyframes
+    idx = np.asarray(indices, dtype=np.int64)
+    right = np.clip(np.searchsorted(keys, idx), 0, len(keys) - 1)
+    left = np.clip(right - 1, 0, len(keys) - 1)
+    take_left = np.abs(idx - keys[left]) <= np.abs(keys[right] - idx)
+    return np.where(take_left, keys[left], keys[right])

@@ -1,0 +1,305 @@
+"""One input layer for every kind of visual source, sampled as upstream does.
+
+``load_video(source, num_frames=… | fps=…)`` accepts a video file, a folder of frames, a list of
+image paths or PIL images, one image, a uint8 array/tensor of frames, or an iterator of frames,
+and returns the sampled frames (uint8 [T, H, W, 3]) with their frame numbers and timestamps.
+``open_video`` plans the same read without decoding; ``.chunks(n)`` then produces the frames
+n at a time from a background thread, so decoding overlaps with the model.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .reader import VideoInfo, iter_frames, keyframe_indices, probe
+from .sampling import fps_indices, uniform_indices
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+SAMPLING = ("exact", "keyframe")
+
+
+@dataclass
+class LoadedVideo:
+    frames: torch.Tensor  # uint8 [T, H, W, 3]
+    indices: np.ndarray  # int64 [T]: frame numbers in the source
+    timestamps: list[float] | None  # seconds, when the source has a clock
+    total_frames: int | None  # frames in the source (None for an iterator)
+    fps: float | None
+
+
+class VideoSource:
+    """A planned read: which frames of which source. Nothing is decoded until ``chunks``/``load``."""
+
+    def __init__(self, count: int | None, indices: np.ndarray | None, timestamps: list[float] | None,
+                 total: int | None, fps: float | None, produce: Callable[[], Iterator[np.ndarray]]):
+        self.count, self.indices, self.timestamps = count, indices, timestamps
+        self.total_frames, self.fps = total, fps
+        self._produce = produce  # yields RGB uint8 [H, W, 3] frames in sample order
+
+    def chunks(self, size: int, prefetch: int = 2, pin: bool | None = None
+               ) -> Iterator[tuple[torch.Tensor, list[float] | None]]:
+        """``(frames uint8 [≤size, H, W, 3], their timestamps)``, decoded ahead by a background
+        thread (at most ``prefetch`` chunks waiting); pinned host memory when CUDA is available."""
+        if size < 1:
+            raise ValueError(f"chunk size must be positive, got {size}")
+        pin = torch.cuda.is_available() if pin is None else pin
+        done = object()
+        ready: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+        stop = threading.Event()
+
+        def put(item) -> bool:
+            while not stop.is_set():
+                try:
+                    ready.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def work():
+            try:
+                batch, start = [], 0
+                for frame in self._produce():
+                    batch.append(frame)
+                    if len(batch) == size:
+                        if not put(self._chunk(batch, start, pin)):
+                            return
+                        start += len(batch)
+                        batch = []
+                if batch and not put(self._chunk(batch, start, pin)):
+                    return
+                put(done)
+            except BaseException as e:  # noqa: BLE001 - handed to the consumer
+                put(e)
+
+        thread = threading.Thread(target=work, name="vxl_fast-decode", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = ready.get()
+                if item is done:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+
+    def _chunk(self, batch: list[np.ndarray], start: int, pin: bool):
+        sizes = {f.shape for f in batch}
+        if len(sizes) > 1:
+            raise ValueError(f"frames have different sizes {sorted(sizes)}; all frames must share one size")
+        frames = torch.from_numpy(np.stack(batch))
+        if pin:
+            frames = frames.pin_memory()
+        ts = None if self.timestamps is None else self.timestamps[start:start + len(batch)]
+        return frames, ts
+
+    def load(self) -> LoadedVideo:
+        """Everything at once."""
+        parts, ts = [], []
+        for frames, t in self.chunks(64, pin=False):
+            parts.append(frames)
+            ts.extend(t or [])
+        frames = torch.cat(parts)
+        indices = self.indices if self.indices is not None else np.arange(frames.shape[0])
+        return LoadedVideo(frames, indices, ts if self.timestamps is not None else None,
+                           self.total_frames, self.fps)
+
+
+def load_video(source, num_frames: int | None = None, fps: float | None = None,
+               max_frames: int | None = None, sampling: str = "exact", strategy: str = "hybrid") -> LoadedVideo:
+    """Sampled RGB frames of ``source`` (see ``open_video``)."""
+    return open_video(source, num_frames, fps, max_frames, sampling, strategy).load()
+
+
+def open_video(source, num_frames: int | None = None, fps: float | None = None,
+               max_frames: int | None = None, sampling: str = "exact", strategy: str = "hybrid",
+               progress: Callable[[int], None] | None = None) -> VideoSource:
+    """Plan reading ``source``.
+
+    ``num_frames``: upstream's uniform rule ``linspace(0, T-1, N, dtype=int)``; when the source
+    has fewer than N frames all of them are used (with a warning). ``fps``: that many frames per
+    second of video (files only), at most ``max_frames``. Neither: every frame.
+    ``sampling="keyframe"`` (files only) moves each sampled frame to its nearest keyframe,
+    which decodes much faster but deviates from upstream; the timestamps say which frames were
+    taken. ``strategy`` picks how a file is decoded (``hybrid``, ``seek``, ``sequential``).
+    """
+    if sampling not in SAMPLING:
+        raise ValueError(f"unknown sampling {sampling!r}; use 'exact' or 'keyframe'")
+    if num_frames is not None and fps is not None:
+        raise ValueError("sample with num_frames= or fps=, not both")
+    for name, value in (("num_frames", num_frames), ("max_frames", max_frames)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                                  or value < 1):
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if path.is_dir():
+            return _images_source(_folder_images(path), num_frames, fps, sampling, where=str(path))
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.exists():
+            return _images_source([path], num_frames, fps, sampling, where=str(path))
+        return _file_source(path, num_frames, fps, max_frames, sampling, strategy, progress)
+    if sampling != "exact":
+        raise ValueError("sampling='keyframe' needs a video file")
+    if isinstance(source, Image.Image):
+        return _images_source([source], num_frames, fps, sampling, where="the image")
+    if isinstance(source, (torch.Tensor, np.ndarray)):
+        return _array_source(source, num_frames, fps)
+    if isinstance(source, (list, tuple)):
+        if not source:
+            raise ValueError("the list of frames is empty: zero frames given")
+        return _images_source(list(source), num_frames, fps, sampling, where="the list")
+    if hasattr(source, "__iter__") or hasattr(source, "__next__"):
+        if num_frames is not None or fps is not None:
+            raise ValueError("an iterator of frames is taken as it comes; num_frames= and fps= do not apply")
+        it = iter(source)
+        return VideoSource(None, None, None, None, None,
+                           lambda: (f for item in it for f in _frames_of(item, "the iterator")))
+    raise TypeError(f"unsupported video source {type(source).__name__}: pass a file or folder path, images, "
+                    "a uint8 array [T, H, W, 3] or an iterator of frames")
+
+
+def _file_source(path: Path, num_frames, fps, max_frames, sampling, strategy, progress) -> VideoSource:
+    info: VideoInfo = probe(path)
+    if fps is not None:
+        indices = fps_indices(info.frames, info.fps, fps, max_frames)
+    else:
+        indices = _uniform(info.frames, num_frames, str(path))
+    if sampling == "keyframe":
+        indices = keyframe_indices(info, indices)
+    timestamps = [info.timestamp(int(i)) for i in indices]
+
+    def produce():
+        decoded = iter_frames(info, indices, strategy, progress)
+        cached: tuple[int, np.ndarray] | None = None
+        for i in indices.tolist():
+            while cached is None or cached[0] < i:
+                cached = next(decoded)
+            yield cached[1]
+    return VideoSource(len(indices), indices, timestamps, info.frames, info.fps, produce)
+
+
+def _uniform(total: int, num_frames: int | None, where: str) -> np.ndarray:
+    if num_frames is None:
+        return np.arange(total)
+    if num_frames > total:
+        warnings.warn(f"{where} has only {total} frames; using all of them instead of {num_frames}")
+        return np.arange(total)
+    return uniform_indices(total, num_frames)
+
+
+def _folder_images(folder: Path) -> list[Path]:
+    files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+    if not files:
+        raise ValueError(f"the folder {folder} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return sorted(files, key=_natural_key)
+
+
+def _natural_key(path: Path):
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+
+
+def _images_source(images: list, num_frames, fps, sampling, where: str) -> VideoSource:
+    if fps is not None:
+        raise ValueError(f"fps= needs a video file; {where} has no frame rate (use num_frames=)")
+    if sampling != "exact":
+        raise ValueError("sampling='keyframe' needs a video file")
+    indices = _uniform(len(images), num_frames, where)
+    first = read_image(images[0])
+
+    def produce():
+        for i in indices.tolist():
+            frame = first if i == 0 else read_image(images[i])
+            if frame.shape != first.shape:
+                raise ValueError(f"{where} mixes image sizes: {_name(images[i])} is {frame.shape[1]}x"
+                                 f"{frame.shape[0]}, {_name(images[0])} is {first.shape[1]}x{first.shape[0]}")
+            yield frame
+    return VideoSource(len(indices), indices, None, len(images), None, produce)
+
+
+def _name(image) -> str:
+    return Path(image).name if isinstance(image, (str, os.PathLike)) else type(image).__name__
+
+
+def read_image(image) -> np.ndarray:
+    """RGB uint8 [H, W, 3] from a path or PIL image (grayscale, palette, RGBA and 16-bit too)."""
+    if isinstance(image, (str, os.PathLike)):
+        if not os.path.isfile(image):
+            raise FileNotFoundError(f"image file not found: {image}")
+        try:
+            with Image.open(image) as im:
+                im.load()
+                return _pil_to_rgb(im)
+        except OSError as e:
+            raise ValueError(f"cannot read image {image}: {e}") from None
+    if isinstance(image, Image.Image):
+        return _pil_to_rgb(image)
+    if isinstance(image, (np.ndarray, torch.Tensor)):
+        (frame,) = _frames_of(image[None], "the list")
+        return frame
+    raise TypeError(f"unsupported image {type(image).__name__}: pass paths, PIL images or uint8 arrays")
+
+
+def _pil_to_rgb(im: Image.Image) -> np.ndarray:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit (or 32-bit) grey: keep the top 8 bits
+        return _to_rgb(np.asarray(im), "a 16-bit image")
+    return np.asarray(im.convert("RGB"))
+
+
+def _array_source(frames, num_frames, fps) -> VideoSource:
+    if fps is not None:
+        raise ValueError("fps= needs a video file; an array of frames has no frame rate (use num_frames=)")
+    if isinstance(frames, torch.Tensor):
+        frames = frames.cpu().numpy()
+    if frames.ndim == 3 and frames.shape[-1] in (3, 4):
+        frames = frames[None]  # one image [H, W, C]
+    if frames.ndim not in (3, 4):
+        raise ValueError(f"frames must have shape [T, H, W, 3] (or [T, H, W] grey), got {list(frames.shape)}")
+    if frames.shape[0] == 0:
+        raise ValueError("frames is empty: zero frames given")
+    indices = _uniform(frames.shape[0], num_frames, "the array")
+    return VideoSource(len(indices), indices, None, frames.shape[0], None,
+                       lambda: (_to_rgb(frames[i], "the array") for i in indices.tolist()))
+
+
+def _frames_of(item, where: str) -> list[np.ndarray]:
+    """Frames in one item of an iterator: an image, [H, W, C] or [T, H, W, C]."""
+    if isinstance(item, Image.Image):
+        return [_pil_to_rgb(item)]
+    if isinstance(item, torch.Tensor):
+        item = item.cpu().numpy()
+    if not isinstance(item, np.ndarray):
+        raise TypeError(f"{where} yielded {type(item).__name__}; expected frames (uint8 arrays) or PIL images")
+    if item.ndim == 4:
+        return [_to_rgb(f, where) for f in item]
+    return [_to_rgb(item, where)]
+
+
+def _to_rgb(frame: np.ndarray, where: str) -> np.ndarray:
+    """uint8 [H, W, 3] from [H, W], [H, W, 1], [H, W, 3] or [H, W, 4] (alpha dropped), 8 or 16 bit."""
+    if frame.dtype == np.uint16 or frame.dtype == np.int32:
+        frame = (frame.astype(np.int64) >> 8).clip(0, 255).astype(np.uint8)
+    elif frame.dtype != np.uint8:
+        raise TypeError(f"frames in {where} must be uint8 (or 16-bit), got {frame.dtype}")
+    if frame.ndim == 2:
+        frame = frame[..., None]
+    if frame.ndim != 3 or frame.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"a frame in {where} has shape {list(frame.shape)}; expected [H, W] or [H, W, 1|3|4]")
+    if 0 in frame.shape[:2]:
+        raise ValueError(f"a frame in {where} has an empty size {list(frame.shape[:2])}")
+    if frame.shape[-1] == 1:
+        return np.ascontiguousarray(np.repeat(frame, 3, axis=-1))
+    return np.ascontiguousarray(frame[..., :3])
