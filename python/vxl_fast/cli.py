@@ -99,6 +99,8 @@ def _video_options(p: argparse.ArgumentParser, default_frames: int = 128) -> Non
                    help=f"frames sampled uniformly (default {default_frames})")
     p.add_argument("--fps", type=float, default=None, help="sample this many frames per second instead")
     p.add_argument("--max-frames", type=int, default=None, help="at most this many frames with --fps")
+    p.add_argument("--keyframes", action="store_true",
+                   help="take the nearest keyframes instead of the exact frames (faster, not upstream's frames)")
     p.add_argument("--ratio", type=int, default=8,
                    help=f"compression ratio: {', '.join(map(str, SUPPORTED_RATIOS + EXTENDED_RATIOS))}")
     p.set_defaults(default_frames=default_frames)
@@ -152,7 +154,8 @@ def _memory(args, model, video):
     _say(args, f"vxl-fast: encoding {video} ({f'{frames} frames' if frames else f'{args.fps} fps'}, "
                f"ratio {args.ratio})")
     return model.encode(video, num_frames=frames, fps=args.fps, max_frames=args.max_frames,
-                        compression_ratio=args.ratio, progress=_progress(args))
+                        sampling="keyframe" if args.keyframes else "exact", compression_ratio=args.ratio,
+                        progress=_progress(args))
 
 
 def _answer(args, model, memory, question: str, chat=None) -> None:
