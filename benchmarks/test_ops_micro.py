@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import pytest
 import torch
+from PIL import Image
 
 from conftest import DEVICE, environment, peaks, sync
 from vxl_fast import _ext, ops
+from vxl_fast.video.preprocess import clip_preprocess_image
 
 pytestmark = pytest.mark.skipif(not _ext.available, reason=f"vxl_fast._C not loaded: {_ext.error}")
 HIDDEN, KV_HEADS, HEAD_DIM, CAPACITY = 3584, 4, 128, 20480
 DTYPE = torch.bfloat16
 
 
-def _time(benchmark, fn, bytes_moved: int, path: str, op: str, ratio: int):
+def _time(benchmark, fn, bytes_moved: int, path: str, op: str, ratio: int, rounds: int = 20,
+          iterations: int = 5):
     def run():
         fn()
         sync()
-    benchmark.pedantic(run, rounds=20, iterations=5, warmup_rounds=2)
+    benchmark.pedantic(run, rounds=rounds, iterations=iterations, warmup_rounds=2)
     seconds = benchmark.stats.stats.median
     _, bandwidth = peaks()
     gbs = bytes_moved / seconds / 1e9
@@ -55,3 +58,35 @@ def test_kv_discard(benchmark, path, ratio):
     moved = KV_HEADS * HEAD_DIM * 2 * (4 * nb + 2 * rows) + 2 * nb * HEAD_DIM * 4
     _time(benchmark, lambda: fn(cache_k, cache_v, scratch_k, scratch_v, slots, cos, sin, dst),
           moved, path, "kv_discard", ratio)
+
+
+@pytest.mark.parametrize("path", ["kernel", "reference", "pillow"])
+def test_clip_preprocess(benchmark, path):
+    """16 frames of 1280 x 720 -> [16, 3, 336, 336] (resize to 597 x 336, centre crop, normalise), in
+    the vision tower's dtype. "pillow" is the per-frame PIL path (CPU only). Not an interleave
+    ratio: ratio 0."""
+    if path == "pillow" and DEVICE.type != "cpu":
+        pytest.skip("the Pillow path runs on the CPU")
+    frames_n, size = 16, 336
+    frames = torch.randint(0, 256, (frames_n, 720, 1280, 3), dtype=torch.uint8, device=DEVICE)
+    mean, std = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
+    if path == "pillow":
+        cfg = _ClipSettings(size, size, mean, std)
+        fn = lambda: torch.stack([clip_preprocess_image(Image.fromarray(f.numpy()), cfg)  # noqa: E731
+                                  for f in frames]).to(DTYPE)
+    elif path == "kernel":
+        fn = lambda: torch.ops.vxl_fast.clip_preprocess(frames, size, size, mean, std, DTYPE)  # noqa: E731
+    else:
+        fn = lambda: ops.clip_preprocess_ref(frames, size, size, mean, std, DTYPE)  # noqa: E731
+    # read the frames, write the pixel values
+    moved = frames.numel() + frames_n * 3 * size * size * DTYPE.itemsize
+    _time(benchmark, fn, moved, path, "clip_preprocess", 0, rounds=10, iterations=1)
+    benchmark.extra_info["frames_s"] = frames_n / benchmark.stats.stats.median
+
+
+class _ClipSettings:
+    """The VisionConfig fields that clip_preprocess_image reads."""
+
+    def __init__(self, size: int, crop: int, mean: list[float], std: list[float]):
+        self.size, self.crop_size, self.image_mean, self.image_std = size, crop, mean, std
+        self.resample = Image.Resampling.BICUBIC

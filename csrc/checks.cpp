@@ -2,6 +2,8 @@
 
 #include <c10/core/ScalarType.h>
 
+#include <vector>
+
 namespace vxl_fast {
 
 std::string dtype_name(c10::ScalarType dtype) {
@@ -10,6 +12,48 @@ std::string dtype_name(c10::ScalarType dtype) {
 
 bool is_supported_float(c10::ScalarType dtype) {
   return dtype == c10::kFloat || dtype == c10::kHalf || dtype == c10::kBFloat16;
+}
+
+void check_clip_preprocess(const at::Tensor& frames, int64_t size, int64_t crop,
+                           c10::ArrayRef<double> mean, c10::ArrayRef<double> stdev) {
+  constexpr const char* op = "clip_preprocess";
+  CHECK_DIM(op, frames, 4, "[T, H, W, 3]");
+  CHECK_DTYPE(op, frames, c10::kByte);
+  CHECK_VALUE(frames.size(3) == 3, op,
+              ": frames must have 3 channels (RGB) in the last dimension, got ", frames.size(3),
+              ".");
+  CHECK_VALUE(frames.size(0) >= 1, op, ": frames must hold at least one frame, got T = 0.");
+  CHECK_VALUE(frames.size(1) >= 1 && frames.size(2) >= 1, op,
+              ": frames must have a non-empty spatial size, got H = ", frames.size(1),
+              ", W = ", frames.size(2), ".");
+  CHECK_LAST_DIM_CONTIGUOUS(op, frames);
+  CHECK_VALUE(crop >= 1, op, ": crop must be at least 1, got ", crop, ".");
+  CHECK_VALUE(size >= crop, op, ": size must be at least crop (", crop, "), got ", size, ".");
+  CHECK_VALUE(mean.size() == 3, op, ": mean must have 3 values (one per channel), got ",
+              mean.size(), ".");
+  CHECK_VALUE(stdev.size() == 3, op, ": std must have 3 values (one per channel), got ",
+              stdev.size(), ".");
+}
+
+void check_clip_preprocess_dtype(c10::ScalarType dtype) {
+  CHECK_TYPE(is_supported_float(dtype),
+             "clip_preprocess: dtype must be torch.float32, torch.float16 or torch.bfloat16, got ",
+             dtype_name(dtype), ".");
+}
+
+void check_clip_preprocess_out(const at::Tensor& frames, int64_t size, int64_t crop,
+                               c10::ArrayRef<double> mean, c10::ArrayRef<double> stdev,
+                               const at::Tensor& out) {
+  constexpr const char* op = "clip_preprocess";
+  check_clip_preprocess(frames, size, crop, mean, stdev);
+  CHECK_DIM(op, out, 4, "[T, 3, crop, crop]");
+  CHECK_FLOATING(op, out);
+  CHECK_SAME_DEVICE(op, out, frames);
+  const std::vector<int64_t> expected{frames.size(0), 3, crop, crop};
+  CHECK_VALUE(out.sizes() == c10::IntArrayRef(expected), op,
+              ": out must have shape [T, 3, crop, crop] = ", c10::IntArrayRef(expected), ", got ",
+              out.sizes(), ".");
+  CHECK_LAST_DIM_CONTIGUOUS(op, out);
 }
 
 void check_interleave_vst(const at::Tensor& raw, const at::Tensor& vst, int64_t ratio,

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <c10/util/ArrayRef.h>
 #include <c10/util/Exception.h>
 
 #include <cstdint>
@@ -47,6 +48,19 @@ namespace vxl_fast {
 std::string dtype_name(c10::ScalarType dtype);
 
 bool is_supported_float(c10::ScalarType dtype);
+
+// frames uint8 [T >= 1, H >= 1, W >= 1, 3], last dim contiguous; 1 <= crop <= size; 3 means/stds.
+void check_clip_preprocess(const at::Tensor& frames, int64_t size, int64_t crop,
+                           c10::ArrayRef<double> mean, c10::ArrayRef<double> stdev);
+
+// The output dtype of the functional clip_preprocess: float32, float16 or bfloat16.
+void check_clip_preprocess_dtype(c10::ScalarType dtype);
+
+// check_clip_preprocess, then out: float [T, 3, crop, crop] on the frames' device, last dim
+// contiguous.
+void check_clip_preprocess_out(const at::Tensor& frames, int64_t size, int64_t crop,
+                               c10::ArrayRef<double> mean, c10::ArrayRef<double> stdev,
+                               const at::Tensor& out);
 
 // Checks everything but the values of vst_index (see check_kv_discard_index).
 void check_interleave_vst(const at::Tensor& raw, const at::Tensor& vst, int64_t ratio,

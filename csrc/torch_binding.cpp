@@ -4,6 +4,14 @@
 #include <torch/library.h>
 
 TORCH_LIBRARY(vxl_fast, m) {
+  // CLIPImageProcessor (Pillow bicubic, bit-exact): uint8 [T, H, W, 3] -> [T, 3, crop, crop].
+  m.def(
+      "clip_preprocess(Tensor frames, int size, int crop, float[] mean, float[] std, "
+      "ScalarType dtype) -> Tensor");
+  // clip_preprocess into a preallocated float [T, 3, crop, crop] out (e.g. a slice of a buffer).
+  m.def(
+      "clip_preprocess_out(Tensor frames, int size, int crop, float[] mean, float[] std, "
+      "Tensor(a!) out) -> ()");
   // A window's rows with VST rows interleaved: [Lw, D], [D] -> [Lw + (Lw + carry) // ratio, D].
   m.def("interleave_vst(Tensor raw, Tensor vst, int ratio, int carry) -> Tensor");
   // VST keys (RoPE'd at dst + i) and values from scratch into the cache; then scratch is zeroed.

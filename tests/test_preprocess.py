@@ -30,8 +30,12 @@ def hf_processor():
         return CLIPImageProcessor.from_pretrained(str(GOLDEN / "tiny-videoxl" / "clip-vit-tiny-patch14-336"))
 
 
+@pytest.mark.parametrize("path", ["op", "no extension"])
 @pytest.mark.parametrize("h, w", SIZES)
-def test_matches_hf_clip_image_processor(hf_processor, h, w):
+def test_matches_hf_clip_image_processor(hf_processor, h, w, path, monkeypatch):
+    if path == "no extension":
+        import vxl_fast.video.preprocess as pre
+        monkeypatch.setattr(pre._ext, "available", False)
     frames = _frames(h, w)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -2,31 +2,16 @@
 #include <ATen/core/Tensor.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
 #include <torch/library.h>
 
 #include "checks.h"
 #include "dispatch.h"
 #include "cuda/cuda_check.h"
+#include "cuda/cuda_type.h"
 #include "vxl_fast/kv_discard.cuh"
 
 namespace vxl_fast {
 namespace {
-
-// The CUDA type with the storage layout of a PyTorch scalar type.
-template <typename T>
-struct CudaType {
-  using type = T;
-};
-template <>
-struct CudaType<c10::Half> {
-  using type = __half;
-};
-template <>
-struct CudaType<c10::BFloat16> {
-  using type = __nv_bfloat16;
-};
 
 template <typename T>
 KvDiscardParams<T> make_params(const at::Tensor& cache_k, const at::Tensor& cache_v,

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from collections.abc import Sequence
 
 import torch
 
 from .. import _ext
-from .reference import interleave_vst_ref, kv_discard_ref
+from .reference import clip_preprocess_ref, interleave_vst_ref, kv_discard_ref
 
-__all__ = ["interleave_vst", "kv_discard", "vst_slots", "interleave_vst_ref", "kv_discard_ref",
-           "reference_only"]
+__all__ = ["clip_preprocess", "interleave_vst", "kv_discard", "vst_slots", "clip_preprocess_ref",
+           "interleave_vst_ref", "kv_discard_ref", "reference_only"]
 
 # NOTE: looked up once, so that torch.compile sees a constant rather than a dispatcher query.
 _CUDA_KERNELS = frozenset(
-    name for name in ("interleave_vst", "kv_discard")
+    name for name in ("clip_preprocess", "interleave_vst", "kv_discard")
     if _ext.available and torch._C._dispatch_has_kernel_for_dispatch_key(f"vxl_fast::{name}", "CUDA"))
 _warned = False
 _use_kernels = True
@@ -72,6 +73,36 @@ def vst_slots(n_raw: int, ratio: int, carry: int) -> tuple[int, torch.Tensor]:
     return nb, torch.arange(nb, dtype=torch.int64) * (ratio + 1) + (ratio - carry)
 
 
+def clip_preprocess(frames: torch.Tensor, size: int, crop: int, mean: Sequence[float],
+                    std: Sequence[float], dtype: torch.dtype = torch.float32,
+                    out: torch.Tensor | None = None) -> torch.Tensor:
+    """CLIP image preprocessing of video frames, bit-exact with ``CLIPImageProcessor`` (Pillow).
+
+    frames: uint8 [T, H, W, 3] RGB (T, H, W >= 1, last dim contiguous, other strides arbitrary);
+    1 <= crop <= size; mean, std: 3 floats each. Per frame, as upstream Video-XL does it:
+
+    1. resize so the short side is ``size`` and the long side ``int(size * long / short)`` with
+       Pillow 13's bicubic resampler (two 8-bit fixed-point passes in Pillow's order, see
+       ``pil_resize``; a pass whose size does not change is skipped, so a frame whose short side
+       is ``size`` is not resampled);
+    2. centre crop [top:top + crop, left:left + crop], top = (out_h - crop) // 2, left likewise;
+    3. x = float32(float64(pixel) * (1 / 255)); 4. y = (x - float32(mean[c])) / float32(std[c]).
+
+    Returns y as a new [T, 3, crop, crop] tensor in ``dtype`` (float32, float16 or bfloat16: the
+    float32 value cast once) on the frames' device; or, with ``out`` (float32/float16/bfloat16
+    [T, 3, crop, crop] on that device, last dim contiguous, e.g. a slice of a bigger buffer), writes
+    y cast to out's dtype into it and returns it (``dtype`` is then ignored). Only the pixels of the
+    crop window are resampled.
+    """
+    if _has_kernel("clip_preprocess", frames.device):
+        mean, std = [float(m) for m in mean], [float(s) for s in std]
+        if out is None:
+            return torch.ops.vxl_fast.clip_preprocess(frames, size, crop, mean, std, dtype)
+        torch.ops.vxl_fast.clip_preprocess_out(frames, size, crop, mean, std, out)
+        return out
+    return clip_preprocess_ref(frames, size, crop, mean, std, dtype, out=out)
+
+
 def interleave_vst(raw: torch.Tensor, vst: torch.Tensor, ratio: int, carry: int) -> torch.Tensor:
     """One compression window's input rows with Visual Summary Token rows interleaved.
 
@@ -113,6 +144,16 @@ def kv_discard(cache_k: torch.Tensor, cache_v: torch.Tensor, scratch_k: torch.Te
 
 
 if _ext.available:
+
+    @torch.library.register_fake("vxl_fast::clip_preprocess")
+    def _clip_preprocess_fake(frames: torch.Tensor, size: int, crop: int, mean: list[float],
+                              std: list[float], dtype: torch.dtype) -> torch.Tensor:
+        return frames.new_empty((frames.shape[0], 3, crop, crop), dtype=dtype)
+
+    @torch.library.register_fake("vxl_fast::clip_preprocess_out")
+    def _clip_preprocess_out_fake(frames: torch.Tensor, size: int, crop: int, mean: list[float],
+                                  std: list[float], out: torch.Tensor) -> None:
+        return None
 
     @torch.library.register_fake("vxl_fast::interleave_vst")
     def _interleave_vst_fake(raw: torch.Tensor, vst: torch.Tensor, ratio: int,

@@ -6,7 +6,11 @@ extension is missing, and raise the same sentences as the C++ checks (``csrc/che
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
+
+from .pil_resize import pil_resize_window, resized_shortest_edge
 
 _FLOATS = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -47,6 +51,44 @@ def _check_last_dim_contiguous(op: str, name: str, t: torch.Tensor) -> None:
     if t.shape[-1] > 1 and t.stride(-1) != 1:
         raise ValueError(f"{op}: {name} must have a contiguous last dimension (stride 1), "
                          f"got stride {t.stride(-1)}.")
+
+
+def check_clip_preprocess(frames: torch.Tensor, size: int, crop: int, mean: Sequence[float],
+                          std: Sequence[float]) -> None:
+    """The argument checks of ``clip_preprocess``, in the order of the C++ impl."""
+    op = "clip_preprocess"
+    _check_dim(op, "frames", frames, 4, "[T, H, W, 3]")
+    _check_dtype(op, "frames", frames, torch.uint8)
+    if frames.shape[3] != 3:
+        raise ValueError(f"{op}: frames must have 3 channels (RGB) in the last dimension, "
+                         f"got {frames.shape[3]}.")
+    if frames.shape[0] < 1:
+        raise ValueError(f"{op}: frames must hold at least one frame, got T = 0.")
+    if frames.shape[1] < 1 or frames.shape[2] < 1:
+        raise ValueError(f"{op}: frames must have a non-empty spatial size, got H = {frames.shape[1]}, "
+                         f"W = {frames.shape[2]}.")
+    _check_last_dim_contiguous(op, "frames", frames)
+    if crop < 1:
+        raise ValueError(f"{op}: crop must be at least 1, got {crop}.")
+    if size < crop:
+        raise ValueError(f"{op}: size must be at least crop ({crop}), got {size}.")
+    for name, values in (("mean", mean), ("std", std)):
+        if len(values) != 3:
+            raise ValueError(f"{op}: {name} must have 3 values (one per channel), got {len(values)}.")
+
+
+def check_clip_preprocess_out(frames: torch.Tensor, size: int, crop: int, mean: Sequence[float],
+                              std: Sequence[float], out: torch.Tensor) -> None:
+    """The argument checks of ``clip_preprocess_out``, in the order of the C++ impl."""
+    op = "clip_preprocess"
+    check_clip_preprocess(frames, size, crop, mean, std)
+    _check_dim(op, "out", out, 4, "[T, 3, crop, crop]")
+    _check_floating(op, "out", out)
+    _check_same_device(op, "out", out, "frames", frames)
+    expected = [frames.shape[0], 3, crop, crop]
+    if list(out.shape) != expected:
+        raise ValueError(f"{op}: out must have shape [T, 3, crop, crop] = {expected}, got {_shape(out)}.")
+    _check_last_dim_contiguous(op, "out", out)
 
 
 def check_interleave_vst(raw: torch.Tensor, vst: torch.Tensor, ratio: int, carry: int) -> None:
@@ -169,3 +211,41 @@ def kv_discard_ref(cache_k: torch.Tensor, cache_v: torch.Tensor, scratch_k: torc
         cache_v[:, dst:dst + nb] = scratch_v.index_select(1, vst_index)
     scratch_k.zero_()
     scratch_v.zero_()
+
+
+def clip_preprocess_ref(frames: torch.Tensor, size: int, crop: int, mean: Sequence[float],
+                        std: Sequence[float], dtype: torch.dtype = torch.float32,
+                        out: torch.Tensor | None = None) -> torch.Tensor:
+    """CLIP image preprocessing of video frames, bit-exact with ``CLIPImageProcessor`` (Pillow).
+
+    frames: uint8 [T, H, W, 3] RGB, T, H, W >= 1, last dim contiguous; 1 <= crop <= size; mean,
+    std: 3 floats each. Per frame: resize so the short side is ``size`` and the long side
+    ``int(size * long / short)`` with Pillow 13's bicubic (``pil_resize``: two passes, uint8 in
+    between, in Pillow's order; a pass whose size does not change is skipped); take the centre
+    crop [top:top + crop, left:left + crop], top = (out_h - crop) // 2, left likewise; then
+
+        x = float32(float64(pixel) * (1 / 255)),   y = (x - float32(mean[c])) / float32(std[c])
+
+    in float32. Returns [T, 3, crop, crop] in ``dtype`` (float32, float16 or bfloat16: y cast
+    once) on the frames' device, or, when ``out`` is given (float [T, 3, crop, crop] on the same
+    device, last dim contiguous), writes y cast to out's dtype into it and returns it.
+    """
+    if out is None:
+        check_clip_preprocess(frames, size, crop, mean, std)
+        if dtype not in _FLOATS:
+            raise TypeError(f"clip_preprocess: dtype must be torch.float32, torch.float16 or "
+                            f"torch.bfloat16, got {dtype}.")
+    else:
+        check_clip_preprocess_out(frames, size, crop, mean, std, out)
+    _, h, w, _ = frames.shape
+    out_h, out_w = resized_shortest_edge(h, w, size)
+    top, left = (out_h - crop) // 2, (out_w - crop) // 2
+    x = pil_resize_window(frames, out_h, out_w, top, left, crop, crop)  # [T, crop, crop, 3] int32
+    scaled = (x.double() * (1 / 255)).float()
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=frames.device)
+    std_t = torch.tensor(std, dtype=torch.float32, device=frames.device)
+    y = ((scaled - mean_t) / std_t).permute(0, 3, 1, 2)
+    if out is None:
+        return y.to(dtype).contiguous()
+    out.copy_(y)
+    return out

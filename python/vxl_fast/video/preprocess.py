@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .. import _ext, ops
 from ..config import VisionConfig
 
 
@@ -53,16 +54,20 @@ def clip_preprocess_image(image: Image.Image, cfg: VisionConfig) -> torch.Tensor
 def clip_preprocess(frames: torch.Tensor, cfg: VisionConfig) -> torch.Tensor:
     """uint8 frames [T, H, W, 3] → float32 pixel values [T, 3, crop, crop] on the frames' device.
 
-    Frames whose short side already has the target size need no resize; they are cropped and
-    normalised with torch on their own device (the same float64 rescale and float32 normalise
-    as upstream, so bit-identical). Others go through Pillow, frame by frame, on the CPU.
+    Through the ``clip_preprocess`` op (C++ on the CPU, CUDA on a GPU; Pillow's resampler
+    reproduced bit for bit). Without the compiled extension: frames whose short side already has
+    the target size are cropped and normalised with torch (the same float64 rescale and float32
+    normalise as upstream), others go through Pillow frame by frame on the CPU (on a GPU, the
+    op's pure-PyTorch twin).
     """
+    if _ext.available or frames.is_cuda:
+        return ops.clip_preprocess(frames, cfg.size, cfg.crop_size, cfg.image_mean, cfg.image_std)
     t, h, w, _ = frames.shape
     if min(h, w) != cfg.size:
-        return torch.stack([clip_preprocess_image(Image.fromarray(f.cpu().numpy()), cfg) for f in frames])
+        return torch.stack([clip_preprocess_image(Image.fromarray(f.numpy()), cfg) for f in frames])
     c = cfg.crop_size
     top, left = (h - c) // 2, (w - c) // 2
     x = (frames[:, top:top + c, left:left + c].double() * (1 / 255)).float()
-    mean = torch.tensor(cfg.image_mean, dtype=torch.float32, device=frames.device)
-    std = torch.tensor(cfg.image_std, dtype=torch.float32, device=frames.device)
+    mean = torch.tensor(cfg.image_mean, dtype=torch.float32)
+    std = torch.tensor(cfg.image_std, dtype=torch.float32)
     return ((x - mean) / std).permute(0, 3, 1, 2).contiguous()
