@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,16 @@ def load_model(path: Path, device: str = "cpu"):
     if (path, device) not in _MODELS:
         _MODELS[path, device] = VideoXL.from_pretrained(path, device=device, dtype=torch.float32)
     return _MODELS[path, device]
+
+
+@pytest.fixture
+def ckpt_copy(tmp_path) -> Path:
+    """A writable copy of the tiny golden checkpoint, to break on purpose."""
+    dst = tmp_path / "ckpt"
+    shutil.copytree(GOLDEN / "tiny-videoxl", dst)
+    for f in dst.rglob("*"):
+        f.chmod(0o644 if f.is_file() else 0o755)
+    return dst
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -14,15 +13,6 @@ from conftest import GOLDEN
 from vxl_fast import CheckpointError, VideoXL
 
 FRAMES = torch.zeros(2, 64, 48, 3, dtype=torch.uint8)
-
-
-@pytest.fixture
-def ckpt_copy(tmp_path):
-    dst = tmp_path / "ckpt"
-    shutil.copytree(GOLDEN / "tiny-videoxl", dst)
-    for f in dst.rglob("*"):
-        f.chmod(0o644 if f.is_file() else 0o755)
-    return dst
 
 
 @pytest.mark.parametrize("ratio", [5, 0, -8, 3, 145, "8", 8.0, True, [8, 5], []])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 import torch
@@ -13,16 +12,8 @@ from conftest import GOLDEN, Case, load_model
 from vxl_fast import CheckpointError, VideoXL, VideoXLConfig
 
 
-def _copy(tmp_path):
-    dst = tmp_path / "ckpt"
-    shutil.copytree(GOLDEN / "tiny-videoxl", dst)
-    for f in dst.rglob("*"):
-        f.chmod(0o644 if f.is_file() else 0o755)
-    return dst
-
-
-def test_single_file_checkpoint_matches_sharded(tmp_path):
-    folder = _copy(tmp_path)
+def test_single_file_checkpoint_matches_sharded(ckpt_copy):
+    folder = ckpt_copy
     merged = {}
     for shard in sorted(folder.glob("model-*.safetensors")):
         merged.update(load_file(str(shard)))
@@ -58,8 +49,8 @@ def test_vision_config_comes_from_the_tower_folder():
     assert medium.vision.hidden_size // medium.vision.num_heads == 64
 
 
-def test_missing_tower_folder_falls_back_to_clip_l(tmp_path):
-    folder = _copy(tmp_path)
+def test_missing_tower_folder_falls_back_to_clip_l(ckpt_copy):
+    folder = ckpt_copy
     shutil.rmtree(folder / "clip-vit-tiny-patch14-336")
     # the built-in CLIP ViT-L/14-336 tower (width 1024) cannot feed this checkpoint's projector
     with pytest.raises(CheckpointError, match="mm_hidden_size 64 differs from the vision tower's hidden_size 1024"):

@@ -173,7 +173,7 @@ def _answer(args, model, memory, question: str, chat=None) -> None:
         print(piece, end="", flush=True)
     print()
     s = stream.output.stats
-    _say(args, f"[{s['generated_tokens']} tokens, first token {s['ttft_s']:.2f} s, "
+    _say(args, f"[{s['generated_tokens']} tokens, question prefill {s['ttft_s'] * 1000:.1f} ms, "
                f"{s['decode_tok_s']:.1f} tok/s, {stream.output.finish_reason}]")
 
 

@@ -41,7 +41,6 @@ class RequestPlan:
     windows: tuple[VisualWindow, ...]
     text_after: int  # prompt tokens after the visual span
     max_new_tokens: int
-    text_chunk: int  # text after the video is fed in chunks of this many tokens
 
     @property
     def num_vsts(self) -> int:
@@ -107,4 +106,4 @@ def plan_request(sink: int, visual_tokens: int, text_after: int, max_new_tokens:
                  window: int, ratios: Sequence[int],
                  rng: np.random.Generator | None = None) -> RequestPlan:
     windows = plan_windows(sink, visual_tokens, window, ratios, rng)
-    return RequestPlan(sink, visual_tokens, windows, text_after, max_new_tokens, window)
+    return RequestPlan(sink, visual_tokens, windows, text_after, max_new_tokens)
