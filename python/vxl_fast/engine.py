@@ -286,12 +286,7 @@ class VideoXL:
         ``top_p``, ``top_k``, ``repetition_penalty``, ``seed``, ``stop``, ``ignore_eos``,
         ``progress``, ``trace``. The memory is left as it was.
         """
-        pieces = self._answer(memory, prompt, messages, **options)
-        try:
-            while True:
-                next(pieces)
-        except StopIteration as done:
-            return done.value
+        return _drain(self._answer(memory, prompt, messages, **options))
 
     def stream(self, memory: VideoMemory | None = None, prompt: str | None = None, **options) -> TextStream:
         """Like :meth:`ask` (with a memory) or :meth:`generate` (with visual input), yielding the
@@ -323,14 +318,9 @@ class VideoXL:
         ``ignore_eos`` generates exactly ``max_new_tokens``. ``progress`` shows progress bars;
         ``trace`` adds a record of the window loop to ``stats["trace"]``.
         """
-        pieces = self._generate(frames=frames, video=video, num_frames=num_frames, images=images,
-                                prompt=prompt, messages=messages, compression_ratio=compression_ratio,
-                                max_new_tokens=max_new_tokens, **options)
-        try:
-            while True:
-                next(pieces)
-        except StopIteration as done:
-            return done.value
+        return _drain(self._generate(frames=frames, video=video, num_frames=num_frames, images=images,
+                                     prompt=prompt, messages=messages, compression_ratio=compression_ratio,
+                                     max_new_tokens=max_new_tokens, **options))
 
     def _generate(self, *, frames=None, video=None, num_frames=None, fps=None, max_frames=None, images=None,
                   sampling="exact",
@@ -560,8 +550,17 @@ def _record(trace: list | None, cache: KVCache, kind, n_raw, n_vst, kv_before, r
     })
 
 
-def _system_of(prefix_text: str) -> str | None:
-    """The system prompt a memory's prefix carries (None: the default), for re-building prompts."""
+def _drain(pieces: Generator[str, None, GenerationOutput]) -> GenerationOutput:
+    """Run a streamed answer to its end; its output."""
+    try:
+        while True:
+            next(pieces)
+    except StopIteration as done:
+        return done.value
+
+
+def _system_of(prefix_text: str) -> str:
+    """The system prompt a memory's prefix carries ("" when it has none), to rebuild prompts."""
     head = "<|im_start|>system\n"
     if prefix_text.startswith(head) and "<|im_end|>" in prefix_text:
         return prefix_text[len(head):prefix_text.index("<|im_end|>")]

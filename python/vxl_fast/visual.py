@@ -39,11 +39,6 @@ class VisualStream:
         self.seconds = 0.0  # time spent preprocessing and encoding
 
     @property
-    def consumed_items(self) -> int:
-        """Items whose tokens have all been handed out."""
-        return self.taken // self.tokens_per_item
-
-    @property
     def num_tokens(self) -> int:
         return self.count * self.tokens_per_item
 
