@@ -1,7 +1,8 @@
-"""Shared fixtures: the golden checkpoints and cases in ../shared/golden (read-only)."""
+"""Shared fixtures and skip markers: the golden checkpoints and cases in tests/golden (read-only)."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -12,8 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 REPO = Path(__file__).resolve().parents[1]
-GOLDEN = Path(os.environ.get("VXL_GOLDEN", REPO.parent / "shared" / "golden"))
-needs_golden = pytest.mark.skipif(not GOLDEN.is_dir(), reason=f"golden data not found at {GOLDEN}")
+GOLDEN = Path(os.environ.get("VXL_GOLDEN", REPO / "tests" / "golden"))
 
 
 def golden_cases() -> list[Path]:
@@ -53,8 +53,17 @@ class Case:
         return {"prompt": self.meta["question"]}
 
 
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+        return True
+    except ImportError:
+        return False
+
+
 _MODELS: dict[tuple[Path, str], object] = {}
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+needs_av = pytest.mark.skipif(not _importable("av"), reason="needs PyAV")
 
 
 def load_model(path: Path, device: str = "cpu"):
@@ -77,6 +86,26 @@ def ckpt_copy(tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model():
-    if not GOLDEN.is_dir():
-        pytest.skip(f"golden data not found at {GOLDEN}")
     return load_model(GOLDEN / "tiny-videoxl")
+
+
+@pytest.fixture(scope="session")
+def tiny_vision_config():
+    from vxl_fast import VideoXLConfig
+
+    return VideoXLConfig.from_dir(GOLDEN / "tiny-videoxl").vision
+
+
+@pytest.fixture(scope="session")
+def hf_processor():
+    """transformers' CLIP image processor on its Pillow backend (upstream's), whatever else is
+    installed: with torchvision present, ``CLIPImageProcessor`` would pick a torchvision backend."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            from transformers import CLIPImageProcessorPil as Processor
+        except ImportError:  # transformers < 5: CLIPImageProcessor is the Pillow implementation
+            from transformers import CLIPImageProcessor as Processor
+        return Processor.from_pretrained(str(GOLDEN / "tiny-videoxl" / "clip-vit-tiny-patch14-336"))

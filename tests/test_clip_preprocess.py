@@ -14,13 +14,17 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import GOLDEN, Case, needs_golden
+from conftest import GOLDEN, Case
 from vxl_fast import VideoXLConfig, _ext, ops
 from vxl_fast.ops.pil_resize import bicubic_taps, pil_resize_ref, resized_shortest_edge, vertical_first
 from vxl_fast.video.preprocess import clip_preprocess_image
 
-CFG = VideoXLConfig.from_dir(GOLDEN / "tiny-videoxl").vision if GOLDEN.is_dir() else None
-pytestmark = needs_golden
+
+
+@functools.cache
+def _cfg():
+    """The golden checkpoint's preprocessing values (read on first use, not at import)."""
+    return VideoXLConfig.from_dir(GOLDEN / "tiny-videoxl").vision
 
 needs_ext = pytest.mark.skipif(not _ext.available, reason=f"vxl_fast._C not loaded: {_ext.error}")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -61,7 +65,7 @@ def _frames(h: int, w: int) -> torch.Tensor:
 
 def _pillow(frames: torch.Tensor, cfg=None) -> torch.Tensor:
     """The upstream path: vxl_fast.video.preprocess.clip_preprocess_image, frame by frame."""
-    cfg = cfg or CFG
+    cfg = cfg or _cfg()
     return torch.stack([clip_preprocess_image(Image.fromarray(f.numpy()), cfg) for f in frames.cpu()])
 
 
@@ -72,7 +76,7 @@ def _case(h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _run(impl: str, frames: torch.Tensor, dtype: torch.dtype = torch.float32, cfg=None) -> torch.Tensor:
-    cfg = cfg or CFG
+    cfg = cfg or _cfg()
     args = (frames, cfg.size, cfg.crop_size, list(cfg.image_mean), list(cfg.image_std))
     if impl == "ext":
         return torch.ops.vxl_fast.clip_preprocess(*args, dtype)
@@ -80,7 +84,7 @@ def _run(impl: str, frames: torch.Tensor, dtype: torch.dtype = torch.float32, cf
 
 
 def _run_out(impl: str, frames, out, cfg=None):
-    cfg = cfg or CFG
+    cfg = cfg or _cfg()
     args = (frames, cfg.size, cfg.crop_size, list(cfg.image_mean), list(cfg.image_std))
     if impl == "ext":
         torch.ops.vxl_fast.clip_preprocess_out(*args, out)
@@ -104,13 +108,6 @@ def test_matches_pillow(device, impl, h, w):
     assert out.device == frames.to(device).device and out.is_contiguous()
     assert torch.equal(out.cpu(), expected)
 
-
-@pytest.fixture(scope="module")
-def hf_processor():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from transformers import CLIPImageProcessor
-        return CLIPImageProcessor.from_pretrained(str(GOLDEN / "tiny-videoxl" / "clip-vit-tiny-patch14-336"))
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -139,7 +136,7 @@ def test_random_sizes_match_pillow(impl):
 @pytest.mark.parametrize("h, w", [(180, 320), (336, 336), (97, 211), (256, 256), (1000, 30)])
 def test_other_sizes_and_crops_match_pillow(impl, size, crop, h, w):
     # NOTE: a stand-in: VisionConfig insists on crop_size == the tower's image size.
-    cfg = types.SimpleNamespace(size=size, crop_size=crop, resample=CFG.resample,
+    cfg = types.SimpleNamespace(size=size, crop_size=crop, resample=_cfg().resample,
                                 image_mean=(0.5, 0.25, 0.125), image_std=(0.2, 0.3, 0.7))
     frames = _frames(h, w)[:2]
     assert torch.equal(_run(impl, frames, cfg=cfg), _pillow(frames, cfg))
@@ -196,7 +193,7 @@ def test_out_writes_a_strided_slice_only(device, impl, dtype):
 def test_wrapper_kernel_reference_and_out(device):
     frames, expected = _case(97, 211)
     frames = frames.to(device)
-    args = (frames, CFG.size, CFG.crop_size, CFG.image_mean, CFG.image_std)
+    args = (frames, _cfg().size, _cfg().crop_size, _cfg().image_mean, _cfg().image_std)
     assert torch.equal(ops.clip_preprocess(*args).cpu(), expected)
     with ops.reference_only():
         bf16 = ops.clip_preprocess(*args, dtype=torch.bfloat16)

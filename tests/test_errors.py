@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from conftest import GOLDEN
+from conftest import GOLDEN, needs_av
 from vxl_fast import CheckpointError, VideoXL
 
 FRAMES = torch.zeros(2, 64, 48, 3, dtype=torch.uint8)
@@ -58,6 +58,7 @@ def test_images_bad(tiny_model, tmp_path):
         tiny_model.generate(images=np.zeros((8, 8, 3), np.float32), prompt="q")
 
 
+@needs_av
 def test_video_file_errors(tiny_model, tmp_path):
     with pytest.raises(FileNotFoundError, match="video file not found"):
         tiny_model.generate(video=str(tmp_path / "missing.mp4"), num_frames=4, prompt="q")

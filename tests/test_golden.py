@@ -7,10 +7,9 @@ import json
 import pytest
 import torch
 
-from conftest import GOLDEN, Case, golden_cases, load_model, needs_cuda, needs_golden
+from conftest import GOLDEN, Case, golden_cases, load_model, needs_cuda
 
 CASES = golden_cases()
-pytestmark = needs_golden
 LOGIT_TOL = 1e-4  # golden README §4: fp64-vs-fp32 noise ≤ 1.7e-5
 VISUAL_TOL = 5e-5
 

@@ -3,6 +3,7 @@ between our two paths (Pillow resize; torch crop+normalise when no resize is nee
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -13,7 +14,12 @@ from conftest import GOLDEN
 from vxl_fast import VideoXLConfig
 from vxl_fast.video.preprocess import clip_preprocess
 
-CFG = VideoXLConfig.from_dir(GOLDEN / "tiny-videoxl").vision
+
+
+@functools.cache
+def _cfg():
+    """The golden checkpoint's preprocessing values (read on first use, not at import)."""
+    return VideoXLConfig.from_dir(GOLDEN / "tiny-videoxl").vision
 SIZES = [(336, 336), (180, 320), (360, 480), (336, 500), (600, 336), (7, 401), (1000, 30), (337, 336)]
 
 
@@ -21,13 +27,6 @@ def _frames(h, w, n=2, seed=0):
     g = torch.Generator().manual_seed(seed + h * 7 + w)
     return torch.randint(0, 256, (n, h, w, 3), dtype=torch.uint8, generator=g)
 
-
-@pytest.fixture(scope="module")
-def hf_processor():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from transformers import CLIPImageProcessor
-        return CLIPImageProcessor.from_pretrained(str(GOLDEN / "tiny-videoxl" / "clip-vit-tiny-patch14-336"))
 
 
 @pytest.mark.parametrize("path", ["op", "no extension"])
@@ -40,7 +39,7 @@ def test_matches_hf_clip_image_processor(hf_processor, h, w, path, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         theirs = hf_processor(images=list(frames.numpy()), return_tensors="pt")["pixel_values"]
-    assert torch.equal(clip_preprocess(frames, CFG), theirs)
+    assert torch.equal(clip_preprocess(frames, _cfg()), theirs)
 
 
 @pytest.mark.parametrize("h, w", [(336, 336), (336, 500), (777, 336)])
@@ -50,12 +49,12 @@ def test_torch_path_equals_pillow_path(h, w):
     from vxl_fast.video.preprocess import clip_preprocess_image
 
     frames = _frames(h, w, n=3)
-    pil = torch.stack([clip_preprocess_image(Image.fromarray(f.numpy()), CFG) for f in frames])
-    assert torch.equal(clip_preprocess(frames, CFG), pil)
+    pil = torch.stack([clip_preprocess_image(Image.fromarray(f.numpy()), _cfg()) for f in frames])
+    assert torch.equal(clip_preprocess(frames, _cfg()), pil)
 
 
 def test_values_are_normalised():
     white = torch.full((1, 336, 336, 3), 255, dtype=torch.uint8)
-    px = clip_preprocess(white, CFG)
-    expected = (1.0 - np.array(CFG.image_mean, dtype=np.float32)) / np.array(CFG.image_std, dtype=np.float32)
+    px = clip_preprocess(white, _cfg())
+    expected = (1.0 - np.array(_cfg().image_mean, dtype=np.float32)) / np.array(_cfg().image_std, dtype=np.float32)
     assert torch.allclose(px[0, :, 0, 0], torch.from_numpy(expected))

@@ -13,7 +13,7 @@ from PIL import Image
 
 av = pytest.importorskip("av", reason="needs PyAV")
 
-from conftest import GOLDEN, Case, needs_golden  # noqa: E402
+from conftest import GOLDEN, Case  # noqa: E402
 from vxl_fast.video import load_video, open_video  # noqa: E402
 from vxl_fast.video.reader import decode_frames, iter_frames, probe  # noqa: E402
 from vxl_fast.video.sampling import uniform_indices  # noqa: E402
@@ -61,7 +61,6 @@ def test_uniform_indices_rule():
         uniform_indices(0, 4)
 
 
-@needs_golden
 def test_sampled_indices_and_pixels_match_upstream(case):
     video = load_video(VIDEO, num_frames=case.meta["max_frames_num"])
     assert video.total_frames == case.meta["total_frames"] and video.fps == pytest.approx(case.meta["avg_fps"])
@@ -73,7 +72,6 @@ def test_sampled_indices_and_pixels_match_upstream(case):
     assert video.timestamps == [i / 25 for i in case.meta["frame_indices"]]
 
 
-@needs_golden
 @pytest.mark.parametrize("strategy", ["hybrid", "seek", "sequential"])
 def test_every_strategy_decodes_the_same_pixels(strategy):
     info = probe(VIDEO)
@@ -83,7 +81,6 @@ def test_every_strategy_decodes_the_same_pixels(strategy):
     assert all(np.array_equal(decode_frames(info, wanted, strategy)[i], sequential[i]) for i in wanted)
 
 
-@needs_golden
 def test_hybrid_skips_gops_it_does_not_need():
     info = probe(VIDEO)
     counted = []
@@ -91,7 +88,6 @@ def test_hybrid_skips_gops_it_does_not_need():
     assert sum(counted) < 100  # 6 + (from the keyframe at 400) 21 + 10 frames, not 431
 
 
-@needs_golden
 def test_fps_sampling_and_cap():
     one = load_video(VIDEO, fps=1)
     assert one.indices.tolist() == list(range(0, 500, 25)) and one.timestamps == [float(i) for i in range(20)]
@@ -99,7 +95,6 @@ def test_fps_sampling_and_cap():
     assert capped.indices.tolist() == uniform_indices(500, 10).tolist()
 
 
-@needs_golden
 def test_keyframe_sampling(case):
     video = load_video(VIDEO, num_frames=24, sampling="keyframe")
     assert set(video.indices.tolist()) <= set(range(0, 500, 50))
@@ -109,7 +104,6 @@ def test_keyframe_sampling(case):
     assert torch.equal(video.frames[2], exact.frames[50])
 
 
-@needs_golden
 def test_chunks_come_from_a_background_decoder(case):
     source = open_video(VIDEO, num_frames=24)
     assert source.count == 24 and source.indices.tolist() == case.meta["frame_indices"]

@@ -7,11 +7,10 @@ import dataclasses
 import pytest
 import torch
 
-from conftest import GOLDEN, Case, golden_cases, load_model, needs_golden
+from conftest import GOLDEN, Case, golden_cases, load_model
 from vxl_fast import VideoMemory, VideoXL
 from vxl_fast.stream import Detokenizer
 
-pytestmark = needs_golden
 
 
 def _encode_kwargs(case: Case) -> dict:
