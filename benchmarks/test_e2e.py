@@ -16,7 +16,7 @@ import torch
 from conftest import CONFIG, CUDA, DEVICE, environment, env_list, peaks
 from flops import prefill_flops, vision_flops
 from vxl_fast import ops
-from vxl_fast.memory.kv import available_bytes
+from vxl_fast.memory.budget import available_bytes
 from vxl_fast.memory.plan import plan_request
 from vxl_fast.prompt import build_prompt, tokenize_prompt
 

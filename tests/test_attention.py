@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vxl_fast.layers.attention import _masked_attention, _split_attention_cpu, window_attention
+from vxl_fast.layers.attention import masked_attention, split_attention_cpu, window_attention
 
 
 def _explicit(q, k_mem, v_mem, k_win, v_win):
@@ -28,7 +28,7 @@ def test_both_paths_match_explicit_softmax(heads, kv_heads, d, m, n):
     k_mem, v_mem = torch.randn(kv_heads, m, d), torch.randn(kv_heads, m, d)
     k_win, v_win = torch.randn(kv_heads, n, d), torch.randn(kv_heads, n, d)
     expected = _explicit(q, k_mem, v_mem, k_win, v_win)
-    for fn in (_split_attention_cpu, _masked_attention, window_attention):
+    for fn in (split_attention_cpu, masked_attention, window_attention):
         got = fn(q, k_mem, v_mem, k_win, v_win)
         assert got.shape == (n, heads, d) and got.dtype == torch.float32
         assert (got.double() - expected).abs().max().item() < 2e-6, fn.__name__
@@ -40,5 +40,5 @@ def test_bf16_error_is_within_twice_the_bf16_reference():
     exact = _explicit(q, km, vm, kw, vw)
     ref_bf16 = _explicit(*(t.bfloat16().float() for t in (q, km, vm, kw, vw))).bfloat16().double()
     ref_err = (ref_bf16 - exact).abs().max().item()
-    got = _split_attention_cpu(*(t.bfloat16() for t in (q, km, vm, kw, vw))).double()
+    got = split_attention_cpu(*(t.bfloat16() for t in (q, km, vm, kw, vw))).double()
     assert (got - exact).abs().max().item() <= 2 * ref_err

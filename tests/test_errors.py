@@ -170,7 +170,7 @@ def test_hub_id_offline(monkeypatch):
 
 
 def test_refuses_before_starting_when_memory_does_not_fit(tiny_model, monkeypatch):
-    import vxl_fast.memory.kv as kv
+    import vxl_fast.memory.budget as kv
     from vxl_fast import MemoryPlanError
 
     monkeypatch.setattr(kv, "available_bytes", lambda device: 10_000)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import GOLDEN, Case
-from vxl_fast.generate import Sampler
+from vxl_fast.engine.sampler import Sampler
 
 
 def _hf_scores(logits, seen_ids, penalty, temperature, top_k, top_p):
@@ -68,37 +68,33 @@ def test_stop_string(tiny_model, case):
     assert out.token_ids == case.meta["output_ids"][:2]
 
 
+def _with_config(model, **changes):
+    """Another model over the same weights with a changed configuration (the shared one is left alone)."""
+    from vxl_fast import VideoXL
+
+    return VideoXL(dataclasses.replace(model.config, **changes), model.model, model.tokenizer, model.device,
+                   model.dtype)
+
+
 def test_eos_stops_generation(tiny_model, case):
     third = case.meta["output_ids"][2]
-    original = tiny_model.config
-    tiny_model.config = dataclasses.replace(original, eos_token_ids=(third,))
-    try:
-        out = tiny_model.generate(frames=case.frames(), prompt=case.meta["question"], compression_ratio=16,
-                                  max_new_tokens=16)
-    finally:
-        tiny_model.config = original
+    model = _with_config(tiny_model, eos_token_ids=(third,))
+    out = model.generate(frames=case.frames(), prompt=case.meta["question"], compression_ratio=16,
+                         max_new_tokens=16)
     assert out.finish_reason == "eos"
     assert out.token_ids == case.meta["output_ids"][:3]
     assert out.stats["generated_tokens"] == 3
-    tiny_model.config = dataclasses.replace(original, eos_token_ids=(third,))
-    try:
-        out = tiny_model.generate(frames=case.frames(), prompt=case.meta["question"], compression_ratio=16,
-                                  max_new_tokens=16, ignore_eos=True)
-    finally:
-        tiny_model.config = original
+    out = model.generate(frames=case.frames(), prompt=case.meta["question"], compression_ratio=16,
+                         max_new_tokens=16, ignore_eos=True)
     assert out.finish_reason == "length" and out.token_ids == case.meta["output_ids"]
 
 
 def test_generation_config_defaults_apply(tiny_model, case):
     """A repetition_penalty in generation_config.json is used unless the caller overrides it."""
-    original = tiny_model.config
-    tiny_model.config = dataclasses.replace(original, generation={"repetition_penalty": 1.3})
-    try:
-        penalised = tiny_model.generate(frames=case.frames(), prompt=case.meta["question"],
-                                        compression_ratio=16, max_new_tokens=16)
-        plain = tiny_model.generate(frames=case.frames(), prompt=case.meta["question"],
-                                    compression_ratio=16, max_new_tokens=16, repetition_penalty=1.0)
-    finally:
-        tiny_model.config = original
+    model = _with_config(tiny_model, generation={"repetition_penalty": 1.3})
+    penalised = model.generate(frames=case.frames(), prompt=case.meta["question"], compression_ratio=16,
+                               max_new_tokens=16)
+    plain = model.generate(frames=case.frames(), prompt=case.meta["question"], compression_ratio=16,
+                           max_new_tokens=16, repetition_penalty=1.0)
     assert plain.token_ids == case.meta["output_ids"]
     assert penalised.token_ids != case.meta["output_ids"]

@@ -50,7 +50,7 @@ def test_kv_bytes_match_layout(tiny_model, traced):
 def test_raw_visual_kv_is_discarded(tiny_model):
     """After a visual window the scratch is wiped and only VST K/V sit in the cache."""
     from vxl_fast.memory.kv import KVCache, WindowScratch
-    from vxl_fast.memory.window import WindowStep
+    from vxl_fast.layers.step import WindowStep
     from vxl_fast import ops
 
     llm_cfg = tiny_model.config.llm
@@ -66,7 +66,9 @@ def test_raw_visual_kv_is_discarded(tiny_model):
     cache.length = 5
     scratch = WindowScratch.allocate(llm_cfg.num_kv_heads, x.shape[0], llm_cfg.head_dim, torch.float32,
                                      torch.device("cpu"))
-    step = WindowStep(cache, tiny_model.rope, x.shape[0], 5, scratch, vst_index, torch.nonzero(~is_vst)[:, 0])
+    runner = tiny_model.runner
+    step = WindowStep(cache, runner.rope, runner.attention, x.shape[0], 5, scratch, vst_index,
+                      torch.nonzero(~is_vst)[:, 0])
     with torch.inference_mode():
         llm(x, step)
     assert torch.count_nonzero(scratch.k) == 0 and torch.count_nonzero(scratch.v) == 0

@@ -9,7 +9,7 @@ import torch
 
 from conftest import GOLDEN, Case, golden_cases, load_model
 from vxl_fast import VideoMemory, VideoXL
-from vxl_fast.stream import Detokenizer
+from vxl_fast.engine.detokenizer import Detokenizer
 
 
 
@@ -90,7 +90,7 @@ def test_load_errors(tiny_model, memory, tmp_path):
 
 
 def test_interrupted_save_leaves_no_file(memory, tmp_path, monkeypatch):
-    import vxl_fast.memory.video_memory as vm
+    import vxl_fast.memory.files as vm
 
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
@@ -214,4 +214,4 @@ def test_memory_stats_are_reported(tiny_model, memory):
     out = tiny_model.ask(memory, "q", max_new_tokens=2)
     assert out.stats["vsts"] == 225 and out.stats["windows"] == 3 and out.stats["frames"] == 25
     assert memory.stats["vision_s"] > 0 and memory.stats["compress_s"] > 0
-    assert dataclasses.is_dataclass(memory)
+    assert dataclasses.is_dataclass(memory.state)  # the handle wraps pure data

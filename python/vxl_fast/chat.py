@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from .generate import GenerationOutput
+from .engine.stats import GenerationOutput
+from .prompt import check_question
 from .stream import TextStream
-
-if TYPE_CHECKING:
-    from .engine import VideoXL
-    from .memory.video_memory import VideoMemory
 
 
 class Chat:
@@ -17,7 +12,7 @@ class Chat:
     question and answer in the prompt (upstream's template), so turn 2 sees turn 1. The video is
     never re-encoded; only the text after it is run again."""
 
-    def __init__(self, model: "VideoXL", memory: "VideoMemory"):
+    def __init__(self, model, memory):
         self.model, self.memory = model, memory
         self.history: list[dict] = []
 
@@ -39,9 +34,7 @@ class Chat:
         self.history.clear()
 
     def _messages(self, question: str) -> list[dict]:
-        if not isinstance(question, str) or not question.strip():
-            raise ValueError("the question is empty")
-        return self.history + [{"role": "user", "content": question}]
+        return self.history + [{"role": "user", "content": check_question(question)}]
 
     def _record(self, question: str, out: GenerationOutput) -> None:
         self.history += [{"role": "user", "content": question}, {"role": "assistant", "content": out.text}]

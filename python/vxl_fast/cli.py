@@ -1,4 +1,4 @@
-"""``vxl-fast``: ask questions about videos from the command line.
+"""vxl-fast: ask questions about videos from the command line.
 
   vxl-fast ask VIDEO "question" --model PATH          encode and answer (streamed)
   vxl-fast encode VIDEO -o clip.vxl --model PATH      compress once ...
@@ -19,7 +19,8 @@ from .config import EXTENDED_RATIOS, SUPPORTED_RATIOS
 from .errors import MemoryPlanError
 
 GIB = 2 ** 30
-RELEASED_SINK = 14  # Qwen2's tokens before <image> in the default prompt (SPEC.md §3.2)
+DEFAULT_RATIO = 8
+_HELP = argparse.ArgumentDefaultsHelpFormatter
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,87 +43,124 @@ def _parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    ask = sub.add_parser("ask", help="answer a question about a video (or an encoded memory)")
-    ask.add_argument("inputs", nargs="+", metavar="[VIDEO] QUESTION")
-    ask.add_argument("--memory", help="a memory file written by `vxl-fast encode` (instead of VIDEO)")
+    ask = sub.add_parser("ask", help="answer a question about a video (or an encoded memory)",
+                         usage="vxl-fast ask [VIDEO] QUESTION [options]", formatter_class=_HELP)
+    ask.add_argument("video", nargs="?", metavar="VIDEO", help="the video (omit with --memory)")
+    ask.add_argument("question", nargs="?", metavar="QUESTION", help="one question")
+    _memory_option(ask)
     _model_options(ask)
     _video_options(ask)
     _generation_options(ask)
     ask.set_defaults(run=_ask)
 
-    chat = sub.add_parser("chat", help="a conversation about a video: one question per line")
-    chat.add_argument("video", nargs="?")
-    chat.add_argument("--memory", help="a memory file written by `vxl-fast encode` (instead of VIDEO)")
+    chat = sub.add_parser("chat", help="a conversation about a video: one question per line",
+                          formatter_class=_HELP)
+    chat.add_argument("video", nargs="?", metavar="VIDEO", help="the video (omit with --memory)")
+    _memory_option(chat)
     _model_options(chat)
     _video_options(chat)
     _generation_options(chat)
     chat.set_defaults(run=_chat)
 
-    enc = sub.add_parser("encode", help="compress a video into a memory file for later questions")
-    enc.add_argument("video")
+    enc = sub.add_parser("encode", help="compress a video into a memory file for later questions",
+                         formatter_class=_HELP)
+    enc.add_argument("video", metavar="VIDEO")
     enc.add_argument("-o", "--output", required=True, help="the memory file to write (e.g. clip.vxl)")
     _model_options(enc)
     _video_options(enc)
-    enc.add_argument("--json", action="store_true", help="print one JSON object")
-    enc.add_argument("--quiet", action="store_true", help="no progress output")
+    _output_options(enc)
     enc.set_defaults(run=_encode, memory=None)
 
-    info = sub.add_parser("info", help="summarise a checkpoint and plan memory for N frames")
+    info = sub.add_parser("info", help="summarise a checkpoint and plan memory for N frames", formatter_class=_HELP)
     info.add_argument("checkpoint", help="a checkpoint folder, or 'released' for sy1998/Video_XL's configuration")
-    info.add_argument("--frames", type=int, default=2048)
-    info.add_argument("--ratio", type=int, default=16)
-    info.add_argument("--dtype", default="bfloat16")
-    info.add_argument("--json", action="store_true")
+    info.add_argument("--frames", type=int, default=2048, help="frames of the planned request")
+    info.add_argument("--ratio", type=int, default=16, help="compression ratio of the planned request")
+    info.add_argument("--question-tokens", type=int, default=64, help="question length of the planned request")
+    info.add_argument("--max-new-tokens", type=int, default=1024, help="answer length of the planned request")
+    info.add_argument("--dtype", default="bfloat16", help="float32, bfloat16 or float16")
+    info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(run=_info)
 
     demo = sub.add_parser("demo", help="answer a question about the bundled sample video with a tiny "
-                                       "random checkpoint (created offline on first use)")
+                                       "random checkpoint (created offline on first use)", formatter_class=_HELP)
     demo.add_argument("question", nargs="?", default="What happens in this video?")
-    demo.add_argument("--dir", help="where to create the demo files (default ~/.cache/vxl_fast/demo)")
-    demo.add_argument("--device", default=None)
-    demo.add_argument("--dtype", default=None, help="float32, bfloat16 or float16")
+    demo.add_argument("--dir", help="where to create the demo files (default: ~/.cache/vxl_fast/demo)")
+    demo.add_argument("--device", default=None, help="cuda, cuda:N or cpu (default: cuda when available)")
+    demo.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: bfloat16 on cuda)")
     _video_options(demo, default_frames=32)
     _generation_options(demo, default_tokens=64)
     demo.set_defaults(run=_demo, memory=None)
     return parser
 
 
+def _memory_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--memory", help="a memory file written by 'vxl-fast encode' (instead of VIDEO)")
+
+
 def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=os.environ.get("VXL_FAST_MODEL"),
                    help="checkpoint folder or hub id (default: $VXL_FAST_MODEL)")
-    p.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when available)")
-    p.add_argument("--dtype", default=None, help="float32, bfloat16 or float16")
+    p.add_argument("--device", default=None, help="cuda, cuda:N or cpu (default: cuda when available)")
+    p.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: bfloat16 on cuda)")
 
 
 def _video_options(p: argparse.ArgumentParser, default_frames: int = 128) -> None:
     p.add_argument("--frames", type=int, default=None,
-                   help=f"frames sampled uniformly (default {default_frames})")
+                   help=f"frames sampled uniformly (default: {default_frames} unless --fps is given)")
     p.add_argument("--fps", type=float, default=None, help="sample this many frames per second instead")
     p.add_argument("--max-frames", type=int, default=None, help="at most this many frames with --fps")
     p.add_argument("--keyframes", action="store_true",
                    help="take the nearest keyframes instead of the exact frames (faster, not upstream's frames)")
-    p.add_argument("--ratio", type=int, default=8,
-                   help=f"compression ratio: {', '.join(map(str, SUPPORTED_RATIOS + EXTENDED_RATIOS))}")
+    p.add_argument("--ratio", type=int, default=None,
+                   help=f"compression ratio: {', '.join(map(str, SUPPORTED_RATIOS + EXTENDED_RATIOS))} "
+                        f"(default: {DEFAULT_RATIO}; with --memory, the memory's own)")
     p.set_defaults(default_frames=default_frames)
 
 
 def _generation_options(p: argparse.ArgumentParser, default_tokens: int = 512) -> None:
-    p.add_argument("--max-new-tokens", type=int, default=default_tokens)
-    p.add_argument("--temperature", type=float, default=None, help="sample (default: greedy)")
-    p.add_argument("--top-p", type=float, default=None)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--max-new-tokens", type=int, default=default_tokens, help="longest answer, in tokens")
+    p.add_argument("--temperature", type=float, default=None, help="sample at this temperature (default: greedy)")
+    p.add_argument("--top-p", type=float, default=None, help="sample from the top-p probability mass")
+    p.add_argument("--top-k", type=int, default=None, help="sample from the k most likely tokens (0: all)")
+    p.add_argument("--repetition-penalty", type=float, default=None, help="penalise tokens already seen (1: off)")
+    p.add_argument("--seed", type=int, default=None, help="seed for sampling")
+    p.add_argument("--stop", action="append", default=None, metavar="TEXT",
+                   help="end the answer before this text (repeatable)")
+    _output_options(p)
+
+
+def _output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress output")
 
 
-def _sampling(args) -> dict:
-    sample = args.temperature is not None or args.top_p is not None or args.seed is not None
-    return dict(max_new_tokens=args.max_new_tokens, do_sample=sample, temperature=args.temperature,
-                top_p=args.top_p, seed=args.seed)
+def _options(args):
+    """The generation options, checked before anything is loaded."""
+    from .options import GenerationOptions
+
+    sample = any(v is not None for v in (args.temperature, args.top_p, args.top_k, args.seed))
+    return GenerationOptions(max_new_tokens=args.max_new_tokens, do_sample=sample, temperature=args.temperature,
+                             top_p=args.top_p, top_k=args.top_k, repetition_penalty=args.repetition_penalty,
+                             seed=args.seed, stop=tuple(args.stop or ()))
+
+
+def _check_video_options(args) -> None:
+    """Options that cannot apply are errors, before the model loads."""
+    if getattr(args, "memory", None):
+        given = [flag for flag, on in (("--frames", args.frames is not None), ("--fps", args.fps is not None),
+                                       ("--max-frames", args.max_frames is not None),
+                                       ("--keyframes", args.keyframes)) if on]
+        if given:
+            raise ValueError(f"{', '.join(given)} cannot apply with --memory: the memory is already encoded")
+        return
+    if args.frames is not None and args.fps is not None:
+        raise ValueError("sample with --frames or --fps, not both")
+    if args.max_frames is not None and args.fps is None:
+        raise ValueError("--max-frames only applies with --fps")
 
 
 def _progress(args) -> bool:
-    return not args.quiet and not args.json and sys.stdout.isatty()
+    return not args.quiet and not args.json and sys.stderr.isatty()
 
 
 def _say(args, message: str) -> None:
@@ -130,38 +168,43 @@ def _say(args, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-def _load(args):
-    from .engine import VideoXL
+def _load(args, path=None):
+    from .api import VideoXL
+    from .device import resolve_device
 
-    if not args.model:
+    path = path or args.model
+    if not path:
         raise ValueError("no checkpoint: pass --model PATH (or set VXL_FAST_MODEL)")
-    _say(args, f"vxl-fast: loading {args.model}")
-    return VideoXL.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+    resolve_device(args.device)  # a bad --device is named before the checkpoint is read
+    _say(args, f"vxl-fast: loading {path} ...")
+    return VideoXL.from_pretrained(path, device=args.device, dtype=args.dtype)
 
 
 def _memory(args, model, video):
-    from .memory.video_memory import VideoMemory
+    from .video_memory import VideoMemory
 
     if args.memory:
         if video is not None:
             raise ValueError("give either VIDEO or --memory, not both")
-        return VideoMemory.load(args.memory, model, compression_ratio=args.ratio)
+        memory = VideoMemory.load(args.memory, model, compression_ratio=args.ratio)
+        _say(args, f"vxl-fast: loaded {args.memory}: " + _describe(memory, encoded=False))
+        return memory
     if video is None:
         raise ValueError("give a VIDEO or --memory FILE")
     frames = args.frames if args.fps is None else None
     if frames is None and args.fps is None:
         frames = args.default_frames
-    _say(args, f"vxl-fast: encoding {video} ({f'{frames} frames' if frames else f'{args.fps} fps'}, "
-               f"ratio {args.ratio})")
-    return model.encode(video, num_frames=frames, fps=args.fps, max_frames=args.max_frames,
-                        sampling="keyframe" if args.keyframes else "exact", compression_ratio=args.ratio,
-                        progress=_progress(args))
+    ratio = DEFAULT_RATIO if args.ratio is None else args.ratio
+    _say(args, f"vxl-fast: encoding {video} ({f'{frames} frames' if frames else f'{args.fps} fps'}, ratio {ratio})")
+    memory = model.encode(video, num_frames=frames, fps=args.fps, max_frames=args.max_frames,
+                          sampling="keyframe" if args.keyframes else "exact", compression_ratio=ratio,
+                          progress=_progress(args))
+    _say(args, _describe(memory, encoded=True))
+    return memory
 
 
-def _answer(args, model, memory, question: str, chat=None) -> None:
-    asker = chat or model
-    stream = asker.stream(question, **_sampling(args)) if chat else \
-        model.stream(memory, question, **_sampling(args), progress=False)
+def _answer(args, options, memory, question: str, chat) -> None:
+    stream = chat.stream(question, **vars(options))
     if args.json:
         stream.text()
         out = stream.output
@@ -173,8 +216,8 @@ def _answer(args, model, memory, question: str, chat=None) -> None:
         print(piece, end="", flush=True)
     print()
     s = stream.output.stats
-    _say(args, f"[{s['generated_tokens']} tokens, question prefill {s['ttft_s'] * 1000:.1f} ms, "
-               f"{s['decode_tok_s']:.1f} tok/s, {stream.output.finish_reason}]")
+    _say(args, f"[{s['generated_tokens']} tokens; this question: prefill {s['ttft_s'] * 1000:.1f} ms, "
+               f"decode {s['decode_tok_s']:.1f} tok/s; {stream.output.finish_reason}]")
 
 
 def _memory_summary(memory) -> dict:
@@ -182,28 +225,39 @@ def _memory_summary(memory) -> dict:
             "kv_slots": memory.kv_slots, "ratios": list(memory.ratios), **memory.stats}
 
 
+def _describe(memory, encoded: bool) -> str:
+    s = memory.stats
+    text = (f"{memory.frames} frames -> {memory.visual_tokens} visual tokens -> {len(memory.windows)} "
+            f"windows -> {memory.num_vsts} VSTs kept (ratio {'/'.join(map(str, memory.ratios))}); "
+            f"KV {memory.kv_slots} slots, {memory.kv_slots * memory.cache.slot_bytes / 2**20:.2f} MiB")
+    if encoded:
+        text += f"; encoded now: vision {s['vision_s']:.2f} s, compression {s['compress_s']:.2f} s"
+    return text
+
+
 def _ask(args) -> int:
-    if args.memory:
-        if len(args.inputs) != 1:
-            raise ValueError("with --memory give only the QUESTION")
-        video, question = None, args.inputs[0]
-    elif len(args.inputs) != 2:
+    from .prompt import check_question
+
+    if args.memory and args.question is not None:
+        raise ValueError("give either VIDEO or --memory, not both")
+    video, question = (None, args.video) if args.memory else (args.video, args.question)
+    if question is None:
         raise ValueError("give VIDEO and QUESTION (or --memory FILE and QUESTION)")
-    else:
-        video, question = args.inputs
-    if not question.strip():
-        raise ValueError("the question is empty")
+    check_question(question)
+    options = _options(args)
+    _check_video_options(args)
     model = _load(args)
     memory = _memory(args, model, video)
-    _say(args, _describe(memory))
-    _answer(args, model, memory, question)
+    _answer(args, options, memory, question, model.chat(memory))
     return 0
 
 
 def _chat(args) -> int:
+    options = _options(args)
+    _check_video_options(args)
     model = _load(args)
     memory = _memory(args, model, args.video)
-    _say(args, _describe(memory) + "\nAsk questions, one per line; an empty line or Ctrl-D ends.")
+    _say(args, "Ask questions, one per line; an empty line or Ctrl-D ends.")
     chat = model.chat(memory)
     interactive = sys.stdin.isatty()
     while True:
@@ -212,97 +266,42 @@ def _chat(args) -> int:
         line = sys.stdin.readline()
         if not line.strip():
             return 0
-        _answer(args, model, memory, line.strip(), chat=chat)
+        _answer(args, options, memory, line.strip(), chat)
 
 
 def _encode(args) -> int:
+    from .memory.files import check_writable
+
+    output = check_writable(args.output)
+    _check_video_options(args)
     model = _load(args)
     memory = _memory(args, model, args.video)
-    path = memory.save(args.output)
+    path = memory.save(output)
     if args.json:
         print(json.dumps({"output": str(path), **_memory_summary(memory)}))
     else:
-        _say(args, _describe(memory) + f"\nwrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
-    return 0
-
-
-def _describe(memory) -> str:
-    s = memory.stats
-    return (f"{memory.frames} frames -> {memory.visual_tokens} visual tokens -> {len(memory.windows)} "
-            f"windows -> {memory.num_vsts} VSTs kept (ratio {'/'.join(map(str, memory.ratios))}); "
-            f"KV {memory.kv_slots} slots, {memory.kv_slots * memory.cache.slot_bytes / 2**20:.2f} MiB; "
-            f"vision {s['vision_s']:.2f} s, compression {s['compress_s']:.2f} s")
-
-
-def _info(args) -> int:
-    import torch
-
-    from .config import VideoXLConfig
-    from .engine import _itemsize, _load_tokenizer, _resolve_dtype
-    from .loader import resolve_checkpoint
-    from .memory.budget import budget
-    from .memory.plan import plan_request
-    from .models.videoxl import VideoXLModel
-    from .prompt import build_prompt, tokenize_prompt
-
-    if args.checkpoint == "released":  # plan for sy1998/Video_XL without its files
-        folder, cfg, sink = "released Video-XL configuration", VideoXLConfig.released(), RELEASED_SINK
-    else:
-        folder = resolve_checkpoint(args.checkpoint)
-        cfg = VideoXLConfig.from_dir(folder)
-        sink = len(tokenize_prompt(_load_tokenizer(folder), build_prompt("?")).before)
-    dtype = _resolve_dtype(args.dtype, torch.device("cpu"))
-    if args.frames < 1:
-        raise ValueError(f"--frames must be a positive integer, got {args.frames}")
-    if args.ratio not in SUPPORTED_RATIOS + EXTENDED_RATIOS:
-        raise ValueError(f"unsupported compression ratio {args.ratio}")
-    with torch.device("meta"):
-        weights = sum(p.numel() for p in VideoXLModel(cfg).parameters()) * _itemsize(dtype)
-    plan = plan_request(sink, args.frames * cfg.tokens_per_frame, 64, 1024, cfg.beacon.window, [args.ratio])
-    need = budget(cfg, plan.capacity, plan.max_window_rows, weights, _itemsize(dtype), 16)
-    llm, vis = cfg.llm, cfg.vision
-    summary = {
-        "checkpoint": str(folder),
-        "llm": {"hidden": llm.hidden_size, "layers": llm.num_layers, "heads": llm.num_heads,
-                "kv_heads": llm.num_kv_heads, "head_dim": llm.head_dim, "mlp": llm.intermediate_size,
-                "vocab": llm.vocab_size, "rope_theta": llm.rope_theta},
-        "vision": {"hidden": vis.hidden_size, "layers": vis.num_layers, "heads": vis.num_heads,
-                   "select_layer": vis.select_layer, "image_size": vis.image_size, "source": vis.source},
-        "tokens_per_frame": cfg.tokens_per_frame, "window": cfg.beacon.window,
-        "config_ratios": list(cfg.beacon.ratios), "eos_token_ids": list(cfg.eos_token_ids),
-        "plan": {"frames": args.frames, "ratio": args.ratio, "dtype": str(dtype), "windows": len(plan.windows),
-                 "vsts": plan.num_vsts, "question_tokens": 64, "max_new_tokens": 1024, **need.as_dict()},
-    }
-    if args.json:
-        print(json.dumps(summary))
-        return 0
-    p = summary["plan"]
-    print(f"{folder}\n"
-          f"  LLM    Qwen2 {llm.num_layers} layers, hidden {llm.hidden_size}, {llm.num_heads}/{llm.num_kv_heads} "
-          f"heads of {llm.head_dim}, MLP {llm.intermediate_size}, vocab {llm.vocab_size}\n"
-          f"  vision CLIP {vis.num_layers} layers (uses {vis.layers_to_run}), hidden {vis.hidden_size}, "
-          f"{vis.num_heads} heads, {vis.image_size}px ({vis.source})\n"
-          f"  VSTs   window {cfg.beacon.window} tokens = {cfg.beacon.window // cfg.tokens_per_frame} frames, "
-          f"config ratios {list(cfg.beacon.ratios)}\n"
-          f"memory plan: {args.frames} frames at ratio {args.ratio} in {dtype} "
-          f"({p['windows']} windows, {p['vsts']} VSTs, 64-token question, 1024 new tokens)\n"
-          f"  weights   {need.weights / GIB:8.2f} GiB\n"
-          f"  KV cache  {need.kv_cache / GIB:8.2f} GiB ({need.kv_slots} slots)\n"
-          f"  scratch   {need.scratch / GIB:8.2f} GiB\n"
-          f"  workspace {need.workspace / GIB:8.2f} GiB\n"
-          f"  total     {need.total / GIB:8.2f} GiB")
+        _say(args, f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     return 0
 
 
 def _demo(args) -> int:
     from .demo import ensure_demo
-    from .engine import VideoXL
 
+    options = _options(args)
+    _check_video_options(args)
     model_path, video = ensure_demo(args.dir)
     _say(args, "demo: a tiny checkpoint with RANDOM weights, so the answer is nonsense words; "
                "the pipeline and its numbers are real.")
-    model = VideoXL.from_pretrained(model_path, device=args.device, dtype=args.dtype)
+    model = _load(args, model_path)
     memory = _memory(args, model, str(video))
-    _say(args, _describe(memory))
-    _answer(args, model, memory, args.question)
+    _answer(args, options, memory, args.question, model.chat(memory))
+    return 0
+
+
+def _info(args) -> int:
+    from .info import plan_summary, render_summary
+
+    summary = plan_summary(args.checkpoint, args.frames, args.ratio, args.question_tokens, args.max_new_tokens,
+                           args.dtype)
+    print(json.dumps(summary) if args.json else render_summary(summary))
     return 0

@@ -7,3 +7,7 @@ class CheckpointError(ValueError):
 
 class MemoryPlanError(RuntimeError):
     """The planned KV cache and work buffers do not fit the device."""
+
+
+class MemoryFileError(ValueError):
+    """A memory file is missing, damaged, or was written for another model."""

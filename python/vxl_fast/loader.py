@@ -9,7 +9,9 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from .config import VideoXLConfig
 from .errors import CheckpointError
+from .models.videoxl import VideoXLModel
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
@@ -117,3 +119,29 @@ def load_module_weights(module: torch.nn.Module, reader: WeightReader, dtype: to
         owner, _, leaf = name.rpartition(".")
         target = module.get_submodule(owner) if owner else module
         setattr(target, leaf, torch.nn.Parameter(value, requires_grad=False))
+
+
+def load_model(folder: Path, cfg: VideoXLConfig, device: torch.device, dtype: torch.dtype) -> VideoXLModel:
+    """The Video-XL modules of a checkpoint folder, weights read straight onto ``device``."""
+    with torch.device("meta"):
+        model = VideoXLModel(cfg)
+    reader = WeightReader(folder, device)
+    try:
+        load_module_weights(model, reader, dtype, model.checkpoint_sources)
+    finally:
+        reader.close()
+    return model.eval()
+
+
+def load_tokenizer(folder: Path):
+    """The checkpoint's tokenizer (``CheckpointError`` naming the folder when it has none)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        ids = tokenizer("<|im_start|>system", add_special_tokens=False)["input_ids"]
+    except Exception as e:  # transformers reports missing or broken files with many types
+        raise CheckpointError(f"cannot load the tokenizer from {folder}: {e}") from None
+    if not ids or not all(isinstance(i, int) for i in ids):
+        raise CheckpointError(f"cannot load the tokenizer from {folder}: it gives no token ids")
+    return tokenizer

@@ -22,12 +22,10 @@ def build_prompt(question: str | None = None, messages: list[dict] | None = None
     if (question is None) == (messages is None):
         raise ValueError("pass exactly one of prompt= (a question) or messages= (a conversation)")
     if question is not None:
-        if not isinstance(question, str):
-            raise TypeError(f"prompt must be a string, got {type(question).__name__}")
-        if not question.strip():
-            raise ValueError("the question is empty")
-        messages = [{"role": "user", "content": question}]
+        messages = [{"role": "user", "content": check_question(question)}]
     messages = _check_messages(messages)
+    if system is not None and not isinstance(system, str):
+        raise TypeError(f"system must be a string, got {type(system).__name__}")
     system = DEFAULT_SYSTEM if system is None else system
     if messages[0]["role"] == "system":
         system, messages = messages[0]["content"], messages[1:]
@@ -59,9 +57,36 @@ def _check_messages(messages) -> list[dict]:
         out.append({"role": role, "content": content})
     if not any(m["role"] == "user" for m in out):
         raise ValueError("messages has no user message")
-    if not out[-1]["content"].strip() and out[-1]["role"] == "user":
-        raise ValueError("the question is empty")
+    if out[-1]["role"] == "user":
+        check_question(out[-1]["content"])
     return out
+
+
+def check_question(question) -> str:
+    """A question must be a non-blank string."""
+    if not isinstance(question, str):
+        raise TypeError(f"the question must be a string, got {type(question).__name__}")
+    if not question.strip():
+        raise ValueError("the question is empty")
+    return question
+
+
+def prefix_text(system: str | None = None) -> str:
+    """The prompt text before the visual span (the sink) for ``system`` (None: the default)."""
+    return build_prompt("?", system=system).partition(IMAGE_MARKER)[0]
+
+
+def prefix_ids(tokenizer, text: str) -> list[int]:
+    """Token ids of a prompt's text before the visual span."""
+    return tokenize_prompt(tokenizer, text + IMAGE_MARKER).before
+
+
+def system_of(prefix: str) -> str:
+    """The system prompt a prefix carries ("" when it has none), to rebuild prompts after it."""
+    head = "<|im_start|>system\n"
+    if prefix.startswith(head) and "<|im_end|>" in prefix:
+        return prefix[len(head):prefix.index("<|im_end|>")]
+    return ""
 
 
 @dataclass(frozen=True)

@@ -1,50 +1,10 @@
-"""Incremental detokenisation for streamed answers."""
+"""A streamed answer, as the caller iterates it."""
 
 from __future__ import annotations
 
 from typing import Generator
 
-from .generate import GenerationOutput, find_stop
-
-
-class Detokenizer:
-    """Turns generated ids into text pieces whose concatenation is the final answer.
-
-    The final answer is upstream's: the new ids decoded without special tokens, cut before the
-    first stop string, stripped. A piece is released only when later tokens cannot change it:
-    an incomplete UTF-8 character, trailing whitespace and a possible start of a stop string
-    are held back until the text after them arrives.
-    """
-
-    def __init__(self, tokenizer, stops: tuple[str, ...] = ()):
-        self.tokenizer, self.stops = tokenizer, stops
-        self.ids: list[int] = []
-        self.emitted = ""
-        self.stopped = False
-
-    def text(self, final: bool = False) -> str:
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        cut = find_stop(text, self.stops)
-        if cut >= 0:
-            self.stopped, final, text = True, True, text[:cut]
-        text = text.lstrip()
-        if final:
-            return text.rstrip()
-        text = text.rstrip("\ufffd")
-        hold = max((n for s in self.stops for n in range(1, len(s)) if text.endswith(s[:n])), default=0)
-        return text[:len(text) - hold].rstrip()
-
-    def push(self, token: int) -> str:
-        self.ids.append(token)
-        return self._release(self.text())
-
-    def finish(self) -> str:
-        return self._release(self.text(final=True))
-
-    def _release(self, text: str) -> str:
-        piece = text[len(self.emitted):] if text.startswith(self.emitted) else ""
-        self.emitted += piece
-        return piece
+from .engine.stats import GenerationOutput
 
 
 class TextStream:

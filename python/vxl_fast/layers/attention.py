@@ -1,27 +1,37 @@
-"""Causal attention of a window's queries over ``[memory | window]`` keys (the reference path)."""
+"""Causal attention of a window's queries over ``[memory | window]`` keys, and the seam where a
+backend is chosen once per device and dtype.
+
+Every backend computes, for q: [H, n, d]; k_mem, v_mem: [Hkv, m, d] (visible to every query);
+k_win, v_win: [Hkv, n, d] (causal: query i sees window keys 0..i), H a multiple of Hkv:
+``softmax(q·kᵀ/√d + mask) · v`` over ``cat(memory, window)`` with a bottom-right aligned causal
+mask, returned as [n, H, d].
+"""
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-
-def window_attention(q: torch.Tensor, k_mem: torch.Tensor, v_mem: torch.Tensor,
-                     k_win: torch.Tensor, v_win: torch.Tensor) -> torch.Tensor:
-    """softmax(q·kᵀ/√d + mask) · v over two key segments.
-
-    q: [H, n, d]; k_mem, v_mem: [Hkv, m, d], visible to every query; k_win, v_win: [Hkv, n, d],
-    causal (query i sees window keys 0..i). H is a multiple of Hkv (grouped-query attention).
-    Returns [n, H, d]. This is one softmax over ``cat(memory, window)`` with a bottom-right
-    aligned causal mask; on the CPU the two segments run separately and are merged by their
-    log-sum-exp, so neither the keys nor a mask are materialised.
-    """
-    if q.device.type == "cpu":
-        return _split_attention_cpu(q, k_mem, v_mem, k_win, v_win)
-    return _masked_attention(q, k_mem, v_mem, k_win, v_win)
+AttentionBackend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _split_attention_cpu(q, k_mem, v_mem, k_win, v_win) -> torch.Tensor:
+def select_backend(device: torch.device, dtype: torch.dtype) -> AttentionBackend:
+    """The attention implementation for ``device`` and ``dtype`` (chosen once, by the runner)."""
+    if device.type == "cpu":
+        return split_attention_cpu
+    return masked_attention
+
+
+def window_attention(q, k_mem, v_mem, k_win, v_win) -> torch.Tensor:
+    """The backend for q's device and dtype (a convenience for tests and one-off calls)."""
+    return select_backend(q.device, q.dtype)(q, k_mem, v_mem, k_win, v_win)
+
+
+def split_attention_cpu(q, k_mem, v_mem, k_win, v_win) -> torch.Tensor:
+    """The two key segments run separately and are merged by their log-sum-exp, so neither the
+    concatenated keys nor a mask are materialised."""
     h, n, d = q.shape
     hkv, m = k_mem.shape[:2]
     g = h // hkv
@@ -43,7 +53,8 @@ def _split_attention_cpu(q, k_mem, v_mem, k_win, v_win) -> torch.Tensor:
     return out.reshape(h, n, d).transpose(0, 1)
 
 
-def _masked_attention(q, k_mem, v_mem, k_win, v_win) -> torch.Tensor:
+def masked_attention(q, k_mem, v_mem, k_win, v_win) -> torch.Tensor:
+    """One SDPA call over the concatenated keys with a boolean mask (the reference on GPUs)."""
     n, m = q.shape[1], k_mem.shape[1]
     k = torch.cat([k_mem, k_win], dim=1)
     v = torch.cat([v_mem, v_win], dim=1)

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import torch
 
 from ..config import VideoXLConfig
+from ..errors import MemoryPlanError
+from .plan import RequestPlan, plan_request
 
 
 @dataclass(frozen=True)
@@ -51,3 +56,37 @@ def budget(cfg: VideoXLConfig, capacity: int, rows: int, weight_bytes: int, item
     logits = 2 * llm.vocab_size * 4
     return MemoryBudget(weight_bytes, capacity * kv_slot_bytes(cfg, itemsize), scratch,
                         max(llm_ws, vision_ws) + logits, capacity)
+
+
+def plan_memory(cfg: VideoXLConfig, sink: int, num_frames: int, ratios: Sequence[int], question_tokens: int,
+                max_new_tokens: int, weight_bytes: int, itemsize: int,
+                vision_batch: int) -> tuple[RequestPlan, MemoryBudget]:
+    """The windows and device memory of a request over ``num_frames`` frames (the one planner:
+    the API, the CLI and the benchmarks all call it). With several ratios the first is planned."""
+    plan = plan_request(sink, num_frames * cfg.tokens_per_frame, question_tokens, max_new_tokens,
+                        cfg.beacon.window, tuple(ratios)[:1])
+    return plan, budget(cfg, plan.capacity, plan.max_window_rows, weight_bytes, itemsize, vision_batch)
+
+
+def available_bytes(device: torch.device) -> int | None:
+    """Free memory on ``device`` (None when unknown)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_fits(needed: int, device: torch.device, what: str) -> None:
+    """Refuse, before anything is allocated, a request that cannot fit the device."""
+    free = available_bytes(device)
+    if free is not None and needed > free:
+        raise MemoryPlanError(
+            f"{what} needs {needed / 2**30:.2f} GiB but only {free / 2**30:.2f} GiB is free on "
+            f"{device}; use fewer frames or a higher compression ratio")

@@ -6,8 +6,6 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import MemoryPlanError
-
 
 @dataclass
 class KVCache:
@@ -40,6 +38,19 @@ class KVCache:
         """Bytes one slot takes over all layers, K and V."""
         return self.nbytes // self.capacity
 
+    def grown(self, capacity: int) -> "KVCache":
+        """A new cache of ``capacity`` slots holding this one's filled slots."""
+        layers, heads, _, d = self.k.shape
+        bigger = KVCache.allocate(layers, heads, capacity, d, self.k.dtype, self.k.device)
+        bigger.k[:, :, :self.length] = self.k[:, :, :self.length]
+        bigger.v[:, :, :self.length] = self.v[:, :, :self.length]
+        bigger.length = self.length
+        return bigger
+
+    def view(self) -> "KVCache":
+        """The same buffers with a length of their own (questions write after the kept slots)."""
+        return KVCache(self.k, self.v, self.length)
+
     def reserve(self, n: int) -> int:
         """Check that ``n`` more slots fit; return the first of them."""
         if self.length + n > self.capacity:
@@ -69,26 +80,3 @@ class WindowScratch:
     @property
     def nbytes(self) -> int:
         return self.k.nbytes + self.v.nbytes
-
-
-def available_bytes(device: torch.device) -> int | None:
-    """Free memory on ``device`` (None when unknown)."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return free
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def check_fits(needed: int, device: torch.device, what: str) -> None:
-    free = available_bytes(device)
-    if free is not None and needed > free:
-        raise MemoryPlanError(
-            f"{what} needs {needed / 2**30:.2f} GiB but only {free / 2**30:.2f} GiB is free on "
-            f"{device}; use fewer frames or a higher compression ratio")

@@ -1,8 +1,9 @@
 """Plan a request's windows before any work starts: VST counts, carries, KV slots.
 
 Pure functions of the request's sizes and the ratio, so memory can be allocated once up front.
-Layout of the kept KV after a request (SPEC.md §4.7):
-``[sink S | VSTs of window 0, 1, … | text after the video | generated tokens]``.
+Layout of the kept KV after a request:
+``[sink S | VSTs of window 0, 1, … | text after the video | generated tokens]``, where the sink is
+the prompt text before the visual span.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+
+from ..config import EXTENDED_RATIOS, SUPPORTED_RATIOS
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ class RequestPlan:
 
 def next_window(index: int, token_start: int, n_raw: int, carry: int, kv_before: int,
                 ratios: Sequence[int], rng: np.random.Generator | None) -> VisualWindow:
-    """The window of ``n_raw`` raw tokens after ``index`` earlier ones (SPEC.md §4.3).
+    """The window of ``n_raw`` raw tokens after ``index`` earlier ones.
 
     One ratio is used as is. Several follow upstream's ``step-random`` mix: ``rng.choice`` over
     the ratios ``c`` with ``n_raw >= c`` and ``n_raw % c == 0``.
@@ -107,3 +110,31 @@ def plan_request(sink: int, visual_tokens: int, text_after: int, max_new_tokens:
                  rng: np.random.Generator | None = None) -> RequestPlan:
     windows = plan_windows(sink, visual_tokens, window, ratios, rng)
     return RequestPlan(sink, visual_tokens, windows, text_after, max_new_tokens)
+
+
+def parse_ratios(ratio, config_ratios: Sequence[int]) -> tuple[int, ...]:
+    """The compression ratios a request asks for: an integer, a list of integers (one drawn per
+    window, as upstream's ``step-random``) or ``"config"`` (the checkpoint's ``beacon_ratio``)."""
+    if isinstance(ratio, str):
+        if ratio != "config":
+            raise ValueError(f"compression_ratio {ratio!r} is not supported; pass an integer, "
+                             "a list of integers or 'config'")
+        ratios = tuple(config_ratios)
+    elif isinstance(ratio, (list, tuple)):
+        ratios = tuple(ratio)
+    else:
+        ratios = (ratio,)
+    if not ratios:
+        raise ValueError("compression_ratio is an empty list")
+    allowed = SUPPORTED_RATIOS + EXTENDED_RATIOS
+    for r in ratios:
+        if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or int(r) not in allowed:
+            raise ValueError(f"unsupported compression ratio {r!r}; supported: "
+                             f"{', '.join(map(str, SUPPORTED_RATIOS))} "
+                             f"(also {', '.join(map(str, EXTENDED_RATIOS))})")
+    return tuple(int(r) for r in ratios)
+
+
+def max_window_rows(window: int, ratios: Sequence[int]) -> int:
+    """Rows of the largest window any of ``ratios`` can make (carry included)."""
+    return max(window + (window + r - 1) // r for r in ratios)

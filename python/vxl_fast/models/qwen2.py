@@ -8,7 +8,7 @@ from torch import nn
 
 from ..config import LLMConfig
 from ..layers.norm import rms_norm
-from ..memory.window import WindowStep
+from ..layers.step import WindowStep
 
 
 class RMSNorm(nn.Module):

@@ -1,19 +1,8 @@
-"""Token selection (greedy / sampling, as HF ``generate`` does it) and stopping."""
+"""Token selection: greedy or sampled, as HF ``generate`` does it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
-
-
-@dataclass
-class GenerationOutput:
-    token_ids: list[int]  # new tokens (an EOS that stopped generation included)
-    text: str  # decoded without special tokens, stripped, cut before a stop string
-    logits: torch.Tensor  # float32 [vocab]: the distribution of the first new token
-    finish_reason: str  # "eos", "stop" or "length"
-    stats: dict = field(default_factory=dict)
 
 
 class Sampler:
@@ -21,20 +10,11 @@ class Sampler:
 
     HF order: repetition penalty over every id already seen (prompt text and generated), then,
     only when sampling, temperature → top-k → top-p, then a multinomial draw. Greedy is a plain
-    argmax (ties → lowest id).
+    argmax (ties → lowest id). The settings are validated by ``GenerationOptions``.
     """
 
     def __init__(self, vocab: int, do_sample: bool, temperature: float, top_k: int, top_p: float,
                  repetition_penalty: float, seed: int | None, device: torch.device):
-        if repetition_penalty <= 0:
-            raise ValueError(f"repetition_penalty must be positive, got {repetition_penalty}")
-        if do_sample:
-            if temperature <= 0:
-                raise ValueError(f"temperature must be positive when sampling, got {temperature}")
-            if not 0 < top_p <= 1:
-                raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-            if top_k < 0:
-                raise ValueError(f"top_k must be >= 0 (0 disables it), got {top_k}")
         self.do_sample, self.temperature, self.top_k, self.top_p = do_sample, temperature, top_k, top_p
         self.penalty = repetition_penalty
         self.seen = torch.zeros(vocab, dtype=torch.bool, device=device)
@@ -78,8 +58,3 @@ class Sampler:
         self.observe([token])
         return token
 
-
-def find_stop(text: str, stops: tuple[str, ...]) -> int:
-    """Index of the earliest stop string in ``text``, or -1."""
-    hits = [i for i in (text.find(s) for s in stops) if i >= 0]
-    return min(hits) if hits else -1

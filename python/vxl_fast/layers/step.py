@@ -3,7 +3,8 @@
 A step is either *text* (sink, question, generated tokens: K/V kept at their slots) or *visual*
 (raw visual rows with VSTs interleaved: K/V staged in the scratch, only the VSTs kept).
 Every query sees all kept slots plus the window's earlier rows; the window's rows take positions
-``kv_before .. kv_before + rows - 1`` (SPEC.md §4.4).
+``start .. start + rows - 1``. After a visual step only the VSTs' K/V remain, written after RoPE
+at their final slots, and the scratch is wiped.
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ from dataclasses import dataclass
 import torch
 
 from .. import ops
-from ..layers.attention import window_attention
-from ..layers.rotary import RotaryTable, apply_rope
-from .kv import KVCache, WindowScratch
+from ..memory.kv import KVCache, WindowScratch
+from .attention import AttentionBackend
+from .rotary import RotaryTable, apply_rope
 
 
 @dataclass
 class WindowStep:
     cache: KVCache
     rope: RotaryTable
+    attention: AttentionBackend
     rows: int
     start: int  # kv slots kept before this window (= its first row's position)
     scratch: WindowScratch | None = None  # set for visual windows
@@ -31,11 +33,6 @@ class WindowStep:
     @property
     def is_visual(self) -> bool:
         return self.vst_index is not None
-
-    @property
-    def kept(self) -> int:
-        """Slots this step adds to the cache."""
-        return self.vst_index.numel() if self.is_visual else self.rows
 
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """q: [rows, H, d]; k, v: [rows, Hkv, d] (before RoPE). Returns [rows, H·d]."""
@@ -49,10 +46,10 @@ class WindowStep:
             sk, sv = self.scratch.k[:, :n], self.scratch.v[:, :n]
             sk.copy_(kh)
             sv.copy_(vh)
-            out = window_attention(qh, ck[:, :m], cv[:, :m], apply_rope(kh, cos, sin), vh)
+            out = self.attention(qh, ck[:, :m], cv[:, :m], apply_rope(kh, cos, sin), vh)
             ops.kv_discard(ck, cv, sk, sv, self.vst_index, self.rope.cos, self.rope.sin, m)
         else:
             ck[:, m:m + n] = apply_rope(kh, cos, sin)
             cv[:, m:m + n] = vh
-            out = window_attention(qh, ck[:, :m], cv[:, :m], ck[:, m:m + n], cv[:, m:m + n])
+            out = self.attention(qh, ck[:, :m], cv[:, :m], ck[:, m:m + n], cv[:, m:m + n])
         return out.reshape(n, -1)

@@ -1,0 +1,257 @@
+"""The public facade: :class:`VideoXL` and its verbs, each a few lines that call the engine."""
+
+from __future__ import annotations
+
+import os
+from typing import Generator
+
+import torch
+
+from .chat import Chat
+from .config import VideoXLConfig
+from .device import itemsize, resolve_device, resolve_dtype
+from .engine import answer as answering
+from .engine import compress
+from .engine.runner import VISION_BATCH, Runner
+from .engine.stats import GenerationOutput
+from .engine.vision import VisualStream
+from .loader import load_model, load_tokenizer, resolve_checkpoint
+from .memory.budget import MemoryBudget, plan_memory
+from .memory.plan import parse_ratios
+from .models.videoxl import VideoXLModel
+from .options import GenerationOptions
+from .prompt import IMAGE_MARKER, build_prompt, prefix_ids, prefix_text, system_of, tokenize_prompt
+from .stream import TextStream
+from .video.inputs import visual_input
+from .video.preprocess import check_frames, clip_preprocess
+from .video_memory import VideoMemory
+
+DEFAULT_RESERVE = compress.DEFAULT_RESERVE
+
+
+class VideoXL:
+    """A loaded Video-XL model.
+
+    >>> model = VideoXL.from_pretrained("path/to/VideoXL_weight_8")
+    >>> out = model.generate(video="clip.mp4", num_frames=128, prompt="What happens?")
+    >>> memory = model.encode("clip.mp4", num_frames=128)          # compress once,
+    >>> model.ask(memory, "Who is there?").text                     # ask many times
+
+    Safe to call from several threads: device work runs one call at a time (a lock in the
+    runner), so concurrent calls give the answers sequential calls give.
+    """
+
+    def __init__(self, config: VideoXLConfig, model: VideoXLModel, tokenizer, device: torch.device,
+                 dtype: torch.dtype):
+        self.config, self.tokenizer = config, tokenizer
+        self.runner = Runner(config, model, device, dtype)
+
+    @property
+    def model(self) -> VideoXLModel:
+        return self.runner.model
+
+    @property
+    def device(self) -> torch.device:
+        return self.runner.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.runner.dtype
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the weights (names, shapes, exact sums) and configuration."""
+        return self.runner.fingerprint
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device | None = None,
+                        dtype: str | torch.dtype | None = None) -> "VideoXL":
+        """Load a checkpoint folder laid out like ``sy1998/Video_XL`` (or a hub id when online).
+
+        device: default CUDA when available, else CPU. dtype: default bfloat16 on CUDA, float32
+        on CPU (float32 reproduces the reference goldens).
+        """
+        dev = resolve_device(device)
+        dt = resolve_dtype(dtype, dev)
+        folder = resolve_checkpoint(path)
+        cfg = VideoXLConfig.from_dir(folder)
+        tokenizer = load_tokenizer(folder)
+        return cls(cfg, load_model(folder, cfg, dev, dt), tokenizer, dev, dt)
+
+    @classmethod
+    def random(cls, config: VideoXLConfig | None = None, device: str | torch.device | None = None,
+               dtype: str | torch.dtype | None = None, seed: int = 0, tokenizer=None) -> "VideoXL":
+        """A model with random weights built directly on ``device`` (no checkpoint, no CPU init).
+
+        ``config`` defaults to the released Video-XL configuration. The modules and code path are
+        those of a loaded checkpoint; for benchmarks and memory planning. The tokenizer defaults
+        to the demo checkpoint's (prompt ids stay below its vocabulary of ~1000 tokens).
+        """
+        cfg = config or VideoXLConfig.released()
+        dev = resolve_device(device)
+        dt = resolve_dtype(dtype, dev)
+        with torch.device("meta"):
+            model = VideoXLModel(cfg)
+        model.init_random(dev, dt, seed)
+        if tokenizer is None:
+            from .demo import ensure_demo_checkpoint
+            tokenizer = load_tokenizer(ensure_demo_checkpoint())
+        return cls(cfg, model.eval(), tokenizer, dev, dt)
+
+    # ------------------------------------------------------------------ vision
+    def preprocess(self, frames) -> torch.Tensor:
+        """CLIP preprocessing of uint8 frames [T, H, W, 3] → float32 [T, 3, 336, 336]."""
+        return clip_preprocess(check_frames(frames), self.config.vision)
+
+    @torch.inference_mode()
+    def visual_tokens(self, *, frames=None, video=None, num_frames=None, fps=None, images=None) -> torch.Tensor:
+        """All visual tokens [N, D] the language model would see (144 per frame or image tile)."""
+        visual = visual_input(self.config, frames=frames, video=video, images=images, num_frames=num_frames, fps=fps)
+        with self.runner.lock:
+            return torch.cat([VisualStream(s, self.config.tokens_per_frame, self.runner.encode_pixels,
+                                           VISION_BATCH).rest() for s in visual.sources(64)])
+
+    # ------------------------------------------------------------------ the memory
+    def encode(self, video=None, *, frames=None, images=None, num_frames: int | None = None,
+               fps: float | None = None, max_frames: int | None = None,
+               sampling: str = "exact", compression_ratio: int | list[int] | str = 8,
+               system: str | None = None, reserve_tokens: int = DEFAULT_RESERVE, progress: bool = False,
+               trace: bool = False) -> VideoMemory:
+        """Compress a video into a :class:`VideoMemory` that answers any number of questions
+        (:meth:`ask`, :meth:`chat`).
+
+        ``video``: anything :func:`vxl_fast.video.load_video` reads — a video file, a folder of
+        frames, a list of images, an array of frames, an iterator of frames (live input); or
+        ``frames`` uint8 [T, H, W, 3] (any device), or ``images`` (one image, anyres path).
+        No input gives an empty memory to feed with :meth:`VideoMemory.append`.
+        ``num_frames`` samples uniformly as upstream does; ``fps`` samples at that rate (at most
+        ``max_frames``); ``sampling="keyframe"`` takes the nearest keyframes instead (faster,
+        not upstream's frames). Frames are decoded in the background, one window at a time,
+        while the model compresses the previous window. ``system`` replaces the default system
+        prompt. ``reserve_tokens`` KV slots are kept free for questions and answers (more are
+        allocated when a question needs them).
+        """
+        _check_count("reserve_tokens", reserve_tokens, low=0)
+        prefix = prefix_text(system)
+        return self._encode(prefix, video, frames, images, num_frames, fps, max_frames, sampling,
+                            compression_ratio, reserve_tokens, progress, trace)
+
+    def _encode(self, prefix: str, video, frames, images, num_frames, fps, max_frames, sampling, ratio,
+                reserve_tokens: int, progress: bool, trace: bool) -> VideoMemory:
+        ratios = parse_ratios(ratio, self.config.beacon.ratios)
+        visual = None
+        if video is not None or frames is not None or images is not None:
+            visual = visual_input(self.config, frames=frames, video=video, images=images, num_frames=num_frames,
+                                  fps=fps, max_frames=max_frames, sampling=sampling)
+        elif num_frames is not None or fps is not None or max_frames is not None:
+            raise ValueError("num_frames=, fps= and max_frames= need a visual input")
+        with self.runner.lock, torch.inference_mode():
+            state = compress.encode(self.runner, prefix, prefix_ids(self.tokenizer, prefix), ratios, visual,
+                                    reserve_tokens, progress, trace)
+        return VideoMemory(self, state)
+
+    # ------------------------------------------------------------------ answering
+    def ask(self, memory: VideoMemory, prompt: str | None = None, *, messages: list[dict] | None = None,
+            **options) -> GenerationOutput:
+        """Answer a question (or the last user turn of ``messages``) about an encoded video.
+
+        Options as in :meth:`generate`: ``max_new_tokens``, ``do_sample``, ``temperature``,
+        ``top_p``, ``top_k``, ``repetition_penalty``, ``seed``, ``stop``, ``ignore_eos``,
+        ``progress``, ``trace``. The memory is left as it was.
+        """
+        return _drain(self._answer(memory, prompt, messages, **options))
+
+    def stream(self, memory: VideoMemory | None = None, prompt: str | None = None, **options) -> TextStream:
+        """Like :meth:`ask` (with a memory) or :meth:`generate` (with visual input), yielding the
+        answer's text piece by piece; ``stream.output`` is the :class:`GenerationOutput`."""
+        if memory is not None:
+            return TextStream(self._answer(memory, prompt, options.pop("messages", None), **options))
+        return TextStream(self._generate(prompt=prompt, **options))
+
+    def chat(self, memory: VideoMemory) -> Chat:
+        """A multi-turn conversation about ``memory``: ``chat.ask(question)``, ``chat.stream(...)``."""
+        return Chat(self, memory)
+
+    def generate(self, *, frames=None, video=None, num_frames: int | None = None, images=None,
+                 prompt: str | None = None, messages: list[dict] | None = None,
+                 compression_ratio: int | list[int] | str = 8, max_new_tokens: int = 1024,
+                 **options) -> GenerationOutput:
+        """Answer a question about a video, frames or one image: :meth:`encode`, then :meth:`ask`.
+
+        Visual input (exactly one): ``frames`` uint8 [T, H, W, 3]; ``video`` a file path with
+        ``num_frames`` sampled uniformly as upstream does (or ``fps=``, ``max_frames=``,
+        ``sampling=``); ``images`` one image (path, PIL image or uint8 [H, W, 3]) on upstream's
+        anyres path. Text: ``prompt`` (a question) or ``messages`` (a conversation).
+        ``compression_ratio``: 2, 4, 8, 12 or 16 (32 and 64 also run, as upstream does);
+        a list draws one per window as upstream's ``step-random``; ``"config"`` uses the
+        checkpoint's ``beacon_ratio``. Decoding options: see :class:`GenerationOptions`
+        (greedy unless ``do_sample``). ``progress`` shows progress bars; ``trace`` adds a record
+        of the window loop to ``stats["trace"]``. Every option is checked before any decoding.
+        """
+        return _drain(self._generate(frames=frames, video=video, num_frames=num_frames, images=images,
+                                     prompt=prompt, messages=messages, compression_ratio=compression_ratio,
+                                     max_new_tokens=max_new_tokens, **options))
+
+    def _generate(self, *, frames=None, video=None, num_frames=None, fps=None, max_frames=None, images=None,
+                  sampling="exact", prompt=None, messages=None, compression_ratio=8, progress=False,
+                  trace=False, **options) -> Generator[str, None, GenerationOutput]:
+        if frames is None and video is None and images is None:
+            raise ValueError("pass exactly one visual input: frames=, video= or images=")
+        opts = GenerationOptions.from_kwargs(**options)
+        text = build_prompt(prompt, messages)
+        tok = tokenize_prompt(self.tokenizer, text)
+        self._check_context(tok, opts.max_new_tokens)
+        memory = self._encode(text.partition(IMAGE_MARKER)[0], video, frames, images, num_frames, fps, max_frames,
+                              sampling, compression_ratio, len(tok.after) + opts.max_new_tokens, progress, trace)
+        return (yield from answering.answer(self.runner, self.tokenizer, memory.state, tok, opts,
+                                            progress=progress, trace=trace, count_encoding=True))
+
+    def _answer(self, memory: VideoMemory, prompt, messages, progress: bool = False, trace: bool = False,
+                **options) -> Generator[str, None, GenerationOutput]:
+        if not isinstance(memory, VideoMemory) or memory.model is not self:
+            raise ValueError("this memory was not made by this model; use VideoMemory.load(path, model)")
+        opts = GenerationOptions.from_kwargs(**options)
+        text = build_prompt(prompt, messages, system=system_of(memory.prefix_text))
+        if text.partition(IMAGE_MARKER)[0] != memory.prefix_text:
+            raise ValueError("the prompt's text before the video differs from the one this memory was "
+                             "encoded with (system prompt or earlier turns); encode it again")
+        tok = tokenize_prompt(self.tokenizer, text)
+        self._check_context(tok, opts.max_new_tokens)
+        return (yield from answering.answer(self.runner, self.tokenizer, memory.state, tok, opts,
+                                            progress=progress, trace=trace))
+
+    def _check_context(self, tok, max_new_tokens: int) -> None:
+        limit, text_tokens = self.config.llm.max_position_embeddings, len(tok.before) + len(tok.after)
+        if text_tokens + max_new_tokens > limit:
+            raise ValueError(
+                f"prompt too long: {text_tokens} text tokens + max_new_tokens {max_new_tokens} "
+                f"exceed the model's context of {limit} tokens")
+
+    # ------------------------------------------------------------------ planning
+    def memory_plan(self, num_frames: int, compression_ratio: int = 8, question_tokens: int = 64,
+                    max_new_tokens: int = 1024) -> MemoryBudget:
+        """Device memory a request over ``num_frames`` frames needs (weights included)."""
+        _check_count("num_frames", num_frames, low=1)
+        _check_count("question_tokens", question_tokens, low=0)
+        _check_count("max_new_tokens", max_new_tokens, low=1)
+        ratios = parse_ratios(compression_ratio, self.config.beacon.ratios)
+        sink = len(prefix_ids(self.tokenizer, prefix_text()))
+        _, need = plan_memory(self.config, sink, num_frames, ratios, question_tokens, max_new_tokens,
+                              self.runner.weight_bytes, itemsize(self.dtype), VISION_BATCH)
+        return need
+
+
+def _check_count(name: str, value, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be at least {low}, got {value}")
+
+
+def _drain(pieces: Generator[str, None, GenerationOutput]) -> GenerationOutput:
+    """Run a streamed answer to its end; its output."""
+    try:
+        while True:
+            next(pieces)
+    except StopIteration as done:
+        return done.value

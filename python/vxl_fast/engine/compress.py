@@ -1,0 +1,139 @@
+"""Compression: a visual input becomes a :class:`MemoryState` — the sink's K/V and each window's VSTs.
+
+Functions over a :class:`Runner` and a state; the state is pure data, so a memory can be made,
+extended (live input), saved and restored without a model inside it.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import torch
+from tqdm.auto import tqdm
+
+from ..memory.kv import KVCache
+from ..memory.plan import VisualWindow, next_window, plan_windows
+from ..memory.state import MemoryState
+from ..video.inputs import VisualInput, VisualSource, frames_source
+from ..video.preprocess import check_frames
+from .runner import VISION_BATCH, Runner
+from .vision import VisualStream
+
+DEFAULT_RESERVE = 2048  # KV slots a memory keeps free after the video for questions and answers
+
+
+def new_state(runner: Runner, prefix_text: str, prefix_ids: list[int], ratios: tuple[int, ...],
+              modality: str, capacity: int, trace: bool) -> MemoryState:
+    """An empty memory whose KV buffers are allocated once for ``capacity`` slots."""
+    cache, scratch = runner.allocate(capacity, ratios)
+    return MemoryState(cache, scratch, prefix_text, prefix_ids, ratios, modality, trace=[] if trace else None)
+
+
+def encode(runner: Runner, prefix_text: str, prefix_ids: list[int], ratios: tuple[int, ...],
+           visual: VisualInput | None, reserve_tokens: int, progress: bool, trace: bool) -> MemoryState:
+    """Compress ``visual`` (None: an empty memory to append to) after the sink ``prefix_ids``."""
+    cfg = runner.config
+    t0 = time.perf_counter()
+    capacity = len(prefix_ids) + reserve_tokens
+    if visual is not None and visual.count is not None:
+        # NOTE: a copy of the generator, so that planning draws the same ratios the windows will.
+        planned = plan_windows(len(prefix_ids), visual.count * cfg.tokens_per_frame, cfg.beacon.window,
+                               ratios, copy.deepcopy(runner.ratio_rng))
+        capacity += sum(w.n_vst for w in planned)
+    state = new_state(runner, prefix_text, prefix_ids, ratios,
+                      visual.modality if visual is not None else "video", capacity, trace)
+    runner.run_text(state.cache, prefix_ids, "prefix_text", state.trace)
+    state.stats.compress_s += time.perf_counter() - t0
+    if visual is None:
+        return state
+    per_window = max(1, cfg.beacon.window // cfg.tokens_per_frame)
+    with tqdm(total=visual.count, desc="encoding", unit="frame", disable=not progress, leave=False) as bar:
+        for source in visual.sources(per_window):
+            ingest(runner, state, source)
+            bar.update(source.count)
+    flush(runner, state)
+    return state
+
+
+def append(runner: Runner, state: MemoryState, frames, timestamps, progress: bool) -> None:
+    """Add frames uint8 [T, H, W, 3]; every window they complete is compressed now."""
+    if len(state.ratios) > 1:
+        raise ValueError("live input (append) needs a single compression ratio")
+    frames = check_frames(frames)
+    if timestamps is not None and len(timestamps) != frames.shape[0]:
+        raise ValueError(f"{len(timestamps)} timestamps for {frames.shape[0]} frames")
+    if (timestamps is None) != (state.timestamps is None) and state.frames:
+        raise ValueError("give timestamps for every appended piece or for none")
+    source = frames_source(frames, runner.config, None if timestamps is None else list(timestamps))
+    with tqdm(total=frames.shape[0], desc="encoding", unit="frame", disable=not progress, leave=False) as bar:
+        ingest(runner, state, source)
+        bar.update(source.count)
+
+
+def ingest(runner: Runner, state: MemoryState, source: VisualSource) -> None:
+    """Encode the source's items and compress every window they complete."""
+    window = runner.config.beacon.window
+    stream = VisualStream(source, runner.config.tokens_per_frame, runner.encode_pixels, VISION_BATCH)
+    t0 = time.perf_counter()
+    available = state.pending_tokens + stream.num_tokens
+    while available >= window:
+        raw = stream.take(window - state.pending_tokens)
+        if state.pending is not None:
+            raw, state.pending = torch.cat([state.pending, raw]), None
+        compress_window(runner, state, raw, state.cache)
+        available -= window
+    rest = stream.rest()
+    if rest is not None:
+        state.pending = rest if state.pending is None else torch.cat([state.pending, rest])
+    state.frames += source.count
+    if source.timestamps is not None:
+        state.timestamps = (state.timestamps or []) + list(source.timestamps)
+    state.stats.vision_s += stream.seconds
+    state.stats.compress_s += time.perf_counter() - t0 - stream.seconds
+
+
+def flush(runner: Runner, state: MemoryState) -> None:
+    """Compress the incomplete last window (the end of the video)."""
+    if state.pending is not None:
+        t0 = time.perf_counter()
+        raw, state.pending = state.pending, None
+        compress_window(runner, state, raw, state.cache)
+        state.stats.compress_s += time.perf_counter() - t0
+
+
+def pending_window(state: MemoryState) -> VisualWindow | None:
+    """The window the pending tokens would make (None when nothing is pending)."""
+    if state.pending is None:
+        return None
+    return next_window(len(state.windows), state.next_token, state.pending_tokens, state.carry,
+                       state.cache.length, state.ratios, None)
+
+
+def compress_window(runner: Runner, state: MemoryState, raw: torch.Tensor, cache: KVCache,
+                    commit: bool = True) -> VisualWindow:
+    """Run one visual window over ``raw`` tokens; its VSTs land in ``cache``. Without ``commit``
+    the window is run into ``cache`` (a question's view) and not recorded in the state."""
+    w = next_window(len(state.windows), state.next_token, raw.shape[0], state.carry, cache.length,
+                    state.ratios, runner.ratio_rng)
+    if commit and cache.length + w.n_vst > cache.capacity:
+        state.cache = cache = runner.grow(cache, cache.length + w.n_vst + DEFAULT_RESERVE)
+    runner.run_visual(cache, state.scratch, raw, w, state.trace if commit else None)
+    if commit:
+        state.windows.append(w)
+    return w
+
+
+def restore(runner: Runner, meta: dict, tensors: dict[str, torch.Tensor], fields: dict,
+            reserve_tokens: int) -> MemoryState:
+    """A state from a verified memory file (see ``memory.files``)."""
+    n = meta["kv_slots"]
+    state = new_state(runner, meta["prefix_text"], meta["prefix_ids"], tuple(meta["ratios"]), meta["modality"],
+                      capacity=n + reserve_tokens, trace=False)
+    state.cache.k[:, :, :n] = tensors["k"].to(runner.device)
+    state.cache.v[:, :, :n] = tensors["v"].to(runner.device)
+    state.cache.length = n
+    state.pending = tensors["pending"].to(runner.device) if "pending" in tensors else None
+    for name, value in fields.items():
+        setattr(state, name, value)
+    return state

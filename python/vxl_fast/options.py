@@ -1,0 +1,102 @@
+"""Generation options, validated once, before any decoding or encoding starts.
+
+Wrong types raise ``TypeError``, wrong values ``ValueError``, each naming the option.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """How an answer is decoded.
+
+    Greedy unless ``do_sample``. ``temperature``, ``top_k``, ``top_p`` and ``repetition_penalty``
+    left as None take the checkpoint's ``generation_config.json`` values (HF semantics:
+    ``top_k=0`` / ``top_p=1`` disable those filters). ``seed`` makes sampling repeatable;
+    ``stop`` strings end the answer before them; ``ignore_eos`` generates exactly
+    ``max_new_tokens``.
+    """
+
+    max_new_tokens: int = 1024
+    do_sample: bool = False
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    repetition_penalty: float | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    ignore_eos: bool = False
+
+    @classmethod
+    def from_kwargs(cls, **kwargs) -> "GenerationOptions":
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(kwargs) - names)
+        if unknown:
+            raise TypeError(f"unknown generation option{'s' * (len(unknown) > 1)} {', '.join(unknown)}; "
+                            f"the options are {', '.join(sorted(names))}")
+        return cls(**kwargs)
+
+    def __post_init__(self):
+        n = self.max_new_tokens
+        if isinstance(n, bool) or not isinstance(n, int):
+            raise TypeError(f"max_new_tokens must be a positive integer, got {n!r}")
+        if n < 1:
+            raise ValueError(f"max_new_tokens must be a positive integer, got {n!r}")
+        for name in ("do_sample", "ignore_eos"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        _number("temperature", self.temperature, low=0.0, low_ok=not self.do_sample,
+                why="temperature must be positive when sampling")
+        _number("top_p", self.top_p, low=0.0, high=1.0, why="top_p must be in (0, 1]")
+        _number("repetition_penalty", self.repetition_penalty, low=0.0, why="repetition_penalty must be positive")
+        _integer("top_k", self.top_k, "top_k must be >= 0 (0 disables it)")
+        _integer("seed", self.seed, "seed must be a non-negative integer")
+        object.__setattr__(self, "stop", _stops(self.stop))
+
+    def sampling(self, defaults: dict) -> dict:
+        """Sampler settings: the given values, else ``defaults`` (generation_config.json), else HF's."""
+        out = {
+            "temperature": _pick(self.temperature, defaults, "temperature", 1.0),
+            "top_k": _pick(self.top_k, defaults, "top_k", 0),
+            "top_p": _pick(self.top_p, defaults, "top_p", 1.0),
+            "repetition_penalty": _pick(self.repetition_penalty, defaults, "repetition_penalty", 1.0),
+        }
+        # The checkpoint's own defaults are checked too: a bad generation_config.json is named.
+        GenerationOptions(do_sample=self.do_sample, **out)
+        return out
+
+
+def _pick(value, defaults: dict, key: str, fallback):
+    return value if value is not None else defaults.get(key, fallback)
+
+
+def _number(name: str, value, *, low: float, high: float | None = None, low_ok: bool = False, why: str) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if math.isnan(value) or math.isinf(value):
+        raise ValueError(f"{why}, got {value}")
+    if value < low or (value == low and not low_ok) or (high is not None and value > high):
+        raise ValueError(f"{why}, got {value}")
+
+
+def _integer(name: str, value, why: str) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{why}, got {value}")
+
+
+def _stops(stop) -> tuple[str, ...]:
+    if stop is None:
+        return ()
+    stops = (stop,) if isinstance(stop, str) else stop
+    if not isinstance(stops, (list, tuple)) or not all(isinstance(s, str) and s for s in stops):
+        raise ValueError("stop must be a non-empty string or a list of non-empty strings")
+    return tuple(stops)

@@ -1,0 +1,91 @@
+"""The caller's visual input — frames, a video, one image — as pieces of CLIP pixels to encode.
+
+One place decides what was given and checks that the sampling options fit it; the result is a
+:class:`VisualInput` whose ``sources(per_piece)`` produces :class:`VisualSource` pieces (a window's
+worth of frames at a time, decoded in the background, or all tiles of an image).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+from PIL import Image
+
+from ..config import VideoXLConfig
+from .anyres import anyres_tiles
+from .preprocess import check_frames, clip_preprocess, clip_preprocess_image
+from .source import IMAGE_SUFFIXES, open_video, read_image
+
+
+@dataclass(frozen=True)
+class VisualSource:
+    """``count`` items (frames or image tiles); ``pixels(i, j)`` preprocesses items i..j-1 to
+    float32 [j-i, 3, S, S]."""
+
+    count: int
+    pixels: Callable[[int, int], torch.Tensor]
+    timestamps: list[float] | None = None
+
+
+def frames_source(frames: torch.Tensor, cfg: VideoXLConfig, timestamps: list[float] | None = None) -> VisualSource:
+    """Video frames uint8 [T, H, W, 3] as a source of CLIP pixels."""
+    return VisualSource(frames.shape[0], lambda i, j: clip_preprocess(frames[i:j], cfg.vision), timestamps)
+
+
+class VisualInput:
+    """What a request encodes: ``modality`` ("video" or "image"), ``count`` items (None for a live
+    iterator) and the pieces they come in."""
+
+    def __init__(self, modality: str, count: int | None, pieces: Callable[[int], Iterator[VisualSource]]):
+        self.modality, self.count, self._pieces = modality, count, pieces
+
+    def sources(self, per_piece: int) -> Iterator[VisualSource]:
+        return self._pieces(per_piece)
+
+
+def visual_input(cfg: VideoXLConfig, *, frames=None, video=None, images=None, num_frames=None, fps=None,
+                 max_frames=None, sampling: str = "exact") -> VisualInput:
+    """Check the caller's visual arguments (exactly one input; sampling options only where they
+    apply) and plan reading it. Nothing is decoded here."""
+    given = [name for name, v in (("frames", frames), ("video", video), ("images", images)) if v is not None]
+    if len(given) != 1:
+        raise ValueError("pass exactly one visual input: frames=, video= or images=" +
+                         (f" (got {', '.join(given)})" if given else ""))
+    if video is None and (num_frames is not None or fps is not None):
+        raise ValueError("num_frames= and fps= only apply to video=")
+    if video is None and max_frames is not None:
+        raise ValueError("max_frames= only applies to video= with fps=")
+    if video is None and sampling != "exact":
+        raise ValueError(f"sampling={sampling!r} only applies to video=")
+    if images is not None:
+        return _image_input(images, cfg)
+    if frames is not None:
+        frames = check_frames(frames)
+        return VisualInput("video", frames.shape[0], lambda n: (
+            frames_source(frames[i:i + n], cfg) for i in range(0, frames.shape[0], n)))
+    if max_frames is not None and fps is None:
+        raise ValueError("max_frames= only applies with fps= (num_frames= already sets the count)")
+    if isinstance(video, (str, os.PathLike)) and num_frames is None and fps is None:
+        path = Path(video)
+        if not path.is_dir() and path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise ValueError("video= needs num_frames= (how many frames to sample) or fps=")
+    feed = open_video(video, num_frames, fps, max_frames, sampling)
+    return VisualInput("video", feed.count, lambda n: (
+        frames_source(chunk, cfg, timestamps) for chunk, timestamps in feed.chunks(n)))
+
+
+def _image_input(images, cfg: VideoXLConfig) -> VisualInput:
+    """One image on upstream's anyres path: its grid tiles (the base tile is dropped by unires)."""
+    if isinstance(images, (list, tuple)):
+        if len(images) != 1:
+            raise ValueError(
+                f"images= takes a single image (got {len(images)}); pass several frames as frames= "
+                "to use the video path")
+        images = images[0]
+    tiles = anyres_tiles(Image.fromarray(read_image(images)), cfg.image_grid_pinpoints, cfg.vision.image_size)
+    pixels = lambda i, j: torch.stack([clip_preprocess_image(t, cfg.vision) for t in tiles[i:j]])  # noqa: E731
+    return VisualInput("image", len(tiles), lambda n: iter([VisualSource(len(tiles), pixels)]))
