@@ -17,7 +17,9 @@ from conftest import CONFIG, CUDA, DEVICE, environment, env_list, peaks
 from flops import prefill_flops, vision_flops
 from vxl_fast import ops
 from vxl_fast.memory.budget import available_bytes
-from vxl_fast.memory.plan import plan_request
+from vxl_fast.device import itemsize
+from vxl_fast.engine.runner import VISION_BATCH
+from vxl_fast.memory.budget import plan_memory
 from vxl_fast.prompt import build_prompt, tokenize_prompt
 
 QUESTION = "Describe what happens in this video, in order, and say who appears in it."
@@ -67,8 +69,8 @@ def test_end_to_end(benchmark, bench_model, frames, ratio, path):
     assert s["generated_tokens"] == NEW_TOKENS and s["frames"] == frames
     flops_peak, _ = peaks()
     tok = tokenize_prompt(model.tokenizer, build_prompt(QUESTION))
-    plan = plan_request(len(tok.before), frames * 144, len(tok.after), NEW_TOKENS,
-                        model.config.beacon.window, [ratio])
+    plan, _ = plan_memory(model.config, len(tok.before), frames, [ratio], len(tok.after), NEW_TOKENS,
+                          resident, itemsize(model.dtype), VISION_BATCH)
     prefill_tflops = prefill_flops(model.config, plan) / s["prefill_s"] / 1e12
     vision_tflops = vision_flops(model.config, frames) / s["vision_s"] / 1e12
     record = {

@@ -15,11 +15,11 @@ from .errors import CheckpointError
 
 # Ratios the engine accepts. The first five divide the 144 tokens of a frame, so no window leaves a
 # remainder; 32 and 64 are upstream-faithful "extended" ratios whose leftover raw tokens of a
-# window are summarised by no VST (upstream's single-ratio behaviour, SPEC.md §6.2).
+# window are summarised by no VST (upstream's single-ratio behaviour).
 SUPPORTED_RATIOS = (2, 4, 8, 12, 16)
 EXTENDED_RATIOS = (32, 64)
 
-# The released VideoXL_weight_8/config.json values the engine reads (SPEC.md §1.2).
+# The released VideoXL_weight_8/config.json values the engine reads.
 _RELEASED = dict(
     architectures=["LlavaQwenForCausalLM"], model_type="qwen2", hidden_size=3584,
     intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
@@ -148,6 +148,10 @@ class BeaconConfig:
                 "interleaved VSTs need equal values")
         if self.window < 1:
             raise CheckpointError(f"config.json: beacon_window must be positive, got {self.window}")
+        if len(self.ratios) > 1 and self.ratio_mix != "step-random":
+            raise CheckpointError(
+                f"config.json: beacon_ratio_mix {self.ratio_mix!r} is not supported with several ratios "
+                "(only 'step-random': one ratio drawn per window)")
         if set(self.param) != {"q", "k", "v"}:
             raise CheckpointError(
                 f"config.json: beacon_param {list(self.param)} is not supported (only q, k, v)")
@@ -176,16 +180,6 @@ class VideoXLConfig:
                 f"tower's hidden_size {self.vision.hidden_size}")
         object.__setattr__(self, "tokens_per_frame", (self.vision.grid // self.pool_stride) ** 2)
 
-    @property
-    def image_placeholder_id(self) -> int:
-        """Id upstream gives visual-token positions (its resized vocab's last row)."""
-        return self.llm.vocab_size
-
-    @property
-    def vst_token_id(self) -> int:
-        """Id upstream gives VST positions (``vocab_size`` after its resize)."""
-        return self.llm.vocab_size + 1
-
     @classmethod
     def from_dir(cls, path: str | Path) -> "VideoXLConfig":
         """Read ``config.json``, ``generation_config.json`` and the vision-tower folder."""
@@ -196,7 +190,7 @@ class VideoXLConfig:
 
     @classmethod
     def released(cls) -> "VideoXLConfig":
-        """The released Video-XL configuration: Qwen2-7B + CLIP ViT-L/14-336 (SPEC.md §1)."""
+        """The released Video-XL configuration: Qwen2-7B + CLIP ViT-L/14-336."""
         return cls.from_dict(dict(_RELEASED), {"eos_token_id": [151645, 151643]}, None)
 
     @classmethod

@@ -1,4 +1,4 @@
-"""Window planning: VST counts, carries, KV slots (SPEC.md §4.3, §4.8)."""
+"""Window planning: VST counts, carries, KV slots."""
 
 from __future__ import annotations
 

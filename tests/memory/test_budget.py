@@ -23,7 +23,7 @@ def test_released_config():
 
 def test_kv_of_2048_frames_at_ratio_16_is_under_a_gib():
     cfg = VideoXLConfig.released()
-    assert kv_slot_bytes(cfg, 2) == 57344  # SPEC.md: 56 KiB per slot in 16-bit
+    assert kv_slot_bytes(cfg, 2) == 57344  # 56 KiB per slot in 16-bit
     plan = plan_request(14, 2048 * 144, 0, 0, 1440, [16])
     b = budget(cfg, plan.capacity, plan.max_window_rows, weight_bytes=0, itemsize=2, vision_batch=16)
     assert b.kv_slots == 18446 and b.kv_cache == 1_057_767_424

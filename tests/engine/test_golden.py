@@ -88,7 +88,7 @@ def test_pixel_values_exact(path):
 
 
 @pytest.mark.parametrize("dtype, tol", [
-    # SPEC.md: upstream's own fp16 run moves first-step logits by up to 4e-2 from the fp32 golden;
+    # upstream's own fp16 run moves first-step logits by up to 4e-2 from the fp32 golden;
     # bf16 keeps 3 fewer mantissa bits (8× coarser rounding).
     ("float16", 4e-2), ("bfloat16", 8 * 4e-2)])
 def test_half_precision_runs_close_to_fp32(dtype, tol):

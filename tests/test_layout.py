@@ -1,0 +1,134 @@
+"""The house: data flows one way (facade → engine → models/layers → ops), memory/ is pure data,
+and no module imports itself back through another."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import vxl_fast
+
+PACKAGE = Path(vxl_fast.__file__).resolve().parent
+OPTIONAL = {"fastapi", "uvicorn", "openai", "httpx", "ray", "av"}  # extras a module may need
+FACADE = {"api", "cli", "chat", "stream", "video_memory", "info", "server", "__main__"}
+# folder (or module) → what it may not import
+FORBIDDEN = {
+    "memory": FACADE | {"engine", "models", "layers"},
+    "layers": FACADE | {"engine", "models"},
+    "models": FACADE | {"engine"},
+    "ops": FACADE | {"engine", "models", "layers", "memory"},
+    "engine": FACADE,
+    "video": FACADE | {"engine", "models", "layers"},
+}
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(["vxl_fast", *parts])] = path
+    return out
+
+
+def _imports(name: str, path: Path, top_level_only: bool) -> set[str]:
+    """vxl_fast modules that ``name`` imports (every import, or only those run at import time)."""
+    tree = ast.parse(path.read_text())
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    if top_level_only:  # imports under `if TYPE_CHECKING:` or try/except still run at import time
+        nodes = [n for stmt in tree.body for n in ast.walk(stmt)
+                 if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    found = set()
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            for alias in node.names:
+                found.add(f"{base}.{alias.name}" if base else alias.name)
+                found.add(base)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    modules = _modules()
+    return {m for m in found if m in modules and m != name}
+
+
+def _area(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def _violations(name: str, targets: set[str]) -> list[str]:
+    rules = FORBIDDEN.get(_area(name), set())
+    return [f"{name} imports {t}" for t in sorted(targets) if _area(t) in rules]
+
+
+def test_import_direction():
+    bad = [v for name, path in _modules().items() for v in _violations(name, _imports(name, path, False))]
+    assert bad == []
+
+
+def test_no_import_cycle():
+    graph = {name: _imports(name, path, top_level_only=True) for name, path in _modules().items()}
+    # a package's __init__ importing its own submodules is not a cycle back into it
+    for name in graph:
+        graph[name] = {t for t in graph[name] if not name.startswith(t + ".")}
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(node, stack):
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, stack + [nxt])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert cycles == []
+
+
+def test_the_rules_find_a_planted_violation(tmp_path):
+    """The walker really reads imports: an upward import and a cycle planted in a copy are seen."""
+    planted = tmp_path / "kv.py"
+    planted.write_text("import torch\nfrom ..api import VideoXL\n\n\ndef f():\n    from ..engine import runner\n")
+    found = _imports("vxl_fast.memory.kv", planted, top_level_only=False)
+    assert found == {"vxl_fast.api", "vxl_fast.engine", "vxl_fast.engine.runner"}
+    assert _violations("vxl_fast.memory.kv", found) == [
+        "vxl_fast.memory.kv imports vxl_fast.api", "vxl_fast.memory.kv imports vxl_fast.engine",
+        "vxl_fast.memory.kv imports vxl_fast.engine.runner"]
+    assert _imports("vxl_fast.memory.kv", planted, top_level_only=True) == {"vxl_fast.api"}
+
+
+_IMPORT_EACH = """
+import importlib, json, sys, torch  # torch stays loaded; every vxl_fast module is imported afresh
+failed = {}
+for name in sys.argv[1:]:
+    for loaded in [m for m in sys.modules if m == "vxl_fast" or m.startswith("vxl_fast.")]:
+        del sys.modules[loaded]
+    try:
+        importlib.import_module(name)
+    except Exception as e:
+        failed[name] = f"{type(e).__name__}: {e}"
+print(json.dumps(failed))
+"""
+
+
+def test_every_module_imports_alone():
+    """In a fresh interpreter, each module imports with no other vxl_fast module loaded before it."""
+    names = sorted(m for m in _modules() if m != "vxl_fast.__main__")
+    r = subprocess.run([sys.executable, "-c", _IMPORT_EACH, *names], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    failed = json.loads(r.stdout.strip().splitlines()[-1])
+    optional = {m: e for m, e in failed.items() if any(f"No module named '{o}'" in e for o in OPTIONAL)}
+    assert {m: e for m, e in failed.items() if m not in optional} == {}
