@@ -20,7 +20,16 @@ from .errors import MemoryPlanError
 
 GIB = 2 ** 30
 DEFAULT_RATIO = 8
-_HELP = argparse.ArgumentDefaultsHelpFormatter
+
+
+class _HELP(argparse.HelpFormatter):
+    """Shows each option's default, unless it has none or the help text already says it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +51,14 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vxl-fast", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_question_commands(sub)
+    _add_encode_command(sub)
+    _add_info_command(sub)
+    _add_demo_command(sub)
+    return parser
 
+
+def _add_question_commands(sub) -> None:
     ask = sub.add_parser("ask", help="answer a question about a video (or an encoded memory)",
                          usage="vxl-fast ask [VIDEO] QUESTION [options]", formatter_class=_HELP)
     ask.add_argument("video", nargs="?", metavar="VIDEO", help="the video (omit with --memory)")
@@ -62,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     _generation_options(chat)
     chat.set_defaults(run=_chat)
 
+
+def _add_encode_command(sub) -> None:
     enc = sub.add_parser("encode", help="compress a video into a memory file for later questions",
                          formatter_class=_HELP)
     enc.add_argument("video", metavar="VIDEO")
@@ -71,6 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     _output_options(enc)
     enc.set_defaults(run=_encode, memory=None)
 
+
+def _add_info_command(sub) -> None:
     info = sub.add_parser("info", help="summarise a checkpoint and plan memory for N frames", formatter_class=_HELP)
     info.add_argument("checkpoint", help="a checkpoint folder, or 'released' for sy1998/Video_XL's configuration")
     info.add_argument("--frames", type=int, default=2048, help="frames of the planned request")
@@ -81,6 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(run=_info)
 
+
+def _add_demo_command(sub) -> None:
     demo = sub.add_parser("demo", help="answer a question about the bundled sample video with a tiny "
                                        "random checkpoint (created offline on first use)", formatter_class=_HELP)
     demo.add_argument("question", nargs="?", default="What happens in this video?")
@@ -90,7 +112,6 @@ def _parser() -> argparse.ArgumentParser:
     _video_options(demo, default_frames=32)
     _generation_options(demo, default_tokens=64)
     demo.set_defaults(run=_demo, memory=None)
-    return parser
 
 
 def _memory_option(p: argparse.ArgumentParser) -> None:

@@ -61,6 +61,8 @@ class LLMConfig:
         return self.hidden_size // self.num_heads
 
     def __post_init__(self):
+        _positive("config.json", self, ("hidden_size", "intermediate_size", "num_layers", "num_heads",
+                                        "num_kv_heads", "vocab_size", "max_position_embeddings"))
         if self.hidden_size % self.num_heads:
             raise CheckpointError(
                 f"config.json: hidden_size {self.hidden_size} is not divisible by "
@@ -107,6 +109,9 @@ class VisionConfig:
         return self.select_layer % (self.num_layers + 1)
 
     def __post_init__(self):
+        _positive(f"vision config ({self.source})", self, ("hidden_size", "intermediate_size", "num_layers",
+                                                           "num_heads", "image_size", "patch_size", "size",
+                                                           "crop_size"))
         if self.hidden_size % self.num_heads:
             raise CheckpointError(
                 f"vision config ({self.source}): hidden_size {self.hidden_size} is not divisible "
@@ -202,12 +207,12 @@ class VideoXLConfig:
             intermediate_size=_req(raw, "intermediate_size", int),
             num_layers=_req(raw, "num_hidden_layers", int),
             num_heads=_req(raw, "num_attention_heads", int),
-            num_kv_heads=int(raw.get("num_key_value_heads") or raw["num_attention_heads"]),
+            num_kv_heads=_val(raw, "num_key_value_heads", int, raw.get("num_attention_heads")),
             vocab_size=_req(raw, "vocab_size", int),
-            rms_norm_eps=float(raw.get("rms_norm_eps", 1e-6)),
+            rms_norm_eps=_val(raw, "rms_norm_eps", float, 1e-6),
             rope_theta=float(raw.get("rope_theta")
                              or (raw.get("rope_parameters") or {}).get("rope_theta", 10000.0)),
-            max_position_embeddings=int(raw.get("max_position_embeddings", 32768)),
+            max_position_embeddings=_val(raw, "max_position_embeddings", int, 32768),
         )
         for key, ok in (("hidden_act", "silu"), ("mm_projector_type", "mlp2x_gelu"),
                         ("mm_patch_merge_type", "unires"), ("beacon_pos", "interleave"),
@@ -226,8 +231,8 @@ class VideoXLConfig:
         ratios = raw.get("beacon_ratio", [8])
         ratios = tuple(int(r) for r in (ratios if isinstance(ratios, list) else [ratios]))
         beacon = BeaconConfig(
-            window=int(raw.get("beacon_window", 1440)),
-            stride=int(raw.get("beacon_stride", 1440)),
+            window=_val(raw, "beacon_window", int, 1440),
+            stride=_val(raw, "beacon_stride", int, 1440),
             ratios=ratios,
             ratio_mix=str(raw.get("beacon_ratio_mix", "step-random")),
             param=tuple(raw.get("beacon_param", ["q", "k", "v"])),
@@ -240,8 +245,8 @@ class VideoXLConfig:
         pinpoints = tuple(tuple(int(v) for v in p) for p in raw.get("image_grid_pinpoints") or ())
         return cls(
             llm=llm, vision=vision, beacon=beacon,
-            mm_hidden_size=int(raw.get("mm_hidden_size", vision.hidden_size)),
-            pool_stride=int(raw.get("mm_spatial_pool_stride", 2)),
+            mm_hidden_size=_val(raw, "mm_hidden_size", int, vision.hidden_size),
+            pool_stride=_val(raw, "mm_spatial_pool_stride", int, 2),
             image_grid_pinpoints=pinpoints,
             eos_token_ids=eos,
             generation={k: gen[k] for k in ("temperature", "top_k", "top_p", "repetition_penalty")
@@ -258,10 +263,29 @@ def _read_json(path: Path) -> dict:
         raise CheckpointError(f"{path} is not valid JSON: {e}") from None
 
 
+def _positive(where: str, cfg, names: tuple[str, ...]) -> None:
+    for name in names:
+        if getattr(cfg, name) < 1:
+            raise CheckpointError(f"{where}: {name} must be positive, got {getattr(cfg, name)}")
+
+
 def _req(raw: dict, key: str, typ):
     if key not in raw or raw[key] is None:
         raise CheckpointError(f"config.json is missing the required key {key!r}")
-    return typ(raw[key])
+    return _val(raw, key, typ, None)
+
+
+def _val(raw: dict, key: str, typ, default, source: str = "config.json"):
+    """``raw[key]`` (or ``default``) as ``typ``; a value of another kind is named with its key."""
+    value = raw.get(key, default)
+    if value is None:
+        value = default
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if typ is int:
+        ok = ok and float(value).is_integer()
+    if not ok:
+        raise CheckpointError(f"{source}: {key} = {value!r} is not {'an integer' if typ is int else 'a number'}")
+    return typ(value)
 
 
 def _check_architecture(raw: dict, path: Path | None) -> None:
@@ -296,15 +320,15 @@ def _vision_config(path: Path | None, raw: dict) -> VisionConfig:
     if vc.get("hidden_act", "quick_gelu") != "quick_gelu":
         raise CheckpointError(f"{source}: vision hidden_act {vc['hidden_act']!r} is not supported")
     return VisionConfig(
-        hidden_size=int(vc.get("hidden_size", 1024)),
-        intermediate_size=int(vc.get("intermediate_size", 4096)),
-        num_layers=int(vc.get("num_hidden_layers", 24)),
-        num_heads=int(vc.get("num_attention_heads", 16)),
-        image_size=int(vc.get("image_size", 336)),
-        patch_size=int(vc.get("patch_size", 14)),
-        num_channels=int(vc.get("num_channels", 3)),
-        layer_norm_eps=float(vc.get("layer_norm_eps", 1e-5)),
-        select_layer=int(raw.get("mm_vision_select_layer", -2)),
+        hidden_size=_val(vc, "hidden_size", int, 1024, source),
+        intermediate_size=_val(vc, "intermediate_size", int, 4096, source),
+        num_layers=_val(vc, "num_hidden_layers", int, 24, source),
+        num_heads=_val(vc, "num_attention_heads", int, 16, source),
+        image_size=_val(vc, "image_size", int, 336, source),
+        patch_size=_val(vc, "patch_size", int, 14, source),
+        num_channels=_val(vc, "num_channels", int, 3, source),
+        layer_norm_eps=_val(vc, "layer_norm_eps", float, 1e-5, source),
+        select_layer=_val(raw, "mm_vision_select_layer", int, -2),
         select_feature=str(raw.get("mm_vision_select_feature", "patch")),
         size=int(size), crop_size=int(crop), resample=int(pp.get("resample", 3)),
         image_mean=tuple(float(v) for v in pp["image_mean"]),

@@ -57,7 +57,10 @@ class WeightReader:
         self.device = device
         index = folder / "model.safetensors.index.json"
         if index.is_file():
-            weight_map = json.loads(index.read_text()).get("weight_map")
+            try:
+                weight_map = json.loads(index.read_text()).get("weight_map")
+            except (json.JSONDecodeError, AttributeError, UnicodeDecodeError) as e:
+                raise CheckpointError(f"{index} is not a valid weight index (JSON with 'weight_map'): {e}") from None
             if not isinstance(weight_map, dict):
                 raise CheckpointError(f"{index} has no 'weight_map'")
         elif (folder / "model.safetensors").is_file():
@@ -79,7 +82,10 @@ class WeightReader:
                 raise CheckpointError(f"missing checkpoint file: {f} (named in the weight index)")
             # NOTE: safetensors cannot mmap straight into CUDA memory on every version, so tensors
             # are opened on the CPU (mmap, no copy) and moved by `get`.
-            self._handles[filename] = safe_open(str(f), framework="pt", device="cpu")
+            try:
+                self._handles[filename] = safe_open(str(f), framework="pt", device="cpu")
+            except Exception as e:  # safetensors reports truncation/corruption with its own types
+                raise CheckpointError(f"checkpoint file {f} is truncated or corrupt: {e}") from None
         return self._handles[filename]
 
     def __contains__(self, name: str) -> bool:

@@ -67,8 +67,6 @@ def visual_input(cfg: VideoXLConfig, *, frames=None, video=None, images=None, nu
         frames = check_frames(frames)
         return VisualInput("video", frames.shape[0], lambda n: (
             frames_source(frames[i:i + n], cfg) for i in range(0, frames.shape[0], n)))
-    if max_frames is not None and fps is None:
-        raise ValueError("max_frames= only applies with fps= (num_frames= already sets the count)")
     if isinstance(video, (str, os.PathLike)) and num_frames is None and fps is None:
         path = Path(video)
         if not path.is_dir() and path.suffix.lower() not in IMAGE_SUFFIXES:

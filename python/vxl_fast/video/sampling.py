@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 
@@ -18,13 +20,17 @@ def uniform_indices(total_frames: int, num_frames: int) -> np.ndarray:
 def fps_indices(total_frames: int, video_fps: float, fps: float, max_frames: int | None = None) -> np.ndarray:
     """Frames at ``fps`` per second: ``int(i · video_fps / fps)`` for every whole step that fits
     (upstream's VNBench rule, which is ``fps = 1``). More than ``max_frames`` → ``max_frames``
-    uniformly sampled frames instead."""
+    uniformly sampled frames instead. Above the video's own rate, every frame is taken once."""
     if total_frames < 1:
         raise ValueError("the video has zero frames")
     if not fps > 0:
         raise ValueError(f"fps must be positive, got {fps}")
     if not video_fps > 0:
         raise ValueError("the video does not declare its frame rate; sample with num_frames instead")
+    if fps > video_fps:
+        warnings.warn(f"fps={fps:g} is above the video's {video_fps:g} frames per second; "
+                      "each frame is sampled once")
+        fps = video_fps
     step = video_fps / fps
     count = max(1, int(total_frames / step))
     if max_frames is not None and count > max_frames:

@@ -141,9 +141,16 @@ def open_video(source, num_frames: int | None = None, fps: float | None = None,
         raise ValueError(f"unknown sampling {sampling!r}; use 'exact' or 'keyframe'")
     if num_frames is not None and fps is not None:
         raise ValueError("sample with num_frames= or fps=, not both")
+    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float, np.number))):
+        raise TypeError(f"fps must be a number, got {fps!r}")
+    if fps is not None and not (0 < fps < float("inf")):
+        raise ValueError(f"fps must be a positive number, got {fps!r}")
+    if max_frames is not None and fps is None:
+        raise ValueError("max_frames= only applies with fps= (num_frames= already sets the count)")
     for name, value in (("num_frames", num_frames), ("max_frames", max_frames)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))
-                                  or value < 1):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
+            raise TypeError(f"{name} must be a positive integer, got {value!r}")
+        if value is not None and value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
