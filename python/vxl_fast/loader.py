@@ -139,15 +139,20 @@ def load_model(folder: Path, cfg: VideoXLConfig, device: torch.device, dtype: to
     return model.eval()
 
 
+_PROBE = "<|im_start|>user\nWhat happens in the video?<|im_end|>"
+
+
 def load_tokenizer(folder: Path):
     """The checkpoint's tokenizer (``CheckpointError`` naming the folder when it has none)."""
     from transformers import AutoTokenizer
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        ids = tokenizer("<|im_start|>system", add_special_tokens=False)["input_ids"]
+        ids = tokenizer(_PROBE, add_special_tokens=False)["input_ids"]
+        back = tokenizer.decode(ids)
     except Exception as e:  # transformers reports missing or broken files with many types
         raise CheckpointError(f"cannot load the tokenizer from {folder}: {e}") from None
-    if not ids or not all(isinstance(i, int) for i in ids):
-        raise CheckpointError(f"cannot load the tokenizer from {folder}: it gives no token ids")
+    if back != _PROBE:
+        raise CheckpointError(f"cannot load the tokenizer from {folder}: it does not reproduce text "
+                              f"({_PROBE!r} came back as {back!r}); are its vocab/merges files missing?")
     return tokenizer
