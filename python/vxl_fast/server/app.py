@@ -95,6 +95,10 @@ def create_app(model, options: ServeOptions | None = None, **kwargs) -> FastAPI:
                 answer.stop()
             service.metrics.inc("vxl_requests_total", status="499")
             return Response(status_code=499)
+        except asyncio.CancelledError:  # the server is shutting down past its graceful timeout
+            if answer is not None:
+                answer.stop()
+            raise
         finally:
             if not handed_off:
                 slot.release_after(answer.job if answer is not None else None)
@@ -124,6 +128,9 @@ async def _unless_disconnected(request: Request, work):
     gone = asyncio.ensure_future(_disconnect(request))
     try:
         await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
     finally:
         gone.cancel()
     if task.done():
