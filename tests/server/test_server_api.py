@@ -12,8 +12,7 @@ httpx = pytest.importorskip("httpx")
 openai = pytest.importorskip("openai")
 
 from conftest import needs_av  # noqa: E402
-from server_harness import (NAME, VIDEO, LiveServer, data_url, image, png, server_model,  # noqa: E402
-                            video_message, video_url)
+from server_harness import NAME, VIDEO, LiveServer, data_url, image, png, server_model, video_message  # noqa: E402
 
 QUESTION = "What happens in the video?"
 FRAMES = 8

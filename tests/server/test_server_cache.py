@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from server_harness import NAME, VIDEO, image, video_message  # noqa: E402
+from server_harness import NAME, VIDEO, image, video_message
 
 from vxl_fast.server.cache import MemoryCache
 
@@ -51,7 +51,7 @@ def test_disk_budget_drops_the_oldest_files(memories, tmp_path):
     one = memories[0].save(tmp_path / "probe.vxl").stat().st_size
     (tmp_path / "probe.vxl").unlink()
     cache = MemoryCache(0, tmp_path, max_disk_bytes=2 * one)
-    for key, m in zip("abc", memories):
+    for key, m in zip("abc", memories, strict=True):
         cache.put(key, m)
     assert [cache.on_disk(k) for k in "abc"] == [False, True, True]
 

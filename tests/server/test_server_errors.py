@@ -28,8 +28,9 @@ def server(tmp_path_factory):
     (root / "secret.mp4").write_bytes(VIDEO.read_bytes())
     os.symlink(root / "secret.mp4", media / "escape.mp4")
     (media / "notes.txt").write_text("not a video\n")
-    live = LiveServer(create_app(server_model(), max_tokens=64, default_frames=8, max_frames=64, max_body_bytes=LIMIT_BODY,
-                                 max_media_bytes=LIMIT_MEDIA, allowed_local_media_path=str(media)))
+    live = LiveServer(create_app(server_model(), max_tokens=64, default_frames=8, max_frames=64,
+                                 max_body_bytes=LIMIT_BODY, max_media_bytes=LIMIT_MEDIA,
+                                 allowed_local_media_path=str(media)))
     live.root, live.media = root, media
     yield live
     live.close()

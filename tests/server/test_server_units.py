@@ -79,7 +79,8 @@ def test_conversation_parsing():
         {"role": "user", "content": [{"type": "text", "text": "one"}, {"type": "image_url", "image_url": "data:x"},
                                      {"type": "text", "text": "two"}]},
         {"role": "assistant", "content": "answer"},
-        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:y"}}, {"type": "text", "text": "q"}]},
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:y"}},
+                                     {"type": "text", "text": "q"}]},
     ])
     assert conv.system == "Be brief."
     assert conv.messages == [{"role": "user", "content": "one\ntwo"}, {"role": "assistant", "content": "answer"},

@@ -93,11 +93,12 @@ def create_app(model, options: ServeOptions | None = None, **kwargs) -> FastAPI:
         except _ClientGone:
             if answer is not None:
                 answer.stop()
+            service.metrics.inc("vxl_requests_cancelled_total")
             service.metrics.inc("vxl_requests_total", status="499")
             return Response(status_code=499)
         except asyncio.CancelledError:  # the server is shutting down past its graceful timeout
-            if answer is not None:
-                answer.stop()
+            if answer is not None and answer.stop():
+                service.metrics.inc("vxl_requests_cancelled_total")
             raise
         finally:
             if not handed_off:
@@ -187,5 +188,6 @@ class _EventStream(StreamingResponse):
         finally:
             await self.body_iterator.aclose()
             if self._answer.stop():
+                self._service.metrics.inc("vxl_requests_cancelled_total")
                 self._service.metrics.inc("vxl_requests_total", status="499")
             self._slot.release_after(self._answer.job)

@@ -50,6 +50,8 @@ class Answer:
             self.output = await asyncio.wrap_future(self.job)
         except _ENGINE_ERRORS as e:
             raise APIError(400, str(e)) from None
+        except Exception as e:  # noqa: BLE001 - reported to the client as a server error
+            raise _internal("the generation", e) from e
         self._service._account(self.output)
         return None
 
@@ -59,10 +61,7 @@ class Answer:
         if self.output is not None:
             return False
         self.cancel.set()
-        if self.job.cancel() or not self.job.done():
-            self._service.metrics.inc("vxl_requests_cancelled_total")
-            return True
-        return False
+        return self.job.cancel() or not self.job.done()
 
 
 @dataclass
@@ -119,6 +118,8 @@ class Service:
             raise
         except _ENGINE_ERRORS as e:
             raise APIError(400, str(e)) from None
+        except Exception as e:  # noqa: BLE001 - reported to the client as a server error
+            raise _internal("encoding the video", e) from e
         finally:
             entry.waiters -= 1
         if not first:
@@ -237,6 +238,10 @@ class Service:
             "vxl_memory_cache_entries": {(("tier", "device"),): len(self.cache),
                                          (("tier", "disk"),): self.cache.disk_entries},
         })
+
+
+def _internal(what: str, e: Exception) -> APIError:
+    return APIError(500, f"{what} failed: {type(e).__name__}: {e}", type_="server_error", code="internal_error")
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, fn, *args) -> None:
