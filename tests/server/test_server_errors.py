@@ -147,3 +147,29 @@ def test_engine_errors_come_back_as_400(server):
     check(post(server, request(part("image_url", data_url(png(image(0)), "image/png")), num_frames=4)), 400,
           "num_frames= and fps= only apply to video=")
     check(post(server, request(temperature=1.0, top_p=1.5)), 400, "top_p must be in (0, 1]")
+
+
+class _Broken:
+    """Just enough of a model for the server; encoding fails unexpectedly."""
+
+    path, fingerprint, dtype = "broken", "0" * 64, "float32"
+
+    def encode(self, **kwargs):
+        raise RuntimeError("the device fell over")
+
+
+def test_unexpected_failure_500():
+    from server_harness import image, png
+
+    from vxl_fast.server import create_app
+
+    live = LiveServer(create_app(_Broken()))
+    try:
+        r = httpx.post(f"{live.url}/v1/chat/completions", timeout=60, json={
+            "model": "broken", "max_tokens": 4,
+            "messages": [part("image_url", data_url(png(image(0)), "image/png"))]})
+        check(r, 500, "encoding the media failed: RuntimeError: the device fell over")
+        assert r.json()["error"]["type"] == "server_error"
+        assert live.metric("vxl_requests_total", status="500") == 1
+    finally:
+        live.close()

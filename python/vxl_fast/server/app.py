@@ -44,6 +44,12 @@ def create_app(model, options: ServeOptions | None = None, **kwargs) -> FastAPI:
         service.metrics.inc("vxl_requests_total", status=str(e.status))
         return JSONResponse(e.body(), status_code=e.status)
 
+    @app.exception_handler(Exception)
+    async def _server_error(request: Request, e: Exception):
+        service.metrics.inc("vxl_requests_total", status="500")
+        err = APIError(500, f"internal error: {type(e).__name__}: {e}", type_="server_error", code="internal_error")
+        return JSONResponse(err.body(), status_code=500)
+
     @app.get("/health")
     async def health():
         if service.worker.closed:

@@ -119,7 +119,7 @@ class Service:
         except _ENGINE_ERRORS as e:
             raise APIError(400, str(e)) from None
         except Exception as e:  # noqa: BLE001 - reported to the client as a server error
-            raise _internal("encoding the video", e) from e
+            raise _internal("encoding the media", e) from e
         finally:
             entry.waiters -= 1
         if not first:
