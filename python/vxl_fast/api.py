@@ -42,8 +42,9 @@ class VideoXL:
     """
 
     def __init__(self, config: VideoXLConfig, model: VideoXLModel, tokenizer, device: torch.device,
-                 dtype: torch.dtype):
+                 dtype: torch.dtype, path: str = "<random>"):
         self.config, self.tokenizer = config, tokenizer
+        self.path = path  # where the weights came from (the server names the model after it)
         self.runner = Runner(config, model, device, dtype)
 
     @property
@@ -76,7 +77,7 @@ class VideoXL:
         folder = resolve_checkpoint(path)
         cfg = VideoXLConfig.from_dir(folder)
         tokenizer = load_tokenizer(folder)
-        return cls(cfg, load_model(folder, cfg, dev, dt), tokenizer, dev, dt)
+        return cls(cfg, load_model(folder, cfg, dev, dt), tokenizer, dev, dt, str(folder))
 
     @classmethod
     def random(cls, config: VideoXLConfig | None = None, device: str | torch.device | None = None,

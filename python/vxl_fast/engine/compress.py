@@ -15,8 +15,7 @@ from tqdm.auto import tqdm
 from ..memory.kv import KVCache
 from ..memory.plan import VisualWindow, next_window, plan_windows
 from ..memory.state import MemoryState
-from ..video.inputs import VisualInput, VisualSource, frames_source
-from ..video.preprocess import check_frames
+from ..video.inputs import VisualInput, VisualSource, frames_source, read_frames
 from .runner import VISION_BATCH, Runner
 from .vision import VisualStream
 
@@ -57,16 +56,17 @@ def encode(runner: Runner, prefix_text: str, prefix_ids: list[int], ratios: tupl
 
 
 def append(runner: Runner, state: MemoryState, frames, timestamps, progress: bool) -> None:
-    """Add frames uint8 [T, H, W, 3]; every window they complete is compressed now."""
+    """Add frames uint8 [T, H, W, 3] (or a list of images of any sizes); every window they
+    complete is compressed now."""
     if len(state.ratios) > 1:
         raise ValueError("live input (append) needs a single compression ratio")
-    frames = check_frames(frames)
-    if timestamps is not None and len(timestamps) != frames.shape[0]:
-        raise ValueError(f"{len(timestamps)} timestamps for {frames.shape[0]} frames")
+    frames = read_frames(frames)
+    if timestamps is not None and len(timestamps) != len(frames):
+        raise ValueError(f"{len(timestamps)} timestamps for {len(frames)} frames")
     if (timestamps is None) != (state.timestamps is None) and state.frames:
         raise ValueError("give timestamps for every appended piece or for none")
     source = frames_source(frames, runner.config, None if timestamps is None else list(timestamps))
-    with tqdm(total=frames.shape[0], desc="encoding", unit="frame", disable=not progress, leave=False) as bar:
+    with tqdm(total=len(frames), desc="encoding", unit="frame", disable=not progress, leave=False) as bar:
         ingest(runner, state, source)
         bar.update(source.count)
 
