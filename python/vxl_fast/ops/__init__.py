@@ -16,7 +16,7 @@ import torch
 from .. import _ext
 from .reference import clip_preprocess_ref, interleave_vst_ref, kv_discard_ref
 
-__all__ = ["clip_preprocess", "interleave_vst", "kv_discard", "vst_slots", "clip_preprocess_ref",
+__all__ = ["clip_preprocess", "interleave_vst", "kv_discard", "vst_slots", "raw_slots", "clip_preprocess_ref",
            "interleave_vst_ref", "kv_discard_ref", "reference_only"]
 
 # NOTE: looked up once, so that torch.compile sees a constant rather than a dispatcher query.
@@ -71,6 +71,16 @@ def vst_slots(n_raw: int, ratio: int, carry: int) -> tuple[int, torch.Tensor]:
         raise ValueError(f"vst_slots: n_raw must be non-negative, got {n_raw}.")
     nb = (n_raw + carry) // ratio
     return nb, torch.arange(nb, dtype=torch.int64) * (ratio + 1) + (ratio - carry)
+
+
+def raw_slots(n_raw: int, ratio: int, carry: int) -> torch.Tensor:
+    """The rows of ``interleave_vst``'s output that hold raw tokens: a CPU int64 tensor [n_raw],
+    every row of the window that ``vst_slots`` does not name, in order (computed on the host, so
+    no device synchronisation is needed to find them)."""
+    nb, _ = vst_slots(n_raw, ratio, carry)
+    first, step = ratio - carry, ratio + 1
+    rows = [j for j in range(n_raw + nb) if j < first or (j - first) % step or (j - first) // step >= nb]
+    return torch.tensor(rows, dtype=torch.int64)
 
 
 def clip_preprocess(frames: torch.Tensor, size: int, crop: int, mean: Sequence[float],
