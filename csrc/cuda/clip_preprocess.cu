@@ -85,8 +85,8 @@ void run_clip_preprocess(const at::Tensor& frames, int64_t size, int64_t crop,
     }
     const cudaError_t err = launch_clip_preprocess(
         *d.plan, d.horiz, d.vert, frames.const_data_ptr<uint8_t>(), frames.stride(0),
-        frames.stride(1), frames.stride(2), n_frames, crop, sink, scratch.mutable_data_ptr<uint8_t>(),
-        stream);
+        frames.stride(1), frames.stride(2), n_frames, crop, sink,
+        scratch.mutable_data_ptr<uint8_t>(), stream);
     CHECK_CUDA_LAUNCH("clip_preprocess", err);
   });
 }

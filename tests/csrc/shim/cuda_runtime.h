@@ -189,7 +189,8 @@ struct Launch {
     gridDim = grid;
     blockDim = block;
     for (const uint64_t b : launch_order(uint64_t{grid.x} * grid.y * grid.z, rng)) {
-      blockIdx = uint3{static_cast<unsigned>(b % grid.x), static_cast<unsigned>(b / grid.x % grid.y),
+      blockIdx = uint3{static_cast<unsigned>(b % grid.x),
+                       static_cast<unsigned>(b / grid.x % grid.y),
                        static_cast<unsigned>(b / grid.x / grid.y)};
       for (const uint64_t t : launch_order(threads, rng)) {
         threadIdx = uint3{static_cast<unsigned>(t % block.x),
