@@ -34,6 +34,7 @@ status=0
 # NOTE: the machine's Python may be externally managed (no pip install into it): everything
 # installed goes to a temp site dir that PYTHONPATH puts first.
 site=$(mktemp -d /tmp/vxl-site.XXXXXX)
+trap 'rm -rf "$site"' EXIT
 export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH}
 export TORCH_CUDA_ARCH_LIST=9.0a VXL_WITH_CUDA=ON CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 export VXL_BENCH_RECORDS=$out/bench.jsonl
@@ -126,5 +127,4 @@ phase e2e bench benchmarks/test_e2e.py
 [ -s "$out/bench.jsonl" ] && phase report report
 echo "== $(date +%T) done (status $status); phases:"
 cat "$out/phases.jsonl"
-rm -rf "$site"
 exit $status
