@@ -422,8 +422,8 @@ def test_cuda_tensors_without_cuda_kernels_fall_back(monkeypatch):
     monkeypatch.setattr(ops, "_CUDA_KERNELS", frozenset())
     monkeypatch.setattr(ops, "_warned", False)
     with pytest.warns(RuntimeWarning, match=re.escape("vxl_fast._C was built without CUDA kernels")):
-        assert not ops._has_kernel("kv_discard", torch.device("cuda"))
-    assert ops._has_kernel("kv_discard", torch.device("cpu"))
+        assert not ops._has_kernel("kv_discard", torch.device("cuda"), torch.float32)
+    assert ops._has_kernel("kv_discard", torch.device("cpu"), torch.float32)
 
 
 @needs_ext
