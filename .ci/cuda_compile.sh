@@ -6,7 +6,8 @@
 #
 #   .ci/cuda_compile.sh    (VENV=.venv-cuda, BUILD_DIR=build/cuda, LOG=build/cuda.log, KEEP_BUILD=0)
 #
-# Takes ~3 min for the venv (local wheel cache) plus ~4 min for the build on 2 cores.
+# Takes ~3 min for the venv (local wheel cache), ~4 min for the build on 2 cores, ~1.5 min for the
+# fake-device rehearsal.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=$(realpath -m "${VENV:-.venv-cuda}")
@@ -62,3 +63,8 @@ assert not missing, f"ops without a CUDA kernel: {missing}"
 print(f"cuda_compile: {so.name} loaded with torch {torch.__version__}; CUDA kernels for {', '.join(ops)}")
 PY
 )
+
+# The CUDA code path at full model size on fake CUDA tensors (no GPU): fused attention, custom ops,
+# simulated peak vs the planner (tests/engine/test_rehearsal.py, ~1 min).
+"$venv/bin/pip" install -q safetensors "transformers>=4.44" tokenizers numpy pillow tqdm pytest
+"$venv/bin/python" -m pytest tests/engine/test_rehearsal.py -q -p no:cacheprovider

@@ -72,7 +72,7 @@ class _LiveBytes(TorchDispatchMode):
         out = func(*args, **(kwargs or {}))
         self.ops[func.overloadpacket.__name__] += 1
         for t in tree_flatten(out)[0]:
-            if isinstance(t, torch.Tensor):
+            if isinstance(t, torch.Tensor) and t.device.type != "meta":  # meta: the modules' blueprint
                 self._track(t.untyped_storage())
         return out
 
@@ -141,13 +141,16 @@ def _fake_weights(cfg: VideoXLConfig, device: torch.device, dtype: torch.dtype) 
 @contextlib.contextmanager
 def _pretend_device(device: torch.device, free_bytes: int):
     """What the code asks of a real device, answered for the fake one: free memory, no-op syncs,
-    and the compiled kernels of the device build (their fake kernels run under FakeTensorMode)."""
+    and the compiled kernels of the device build (their fake kernels run under FakeTensorMode).
+    No tensor is kept as a real constant (a one-token tensor would otherwise be copied to the
+    real device)."""
     real_has_kernel = ops._has_kernel
 
-    def has_kernel(name, dev):
-        return True if dev.type == device.type else real_has_kernel(name, dev)
+    def has_kernel(name, dev, dtype):
+        return True if dev.type == device.type else real_has_kernel(name, dev, dtype)
     with mock.patch("vxl_fast.memory.budget.available_bytes", lambda d: free_bytes), \
             mock.patch("torch.cuda.synchronize", lambda *a, **k: None), \
+            mock.patch("torch._subclasses.fake_tensor.CONSTANT_NUMEL_LIMIT", 0), \
             mock.patch.object(ops, "_has_kernel", has_kernel):
         yield
 

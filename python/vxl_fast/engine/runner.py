@@ -99,7 +99,7 @@ class Runner:
             return None
         n = len(ids)
         start = cache.reserve(n)
-        x = self.model.llm.embed_tokens(torch.tensor(ids, device=self.device))
+        x = self.model.llm.embed_tokens(torch.tensor(ids).to(self.device, non_blocking=True))
         hidden = self.model.llm(x, WindowStep(cache, self.rope, self.attention, n, start))
         cache.length += n
         record_step(trace, cache, kind, n, 0, start, None, None)
