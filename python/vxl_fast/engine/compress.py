@@ -7,11 +7,13 @@ extended (live input), saved and restored without a model inside it.
 from __future__ import annotations
 
 import copy
+import threading
 import time
 
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import EncodeCancelled
 from ..memory.kv import KVCache
 from ..memory.plan import VisualWindow, next_window, plan_windows
 from ..memory.state import MemoryState
@@ -30,8 +32,10 @@ def new_state(runner: Runner, prefix_text: str, prefix_ids: list[int], ratios: t
 
 
 def encode(runner: Runner, prefix_text: str, prefix_ids: list[int], ratios: tuple[int, ...],
-           visual: VisualInput | None, reserve_tokens: int, progress: bool, trace: bool) -> MemoryState:
-    """Compress ``visual`` (None: an empty memory to append to) after the sink ``prefix_ids``."""
+           visual: VisualInput | None, reserve_tokens: int, progress: bool, trace: bool,
+           cancel: threading.Event | None = None) -> MemoryState:
+    """Compress ``visual`` (None: an empty memory to append to) after the sink ``prefix_ids``.
+    ``cancel``, once set, stops the encode before its next piece (``EncodeCancelled``)."""
     cfg = runner.config
     t0 = time.perf_counter()
     capacity = len(prefix_ids) + reserve_tokens
@@ -49,6 +53,8 @@ def encode(runner: Runner, prefix_text: str, prefix_ids: list[int], ratios: tupl
     per_window = max(1, cfg.beacon.window // cfg.tokens_per_frame)
     with tqdm(total=visual.count, desc="encoding", unit="frame", disable=not progress, leave=False) as bar:
         for source in visual.sources(per_window):
+            if cancel is not None and cancel.is_set():
+                raise EncodeCancelled(f"the encode was cancelled after {state.frames} of {visual.count} frames")
             ingest(runner, state, source)
             bar.update(source.count)
     flush(runner, state)
