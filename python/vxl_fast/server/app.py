@@ -71,6 +71,7 @@ def create_app(model, options: ServeOptions | None = None, **kwargs) -> FastAPI:
             raise APIError(404, f"the model {req.model!r} does not exist; this server serves {service.name!r}",
                            "model", code="model_not_found")
         max_tokens = protocol.check_request(req, options.max_tokens, options.max_frames)
+        generation = protocol.generation_options(req, max_tokens)
         conv = protocol.parse_messages(req.messages)
         slot = service.worker.admit()
         answer: Answer | None = None
@@ -79,7 +80,7 @@ def create_app(model, options: ServeOptions | None = None, **kwargs) -> FastAPI:
         async def first_piece():
             nonlocal answer
             memory, info = await service.memory(req, conv)
-            answer = service.answer(memory, conv, Service.generation_options(req, max_tokens), info)
+            answer = service.answer(memory, conv, generation, info)
             return await answer.next()
 
         async def whole():

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ..config import EXTENDED_RATIOS, SUPPORTED_RATIOS
+from ..memory.plan import parse_ratios
+from ..options import GenerationOptions
 
 IMAGE_MARKER = "<image>"
 _TEXT_ROLES = ("system", "developer", "user", "assistant")
@@ -112,14 +113,27 @@ def check_request(req: ChatCompletionRequest, max_tokens_limit: int, max_frames_
         raise APIError(400, f"fps must be positive, got {req.fps}", "fps")
     if req.num_frames is not None and req.fps is not None:
         raise APIError(400, "give num_frames or fps, not both", "num_frames")
-    ratios = [req.compression_ratio] if isinstance(req.compression_ratio, int) else req.compression_ratio
-    if ratios != "config":
-        if isinstance(ratios, str) or not ratios or any(r not in SUPPORTED_RATIOS + EXTENDED_RATIOS for r in ratios):
-            raise APIError(400, f"unsupported compression_ratio {req.compression_ratio!r}; supported: "
-                                f"{', '.join(map(str, SUPPORTED_RATIOS))} (also "
-                                f"{', '.join(map(str, EXTENDED_RATIOS))}), a list of them, or 'config'",
-                           "compression_ratio")
+    if req.compression_ratio != "config":
+        try:
+            parse_ratios(req.compression_ratio, ())
+        except ValueError as e:
+            raise APIError(400, f"{e}, a list of them, or 'config'", "compression_ratio") from None
     return max_tokens
+
+
+def generation_options(req: ChatCompletionRequest, max_tokens: int) -> dict:
+    """OpenAI sampling fields → ``VideoXL.ask`` options, checked by the engine's own rules:
+    sampling when temperature > 0, greedy otherwise (unset temperature included)."""
+    sample = req.temperature is not None and req.temperature > 0
+    options = {"max_new_tokens": max_tokens, "do_sample": sample,
+               "temperature": req.temperature if sample else None, "top_p": req.top_p, "top_k": req.top_k,
+               "repetition_penalty": req.repetition_penalty, "seed": req.seed, "stop": req.stop,
+               "ignore_eos": req.ignore_eos}
+    try:
+        GenerationOptions.from_kwargs(**options)
+    except (TypeError, ValueError) as e:
+        raise APIError(400, str(e), str(e).split(" ", 1)[0]) from None
+    return options
 
 
 def parse_messages(messages: list) -> Conversation:

@@ -226,16 +226,6 @@ class Service:
         self.metrics.inc("vxl_prefill_seconds_total", s["prefill_s"])
         self.metrics.inc("vxl_decode_seconds_total", s["decode_s"])
 
-    @staticmethod
-    def generation_options(req: ChatCompletionRequest, max_tokens: int) -> dict:
-        """OpenAI sampling fields → ``VideoXL.ask`` options: sampling when temperature > 0,
-        greedy otherwise (unset temperature included)."""
-        sample = req.temperature is not None and req.temperature > 0
-        return {"max_new_tokens": max_tokens, "do_sample": sample,
-                "temperature": req.temperature if sample else None, "top_p": req.top_p, "top_k": req.top_k,
-                "repetition_penalty": req.repetition_penalty, "seed": req.seed, "stop": req.stop,
-                "ignore_eos": req.ignore_eos}
-
     # ------------------------------------------------------------------ metrics
     def render_metrics(self) -> str:
         return self.metrics.render({
