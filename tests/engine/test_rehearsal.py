@@ -27,9 +27,10 @@ def test_the_whole_cuda_path_runs(rehearsal_128):
 
 
 def test_attention_is_fused_everywhere(rehearsal_128):
-    """Two flash calls per layer (window and memory segments), none through math attention."""
+    """Two flash calls per layer (window and memory segments; a visual window's last layer needs
+    no attention), none through math attention."""
     r = rehearsal_128
-    assert r.ops_per_window_layer[FLASH] == 2
+    assert r.ops_per_window_layer[FLASH] * 28 == pytest.approx(2 * 27, abs=0.2)
     assert r.ops_per_decode_step[FLASH] == 2 * 28
     for name in ("_scaled_dot_product_attention_math", "_safe_softmax", "softmax", "_softmax"):
         assert r.ops_total[name] == 0, name

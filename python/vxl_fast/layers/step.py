@@ -53,3 +53,12 @@ class WindowStep:
             cv[:, m:m + n] = vh
             out = self.attention(qh, ck[:, :m], cv[:, :m], ck[:, m:m + n], cv[:, m:m + n])
         return out.reshape(n, -1)
+
+    def keep(self, layer: int, k_vst: torch.Tensor, v_vst: torch.Tensor) -> None:
+        """Keep the VSTs' K/V [nb, Hkv, d] (before RoPE) at their final slots without attending
+        (a visual window's last layer), through the same ``kv_discard`` as ``attend``."""
+        sk, sv = self.scratch.k[:, :self.rows], self.scratch.v[:, :self.rows]
+        sk[:, self.vst_index] = k_vst.transpose(0, 1)
+        sv[:, self.vst_index] = v_vst.transpose(0, 1)
+        ops.kv_discard(self.cache.k[layer], self.cache.v[layer], sk, sv, self.vst_index, self.rope.cos,
+                       self.rope.sin, self.start)

@@ -69,10 +69,11 @@ def plan_memory(cfg: VideoXLConfig, sink: int, num_frames: int, ratios: Sequence
 
 
 def available_bytes(device: torch.device) -> int | None:
-    """Free memory on ``device`` (None when unknown)."""
+    """Free memory on ``device`` (None when unknown). On CUDA, memory PyTorch's caching allocator
+    holds but no tensor uses counts as free: the next request's tensors reuse it."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        return free
+        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
     try:
         with open("/proc/meminfo") as f:
             for line in f:

@@ -39,10 +39,20 @@ class Qwen2Attention(nn.Module):
             qkv[step.vst_index] = self.beacon_qkv_proj(h[step.vst_index])
         else:
             qkv = self.qkv_proj(h)
+        return self._split(qkv)
+
+    def project_vst_kv(self, h_vst: torch.Tensor):
+        """The VST rows' k and v [nb, Hkv, d] only (their queries are not needed)."""
         hd, kvd = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
-        q, k, v = qkv.split([hd, kvd, kvd], dim=-1)
-        n = h.shape[0]
-        return (q.view(n, self.num_heads, self.head_dim),
+        w, b = self.beacon_qkv_proj.weight[hd:], self.beacon_qkv_proj.bias[hd:]
+        _, k, v = self._split(F.linear(h_vst, w, b), with_q=False)
+        return k, v
+
+    def _split(self, qkv: torch.Tensor, with_q: bool = True):
+        hd, kvd = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
+        n = qkv.shape[0]
+        q, k, v = qkv.split([hd, kvd, kvd], dim=-1) if with_q else (None, *qkv.split([kvd, kvd], dim=-1))
+        return (None if q is None else q.view(n, self.num_heads, self.head_dim),
                 k.view(n, self.num_kv_heads, self.head_dim),
                 v.view(n, self.num_kv_heads, self.head_dim))
 
@@ -71,6 +81,12 @@ class Qwen2DecoderLayer(nn.Module):
         x = x + self.self_attn.o_proj(step.attend(layer, q, k, v))
         return x + self.mlp(self.post_attention_layernorm(x))
 
+    def keep_vst_kv(self, x: torch.Tensor, layer: int, step: WindowStep) -> None:
+        """The last layer of a visual window: only its VSTs' K/V are kept and nothing reads its
+        output, so the raw rows' K/V, the attention, ``o_proj`` and the MLP are not computed."""
+        k, v = self.self_attn.project_vst_kv(self.input_layernorm(x[step.vst_index]))
+        step.keep(layer, k, v)
+
 
 class Qwen2Model(nn.Module):
     def __init__(self, cfg: LLMConfig):
@@ -80,8 +96,13 @@ class Qwen2Model(nn.Module):
         self.layers = nn.ModuleList(Qwen2DecoderLayer(cfg) for _ in range(cfg.num_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
-    def forward(self, x: torch.Tensor, step: WindowStep) -> torch.Tensor:
-        """Run one window's rows x [n, D] through every layer; returns the last hidden states."""
+    def forward(self, x: torch.Tensor, step: WindowStep) -> torch.Tensor | None:
+        """Run one window's rows x [n, D] through every layer; returns the last hidden states
+        (None for a visual window, whose only result is the VSTs' K/V in the cache)."""
+        last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
+            if i == last and step.is_visual:
+                layer.keep_vst_kv(x, i, step)
+                return None
             x = layer(x, i, step)
         return x
