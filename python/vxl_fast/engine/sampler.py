@@ -26,9 +26,13 @@ class Sampler:
             else:
                 self.generator.manual_seed(seed)
 
-    def observe(self, ids) -> None:
-        ids = torch.as_tensor(ids, dtype=torch.long, device=self.seen.device)
-        self.seen[ids[ids < self.seen.numel()]] = True
+    def observe(self, ids: list[int]) -> None:
+        """Mark token ids as seen (ids beyond the vocabulary are ignored); filtered on the host,
+        so no device synchronisation."""
+        vocab = self.seen.numel()
+        known = [i for i in ids if i < vocab]
+        if known:
+            self.seen[torch.tensor(known).to(self.seen.device, non_blocking=True)] = True
 
     def scores(self, logits: torch.Tensor) -> torch.Tensor:
         """Logits after the penalty and, when sampling, the warpers (filtered entries are -inf)."""
