@@ -18,7 +18,9 @@ def test_rehearsal_peak_vs_plan(benchmark, frames):
     from vxl_fast.rehearsal import rehearse
 
     r = benchmark.pedantic(rehearse, args=(frames, 16), kwargs={"decode_steps": 32}, rounds=1, iterations=1)
-    record = {**environment(), "config": "full (fake tensors)", **r.as_dict()}
+    rehearsed = r.as_dict()
+    rehearsed["rehearsed_device"] = rehearsed.pop("device")
+    record = {**environment(), "config": "full (fake tensors)", **rehearsed}
     benchmark.extra_info.update(record)
     print(f"\nrehearsal {frames} frames r16: simulated peak {r.peak_bytes / GIB:.2f} GiB, "
           f"planned {r.planned_bytes / GIB:.2f} GiB ({r.peak_over_plan:.3f}), {r.windows} windows")
