@@ -113,7 +113,7 @@ def rehearse(num_frames: int, compression_ratio: int = 16, decode_steps: int = 3
         model.runner.run_visual = _counting(model.runner.run_visual, track, windows_ops)
         memory = model.encode(frames=frames, compression_ratio=compression_ratio,
                               reserve_tokens=len(tok.after) + decode_steps + 1)
-        cache, _, _ = answering._prefill(model.runner, memory.state, tok.after, decode_steps + 1, None)
+        cache, _, _ = answering.prefill(model.runner, memory.state, tok.after, decode_steps + 1, None)
         before = Counter(track.ops)
         with torch.inference_mode():
             for _ in range(decode_steps):

@@ -35,7 +35,7 @@ def answer(runner: Runner, tokenizer, state: MemoryState, tok: TokenizedPrompt, 
     with runner.lock:
         t0 = time.perf_counter()
         answer_trace = [] if trace else None
-        cache, pending, logits = _prefill(runner, state, tok.after, options.max_new_tokens, answer_trace)
+        cache, pending, logits = prefill(runner, state, tok.after, options.max_new_tokens, answer_trace)
         t_first = time.perf_counter()
         first_logits, finish = logits, "length"
         with tqdm(total=options.max_new_tokens, desc="generating", unit="tok", disable=not progress,
@@ -64,7 +64,7 @@ def answer(runner: Runner, tokenizer, state: MemoryState, tok: TokenizedPrompt, 
     return GenerationOutput(list(det.ids), det.emitted, first_logits, finish, stats.as_dict())
 
 
-def _prefill(runner: Runner, state: MemoryState, after: list[int], max_new_tokens: int,
+def prefill(runner: Runner, state: MemoryState, after: list[int], max_new_tokens: int,
              trace: list | None) -> tuple[KVCache, VisualWindow | None, torch.Tensor]:
     """Run the pending window (if any) and the question into a view of the memory's cache; the
     view, that window, and the first token's logits."""
