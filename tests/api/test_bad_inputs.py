@@ -311,6 +311,19 @@ def test_concurrent_asks_equal_sequential(tiny_model):
         assert torch.equal(results[q].logits, sequential[q].logits)
 
 
+def test_interleaved_streams_on_one_memory_are_refused(tiny_model, memory):
+    """Two answers at once would write the same slots: the second is refused, the first unharmed."""
+    first = tiny_model.stream(memory, "first question?", max_new_tokens=4, ignore_eos=True)
+    pieces = iter(first)
+    next(pieces, None)
+    with pytest.raises(RuntimeError, match="answering another question"):
+        tiny_model.ask(memory, "second?", max_new_tokens=2)
+    rest = "".join(pieces)
+    alone = tiny_model.ask(memory, "first question?", max_new_tokens=4, ignore_eos=True)
+    assert first.output.token_ids == alone.token_ids and rest is not None
+    assert tiny_model.ask(memory, "second?", max_new_tokens=2).token_ids  # free again
+
+
 @needs_av
 def test_fps_above_the_video_rate_takes_each_frame_once():
     from vxl_fast.video import open_video

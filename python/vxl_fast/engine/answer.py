@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Generator
 
@@ -32,7 +33,7 @@ def answer(runner: Runner, tokenizer, state: MemoryState, tok: TokenizedPrompt, 
     sampler.observe(tok.before + tok.after)
     eos = set() if options.ignore_eos else set(cfg.eos_token_ids)
     det = Detokenizer(tokenizer, options.stop)
-    with runner.lock:
+    with runner.lock, _answering(state):
         t0 = time.perf_counter()
         answer_trace = [] if trace else None
         cache, pending, logits = prefill(runner, state, tok.after, options.max_new_tokens, answer_trace)
@@ -62,6 +63,19 @@ def answer(runner: Runner, tokenizer, state: MemoryState, tok: TokenizedPrompt, 
     if count_encoding:
         stats.include_encoding(state)
     return GenerationOutput(list(det.ids), det.emitted, first_logits, finish, stats.as_dict())
+
+
+@contextlib.contextmanager
+def _answering(state: MemoryState):
+    """One answer at a time per memory: answers write the same slots after the memory's."""
+    if state.answering:
+        raise RuntimeError("this memory is answering another question in this thread; consume or close "
+                           "that stream before asking again")
+    state.answering = True
+    try:
+        yield
+    finally:
+        state.answering = False
 
 
 def prefill(runner: Runner, state: MemoryState, after: list[int], max_new_tokens: int,

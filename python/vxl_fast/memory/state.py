@@ -42,6 +42,7 @@ class MemoryState:
     timestamps: list[float] | None = None  # seconds, one per frame, when known
     stats: EncodeStats = field(default_factory=EncodeStats)
     trace: list | None = None  # window records, when asked for
+    answering: bool = False  # a question is being answered (its K/V sit after the kept slots)
 
     @property
     def num_vsts(self) -> int:
