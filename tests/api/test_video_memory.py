@@ -201,6 +201,26 @@ def test_detokenizer_holds_back_partial_utf8(tiny_model):
     assert "".join(pieces) == "a 🎬 b" and pieces[2:5] == ["", "", ""]
 
 
+def test_detokenizer_decodes_each_token_about_once(tiny_model):
+    """Streaming costs constant work per token: each decode call sees only the ids after the last
+    whole character, and the pieces still join to the whole decode."""
+    tok = tiny_model.tokenizer
+    text = "The cup 🎬 is on the table; then the man walks to the door — ü ß 漢字. " * 6
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    lengths = []
+
+    class Counting:
+        def decode(self, chunk, **kwargs):
+            lengths.append(len(chunk))
+            return tok.decode(chunk, **kwargs)
+    det = Detokenizer(Counting())
+    pieces = [det.push(i) for i in ids]
+    streamed = lengths[:]
+    pieces.append(det.finish())
+    assert "".join(pieces) == tok.decode(ids, skip_special_tokens=True).strip()
+    assert max(streamed) <= 4 and sum(streamed) <= 2 * len(ids)
+
+
 def test_encode_sampling_by_fps(tiny_model):
     pytest.importorskip("av")
     video = str(GOLDEN / "cases" / "testsrc2_320x240_25fps_20s.mp4")

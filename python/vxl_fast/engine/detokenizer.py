@@ -17,9 +17,22 @@ class Detokenizer:
         self.ids: list[int] = []
         self.emitted = ""
         self.stopped = False
+        # NOTE: decoding is incremental — the ids up to ``_done`` decode to ``_decoded``, ending on a
+        # whole character, and only the ids after them are decoded again — unless the tokenizer
+        # rewrites spaces across tokens, where only a whole decode is right.
+        self._decoded, self._done = "", 0
+        self._incremental = not getattr(tokenizer, "clean_up_tokenization_spaces", False)
+
+    def _decode(self, final: bool) -> str:
+        if final or not self._incremental:
+            return self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        text = self._decoded + self.tokenizer.decode(self.ids[self._done:], skip_special_tokens=True)
+        if not text.endswith("\ufffd"):  # a whole character at the end: the next decode starts here
+            self._decoded, self._done = text, len(self.ids)
+        return text
 
     def text(self, final: bool = False) -> str:
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        text = self._decode(final)
         cut = find_stop(text, self.stops)
         if cut >= 0:
             self.stopped, final, text = True, True, text[:cut]
