@@ -1,0 +1,199 @@
+"""The HTTP routes: ``POST /v1/chat/completions``, ``GET /v1/models``, ``/health``, ``/metrics``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+
+try:
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+except ImportError:  # pragma: no cover - depends on the environment
+    raise ImportError('the server needs FastAPI and uvicorn: pip install "vxl_fast[serve]"') from None
+
+from . import protocol
+from .protocol import APIError
+from .options import ServeOptions
+from .service import Answer, Service
+
+
+def create_app(model, options: ServeOptions | None = None, **kwargs) -> FastAPI:
+    """An OpenAI-compatible app serving ``model`` (a :class:`vxl_fast.VideoXL`).
+
+    ``options`` (or its fields as keyword arguments): see :class:`ServeOptions`. Run it with
+    uvicorn; the app's shutdown drops queued work and waits for the running job.
+    """
+    if options is None:
+        options = ServeOptions(**kwargs)
+    elif kwargs:
+        raise TypeError("pass options= or keyword options, not both")
+    service = Service(model, options)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        await asyncio.to_thread(service.close)
+
+    app = FastAPI(title="vxl_fast", lifespan=lifespan)
+    app.state.service = service
+
+    @app.exception_handler(APIError)
+    async def _api_error(request: Request, e: APIError):
+        service.metrics.inc("vxl_requests_total", status=str(e.status))
+        return JSONResponse(e.body(), status_code=e.status)
+
+    @app.exception_handler(Exception)
+    async def _server_error(request: Request, e: Exception):
+        service.metrics.inc("vxl_requests_total", status="500")
+        err = APIError(500, f"internal error: {type(e).__name__}: {e}", type_="server_error", code="internal_error")
+        return JSONResponse(err.body(), status_code=500)
+
+    @app.get("/health")
+    async def health():
+        if service.worker.closed:
+            return JSONResponse({"status": "shutting down"}, status_code=503)
+        return {"status": "ok"}
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [protocol.model_card(service.name, str(model.path), service.created)]}
+
+    @app.get("/metrics")
+    async def metrics():
+        return PlainTextResponse(service.render_metrics(), media_type="text/plain; version=0.0.4")
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        req = protocol.parse_request(await _body(request, options.max_body_bytes))
+        if req.model != service.name:
+            raise APIError(404, f"the model {req.model!r} does not exist; this server serves {service.name!r}",
+                           "model", code="model_not_found")
+        max_tokens = protocol.check_request(req, options.max_tokens, options.max_frames)
+        conv = protocol.parse_messages(req.messages)
+        slot = service.worker.admit()
+        answer: Answer | None = None
+        handed_off = False
+
+        async def first_piece():
+            nonlocal answer
+            memory, info = await service.memory(req, conv)
+            answer = service.answer(memory, conv, Service.generation_options(req, max_tokens), info)
+            return await answer.next()
+
+        async def whole():
+            piece = await first_piece()
+            while piece is not None:
+                piece = await answer.next()
+
+        try:
+            if req.stream:
+                first = await _unless_disconnected(request, first_piece())
+                handed_off = True
+                return _EventStream(_events(service, req, answer, first), service, answer, slot)
+            await _unless_disconnected(request, whole())
+            service.metrics.inc("vxl_requests_total", status="200")
+            return protocol.completion(protocol.new_id(), int(time.time()), service.name, service.fingerprint,
+                                       answer.output, answer.info)
+        except _ClientGone:
+            if answer is not None:
+                answer.stop()
+            service.metrics.inc("vxl_requests_cancelled_total")
+            service.metrics.inc("vxl_requests_total", status="499")
+            return Response(status_code=499)
+        except asyncio.CancelledError:  # the server is shutting down past its graceful timeout
+            if answer is not None and answer.stop():
+                service.metrics.inc("vxl_requests_cancelled_total")
+            raise
+        finally:
+            if not handed_off:
+                slot.release_after(answer.job if answer is not None else None)
+
+    return app
+
+
+class _ClientGone(Exception):
+    pass
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise APIError(413, f"the request body ({declared} bytes) exceeds the server's limit of {limit} bytes")
+    body = bytearray()
+    async for part in request.stream():
+        body += part
+        if len(body) > limit:
+            raise APIError(413, f"the request body exceeds the server's limit of {limit} bytes")
+    return bytes(body)
+
+
+async def _unless_disconnected(request: Request, work):
+    """Await ``work``; raise :class:`_ClientGone` (cancelling it) if the client disconnects first."""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnect(request))
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        gone.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(BaseException):
+        await task
+    raise _ClientGone()
+
+
+async def _disconnect(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _events(service: Service, req, answer: Answer, first: str | None):
+    """The answer as server-sent ``chat.completion.chunk`` events, ending with ``[DONE]``."""
+    rid, created = protocol.new_id(), int(time.time())
+    chunk = lambda delta, **kw: _sse(protocol.chunk(rid, created, service.name, service.fingerprint,  # noqa: E731
+                                                    delta, **kw))
+    yield chunk({"role": "assistant", "content": ""})
+    piece = first
+    try:
+        while piece is not None:
+            yield chunk({"content": piece})
+            piece = await answer.next()
+    except APIError as e:
+        service.metrics.inc("vxl_requests_total", status=str(e.status))
+        yield _sse(e.body())
+        yield "data: [DONE]\n\n"
+        return
+    out = answer.output
+    yield chunk({}, finish=protocol.FINISH[out.finish_reason])
+    if req.stream_options is not None and req.stream_options.include_usage:
+        yield chunk(None, usage_=protocol.usage(out, answer.info))
+    service.metrics.inc("vxl_requests_total", status="200")
+    yield "data: [DONE]\n\n"
+
+
+def _sse(obj: dict) -> str:
+    return f"data: {json.dumps(obj, separators=(',', ':'))}\n\n"
+
+
+class _EventStream(StreamingResponse):
+    """An SSE response that stops its generation (and frees its slot) however it ends."""
+
+    def __init__(self, events, service: Service, answer: Answer, slot):
+        super().__init__(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        self._service, self._answer, self._slot = service, answer, slot
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.body_iterator.aclose()
+            if self._answer.stop():
+                self._service.metrics.inc("vxl_requests_cancelled_total")
+                self._service.metrics.inc("vxl_requests_total", status="499")
+            self._slot.release_after(self._answer.job)

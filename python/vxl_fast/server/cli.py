@@ -1,0 +1,100 @@
+"""``vxl-fast serve``: the options and the command. ``add_parser(subparsers)`` defines the
+subcommand (with ``run=``); FastAPI and uvicorn are imported only when it runs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+
+_UNITS = {"": 1, "k": 2 ** 10, "m": 2 ** 20, "g": 2 ** 30, "t": 2 ** 40}
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add ``serve`` to ``subparsers`` (from ``ArgumentParser.add_subparsers``)."""
+    from .options import ServeOptions
+
+    d = ServeOptions()
+    p = subparsers.add_parser(
+        "serve", help="an OpenAI-compatible server (POST /v1/chat/completions); needs vxl_fast[serve]",
+        description="Serve a checkpoint over HTTP with the OpenAI chat-completions API. Each video is "
+                    "encoded once and kept in a memory cache for the next questions.")
+    p.add_argument("--model", default=os.environ.get("VXL_FAST_MODEL"),
+                   help="checkpoint folder or hub id (default: $VXL_FAST_MODEL)")
+    p.add_argument("--demo", action="store_true",
+                   help="serve the tiny random demo checkpoint; its folder (with sample.mp4) becomes the "
+                        "allowed media folder unless --allowed-local-media-path is given")
+    p.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when available)")
+    p.add_argument("--dtype", default=None, help="float32, bfloat16 or float16")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--served-model-name", default=None,
+                   help="the name clients pass as `model` (default: the checkpoint folder's name)")
+    p.add_argument("--allowed-local-media-path", default=None, metavar="DIR",
+                   help="allow file:// URLs and paths of files inside DIR (symlinks resolved); refused otherwise")
+    p.add_argument("--max-queue", type=int, default=d.max_queue,
+                   help="requests that may wait beyond the one being served; more get 429")
+    p.add_argument("--max-tokens", type=int, default=d.max_tokens,
+                   help="the most tokens one answer may generate (also the default)")
+    p.add_argument("--default-frames", type=int, default=d.default_frames,
+                   help="frames sampled when a request gives neither num_frames nor fps")
+    p.add_argument("--max-frames", type=int, default=d.max_frames, help="the most frames one request may sample")
+    p.add_argument("--max-body-bytes", type=size, default=d.max_body_bytes, metavar="SIZE",
+                   help="largest request body (e.g. 256M)")
+    p.add_argument("--max-media-bytes", type=size, default=d.max_media_bytes, metavar="SIZE",
+                   help="largest video or image (e.g. 256M)")
+    p.add_argument("--memory-cache-bytes", type=size, default=d.memory_cache_bytes, metavar="SIZE",
+                   help="encoded memories kept on the device (LRU, e.g. 8G)")
+    p.add_argument("--memory-cache-dir", default=None, metavar="DIR",
+                   help="spill evicted memories to files here (reused across restarts)")
+    p.add_argument("--memory-cache-disk-bytes", type=size, default=None, metavar="SIZE",
+                   help="at most this much in --memory-cache-dir (default: no limit)")
+    p.add_argument("--graceful-timeout", type=float, default=30.0,
+                   help="seconds in-flight requests get to finish on shutdown before they are cancelled")
+    p.add_argument("--log-level", default="info")
+    p.set_defaults(run=run)
+    return p
+
+
+def run(args) -> int:
+    """Load the model and serve until interrupted."""
+    from ..engine import VideoXL
+    from .options import ServeOptions
+
+    try:
+        import uvicorn
+    except ImportError:
+        raise ImportError('the server needs FastAPI and uvicorn: pip install "vxl_fast[serve]"') from None
+    from .app import create_app
+
+    media_dir = args.allowed_local_media_path
+    if args.demo:
+        from ..demo import ensure_demo
+
+        if args.model:
+            raise ValueError("give --model or --demo, not both")
+        checkpoint, video = ensure_demo()
+        args.model, media_dir = str(checkpoint), media_dir or str(video.parent)
+        print(f"vxl-fast serve: demo checkpoint {checkpoint}; sample video {video}", flush=True)
+    if not args.model:
+        raise ValueError("no checkpoint: pass --model PATH (or set VXL_FAST_MODEL), or --demo")
+    options = ServeOptions(
+        served_model_name=args.served_model_name, allowed_local_media_path=media_dir, max_queue=args.max_queue,
+        max_tokens=args.max_tokens, default_frames=args.default_frames, max_frames=args.max_frames,
+        max_body_bytes=args.max_body_bytes, max_media_bytes=args.max_media_bytes,
+        memory_cache_bytes=args.memory_cache_bytes, memory_cache_dir=args.memory_cache_dir,
+        memory_cache_disk_bytes=args.memory_cache_disk_bytes)
+    print(f"vxl-fast serve: loading {args.model}", flush=True)
+    model = VideoXL.from_pretrained(args.model, device=args.device, dtype=args.dtype)
+    app = create_app(model, options)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
+                timeout_graceful_shutdown=args.graceful_timeout)
+    return 0
+
+
+def size(text: str) -> int:
+    """``"512M"`` → bytes (K, M, G, T are powers of 1024; a trailing B or iB is allowed)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", text.lower())
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 4096, 512M, 8G)")
+    return int(float(m.group(1)) * _UNITS[m.group(2)])

@@ -1,0 +1,250 @@
+"""What a chat request asks of the model: its media resolved, its memory found or encoded once,
+its answer generated on the model's device thread, piece by piece, cancellable."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import tempfile
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import MemoryPlanError
+from .cache import MemoryCache
+from .media import Media, MediaResolver
+from .metrics import Metrics
+from .options import ServeOptions
+from .protocol import APIError, ChatCompletionRequest, Conversation
+from .worker import DeviceWorker
+
+_ENGINE_ERRORS = (ValueError, TypeError, FileNotFoundError, MemoryPlanError)
+_SUFFIX = {"video/mp4": ".mp4", "video/webm": ".webm", "video/quicktime": ".mov", "video/x-matroska": ".mkv",
+           "video/x-msvideo": ".avi"}
+
+
+class Cancelled(Exception):
+    """The client went away."""
+
+
+class Answer:
+    """A generation running (or queued) on the device thread; read it with :meth:`next`."""
+
+    _DONE = object()
+
+    def __init__(self, service: "Service", job: Future, queue: asyncio.Queue, cancel: threading.Event, info: dict):
+        self.job, self._queue, self.cancel, self.info = job, queue, cancel, info
+        self._service = service
+        self.output = None
+
+    async def next(self) -> str | None:
+        """The next text piece; None at the end (``output`` is then set)."""
+        item = await self._queue.get()
+        if item is not self._DONE:
+            return item
+        try:
+            self.output = await asyncio.wrap_future(self.job)
+        except _ENGINE_ERRORS as e:
+            raise APIError(400, str(e)) from None
+        except Exception as e:  # noqa: BLE001 - reported to the client as a server error
+            raise _internal("the generation", e) from e
+        self._service._account(self.output)
+        return None
+
+    def stop(self) -> bool:
+        """Cancel: a queued job never starts, a running one stops at its next token. Whether
+        there was anything to cancel."""
+        if self.output is not None:
+            return False
+        self.cancel.set()
+        return self.job.cancel() or not self.job.done()
+
+
+@dataclass
+class _Encode:
+    job: Future
+    waiters: int = 0
+
+
+class Service:
+    def __init__(self, model, options: ServeOptions):
+        self.model, self.options = model, options
+        self.name = options.served_model_name or Path(str(model.path)).name
+        self.fingerprint = "fp_" + model.fingerprint[:16]
+        self.created = int(time.time())
+        self.metrics = Metrics()
+        self.worker = DeviceWorker(options.max_queue)
+        self.cache = MemoryCache(options.memory_cache_bytes, options.memory_cache_dir, options.memory_cache_disk_bytes)
+        self.media = MediaResolver(options.allowed_local_media_path, options.max_media_bytes)
+        self._inflight: dict[str, _Encode] = {}
+        self._tmp = Path(tempfile.mkdtemp(prefix="vxl_fast-serve-"))
+
+    def close(self) -> None:
+        self.worker.close()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    # ------------------------------------------------------------------ the memory
+    async def memory(self, req: ChatCompletionRequest, conv: Conversation):
+        """The request's memory and how it was found (``cache``: hit, disk or miss; ``encode_s``)."""
+        urls = [(u, p, "video") for u, p in conv.videos] + [(u, p, "image") for u, p in conv.images]
+        media = await asyncio.to_thread(lambda: [self.media.resolve(u, k, p) for u, p, k in urls])
+        knobs = self._knobs(req, conv)
+        key = MemoryCache.key(self.model.fingerprint, str(self.model.dtype), [(m.kind, m.digest) for m in media],
+                              sorted(knobs.items()), conv.system)
+        memory = self.cache.get(key)
+        if memory is not None:
+            self.metrics.inc("vxl_memory_cache_hits_total")
+            return memory, {"cache": "hit", "encode_s": 0.0}
+        entry = self._inflight.get(key)
+        if entry is None or entry.job.cancelled():
+            entry = _Encode(self.worker.submit(self._encode_job, key, media, knobs, conv.system))
+            self._inflight[key] = entry
+            loop = asyncio.get_running_loop()
+            entry.job.add_done_callback(lambda _: _call_soon(loop, self._forget, key, entry))
+            first = True
+        else:
+            first = False
+        entry.waiters += 1
+        try:
+            # NOTE: shielded, so that one waiter's disconnect does not cancel the others' encode.
+            memory, tier, seconds = await asyncio.shield(asyncio.wrap_future(entry.job))
+        except asyncio.CancelledError:
+            if entry.waiters == 1:
+                entry.job.cancel()  # nobody else waits: a queued encode never starts
+            raise
+        except _ENGINE_ERRORS as e:
+            raise APIError(400, str(e)) from None
+        except Exception as e:  # noqa: BLE001 - reported to the client as a server error
+            raise _internal("encoding the media", e) from e
+        finally:
+            entry.waiters -= 1
+        if not first:
+            tier, seconds = "hit", 0.0
+        name = {"hit": "vxl_memory_cache_hits_total", "disk": "vxl_memory_cache_disk_hits_total",
+                "miss": "vxl_memory_cache_misses_total"}[tier]
+        self.metrics.inc(name)
+        return memory, {"cache": tier, "encode_s": seconds}
+
+    def _forget(self, key: str, entry: _Encode) -> None:
+        if self._inflight.get(key) is entry:
+            del self._inflight[key]
+
+    def _knobs(self, req: ChatCompletionRequest, conv: Conversation) -> dict:
+        knobs = {"compression_ratio": req.compression_ratio}
+        for name in ("num_frames", "fps", "max_frames"):
+            if getattr(req, name) is not None:
+                knobs[name] = getattr(req, name)
+        if conv.videos:
+            if req.num_frames is None and req.fps is None:
+                knobs["num_frames"] = self.options.default_frames
+            if req.fps is not None and req.max_frames is None:
+                knobs["max_frames"] = self.options.max_frames
+        return knobs
+
+    def _encode_job(self, key: str, media: list[Media], knobs: dict, system: str | None):
+        """Device thread: the memory from the cache folder, or decoded and encoded now."""
+        memory = self.cache.load(key, self.model) if self.cache.on_disk(key) else None
+        if memory is not None:
+            return memory, "disk", 0.0
+        t0 = time.perf_counter()
+        with self._visual(media) as (visual, tmp):
+            try:
+                memory = self.model.encode(**visual, **knobs, system=system)
+            except _ENGINE_ERRORS as e:
+                if tmp is None:
+                    raise
+                raise type(e)(str(e).replace(str(tmp), "the video_url")) from None
+        seconds = time.perf_counter() - t0
+        evicted = self.cache.evictions
+        self.cache.put(key, memory)
+        self.metrics.inc("vxl_memory_cache_evictions_total", self.cache.evictions - evicted)
+        self.metrics.inc("vxl_encodes_total")
+        self.metrics.inc("vxl_encode_seconds_total", seconds)
+        return memory, "miss", seconds
+
+    @contextlib.contextmanager
+    def _visual(self, media: list[Media]):
+        """The encode arguments for the media, and the temp file a data: URL video went to."""
+        videos = [m for m in media if m.kind == "video"]
+        if not videos:
+            images = [m.image() for m in media]
+            yield ({"images": images} if images else {}), None
+            return
+        video = videos[0]
+        if video.path is not None:
+            yield {"video": str(video.path)}, None
+            return
+        tmp = self._tmp / f"{video.digest}{_SUFFIX.get(video.mime or '', '.video')}"
+        tmp.write_bytes(video.data)
+        try:
+            yield {"video": str(tmp)}, tmp
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    # ------------------------------------------------------------------ the answer
+    def answer(self, memory, conv: Conversation, options: dict, info: dict) -> Answer:
+        """Queue the generation; its pieces arrive through the returned :class:`Answer`."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        cancel = threading.Event()
+        emit = lambda piece: _call_soon(loop, queue.put_nowait, piece)  # noqa: E731
+        job = self.worker.submit(self._generate_job, memory, conv.messages, options, cancel, emit)
+        job.add_done_callback(lambda _: _call_soon(loop, queue.put_nowait, Answer._DONE))
+        return Answer(self, job, queue, cancel, info)
+
+    def _generate_job(self, memory, messages: list[dict], options: dict, cancel: threading.Event, emit):
+        if cancel.is_set():
+            raise Cancelled()
+        stream = self.model.stream(memory, messages=messages, **options)
+        pieces = iter(stream)
+        try:
+            for piece in pieces:
+                if cancel.is_set():
+                    raise Cancelled()
+                emit(piece)
+        finally:
+            pieces.close()
+        return stream.output
+
+    def _account(self, out) -> None:
+        s = out.stats
+        self.metrics.inc("vxl_prompt_tokens_total", s["prompt_tokens"] + s["vsts"])
+        self.metrics.inc("vxl_completion_tokens_total", len(out.token_ids))
+        self.metrics.inc("vxl_prefill_seconds_total", s["prefill_s"])
+        self.metrics.inc("vxl_decode_seconds_total", s["decode_s"])
+
+    @staticmethod
+    def generation_options(req: ChatCompletionRequest, max_tokens: int) -> dict:
+        """OpenAI sampling fields → ``VideoXL.ask`` options: sampling when temperature > 0,
+        greedy otherwise (unset temperature included)."""
+        sample = req.temperature is not None and req.temperature > 0
+        return {"max_new_tokens": max_tokens, "do_sample": sample,
+                "temperature": req.temperature if sample else None, "top_p": req.top_p, "top_k": req.top_k,
+                "repetition_penalty": req.repetition_penalty, "seed": req.seed, "stop": req.stop,
+                "ignore_eos": req.ignore_eos}
+
+    # ------------------------------------------------------------------ metrics
+    def render_metrics(self) -> str:
+        return self.metrics.render({
+            "vxl_queue_length": {(): self.worker.waiting},
+            "vxl_running_requests": {(): self.worker.running},
+            "vxl_memory_cache_bytes": {(("tier", "device"),): self.cache.nbytes,
+                                       (("tier", "disk"),): self.cache.disk_nbytes},
+            "vxl_memory_cache_entries": {(("tier", "device"),): len(self.cache),
+                                         (("tier", "disk"),): self.cache.disk_entries},
+        })
+
+
+def _internal(what: str, e: Exception) -> APIError:
+    return APIError(500, f"{what} failed: {type(e).__name__}: {e}", type_="server_error", code="internal_error")
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, fn, *args) -> None:
+    """``fn(*args)`` on the event loop, from any thread; nothing once the loop has closed."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(fn, *args)
