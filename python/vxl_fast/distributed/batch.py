@@ -113,6 +113,7 @@ def run_batch(requests, output: str | os.PathLike, model: str | os.PathLike, *, 
                         bar.update(len(records))
                         bar.set_postfix(failed=summary.failed, refresh=False)
             finally:
+                pool.close()
                 if bar is not None:
                     bar.close()
     summary.elapsed_s = time.perf_counter() - start
@@ -123,17 +124,23 @@ class _Pool:
     """``size`` actors, one group in flight on each; yields each group's records as it finishes."""
 
     def __init__(self, ray, make, size: int):
-        self.ray, self.make, self.started = ray, make, 0
-        actors = [self._new() for _ in range(size)]
+        self.ray, self.make, self.actors = ray, make, []
+        self.idle = [self._new() for _ in range(size)]
         try:
-            ray.get([a.info.remote() for a in actors])
+            ray.get([a.info.remote() for a in self.idle])
         except ray.exceptions.RayActorError as e:
+            self.close()
             raise WorkerError(f"the workers could not load the model: {_cause(e)}") from None
-        self.idle = actors
 
     def _new(self):
-        self.started += 1
-        return self.make(self.started - 1)
+        self.actors.append(self.make(len(self.actors)))
+        return self.actors[-1]
+
+    def close(self) -> None:
+        """End every worker now (their resources are free for the next run, even on a cluster
+        this run did not start, and even when a caller still holds the pool)."""
+        for a in self.actors:
+            self.ray.kill(a, no_restart=True)
 
     def run(self, groups, max_retries: int):
         ray = self.ray
