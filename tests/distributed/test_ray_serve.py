@@ -19,6 +19,7 @@ openai = pytest.importorskip("openai")
 httpx = pytest.importorskip("httpx")
 
 from vxl_fast.distributed.serve import REPLICA_HEADER, build, video_key  # noqa: E402
+from vxl_fast.server import create_app  # noqa: E402,F401  (a broken server fails here, not in the replicas)
 from vxl_fast.server.options import ServeOptions  # noqa: E402
 
 NAME = "tiny"

@@ -15,6 +15,7 @@ routes by its default policy (any replica).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -128,7 +129,8 @@ def build(model: str, options, *, replicas: int, gpus_per_replica: float | None 
         log.warning("this Ray has no consistent-hash router: requests go to any replica")
     replica = serve.deployment(Replica, name="VideoXL", num_replicas=replicas,
                                ray_actor_options={"num_gpus": gpus_per_replica, "num_cpus": cpus_per_replica},
-                               max_ongoing_requests=options.max_queue + 1, **extra)
+                               max_ongoing_requests=options.max_queue + 1, max_constructor_retry_count=3,
+                               **extra)
     ingress = serve.deployment(Ingress, name="Ingress", ray_actor_options={"num_cpus": 0})
     return ingress.bind(replica.bind(str(model), device, dtype, options))
 
@@ -152,7 +154,8 @@ def serve_on_ray(model: str, options, *, replicas: int, host: str = "127.0.0.1",
         except KeyboardInterrupt:
             return 0
         finally:
-            serve.shutdown()
+            with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C: stop waiting for it
+                serve.shutdown()
 
 
 def _consistent_hash_router():
