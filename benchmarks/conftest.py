@@ -2,13 +2,17 @@
 
 ``VXL_BENCH_CONFIG`` picks the model: ``full`` (the released Video-XL configuration with random
 bf16 weights; the default on a GPU), ``medium`` (head dims of the real model, tiny widths) or
-``tiny`` (the default on a CPU). ``VXL_BENCH_FRAMES`` / ``VXL_BENCH_RATIOS`` override the frame
-counts and ratios (comma-separated).
+``tiny`` (the default on a CPU). ``VXL_BENCH_FRAMES`` / ``VXL_BENCH_RATIOS`` / ``VXL_BENCH_LONG``
+override the frame counts, ratios and long frame counts (comma-separated; set but empty: none).
+``VXL_BENCH_RECORDS`` names a JSONL file that gets one line per case as soon as it finishes (its
+benchmark statistics and ``extra_info``, or why it failed or skipped), so a run cut short keeps
+what finished.
 """
 
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -30,8 +34,11 @@ MEDIUM = dict(hidden=896, layers=2, heads=7, kv_heads=1, mlp=1024, vision_hidden
 
 
 def env_list(name: str, default: list[int]) -> list[int]:
+    """The comma-separated ints of ``$name``; ``default`` only when it is unset (empty: none)."""
     value = os.environ.get(name)
-    return [int(v) for v in value.split(",")] if value else default
+    if value is None:
+        return default
+    return [int(v) for v in value.split(",") if v.strip()]
 
 
 def device_name() -> str:
@@ -73,3 +80,27 @@ def bench_model(tmp_path_factory) -> VideoXL:
     frames = torch.randint(0, 256, (4, 336, 336, 3), dtype=torch.uint8, device=DEVICE)
     model.generate(frames=frames, prompt="warm up", max_new_tokens=4, ignore_eos=True)  # kernels, allocator
     return model
+
+
+def _record(item: pytest.Item, report: pytest.TestReport) -> dict:
+    record = {"test": item.nodeid, "outcome": report.outcome, "seconds": round(report.duration, 3)}
+    bench = item.funcargs.get("benchmark") if hasattr(item, "funcargs") else None
+    stats = getattr(getattr(bench, "stats", None), "stats", None)
+    if stats is not None:
+        record["stats"] = {k: getattr(stats, k) for k in ("min", "max", "mean", "median", "stddev", "rounds")}
+        record["extra_info"] = dict(bench.extra_info)
+    if report.outcome == "skipped" and isinstance(report.longrepr, tuple):
+        record["reason"] = report.longrepr[2]
+    elif report.outcome == "failed":
+        record["reason"] = report.longreprtext.strip().splitlines()[-1][:500] if report.longreprtext else ""
+    return record
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = (yield).get_result()
+    path = os.environ.get("VXL_BENCH_RECORDS")
+    # one line per case: its call's report, or its setup's when the setup did not pass
+    if path and (report.when == "call" or (report.when == "setup" and report.outcome != "passed")):
+        with open(path, "a") as f:
+            f.write(json.dumps(_record(item, report), default=str) + "\n")

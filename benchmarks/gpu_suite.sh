@@ -1,59 +1,130 @@
 #!/usr/bin/env bash
-# One call on a GPU machine: build vxl_fast there, run the tests and the benchmark suite, and leave
-# the results (bench.json, table.md, plot.png, tests.xml) and a log in OUT_DIR.
+# One call on a fresh GPU machine: build vxl_fast there, self-check the CUDA ops, run the tests and
+# the benchmarks, and leave everything that finished in OUT, also when a phase runs out of time.
 #
-#   benchmarks/gpu_suite.sh OUT_DIR
+#   benchmarks/gpu_suite.sh OUT
+#   run(command="bash benchmarks/gpu_suite.sh $OUT", timeout_s=540)       # the device tool; no carry
+#   VXL_GPU_SUITE_DRY_RUN=1 benchmarks/gpu_suite.sh OUT    # every phase on this CPU, medium config
 #
-# Before the call, `benchmarks/prepare_gpu_carry.sh` fills the git-ignored folder .gpu/ (golden
-# data, wheels the GPU machine lacks); name `.gpu` in the device tool's `carry`. The device run:
-#   run(command="bash benchmarks/gpu_suite.sh $OUT", carry=[".gpu"], timeout_s=560)
-# Settings: VXL_BENCH_CONFIG / VXL_BENCH_FRAMES / VXL_BENCH_RATIOS / VXL_BENCH_LONG (see
-# benchmarks/conftest.py); SUITE_TESTS=0 skips the tests; TESTS_S / BENCH_S bound each part.
-# Without a GPU the same script runs the CPU suite (a dry run of its logic).
+# Phases, each under `timeout` (budget in s on the GPU; the estimate for an H200 machine):
+#   setup      20   (5)   machine facts; carried wheels (.gpu/wheels/*.whl) pip --target'ed
+#   build     150  (75)   pip --target a temp site dir, TORCH_CUDA_ARCH_LIST=9.0a, build dir kept
+#                          under build/gpu-suite (a warm machine's second call rebuilds nothing)
+#   selfcheck  40  (15)   every CUDA op once against its reference twin, per dtype (selfcheck.json)
+#   tests     100  (60)   pytest tests/ (tests.xml); PyAV tests skip, CUDA cases run
+#   micro      40  (20)   benchmarks/test_ops_micro.py (real model shapes, bf16)
+#   e2e       110  (90)   benchmarks/test_e2e.py, full config, 128 and 2048 frames at ratio 16,
+#                          engine and reference (VXL_BENCH_LONG="": no 4096/10000-frame cases)
+#   report     10   (2)   table.md from bench.jsonl
+# Budgets add up to 470 s (7 min 50 s); the estimates to ~4 min 30 s.
+# Results: log.txt, phases.jsonl (rc and seconds per phase), selfcheck.json, tests.xml,
+# bench.jsonl (one line per benchmark case as it finishes), table.md.
+# Settings: VXL_GPU_SUITE_DRY_RUN=1; PYTHON (python3); SUITE_PHASES (all of them, space-separated);
+# VXL_BENCH_FRAMES / VXL_BENCH_RATIOS / VXL_BENCH_LONG override the e2e cases.
 set -uo pipefail
-out=${1:?usage: gpu_suite.sh OUT_DIR}
+out=$(realpath -m "${1:?usage: gpu_suite.sh OUT}")
 mkdir -p "$out"
 cd "$(dirname "$0")/.."
-exec > >(tee "$out/log.txt") 2>&1
-step() { echo "== $(date +%T) $*"; }
+exec > >(tee -a "$out/log.txt") 2>&1
+py=${PYTHON:-python3}
+dry=${VXL_GPU_SUITE_DRY_RUN:-0}
+phases=${SUITE_PHASES:-setup build selfcheck tests micro e2e report}
 status=0
 
-step machine
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
-python3 -c "import sys, torch; print(sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available())"
-command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null || echo "no nvcc on PATH"
-
-if compgen -G ".gpu/wheels/*.whl" >/dev/null; then
-  step "install carried wheels"
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/vxl-site .gpu/wheels/*.whl || status=1
-  export PYTHONPATH=/tmp/vxl-site${PYTHONPATH:+:$PYTHONPATH}
+# NOTE: the machine's Python may be externally managed (no pip install into it): everything
+# installed goes to a temp site dir that PYTHONPATH puts first.
+site=$(mktemp -d /tmp/vxl-site.XXXXXX)
+trap 'rm -rf "$site"' EXIT
+export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH}
+export TORCH_CUDA_ARCH_LIST=9.0a VXL_WITH_CUDA=ON CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
+export VXL_BENCH_RECORDS=$out/bench.jsonl
+if [ "$dry" = 1 ]; then
+  # The same phases on the CPU: the medium configuration at its default frame counts; larger
+  # budgets (2 cores: the CUDA compile alone takes ~3 min the first time).
+  export VXL_BENCH_CONFIG=medium VXL_BENCH_LONG=${VXL_BENCH_LONG-}
+  declare -A budget=([setup]=60 [build]=420 [selfcheck]=60 [tests]=600 [micro]=300 [e2e]=600 [report]=30)
+else
+  export VXL_BENCH_CONFIG=full VXL_BENCH_FRAMES=${VXL_BENCH_FRAMES-128,2048}
+  export VXL_BENCH_RATIOS=${VXL_BENCH_RATIOS-16} VXL_BENCH_LONG=${VXL_BENCH_LONG-}
+  declare -A budget=([setup]=20 [build]=150 [selfcheck]=40 [tests]=100 [micro]=40 [e2e]=110 [report]=10)
 fi
-[ -d .gpu/golden ] && export VXL_GOLDEN=$PWD/.gpu/golden
 
-step "build vxl_fast"
-if ! time python3 -m pip install -q --no-build-isolation --no-deps .; then
-  echo "build failed"; exit 1
-fi
-python3 - <<'PY' || status=1
-import torch, vxl_fast._ext as ext
-print("extension:", ext.available, ext.error or "")
-for op in ("interleave_vst", "kv_discard"):
-    print(op, "CUDA kernel:", torch._C._dispatch_has_kernel_for_dispatch_key(f"vxl_fast::{op}", "CUDA"))
+# phase NAME COMMAND...: runs COMMAND under NAME's budget, logs and records its rc and time.
+phase() {
+  local name=$1 start=$SECONDS rc
+  shift
+  case " $phases " in *" $name "*) ;; *) return 0 ;; esac
+  echo "== $(date +%T) $name (budget ${budget[$name]} s)"
+  timeout --kill-after=5 "${budget[$name]}" bash -c '"$@"' "$name" "$@"
+  rc=$?
+  [ $rc = 124 ] && echo "== $name: out of time after ${budget[$name]} s"
+  [ $rc = 0 ] || status=1
+  printf '{"phase": "%s", "rc": %d, "seconds": %d, "budget_s": %d, "dry_run": %s}\n' \
+    "$name" $rc $((SECONDS - start)) "${budget[$name]}" "$([ "$dry" = 1 ] && echo true || echo false)" \
+    >>"$out/phases.jsonl"
+  return $rc
+}
+
+setup() {
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
+  "$py" -c "import sys, torch; print(sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, 'gpu', torch.cuda.is_available())" || return 1
+  command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null || echo "no nvcc on PATH"
+  if compgen -G ".gpu/wheels/*.whl" >/dev/null; then
+    "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" .gpu/wheels/*.whl
+  fi
+}
+
+build() {
+  time "$py" -m pip install -q --no-build-isolation --no-deps --no-compile --upgrade --target "$site" \
+    -Cbuild-dir=build/gpu-suite . || return 1
+  "$py" -c "import vxl_fast._ext as e; assert e.available, e.error; print('vxl_fast._C loaded from', e.__file__)"
+}
+
+selfcheck() {
+  "$py" - "$out/selfcheck.json" <<'PY'
+import json, sys
+
+import torch
+
+from vxl_fast import ops
+from vxl_fast.ops import selfcheck
+
+device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+names = sorted(selfcheck._CHECKS)
+missing = [n for n in names if n not in ops._CUDA_KERNELS]
+results = [{"op": n, "device": str(device), "dtype": str(dt), "problem": selfcheck.check_op(n, device, dt)}
+           for n in names for dt in (torch.float32, torch.float16, torch.bfloat16)]
+json.dump({"device": str(device), "ops_without_cuda_kernel": missing, "checks": results},
+          open(sys.argv[1], "w"), indent=1)
+for r in results:
+    print(f"{r['op']:16} {r['device']:6} {r['dtype']:15} {r['problem'] or 'agrees with its reference'}")
+print("ops without a CUDA kernel:", missing or "none")
+sys.exit(1 if missing or any(r["problem"] for r in results) else 0)
 PY
+}
 
-if [ "${SUITE_TESTS:-1}" = 1 ]; then
-  step tests
-  timeout "${TESTS_S:-200}" python3 -m pytest tests/ -q -x -p no:cacheprovider --junitxml "$out/tests.xml" || status=1
-fi
+tests() {
+  "$py" -m pytest tests/ -q -p no:cacheprovider --junitxml "$out/tests.xml"
+}
 
-step benchmarks
-timeout "${BENCH_S:-300}" python3 -m pytest benchmarks/ --benchmark-only -q -s -p no:cacheprovider \
-  --benchmark-json "$out/bench.json" || status=1
+bench() {
+  "$py" -m pytest "$@" --benchmark-only -q -s -p no:cacheprovider -rs
+}
 
-step report
-if [ -f "$out/bench.json" ]; then
-  python3 benchmarks/report.py "$out/bench.json" --plot "$out/plot.png" | tee "$out/table.md" || status=1
-fi
-step "done (status $status)"
+report() {
+  "$py" benchmarks/report.py "$out/bench.jsonl" | tee "$out/table.md"
+}
+
+# NOTE: exported, so that `timeout` can run them in a child bash.
+export py site out
+export -f setup build selfcheck tests bench report
+phase setup setup
+phase build build || { echo "== build failed: the later phases need it"; exit 1; }
+phase selfcheck selfcheck
+phase tests tests
+phase micro bench benchmarks/test_ops_micro.py
+phase e2e bench benchmarks/test_e2e.py
+[ -s "$out/bench.jsonl" ] && phase report report
+echo "== $(date +%T) done (status $status); phases:"
+cat "$out/phases.jsonl"
 exit $status

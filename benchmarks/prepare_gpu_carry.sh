@@ -1,18 +1,17 @@
 #!/usr/bin/env bash
-# Fill the git-ignored .gpu/ folder that benchmarks/gpu_suite.sh reads on the GPU machine: the
-# golden data (../shared does not travel) and wheels that machine lacks. The device tool carries
-# at most 64 MiB in all, the repository included; this stays under ~50 MiB.
-#   benchmarks/prepare_gpu_carry.sh [--with-av]   (PyAV adds 35 MB: then the medium golden set stays home)
+# Fill the git-ignored .gpu/wheels/ with wheels the GPU machine lacks (benchmarks/gpu_suite.sh
+# pip --target's them) and check the device tool's limit: the tracked tree (tests/golden is
+# ~52 MB of it) plus everything carried must stay within 64 MiB.
+#   benchmarks/prepare_gpu_carry.sh [WHEEL...]     then run(..., carry=[".gpu"])
 set -euo pipefail
 cd "$(dirname "$0")/.."
-golden=${VXL_GOLDEN:-../shared/golden}
-rm -rf .gpu && mkdir -p .gpu/golden .gpu/wheels
-cp -r "$golden/tiny-videoxl" "$golden/cases" .gpu/golden/
-if [ "${1:-}" = "--with-av" ]; then
-  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .gpu/wheels "av==19.0.2"
-else
-  cp -r "$golden/medium-videoxl" "$golden/medium-cases" .gpu/golden/
+rm -rf .gpu && mkdir -p .gpu/wheels
+[ $# -gt 0 ] && cp "$@" .gpu/wheels/
+tracked=$(git ls-files -z | xargs -0 du -cb | tail -n 1 | cut -f 1)
+carried=$(du -sb .gpu | cut -f 1)
+limit=$((64 * 1024 * 1024))
+echo "tracked $((tracked / 1024)) KiB + carried $((carried / 1024)) KiB of $((limit / 1024)) KiB"
+if [ $((tracked + carried)) -gt $limit ]; then
+  echo "prepare_gpu_carry: over the 64 MiB the device tool carries" >&2
+  exit 1
 fi
-chmod -R u+w .gpu
-du -sh .gpu .

@@ -2,6 +2,9 @@
 
     python benchmarks/report.py results/*.json [--plot out.png]
 
+A ``.jsonl`` file (benchmarks/conftest.py's VXL_BENCH_RECORDS, one case a line) is read too; its
+lines without benchmark statistics (failed or skipped cases) are left out.
+
 The plot needs matplotlib (optional): memory and time to first token against frames, engine
 against reference.
 """
@@ -17,7 +20,11 @@ from collections import defaultdict
 def load(paths: list[str]) -> tuple[list[dict], list[dict], list[dict]]:
     e2e, op_rows, video = [], [], []
     for path in paths:
-        for bench in json.load(open(path))["benchmarks"]:
+        if path.endswith(".jsonl"):
+            benches = [b for b in map(json.loads, open(path)) if "extra_info" in b]
+        else:
+            benches = json.load(open(path))["benchmarks"]
+        for bench in benches:
             info = bench["extra_info"]
             if "frames" in info and "path" in info:
                 e2e.append(info)

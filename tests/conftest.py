@@ -17,7 +17,9 @@ GOLDEN = Path(os.environ.get("VXL_GOLDEN", REPO / "tests" / "golden"))
 
 
 def golden_cases() -> list[Path]:
-    return sorted((GOLDEN / "cases").glob("*.json")) + sorted((GOLDEN / "medium-cases").glob("*.json"))
+    """Every public case: video/frames/image cases of both checkpoints, then the multi-image ones."""
+    return (sorted((GOLDEN / "cases").glob("*.json")) + sorted((GOLDEN / "medium-cases").glob("*.json"))
+            + sorted((GOLDEN / "multi-image-cases").glob("*.json")))
 
 
 class Case:
@@ -37,6 +39,16 @@ class Case:
     def image(self):
         return self.tensors["image_x4"].repeat_interleave(4, 0).repeat_interleave(4, 1).numpy()
 
+    def images(self) -> list:
+        """The images of a multi-image case, in order (``*_x4`` ones stored at a quarter size)."""
+        out = []
+        for item in self.meta["images"]:
+            t = self.tensors[item["tensor"]]
+            if item["encoding"] == "nearest_x4":
+                t = t.repeat_interleave(4, 0).repeat_interleave(4, 1)
+            out.append(t.numpy())
+        return out
+
     def visual_kwargs(self) -> dict:
         src = self.meta["source"]
         if src == "video":
@@ -45,6 +57,8 @@ class Case:
             return {"frames": self.frames()}
         if src == "image":
             return {"images": [self.image()]}
+        if src == "images":
+            return {"images": self.images()}
         return {"video": str(GOLDEN / "cases" / self.meta["video_file"]), "num_frames": self.meta["max_frames_num"]}
 
     def text_kwargs(self) -> dict:

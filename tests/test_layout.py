@@ -132,3 +132,14 @@ def test_every_module_imports_alone():
     failed = json.loads(r.stdout.strip().splitlines()[-1])
     optional = {m: e for m, e in failed.items() if any(f"No module named '{o}'" in e for o in OPTIONAL)}
     assert {m: e for m, e in failed.items() if m not in optional} == {}
+
+
+def test_nothing_reads_outside_the_repository():
+    """The tests and the package travel alone: no path to a folder beside the clone."""
+    repo = PACKAGE.parents[1]
+    sources = [*PACKAGE.rglob("*.py"), *(repo / "tests").rglob("*.py"), *(repo / "benchmarks").rglob("*.py"),
+               *(repo / "benchmarks").glob("*.sh"), *(repo / ".ci").iterdir()]
+    bad = [str(p.relative_to(repo)) for p in sources
+           if p.is_file() and p != Path(__file__).resolve()
+           and any(s in p.read_text(errors="replace") for s in ("../shared", '"shared"', "'shared'"))]
+    assert bad == []

@@ -67,17 +67,14 @@ const DevicePlan& device_plan(const at::Tensor& frames, int64_t size, int64_t cr
   return plans->emplace(key, std::move(d)).first->second;
 }
 
-void check_launch(cudaError_t err) { CHECK_CUDA_LAUNCH("clip_preprocess", err); }
-
 void run_clip_preprocess(const at::Tensor& frames, int64_t size, int64_t crop,
                          c10::ArrayRef<double> mean, c10::ArrayRef<double> stdev, at::Tensor& out) {
   const c10::cuda::CUDAGuard guard(frames.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   const DevicePlan& d = device_plan(frames, size, crop);
-  const ClipPlan& p = *d.plan;
   const int64_t n_frames = frames.size(0);
-  const uint8_t* data = frames.const_data_ptr<uint8_t>();
-  const int64_t s_t = frames.stride(0), s_r = frames.stride(1), s_x = frames.stride(2);
+  const at::Tensor scratch =
+      at::empty({clip_scratch_bytes(*d.plan, n_frames, crop)}, frames.options());
   VXL_DISPATCH_FLOAT_TYPES(out.scalar_type(), "clip_preprocess", [&] {
     using T = typename CudaType<scalar_t>::type;
     ToOutput<T> sink{static_cast<T*>(out.mutable_data_ptr()), out.stride(0), out.stride(1),
@@ -86,35 +83,11 @@ void run_clip_preprocess(const at::Tensor& frames, int64_t size, int64_t crop,
       sink.mean[c] = static_cast<float>(mean[c]);
       sink.stdev[c] = static_cast<float>(stdev[c]);
     }
-    if (!p.horizontal) {
-      const ClipPassParams vp{DevicePixels{data + p.left * s_x, s_t, s_r, s_x}, 0, d.vert,
-                              n_frames, crop, crop};
-      check_launch(launch_clip_pass<true>(vp, sink, stream));
-    } else if (p.vertical_first) {
-      // source columns [col0, col1) of the crop rows, then the horizontal pass
-      const int64_t cols = p.col1 - p.col0;
-      const at::Tensor tmp = at::empty({n_frames, crop, cols, 3}, frames.options());
-      const ClipPassParams vp{DevicePixels{data + p.col0 * s_x, s_t, s_r, s_x}, 0, d.vert,
-                              n_frames, crop, cols};
-      const ToPixels to_tmp{tmp.mutable_data_ptr<uint8_t>(), crop, cols};
-      check_launch(launch_clip_pass<true>(vp, to_tmp, stream));
-      const ClipPassParams hp{DevicePixels{tmp.const_data_ptr<uint8_t>(), crop * cols * 3,
-                                           cols * 3, 3},
-                              p.col0, d.horiz, n_frames, crop, crop};
-      check_launch(launch_clip_pass<false>(hp, sink, stream));
-    } else {
-      // the crop columns of source rows [row0, row1), then the vertical pass
-      const int64_t rows = p.row1 - p.row0;
-      const at::Tensor tmp = at::empty({n_frames, rows, crop, 3}, frames.options());
-      const ClipPassParams hp{DevicePixels{data + p.row0 * s_r, s_t, s_r, s_x}, 0, d.horiz,
-                              n_frames, rows, crop};
-      const ToPixels to_tmp{tmp.mutable_data_ptr<uint8_t>(), rows, crop};
-      check_launch(launch_clip_pass<false>(hp, to_tmp, stream));
-      const ClipPassParams vp{DevicePixels{tmp.const_data_ptr<uint8_t>(), rows * crop * 3,
-                                           crop * 3, 3},
-                              p.row0, d.vert, n_frames, crop, crop};
-      check_launch(launch_clip_pass<true>(vp, sink, stream));
-    }
+    const cudaError_t err = launch_clip_preprocess(
+        *d.plan, d.horiz, d.vert, frames.const_data_ptr<uint8_t>(), frames.stride(0),
+        frames.stride(1), frames.stride(2), n_frames, crop, sink,
+        scratch.mutable_data_ptr<uint8_t>(), stream);
+    CHECK_CUDA_LAUNCH("clip_preprocess", err);
   });
 }
 

@@ -3,10 +3,10 @@
 from .config import EXTENDED_RATIOS, SUPPORTED_RATIOS, VideoXLConfig
 from .api import VideoXL
 from .engine.stats import GenerationOutput
-from .errors import CheckpointError, MemoryFileError, MemoryPlanError
+from .errors import CheckpointError, EncodeCancelled, MemoryFileError, MemoryPlanError
 from .options import GenerationOptions
 from .video_memory import VideoMemory
 
 __all__ = ["VideoXL", "VideoMemory", "VideoXLConfig", "GenerationOutput", "GenerationOptions", "CheckpointError",
-           "MemoryFileError", "MemoryPlanError", "SUPPORTED_RATIOS", "EXTENDED_RATIOS"]
+           "EncodeCancelled", "MemoryFileError", "MemoryPlanError", "SUPPORTED_RATIOS", "EXTENDED_RATIOS"]
 __version__ = "0.1.0"

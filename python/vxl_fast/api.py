@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import Generator
 
 import torch
@@ -42,8 +43,9 @@ class VideoXL:
     """
 
     def __init__(self, config: VideoXLConfig, model: VideoXLModel, tokenizer, device: torch.device,
-                 dtype: torch.dtype):
+                 dtype: torch.dtype, path: str = "<random>"):
         self.config, self.tokenizer = config, tokenizer
+        self.path = path  # where the weights came from (the server names the model after it)
         self.runner = Runner(config, model, device, dtype)
 
     @property
@@ -76,7 +78,7 @@ class VideoXL:
         folder = resolve_checkpoint(path)
         cfg = VideoXLConfig.from_dir(folder)
         tokenizer = load_tokenizer(folder)
-        return cls(cfg, load_model(folder, cfg, dev, dt), tokenizer, dev, dt)
+        return cls(cfg, load_model(folder, cfg, dev, dt), tokenizer, dev, dt, str(folder))
 
     @classmethod
     def random(cls, config: VideoXLConfig | None = None, device: str | torch.device | None = None,
@@ -116,7 +118,7 @@ class VideoXL:
                fps: float | None = None, max_frames: int | None = None,
                sampling: str = "exact", compression_ratio: int | list[int] | str = 8,
                system: str | None = None, reserve_tokens: int = DEFAULT_RESERVE, progress: bool = False,
-               trace: bool = False) -> VideoMemory:
+               trace: bool = False, cancel: threading.Event | None = None) -> VideoMemory:
         """Compress a video into a :class:`VideoMemory` that answers any number of questions
         (:meth:`ask`, :meth:`chat`).
 
@@ -129,15 +131,16 @@ class VideoXL:
         not upstream's frames). Frames are decoded in the background, one window at a time,
         while the model compresses the previous window. ``system`` replaces the default system
         prompt. ``reserve_tokens`` KV slots are kept free for questions and answers (more are
-        allocated when a question needs them).
+        allocated when a question needs them). ``cancel`` (a ``threading.Event``), once set, stops
+        the encode before its next window with ``EncodeCancelled``.
         """
         _check_count("reserve_tokens", reserve_tokens, low=0)
         prefix = prefix_text(system)
         return self._encode(prefix, video, frames, images, num_frames, fps, max_frames, sampling,
-                            compression_ratio, reserve_tokens, progress, trace)
+                            compression_ratio, reserve_tokens, progress, trace, cancel)
 
     def _encode(self, prefix: str, video, frames, images, num_frames, fps, max_frames, sampling, ratio,
-                reserve_tokens: int, progress: bool, trace: bool) -> VideoMemory:
+                reserve_tokens: int, progress: bool, trace: bool, cancel=None) -> VideoMemory:
         ratios = parse_ratios(ratio, self.config.beacon.ratios)
         visual = None
         if video is not None or frames is not None or images is not None:
@@ -147,7 +150,7 @@ class VideoXL:
             raise ValueError("num_frames=, fps= and max_frames= need a visual input")
         with self.runner.lock, torch.inference_mode():
             state = compress.encode(self.runner, prefix, prefix_ids(self.tokenizer, prefix), ratios, visual,
-                                    reserve_tokens, progress, trace)
+                                    reserve_tokens, progress, trace, cancel)
         return VideoMemory(self, state)
 
     # ------------------------------------------------------------------ answering

@@ -55,14 +55,18 @@ def _parser() -> argparse.ArgumentParser:
     _add_encode_command(sub)
     _add_info_command(sub)
     _add_demo_command(sub)
+    from .server.cli import add_parser as add_serve_parser  # needs no server packages to import
+
+    add_serve_parser(sub)
     return parser
 
 
 def _add_question_commands(sub) -> None:
-    ask = sub.add_parser("ask", help="answer a question about a video (or an encoded memory)",
-                         usage="vxl-fast ask [VIDEO] QUESTION [options]", formatter_class=_HELP)
-    ask.add_argument("video", nargs="?", metavar="VIDEO", help="the video (omit with --memory)")
-    ask.add_argument("question", nargs="?", metavar="QUESTION", help="one question")
+    ask = sub.add_parser("ask", help="answer a question about a video, images (or an encoded memory)",
+                         usage="vxl-fast ask VIDEO QUESTION | IMAGE IMAGE [IMAGE ...] QUESTION | "
+                               "--memory FILE QUESTION [options]", formatter_class=_HELP)
+    ask.add_argument("inputs", nargs="+", metavar="INPUT",
+                     help="a video (or several images) then one question; only the question with --memory")
     _memory_option(ask)
     _model_options(ask)
     _video_options(ask)
@@ -71,7 +75,7 @@ def _add_question_commands(sub) -> None:
 
     chat = sub.add_parser("chat", help="a conversation about a video: one question per line",
                           formatter_class=_HELP)
-    chat.add_argument("video", nargs="?", metavar="VIDEO", help="the video (omit with --memory)")
+    chat.add_argument("video", nargs="*", metavar="VIDEO", help="the video, or several images (omit with --memory)")
     _memory_option(chat)
     _model_options(chat)
     _video_options(chat)
@@ -212,6 +216,14 @@ def _memory(args, model, video):
         return memory
     if video is None:
         raise ValueError("give a VIDEO or --memory FILE")
+    if isinstance(video, list):  # several images: each one frame of one visual span
+        if args.frames is not None or args.fps is not None or args.max_frames is not None or args.keyframes:
+            raise ValueError("--frames, --fps, --max-frames and --keyframes apply to a video, not to images")
+        ratio = DEFAULT_RATIO if args.ratio is None else args.ratio
+        _say(args, f"vxl-fast: encoding {len(video)} images (ratio {ratio})")
+        memory = model.encode(images=video, compression_ratio=ratio, progress=_progress(args))
+        _say(args, _describe(memory, encoded=True))
+        return memory
     frames = args.frames if args.fps is None else None
     if frames is None and args.fps is None:
         frames = args.default_frames
@@ -256,14 +268,22 @@ def _describe(memory, encoded: bool) -> str:
     return text
 
 
+def _media(paths: list[str]):
+    """One path is a video (or a folder or one image, as frames); several are images."""
+    if not paths:
+        return None
+    return paths[0] if len(paths) == 1 else list(paths)
+
+
 def _ask(args) -> int:
     from .prompt import check_question
 
-    if args.memory and args.question is not None:
+    *media, question = args.inputs
+    if args.memory and media:
         raise ValueError("give either VIDEO or --memory, not both")
-    video, question = (None, args.video) if args.memory else (args.video, args.question)
-    if question is None:
+    if not args.memory and not media:
         raise ValueError("give VIDEO and QUESTION (or --memory FILE and QUESTION)")
+    video = _media(media)
     check_question(question)
     options = _options(args)
     _check_video_options(args)
@@ -277,7 +297,7 @@ def _chat(args) -> int:
     options = _options(args)
     _check_video_options(args)
     model = _load(args)
-    memory = _memory(args, model, args.video)
+    memory = _memory(args, model, _media(args.video))
     _say(args, "Ask questions, one per line; an empty line or Ctrl-D ends.")
     chat = model.chat(memory)
     interactive = sys.stdin.isatty()

@@ -11,3 +11,7 @@ class MemoryPlanError(RuntimeError):
 
 class MemoryFileError(ValueError):
     """A memory file is missing, damaged, or was written for another model."""
+
+
+class EncodeCancelled(Exception):
+    """An encode was stopped through its ``cancel`` event before it finished."""

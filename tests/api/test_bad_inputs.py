@@ -99,6 +99,26 @@ def test_generate_refuses_before_any_work(tiny_model, no_compression, category, 
         tiny_model.generate(**kwargs)
 
 
+@needs_av
+@pytest.mark.parametrize("name, content, exc, match", [
+    ("missing.mp4", None, FileNotFoundError, "video file not found: .*missing.mp4"),
+    ("cut.mp4", "head", ValueError, "cannot read video .*cut.mp4"),
+    ("empty.mp4", b"", ValueError, "cannot read video .*empty.mp4"),
+    ("notes.mp4", b"this is not a video", ValueError, "cannot read video .*notes.mp4"),
+    ("folder", "dir", ValueError, "holds no image files"),
+], ids=["missing", "truncated", "empty", "text", "empty-folder"])
+def test_video_file_errors_before_any_work(tiny_model, no_compression, tmp_path, name, content, exc, match):
+    path = tmp_path / name
+    if content == "head":
+        path.write_bytes(VIDEO.read_bytes()[:5000])
+    elif content == "dir":
+        path.mkdir()
+    elif content is not None:
+        path.write_bytes(content)
+    with pytest.raises(exc, match=match):
+        tiny_model.generate(video=str(path), num_frames=4, prompt="q", max_new_tokens=2)
+
+
 @pytest.fixture(scope="module")
 def memory(tiny_model):
     return tiny_model.encode(frames=torch.zeros(3, 40, 40, 3, dtype=torch.uint8), compression_ratio=8)

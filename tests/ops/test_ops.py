@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from vxl_fast import _ext, ops
-from vxl_fast.ops import interleave_vst_ref, kv_discard_ref, vst_slots
+from vxl_fast.ops import interleave_vst_ref, kv_discard_ref, raw_slots, vst_slots
 
 needs_ext = pytest.mark.skipif(not _ext.available, reason=f"vxl_fast._C not loaded: {_ext.error}")
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
@@ -66,6 +66,16 @@ def test_interleave_vst_hand_examples(impl, n_raw, ratio, carry, expected):
     assert labels == expected
     _, slots = vst_slots(n_raw, ratio, carry)
     assert slots.tolist() == [j for j, label in enumerate(expected) if label == "V"]
+    assert raw_slots(n_raw, ratio, carry).tolist() == [j for j, label in enumerate(expected) if label != "V"]
+
+
+@pytest.mark.parametrize("n_raw", LENGTHS)
+def test_raw_slots_are_the_complement(n_raw):
+    for ratio, carry in RATIO_CARRY:
+        nb, slots = vst_slots(n_raw, ratio, carry)
+        rows = raw_slots(n_raw, ratio, carry)
+        assert rows.dtype == torch.int64 and rows.numel() == n_raw
+        assert sorted(rows.tolist() + slots.tolist()) == list(range(n_raw + nb)), (ratio, carry)
 
 
 def _raw_rows(n_raw: int, d: int, dtype: torch.dtype, device: str, layout: str) -> torch.Tensor:
@@ -412,8 +422,8 @@ def test_cuda_tensors_without_cuda_kernels_fall_back(monkeypatch):
     monkeypatch.setattr(ops, "_CUDA_KERNELS", frozenset())
     monkeypatch.setattr(ops, "_warned", False)
     with pytest.warns(RuntimeWarning, match=re.escape("vxl_fast._C was built without CUDA kernels")):
-        assert not ops._has_kernel("kv_discard", torch.device("cuda"))
-    assert ops._has_kernel("kv_discard", torch.device("cpu"))
+        assert not ops._has_kernel("kv_discard", torch.device("cuda"), torch.float32)
+    assert ops._has_kernel("kv_discard", torch.device("cpu"), torch.float32)
 
 
 @needs_ext

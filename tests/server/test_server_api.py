@@ -125,8 +125,6 @@ def test_image_request_same_as_ask(client, tiny_model):
     assert r.usage.vxl_fast["modality"] == "image" and r.usage.vxl_fast["image_tiles"] == expected.stats["image_tiles"]
 
 
-@pytest.mark.xfail(raises=openai.BadRequestError, strict=True,
-                   reason="VideoXL.encode(images=[...]) takes one image until the multi-image path lands")
 def test_multi_image_request_same_as_ask(client, tiny_model):
     imgs = [image(2), image(3, 320, 240)]
     content = [{"type": "image_url", "image_url": {"url": data_url(png(a), "image/png")}} for a in imgs]

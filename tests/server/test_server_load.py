@@ -116,6 +116,25 @@ def test_queue_overflow_429_and_disconnects_free_their_slots(tiny_model):
         live.close()
 
 
+def test_a_disconnect_stops_a_running_encode():
+    """The only client waiting for a long encode goes away: the encode stops at its next window."""
+    live = make_server(max_queue=4, max_tokens=64, max_frames=2000)
+    try:
+        with httpx.Client(timeout=120) as http:
+            with pytest.raises(httpx.ReadTimeout):  # 480 frames: 48 windows, many seconds on a CPU
+                http.post(f"{live.url}/v1/chat/completions", json=body(frames=480),
+                          timeout=httpx.Timeout(120, read=1.0))
+        wait_until(lambda: live.metric("vxl_encodes_cancelled_total") == 1, 120, "the encode to stop")
+        live.wait_idle()
+        assert live.metric("vxl_encodes_total") == 0
+        assert live.metric("vxl_memory_cache_entries", tier="device") == 0
+        r = live.client().chat.completions.create(model=NAME, messages=[video_message(QUESTIONS[0])],
+                                                  max_tokens=4, extra_body={"num_frames": 4})
+        assert r.choices[0].finish_reason in ("stop", "length")  # the device is free again
+    finally:
+        live.close()
+
+
 def test_shutdown_finishes_in_flight_requests():
     live = make_server(max_tokens=400)
     result = {}

@@ -6,8 +6,8 @@
 //     vertical:   v = clip8(2^21 + sum_j src[t, start[r] + j - origin, x, c] * weight[r, j])
 //     horizontal: v = clip8(2^21 + sum_j src[t, r, start[x] + j - origin, c] * weight[x, j])
 // and hands v to a sink: ToPixels stores it in a uint8 [T, rows, cols, 3] buffer for the second
-// pass, ToOutput normalises it and writes out[t, c, r, x] in the output dtype. The impl chains
-// one or two passes as the ClipPlan says.
+// pass, ToOutput normalises it and writes out[t, c, r, x] in the output dtype.
+// launch_clip_preprocess chains one or two passes as the ClipPlan says.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -94,9 +94,58 @@ __global__ void clip_pass_kernel(const ClipPassParams p, const Sink sink) {
 template <bool kVertical, typename Sink>
 cudaError_t launch_clip_pass(const ClipPassParams& p, const Sink& sink, cudaStream_t stream) {
   const int64_t blocks = std::min<int64_t>(p.n_frames * p.rows, kMaxBlocks);
-  clip_pass_kernel<kVertical, Sink>
-      <<<static_cast<unsigned>(blocks), threads_for(3 * p.cols), 0, stream>>>(p, sink);
+  const auto kernel = clip_pass_kernel<kVertical, Sink>;
+  VXL_LAUNCH(kernel, static_cast<unsigned>(blocks), threads_for(3 * p.cols), 0, stream)(p, sink);
   return cudaGetLastError();
+}
+
+// Bytes of the uint8 buffer that launch_clip_preprocess keeps between its two passes (0: one pass).
+inline int64_t clip_scratch_bytes(const ClipPlan& p, int64_t n_frames, int64_t crop) {
+  if (!p.horizontal) {
+    return 0;
+  }
+  return n_frames * crop * (p.vertical_first ? p.col1 - p.col0 : p.row1 - p.row0) * 3;
+}
+
+// The passes of `plan` over frames (t, r, x, c) at data[t * s_t + r * s_r + x * s_x + c], the
+// result handed to `sink`. horiz, vert: plan.horiz and plan.vert in device memory (horiz unused
+// without a horizontal pass); scratch: clip_scratch_bytes(plan, n_frames, crop) bytes of device
+// memory. Requires n_frames >= 1.
+template <typename Sink>
+cudaError_t launch_clip_preprocess(const ClipPlan& plan, const DeviceTaps& horiz,
+                                   const DeviceTaps& vert, const uint8_t* data, int64_t s_t,
+                                   int64_t s_r, int64_t s_x, int64_t n_frames, int64_t crop,
+                                   const Sink& sink, uint8_t* scratch, cudaStream_t stream) {
+  if (!plan.horizontal) {
+    const ClipPassParams vp{DevicePixels{data + plan.left * s_x, s_t, s_r, s_x}, 0, vert, n_frames,
+                            crop, crop};
+    return launch_clip_pass<true>(vp, sink, stream);
+  }
+  cudaError_t err = cudaSuccess;
+  if (plan.vertical_first) {
+    // source columns [col0, col1) of the crop rows, then the horizontal pass
+    const int64_t cols = plan.col1 - plan.col0;
+    const ClipPassParams vp{DevicePixels{data + plan.col0 * s_x, s_t, s_r, s_x}, 0, vert,
+                            n_frames, crop, cols};
+    err = launch_clip_pass<true>(vp, ToPixels{scratch, crop, cols}, stream);
+    if (err == cudaSuccess) {
+      const ClipPassParams hp{DevicePixels{scratch, crop * cols * 3, cols * 3, 3}, plan.col0,
+                              horiz, n_frames, crop, crop};
+      err = launch_clip_pass<false>(hp, sink, stream);
+    }
+  } else {
+    // the crop columns of source rows [row0, row1), then the vertical pass
+    const int64_t rows = plan.row1 - plan.row0;
+    const ClipPassParams hp{DevicePixels{data + plan.row0 * s_r, s_t, s_r, s_x}, 0, horiz,
+                            n_frames, rows, crop};
+    err = launch_clip_pass<false>(hp, ToPixels{scratch, rows, crop}, stream);
+    if (err == cudaSuccess) {
+      const ClipPassParams vp{DevicePixels{scratch, rows * crop * 3, crop * 3, 3}, plan.row0, vert,
+                              n_frames, crop, crop};
+      err = launch_clip_pass<true>(vp, sink, stream);
+    }
+  }
+  return err;
 }
 
 }  // namespace vxl_fast

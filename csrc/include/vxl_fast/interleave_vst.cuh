@@ -39,9 +39,10 @@ cudaError_t launch_interleave_vst_as(const void* raw, int64_t raw_row_stride_byt
                                      cudaStream_t stream) {
   const int64_t units = row_bytes / static_cast<int64_t>(sizeof(Unit));
   const int64_t blocks = std::min<int64_t>(n_out, kMaxBlocks);
-  interleave_vst_kernel<Unit><<<static_cast<unsigned>(blocks), threads_for(units), 0, stream>>>(
-      static_cast<const char*>(raw), raw_row_stride_bytes, static_cast<const Unit*>(vst),
-      static_cast<Unit*>(out), n_out, units, ratio, carry);
+  VXL_LAUNCH(interleave_vst_kernel<Unit>, static_cast<unsigned>(blocks), threads_for(units), 0,
+             stream)(static_cast<const char*>(raw), raw_row_stride_bytes,
+                     static_cast<const Unit*>(vst), static_cast<Unit*>(out), n_out, units, ratio,
+                     carry);
   return cudaGetLastError();
 }
 

@@ -62,7 +62,7 @@ __global__ void kv_discard_kernel(const KvDiscardParams<T> p) {
 template <typename T>
 cudaError_t launch_kv_discard(const KvDiscardParams<T>& p, cudaStream_t stream) {
   const dim3 grid(static_cast<unsigned>(p.nb), static_cast<unsigned>(p.heads));
-  kv_discard_kernel<T><<<grid, threads_for(p.half), 0, stream>>>(p);
+  VXL_LAUNCH(kv_discard_kernel<T>, grid, threads_for(p.half), 0, stream)(p);
   return cudaGetLastError();
 }
 

@@ -7,16 +7,17 @@ extended (live input), saved and restored without a model inside it.
 from __future__ import annotations
 
 import copy
+import threading
 import time
 
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import EncodeCancelled
 from ..memory.kv import KVCache
 from ..memory.plan import VisualWindow, next_window, plan_windows
 from ..memory.state import MemoryState
-from ..video.inputs import VisualInput, VisualSource, frames_source
-from ..video.preprocess import check_frames
+from ..video.inputs import VisualInput, VisualSource, frames_source, read_frames
 from .runner import VISION_BATCH, Runner
 from .vision import VisualStream
 
@@ -31,8 +32,10 @@ def new_state(runner: Runner, prefix_text: str, prefix_ids: list[int], ratios: t
 
 
 def encode(runner: Runner, prefix_text: str, prefix_ids: list[int], ratios: tuple[int, ...],
-           visual: VisualInput | None, reserve_tokens: int, progress: bool, trace: bool) -> MemoryState:
-    """Compress ``visual`` (None: an empty memory to append to) after the sink ``prefix_ids``."""
+           visual: VisualInput | None, reserve_tokens: int, progress: bool, trace: bool,
+           cancel: threading.Event | None = None) -> MemoryState:
+    """Compress ``visual`` (None: an empty memory to append to) after the sink ``prefix_ids``.
+    ``cancel``, once set, stops the encode before its next piece (``EncodeCancelled``)."""
     cfg = runner.config
     t0 = time.perf_counter()
     capacity = len(prefix_ids) + reserve_tokens
@@ -50,6 +53,8 @@ def encode(runner: Runner, prefix_text: str, prefix_ids: list[int], ratios: tupl
     per_window = max(1, cfg.beacon.window // cfg.tokens_per_frame)
     with tqdm(total=visual.count, desc="encoding", unit="frame", disable=not progress, leave=False) as bar:
         for source in visual.sources(per_window):
+            if cancel is not None and cancel.is_set():
+                raise EncodeCancelled(f"the encode was cancelled after {state.frames} of {visual.count} frames")
             ingest(runner, state, source)
             bar.update(source.count)
     flush(runner, state)
@@ -57,16 +62,17 @@ def encode(runner: Runner, prefix_text: str, prefix_ids: list[int], ratios: tupl
 
 
 def append(runner: Runner, state: MemoryState, frames, timestamps, progress: bool) -> None:
-    """Add frames uint8 [T, H, W, 3]; every window they complete is compressed now."""
+    """Add frames uint8 [T, H, W, 3] (or a list of images of any sizes); every window they
+    complete is compressed now."""
     if len(state.ratios) > 1:
         raise ValueError("live input (append) needs a single compression ratio")
-    frames = check_frames(frames)
-    if timestamps is not None and len(timestamps) != frames.shape[0]:
-        raise ValueError(f"{len(timestamps)} timestamps for {frames.shape[0]} frames")
+    frames = read_frames(frames)
+    if timestamps is not None and len(timestamps) != len(frames):
+        raise ValueError(f"{len(timestamps)} timestamps for {len(frames)} frames")
     if (timestamps is None) != (state.timestamps is None) and state.frames:
         raise ValueError("give timestamps for every appended piece or for none")
     source = frames_source(frames, runner.config, None if timestamps is None else list(timestamps))
-    with tqdm(total=frames.shape[0], desc="encoding", unit="frame", disable=not progress, leave=False) as bar:
+    with tqdm(total=len(frames), desc="encoding", unit="frame", disable=not progress, leave=False) as bar:
         ingest(runner, state, source)
         bar.update(source.count)
 

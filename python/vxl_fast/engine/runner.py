@@ -99,7 +99,7 @@ class Runner:
             return None
         n = len(ids)
         start = cache.reserve(n)
-        x = self.model.llm.embed_tokens(torch.tensor(ids, device=self.device))
+        x = self.model.llm.embed_tokens(torch.tensor(ids).to(self.device, non_blocking=True))
         hidden = self.model.llm(x, WindowStep(cache, self.rope, self.attention, n, start))
         cache.length += n
         record_step(trace, cache, kind, n, 0, start, None, None)
@@ -112,10 +112,8 @@ class Runner:
         x = ops.interleave_vst(raw, vst, w.ratio, w.carry)
         nb, vst_index = ops.vst_slots(w.n_raw, w.ratio, w.carry)
         assert nb == w.n_vst and x.shape[0] == w.rows, "window plan and interleave disagree"
-        vst_index = vst_index.to(self.device)
-        is_vst = torch.zeros(w.rows, dtype=torch.bool, device=self.device)
-        is_vst[vst_index] = True
-        raw_index = torch.nonzero(~is_vst).squeeze(1)
+        vst_index = vst_index.to(self.device, non_blocking=True)
+        raw_index = ops.raw_slots(w.n_raw, w.ratio, w.carry).to(self.device, non_blocking=True)
         start = cache.reserve(nb)
         self.model.llm(x, WindowStep(cache, self.rope, self.attention, w.rows, start, scratch, vst_index, raw_index))
         cache.length += nb

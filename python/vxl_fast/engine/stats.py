@@ -27,6 +27,7 @@ class AnswerStats:
     modality: str
     frames: int
     image_tiles: int
+    images: int
     visual_tokens: int
     windows: int
     vsts: int
@@ -56,7 +57,8 @@ class AnswerStats:
         count = state.frames
         return cls(
             modality=state.modality, frames=count if state.modality == "video" else 0,
-            image_tiles=count if state.modality == "image" else 0, visual_tokens=state.visual_tokens,
+            image_tiles=count if state.modality == "image" else 0, images=count if state.modality == "images" else 0,
+            visual_tokens=state.visual_tokens,
             windows=len(state.windows) + len(extra), vsts=state.num_vsts + sum(extra),
             vst_per_window=[w.n_vst for w in state.windows] + extra,
             compression_ratios=sorted({w.ratio for w in state.windows}) or list(state.ratios),

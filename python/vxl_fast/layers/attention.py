@@ -18,9 +18,16 @@ AttentionBackend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Ten
 
 
 def select_backend(device: torch.device, dtype: torch.dtype) -> AttentionBackend:
-    """The attention implementation for ``device`` and ``dtype`` (chosen once, by the runner)."""
+    """The attention implementation for ``device`` and ``dtype`` (chosen once, by the runner).
+
+    CPU: the split algorithm over PyTorch's CPU flash kernel. CUDA in bf16/fp16: the split
+    algorithm over the fused flash-attention kernel (4-D contiguous inputs, no mask tensor), so
+    no score matrix is ever materialised. CUDA in fp32 (the goldens' dtype): one masked SDPA call.
+    """
     if device.type == "cpu":
         return split_attention_cpu
+    if device.type == "cuda" and dtype in (torch.float16, torch.bfloat16):
+        return split_attention_cuda
     return masked_attention
 
 
@@ -29,28 +36,52 @@ def window_attention(q, k_mem, v_mem, k_win, v_win) -> torch.Tensor:
     return select_backend(q.device, q.dtype)(q, k_mem, v_mem, k_win, v_win)
 
 
-def split_attention_cpu(q, k_mem, v_mem, k_win, v_win) -> torch.Tensor:
+def _flash_cpu(q, k, v, causal):
+    # NOTE: the public SDPA does not return the log-sum-exp needed to merge segments; this aten op
+    # is its CPU flash kernel (q, k, v: [B, heads, len, d]) → (out, lse [B, heads, len]).
+    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, causal)
+    return out, lse
+
+
+def _flash_cuda(q, k, v, causal):
+    # The fused FlashAttention-2 kernel behind SDPA, called directly for its log-sum-exp.
+    assert q.dim() == k.dim() == v.dim() == 4 and q.dtype in (torch.float16, torch.bfloat16), \
+        "flash attention needs 4-D bf16/fp16 inputs"
+    assert q.is_contiguous() and k.is_contiguous() and v.is_contiguous(), "flash attention needs contiguous inputs"
+    out, lse = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, 0.0, causal)[:2]
+    return out, lse
+
+
+def split_attention(flash, q, k_mem, v_mem, k_win, v_win) -> torch.Tensor:
     """The two key segments run separately and are merged by their log-sum-exp, so neither the
-    concatenated keys nor a mask are materialised."""
+    concatenated keys nor a mask are materialised. ``flash(q, k, v, causal)`` takes 4-D
+    [B, heads, len, d] tensors with as many K/V heads as query heads and returns (out, lse)."""
     h, n, d = q.shape
     hkv, m = k_mem.shape[:2]
     g = h // hkv
-    # NOTE: the public SDPA does not return the log-sum-exp needed to merge segments; this aten
-    # op is its CPU flash kernel (q, k, v: [B, heads, len, d]) → (out, lse [B, heads, len]).
-    flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
-    qg = q.view(hkv, g, n, d)
-    out, lse = flash(qg.transpose(0, 1), k_win.expand(g, -1, -1, -1), v_win.expand(g, -1, -1, -1),
-                     0.0, True)
+    qg = q.reshape(hkv, g, n, d)
+    # The window is causal: each query head against its KV head's window keys (a small copy).
+    out, lse = flash(qg.transpose(0, 1).contiguous(), k_win.expand(g, -1, -1, -1).contiguous(),
+                     v_win.expand(g, -1, -1, -1).contiguous(), True)
     out, lse = out.transpose(0, 1), lse.transpose(0, 1)  # [Hkv, g, n, d], [Hkv, g, n]
     if m:
-        # Every query sees all of the memory: fold a KV head's g query heads into one sequence.
-        out_m, lse_m = flash(qg.reshape(1, hkv, g * n, d), k_mem.unsqueeze(0), v_mem.unsqueeze(0),
-                             0.0, False)
+        # Every query sees all of the memory: fold a KV head's g query heads into one sequence,
+        # so the memory's K/V are read once per KV head and never repeated.
+        out_m, lse_m = flash(qg.reshape(1, hkv, g * n, d).contiguous(), k_mem.unsqueeze(0).contiguous(),
+                             v_mem.unsqueeze(0).contiguous(), False)
         out_m, lse_m = out_m.view(hkv, g, n, d), lse_m.view(hkv, g, n)
         total = torch.logaddexp(lse, lse_m)
         out = (out.float() * torch.exp(lse - total).unsqueeze(-1)
                + out_m.float() * torch.exp(lse_m - total).unsqueeze(-1)).to(q.dtype)
     return out.reshape(h, n, d).transpose(0, 1)
+
+
+def split_attention_cpu(q, k_mem, v_mem, k_win, v_win) -> torch.Tensor:
+    return split_attention(_flash_cpu, q, k_mem, v_mem, k_win, v_win)
+
+
+def split_attention_cuda(q, k_mem, v_mem, k_win, v_win) -> torch.Tensor:
+    return split_attention(_flash_cuda, q, k_mem, v_mem, k_win, v_win)
 
 
 def masked_attention(q, k_mem, v_mem, k_win, v_win) -> torch.Tensor:

@@ -35,7 +35,7 @@ class MemoryState:
     prefix_text: str  # the prompt text before the visual input
     prefix_ids: list[int]
     ratios: tuple[int, ...]
-    modality: str  # "video" or "image"
+    modality: str  # "video", "image" (one image's anyres tiles) or "images" (several, one frame each)
     windows: list[VisualWindow] = field(default_factory=list)
     pending: torch.Tensor | None = None  # [n, D] visual tokens of the incomplete window
     frames: int = 0  # frames (or image tiles) ingested

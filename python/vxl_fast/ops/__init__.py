@@ -1,8 +1,9 @@
 """Custom ops: thin wrappers over ``torch.ops.vxl_fast``, with pure-PyTorch fallbacks.
 
 Each wrapper runs the compiled kernel for the tensors' device when the extension provides one
-(CPU always, CUDA when built with CUDA), else its reference twin from ``reference.py``, warning
-once per process about the fallback. Shapes and formulas are in the wrappers' docstrings.
+(CPU always, CUDA when built with CUDA) and ``selfcheck`` allows it (``VXL_KERNELS``; a CUDA
+kernel is checked against its twin at first use), else its reference twin from ``reference.py``,
+warning once per process about a missing extension. Shapes and formulas are in the wrappers' docstrings.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from collections.abc import Sequence
 import torch
 
 from .. import _ext
+from . import selfcheck
 from .reference import clip_preprocess_ref, interleave_vst_ref, kv_discard_ref
 
-__all__ = ["clip_preprocess", "interleave_vst", "kv_discard", "vst_slots", "clip_preprocess_ref",
+__all__ = ["clip_preprocess", "interleave_vst", "kv_discard", "vst_slots", "raw_slots", "clip_preprocess_ref",
            "interleave_vst_ref", "kv_discard_ref", "reference_only"]
 
 # NOTE: looked up once, so that torch.compile sees a constant rather than a dispatcher query.
@@ -39,8 +41,9 @@ def reference_only():
         _use_kernels = previous
 
 
-def _has_kernel(name: str, device: torch.device) -> bool:
-    """Whether ``vxl_fast::<name>`` can run on ``device`` (warns once per process if not)."""
+def _has_kernel(name: str, device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether ``vxl_fast::<name>`` runs on ``device`` for ``dtype``: built for the device and
+    allowed by ``selfcheck`` (VXL_KERNELS; warns once per process if the extension is missing)."""
     global _warned
     if not _use_kernels:
         return False
@@ -49,7 +52,7 @@ def _has_kernel(name: str, device: torch.device) -> bool:
     elif device.type == "cuda" and name not in _CUDA_KERNELS:
         reason = f"vxl_fast._C was built without CUDA kernels; {_ext.REBUILD_HINT}"
     else:
-        return True
+        return selfcheck.kernel_enabled(name, device, dtype)
     if not _warned:
         _warned = True
         warnings.warn(f"vxl_fast ops fall back to the pure-PyTorch reference: {reason}",
@@ -73,6 +76,16 @@ def vst_slots(n_raw: int, ratio: int, carry: int) -> tuple[int, torch.Tensor]:
     return nb, torch.arange(nb, dtype=torch.int64) * (ratio + 1) + (ratio - carry)
 
 
+def raw_slots(n_raw: int, ratio: int, carry: int) -> torch.Tensor:
+    """The rows of ``interleave_vst``'s output that hold raw tokens: a CPU int64 tensor [n_raw],
+    every row of the window that ``vst_slots`` does not name, in order (computed on the host, so
+    no device synchronisation is needed to find them)."""
+    nb, _ = vst_slots(n_raw, ratio, carry)
+    first, step = ratio - carry, ratio + 1
+    rows = [j for j in range(n_raw + nb) if j < first or (j - first) % step or (j - first) // step >= nb]
+    return torch.tensor(rows, dtype=torch.int64)
+
+
 def clip_preprocess(frames: torch.Tensor, size: int, crop: int, mean: Sequence[float],
                     std: Sequence[float], dtype: torch.dtype = torch.float32,
                     out: torch.Tensor | None = None) -> torch.Tensor:
@@ -94,7 +107,7 @@ def clip_preprocess(frames: torch.Tensor, size: int, crop: int, mean: Sequence[f
     y cast to out's dtype into it and returns it (``dtype`` is then ignored). Only the pixels of the
     crop window are resampled.
     """
-    if _has_kernel("clip_preprocess", frames.device):
+    if _has_kernel("clip_preprocess", frames.device, dtype if out is None else out.dtype):
         mean, std = [float(m) for m in mean], [float(s) for s in std]
         if out is None:
             return torch.ops.vxl_fast.clip_preprocess(frames, size, crop, mean, std, dtype)
@@ -113,7 +126,7 @@ def interleave_vst(raw: torch.Tensor, vst: torch.Tensor, ratio: int, carry: int)
     (see ``vst_slots``), and the raw rows fill the other slots in order. With carry 0:
     ratio raw rows, a VST, ratio raw rows, a VST, ..., then the < ratio leftover raw rows.
     """
-    if _has_kernel("interleave_vst", raw.device):
+    if _has_kernel("interleave_vst", raw.device, raw.dtype):
         return torch.ops.vxl_fast.interleave_vst(raw, vst, ratio, carry)
     return interleave_vst_ref(raw, vst, ratio, carry)
 
@@ -137,7 +150,7 @@ def kv_discard(cache_k: torch.Tensor, cache_v: torch.Tensor, scratch_k: torch.Te
     (x * cos + rotate_half(x) * sin in float32, cast once to the cache dtype); then scratch_k and
     scratch_v are zero-filled. The CUDA kernel does not check the values of vst_index.
     """
-    if _has_kernel("kv_discard", cache_k.device):
+    if _has_kernel("kv_discard", cache_k.device, cache_k.dtype):
         torch.ops.vxl_fast.kv_discard(cache_k, cache_v, scratch_k, scratch_v, vst_index, cos, sin, dst)
     else:
         kv_discard_ref(cache_k, cache_v, scratch_k, scratch_v, vst_index, cos, sin, dst)

@@ -10,7 +10,7 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from ..memory.video_memory import VideoMemory
+from ..video_memory import VideoMemory
 
 
 class MemoryCache:

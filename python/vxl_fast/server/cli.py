@@ -62,7 +62,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     """Load the model and serve until interrupted."""
-    from ..engine import VideoXL
+    from ..api import VideoXL
     from .options import ServeOptions
 
     try:

@@ -14,6 +14,7 @@ COUNTERS = {
     "vxl_memory_cache_disk_hits_total": "Requests whose video memory was loaded back from the cache folder.",
     "vxl_memory_cache_misses_total": "Requests whose video was decoded and encoded.",
     "vxl_encodes_total": "Videos (or images) encoded into memories.",
+    "vxl_encodes_cancelled_total": "Encodes stopped because every client waiting for them went away.",
     "vxl_encode_seconds_total": "Seconds spent decoding and encoding videos.",
     "vxl_prefill_seconds_total": "Seconds spent on question prefill.",
     "vxl_decode_seconds_total": "Seconds spent generating tokens.",

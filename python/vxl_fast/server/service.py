@@ -14,7 +14,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import MemoryPlanError
+from ..errors import EncodeCancelled, MemoryPlanError
 from .cache import MemoryCache
 from .media import Media, MediaResolver
 from .metrics import Metrics
@@ -67,6 +67,7 @@ class Answer:
 @dataclass
 class _Encode:
     job: Future
+    cancel: threading.Event
     waiters: int = 0
 
 
@@ -101,7 +102,8 @@ class Service:
             return memory, {"cache": "hit", "encode_s": 0.0}
         entry = self._inflight.get(key)
         if entry is None or entry.job.cancelled():
-            entry = _Encode(self.worker.submit(self._encode_job, key, media, knobs, conv.system))
+            cancel = threading.Event()
+            entry = _Encode(self.worker.submit(self._encode_job, key, media, knobs, conv.system, cancel), cancel)
             self._inflight[key] = entry
             loop = asyncio.get_running_loop()
             entry.job.add_done_callback(lambda _: _call_soon(loop, self._forget, key, entry))
@@ -113,8 +115,9 @@ class Service:
             # NOTE: shielded, so that one waiter's disconnect does not cancel the others' encode.
             memory, tier, seconds = await asyncio.shield(asyncio.wrap_future(entry.job))
         except asyncio.CancelledError:
-            if entry.waiters == 1:
-                entry.job.cancel()  # nobody else waits: a queued encode never starts
+            if entry.waiters == 1:  # nobody else waits: a queued encode never starts, a running one stops
+                entry.cancel.set()
+                entry.job.cancel()
             raise
         except _ENGINE_ERRORS as e:
             raise APIError(400, str(e)) from None
@@ -145,15 +148,20 @@ class Service:
                 knobs["max_frames"] = self.options.max_frames
         return knobs
 
-    def _encode_job(self, key: str, media: list[Media], knobs: dict, system: str | None):
-        """Device thread: the memory from the cache folder, or decoded and encoded now."""
+    def _encode_job(self, key: str, media: list[Media], knobs: dict, system: str | None,
+                    cancel: threading.Event):
+        """Device thread: the memory from the cache folder, or decoded and encoded now (until
+        ``cancel`` is set: the last client waiting for it went away)."""
         memory = self.cache.load(key, self.model) if self.cache.on_disk(key) else None
         if memory is not None:
             return memory, "disk", 0.0
         t0 = time.perf_counter()
         with self._visual(media) as (visual, tmp):
             try:
-                memory = self.model.encode(**visual, **knobs, system=system)
+                memory = self.model.encode(**visual, **knobs, system=system, cancel=cancel)
+            except EncodeCancelled:
+                self.metrics.inc("vxl_encodes_cancelled_total")
+                raise
             except _ENGINE_ERRORS as e:
                 if tmp is None:
                     raise

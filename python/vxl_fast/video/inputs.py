@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -31,13 +32,30 @@ class VisualSource:
     timestamps: list[float] | None = None
 
 
-def frames_source(frames: torch.Tensor, cfg: VideoXLConfig, timestamps: list[float] | None = None) -> VisualSource:
-    """Video frames uint8 [T, H, W, 3] as a source of CLIP pixels."""
-    return VisualSource(frames.shape[0], lambda i, j: clip_preprocess(frames[i:j], cfg.vision), timestamps)
+def frames_source(frames: torch.Tensor | list[torch.Tensor], cfg: VideoXLConfig,
+                  timestamps: list[float] | None = None) -> VisualSource:
+    """Frames as a source of CLIP pixels: uint8 [T, H, W, 3], or a list of uint8 [H, W, 3] images of
+    any sizes, each preprocessed on its own like a video frame (batched by size, same pixels)."""
+    if isinstance(frames, torch.Tensor):
+        return VisualSource(frames.shape[0], lambda i, j: clip_preprocess(frames[i:j], cfg.vision), timestamps)
+    return VisualSource(len(frames), lambda i, j: _preprocess_mixed(frames[i:j], cfg), timestamps)
+
+
+def _preprocess_mixed(images: list[torch.Tensor], cfg: VideoXLConfig) -> torch.Tensor:
+    by_size: dict[tuple[int, ...], list[int]] = {}
+    for k, image in enumerate(images):
+        by_size.setdefault(tuple(image.shape), []).append(k)
+    out = None
+    for rows in by_size.values():
+        pixels = clip_preprocess(torch.stack([images[k] for k in rows]), cfg.vision)
+        if out is None:
+            out = pixels.new_empty((len(images), *pixels.shape[1:]))
+        out[rows] = pixels
+    return out
 
 
 class VisualInput:
-    """What a request encodes: ``modality`` ("video" or "image"), ``count`` items (None for a live
+    """What a request encodes: ``modality`` ("video", "image" or "images"), ``count`` items (None for a live
     iterator) and the pieces they come in."""
 
     def __init__(self, modality: str, count: int | None, pieces: Callable[[int], Iterator[VisualSource]]):
@@ -71,19 +89,48 @@ def visual_input(cfg: VideoXLConfig, *, frames=None, video=None, images=None, nu
         path = Path(video)
         if not path.is_dir() and path.suffix.lower() not in IMAGE_SUFFIXES:
             raise ValueError("video= needs num_frames= (how many frames to sample) or fps=")
-    feed = open_video(video, num_frames, fps, max_frames, sampling)
+    feed = open_video(video, num_frames, fps, max_frames, sampling, mixed_sizes=True)
     return VisualInput("video", feed.count, lambda n: (
         frames_source(chunk, cfg, timestamps) for chunk, timestamps in feed.chunks(n)))
 
 
 def _image_input(images, cfg: VideoXLConfig) -> VisualInput:
-    """One image on upstream's anyres path: its grid tiles (the base tile is dropped by unires)."""
+    """One image: upstream's anyres path, its grid tiles (the base tile is dropped by unires).
+    Several images: each preprocessed on its own like a video frame (144 tokens each), in the
+    given order, one visual span compressed like a video."""
     if isinstance(images, (list, tuple)):
-        if len(images) != 1:
-            raise ValueError(
-                f"images= takes a single image (got {len(images)}); pass several frames as frames= "
-                "to use the video path")
+        if not images:
+            raise ValueError("images= is an empty list: zero images given")
+        if len(images) > 1:
+            return _multi_image_input(images, cfg)
         images = images[0]
-    tiles = anyres_tiles(Image.fromarray(read_image(images)), cfg.image_grid_pinpoints, cfg.vision.image_size)
+    tiles = anyres_tiles(Image.fromarray(_read(images, "the image")), cfg.image_grid_pinpoints,
+                         cfg.vision.image_size)
     pixels = lambda i, j: torch.stack([clip_preprocess_image(t, cfg.vision) for t in tiles[i:j]])  # noqa: E731
     return VisualInput("image", len(tiles), lambda n: iter([VisualSource(len(tiles), pixels)]))
+
+
+def _multi_image_input(images, cfg: VideoXLConfig) -> VisualInput:
+    frames = [torch.from_numpy(np.ascontiguousarray(_read(image, f"images[{i}]"))) for i, image in enumerate(images)]
+    per = lambda n: (frames_source(frames[i:i + n], cfg) for i in range(0, len(frames), n))  # noqa: E731
+    return VisualInput("images", len(frames), per)
+
+
+def read_frames(frames) -> torch.Tensor | list[torch.Tensor]:
+    """Frames fed to a live memory: uint8 [T, H, W, 3], or a list of images (any sizes)."""
+    if isinstance(frames, (list, tuple)):
+        if not frames:
+            raise ValueError("the list of images is empty: zero images given")
+        return [torch.from_numpy(np.ascontiguousarray(_read(f, f"images[{i}]"))) for i, f in enumerate(frames)]
+    return check_frames(frames)
+
+
+def _read(image, where: str) -> np.ndarray:
+    """One image as RGB uint8 [H, W, 3]; an empty one is named."""
+    try:
+        rgb = read_image(image)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"{where}: {e}") from None
+    if rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise ValueError(f"{where} is empty ({rgb.shape[1]}x{rgb.shape[0]} pixels)")
+    return rgb if rgb.flags.writeable else rgb.copy()

@@ -98,12 +98,12 @@ class VideoSource:
             thread.join(timeout=10)
 
     def _chunk(self, batch: list[np.ndarray], start: int, pin: bool):
-        sizes = {f.shape for f in batch}
-        if len(sizes) > 1:
-            raise ValueError(f"frames have different sizes {sorted(sizes)}; all frames must share one size")
-        frames = torch.from_numpy(np.stack(batch))
-        if pin:
-            frames = frames.pin_memory()
+        if len({f.shape for f in batch}) > 1:  # images of several sizes: one tensor each
+            frames = [torch.from_numpy(np.ascontiguousarray(f)) for f in batch]
+        else:
+            frames = torch.from_numpy(np.stack(batch))
+            if pin:
+                frames = frames.pin_memory()
         ts = None if self.timestamps is None else self.timestamps[start:start + len(batch)]
         return frames, ts
 
@@ -127,7 +127,7 @@ def load_video(source, num_frames: int | None = None, fps: float | None = None,
 
 def open_video(source, num_frames: int | None = None, fps: float | None = None,
                max_frames: int | None = None, sampling: str = "exact", strategy: str = "hybrid",
-               progress: Callable[[int], None] | None = None) -> VideoSource:
+               progress: Callable[[int], None] | None = None, mixed_sizes: bool = False) -> VideoSource:
     """Plan reading ``source``.
 
     ``num_frames``: upstream's uniform rule ``linspace(0, T-1, N, dtype=int)``; when the source
@@ -136,6 +136,8 @@ def open_video(source, num_frames: int | None = None, fps: float | None = None,
     ``sampling="keyframe"`` (files only) moves each sampled frame to its nearest keyframe,
     which decodes much faster but deviates from upstream; the timestamps say which frames were
     taken. ``strategy`` picks how a file is decoded (``hybrid``, ``seek``, ``sequential``).
+    ``mixed_sizes`` lets a folder or list of images hold images of several sizes (chunks of mixed
+    sizes are then lists of [H, W, 3] tensors); otherwise they must share one size.
     """
     if sampling not in SAMPLING:
         raise ValueError(f"unknown sampling {sampling!r}; use 'exact' or 'keyframe'")
@@ -155,20 +157,20 @@ def open_video(source, num_frames: int | None = None, fps: float | None = None,
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.is_dir():
-            return _images_source(_folder_images(path), num_frames, fps, sampling, where=str(path))
+            return _images_source(_folder_images(path), num_frames, fps, sampling, str(path), mixed_sizes)
         if path.suffix.lower() in IMAGE_SUFFIXES and path.exists():
-            return _images_source([path], num_frames, fps, sampling, where=str(path))
+            return _images_source([path], num_frames, fps, sampling, str(path), mixed_sizes)
         return _file_source(path, num_frames, fps, max_frames, sampling, strategy, progress)
     if sampling != "exact":
         raise ValueError("sampling='keyframe' needs a video file")
     if isinstance(source, Image.Image):
-        return _images_source([source], num_frames, fps, sampling, where="the image")
+        return _images_source([source], num_frames, fps, sampling, "the image", mixed_sizes)
     if isinstance(source, (torch.Tensor, np.ndarray)):
         return _array_source(source, num_frames, fps)
     if isinstance(source, (list, tuple)):
         if not source:
             raise ValueError("the list of frames is empty: zero frames given")
-        return _images_source(list(source), num_frames, fps, sampling, where="the list")
+        return _images_source(list(source), num_frames, fps, sampling, "the list", mixed_sizes)
     if hasattr(source, "__iter__") or hasattr(source, "__next__"):
         if num_frames is not None or fps is not None:
             raise ValueError("an iterator of frames is taken as it comes; num_frames= and fps= do not apply")
@@ -219,7 +221,7 @@ def _natural_key(path: Path):
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
 
 
-def _images_source(images: list, num_frames, fps, sampling, where: str) -> VideoSource:
+def _images_source(images: list, num_frames, fps, sampling, where: str, mixed_sizes: bool) -> VideoSource:
     if fps is not None:
         raise ValueError(f"fps= needs a video file; {where} has no frame rate (use num_frames=)")
     if sampling != "exact":
@@ -230,7 +232,7 @@ def _images_source(images: list, num_frames, fps, sampling, where: str) -> Video
     def produce():
         for i in indices.tolist():
             frame = first if i == 0 else read_image(images[i])
-            if frame.shape != first.shape:
+            if frame.shape != first.shape and not mixed_sizes:
                 raise ValueError(f"{where} mixes image sizes: {_name(images[i])} is {frame.shape[1]}x"
                                  f"{frame.shape[0]}, {_name(images[0])} is {first.shape[1]}x{first.shape[0]}")
             yield frame

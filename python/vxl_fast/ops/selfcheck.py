@@ -1,0 +1,141 @@
+"""First-contact self-check of the compiled ops: before a custom op first runs on a CUDA device for
+a dtype, it runs once on a small input and is compared with its reference twin (a few ms, once
+per process, op, device and dtype). An op that disagrees, or raises, is disabled there with one
+warning naming it, and the wrappers in ``ops/__init__.py`` take the reference path instead.
+
+``VXL_KERNELS`` (read at import) sets the policy:
+
+- ``check`` (default): the self-check above;
+- ``trust``: run the compiled ops without checking them;
+- ``off``: never run the compiled ops; the pure-PyTorch reference everywhere.
+
+The CPU impls are not checked here (CI tests them); ``CHECKED_DEVICE_TYPES`` lists the device
+types that are. NOTE: the check allocates and synchronises, so the first call for an (op, device,
+dtype) must not happen inside CUDA graph capture; a warm-up run before capture makes that call.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+
+import torch
+
+from .reference import clip_preprocess_ref, interleave_vst_ref, kv_discard_ref
+
+MODES = ("off", "check", "trust")
+
+
+def _mode_from_env() -> str:
+    value = os.environ.get("VXL_KERNELS", "check").strip().lower() or "check"
+    if value not in MODES:
+        raise ValueError(f"VXL_KERNELS must be one of off, check or trust, got {value!r}.")
+    return value
+
+
+MODE = _mode_from_env()
+CHECKED_DEVICE_TYPES = frozenset({"cuda"})
+# (op, device, dtype) -> whether the compiled op agreed with its reference twin there
+_verdicts: dict[tuple[str, torch.device, torch.dtype], bool] = {}
+
+
+def kernel_enabled(name: str, device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether the compiled op ``name`` may run on ``device`` for ``dtype`` under ``MODE``; in
+    check mode the first call for a checked device type runs ``check_op`` (warning if it fails)."""
+    if MODE == "off":
+        return False
+    if MODE == "trust" or device.type not in CHECKED_DEVICE_TYPES:
+        return True
+    key = (name, device, dtype)
+    if key not in _verdicts:
+        problem = check_op(name, device, dtype)
+        _verdicts[key] = problem is None
+        if problem is not None:
+            warnings.warn(f"vxl_fast: the {name} kernel failed its self-check on {device} for {dtype} "
+                          f"({problem}); {name} uses the pure-PyTorch reference there "
+                          f"(VXL_KERNELS=trust skips the check).", RuntimeWarning, stacklevel=4)
+    return _verdicts[key]
+
+
+def check_op(name: str, device: torch.device, dtype: torch.dtype) -> str | None:
+    """Runs ``torch.ops.vxl_fast.<name>`` (and its ``_out`` variant) once on a small input on
+    ``device`` in ``dtype`` and compares it with the reference twin: None if they agree, else
+    what differed (or what the op raised)."""
+    try:
+        return _CHECKS[name](device, dtype)
+    except Exception as exc:  # noqa: BLE001 - a kernel that raises is as broken as a wrong one
+        return f"it raised {type(exc).__name__}: {exc}"
+
+
+def _inputs_generator() -> torch.Generator:
+    return torch.Generator().manual_seed(20261201)
+
+
+def _differ_exactly(what: str, got: torch.Tensor, want: torch.Tensor) -> str | None:
+    if got.shape != want.shape:
+        return f"{what} has shape {list(got.shape)}, expected {list(want.shape)}"
+    diff = (got != want) & ~(got.isnan() & want.isnan())
+    if bool(diff.any()):
+        first = diff.nonzero()[0].tolist()
+        return f"{int(diff.sum())} of {diff.numel()} {what} elements differ, the first at {first}"
+    return None
+
+
+def _check_interleave_vst(device: torch.device, dtype: torch.dtype) -> str | None:
+    # 41 raw rows of 136 elements, ratio 4, carry 1: full and partial groups, several copy units
+    g = _inputs_generator()
+    raw = torch.randn(41, 136, generator=g).to(device, dtype)
+    vst = torch.randn(136, generator=g).to(device, dtype)
+    got = torch.ops.vxl_fast.interleave_vst(raw, vst, 4, 1)
+    return _differ_exactly("output", got, interleave_vst_ref(raw, vst, 4, 1))
+
+
+def _check_kv_discard(device: torch.device, dtype: torch.dtype) -> str | None:
+    # 2 KV heads, head dim 128 (64 threads a block), 3 VSTs out of 9 scratch rows, written at 2..4
+    heads, rows, d, cap, dst = 2, 9, 128, 8, 2
+
+    def case() -> list[torch.Tensor]:  # cache_k, cache_v, scratch_k, scratch_v
+        g = _inputs_generator()
+        return [torch.randn(heads, n, d, generator=g).to(device, dtype) for n in (cap, cap, rows, rows)]
+
+    index = torch.tensor([7, 0, 4], device=device)
+    angles = torch.arange(cap, dtype=torch.float32)[:, None] * torch.linspace(1.0, 1e-4, d)[None]
+    cos, sin = angles.cos().to(device), angles.sin().to(device)
+    got, want = case(), case()
+    torch.ops.vxl_fast.kv_discard(*got, index, cos, sin, dst)
+    kv_discard_ref(*want, index, cos, sin, dst)
+    for what, i in (("cache_v", 1), ("scratch_k", 2), ("scratch_v", 3)):
+        problem = _differ_exactly(what, got[i], want[i])
+        if problem:
+            return problem
+    # keys: fp32 RoPE, each side rounded once to dtype (<= eps(dtype) |y|) after fp32 products
+    # and a sum (<= 3 eps(fp32) of |x| (|cos| + |sin|) <= 6 eps(fp32) max |x|)
+    err = (got[0].float() - want[0].float()).abs()
+    bound = (torch.finfo(dtype).eps * want[0].float().abs()
+             + 6 * torch.finfo(torch.float32).eps * want[2].float().abs().max())
+    if not bool((err <= bound).all()):
+        return f"cache_k differs by up to {float(err.max()):.3g} (bound {float(bound.max()):.3g})"
+    return None
+
+
+def _check_clip_preprocess(device: torch.device, dtype: torch.dtype) -> str | None:
+    # 2 frames of 37 x 53 to a 20 x 20 crop of the 24-pixel short side: both resampling passes
+    g = _inputs_generator()
+    frames = torch.randint(0, 256, (2, 37, 53, 3), generator=g, dtype=torch.uint8).to(device)
+    mean, std = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
+    want = clip_preprocess_ref(frames, 24, 20, mean, std, dtype)
+    problem = _differ_exactly("output", torch.ops.vxl_fast.clip_preprocess(frames, 24, 20, mean, std,
+                                                                           dtype), want)
+    if problem:
+        return problem
+    out = torch.full((2, 3, 20, 20), float("nan"), device=device, dtype=dtype)
+    torch.ops.vxl_fast.clip_preprocess_out(frames, 24, 20, mean, std, out)
+    return _differ_exactly("clip_preprocess_out output", out, want)
+
+
+_CHECKS: dict[str, Callable[[torch.device, torch.dtype], str | None]] = {
+    "clip_preprocess": _check_clip_preprocess,
+    "interleave_vst": _check_interleave_vst,
+    "kv_discard": _check_kv_discard,
+}

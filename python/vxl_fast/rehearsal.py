@@ -1,0 +1,168 @@
+"""Rehearse a request on a device this machine does not have: the whole code path runs on fake
+tensors (shapes, dtypes, devices — no data, no device) under PyTorch's ``FakeTensorMode``.
+
+It proves the path runs end to end for that device (every device-dependent branch, no host
+tensor mixed in), counts the aten ops of a window layer and of a decode step, and tracks the
+bytes of every live tensor as a simulated peak to hold against the memory planner. The custom
+ops are dispatched as the device build would (their fake kernels stand in for the CUDA ones),
+and attention goes through the backend the runner picks for the device, so what is counted is
+what the real run executes — a math-attention fallback would show as its score matrices.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections import Counter
+from dataclasses import dataclass, field
+from unittest import mock
+
+import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from . import ops
+from .config import VideoXLConfig
+from .engine import answer as answering
+from .models.videoxl import VideoXLModel
+from .prompt import build_prompt, tokenize_prompt
+
+GIB = 2 ** 30
+
+
+@dataclass
+class Rehearsal:
+    """What a rehearsed request did."""
+
+    frames: int
+    ratio: int
+    device: str
+    dtype: str
+    windows: int
+    vsts: int
+    planned_bytes: int  # the memory planner's total (weights included) plus the input frames
+    peak_bytes: int  # the largest sum of live tensor bytes seen
+    ops_per_window_layer: Counter = field(default_factory=Counter)
+    ops_per_decode_step: Counter = field(default_factory=Counter)
+    ops_total: Counter = field(default_factory=Counter)
+
+    @property
+    def peak_over_plan(self) -> float:
+        return self.peak_bytes / self.planned_bytes
+
+    def as_dict(self) -> dict:
+        return {"frames": self.frames, "ratio": self.ratio, "device": self.device, "dtype": self.dtype,
+                "windows": self.windows, "vsts": self.vsts, "planned_gib": self.planned_bytes / GIB,
+                "simulated_peak_gib": self.peak_bytes / GIB, "peak_over_plan": self.peak_over_plan,
+                "ops_per_window_layer": dict(self.ops_per_window_layer),
+                "ops_per_decode_step": dict(self.ops_per_decode_step)}
+
+
+class _LiveBytes(TorchDispatchMode):
+    """Counts aten ops and the bytes of the storages their outputs live in, freed when collected."""
+
+    def __init__(self):
+        super().__init__()
+        self.now = self.peak = 0
+        self.ops: Counter = Counter()
+        self._sizes: dict[int, int] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        self.ops[func.overloadpacket.__name__] += 1
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor) and t.device.type != "meta":  # meta: the modules' blueprint
+                self._track(t.untyped_storage())
+        return out
+
+    def _track(self, storage) -> None:
+        key = storage._cdata
+        if key in self._sizes:
+            return
+        self._sizes[key] = storage.nbytes()
+        self.now += storage.nbytes()
+        self.peak = max(self.peak, self.now)
+        weakref.finalize(storage, self._free, key)
+
+    def _free(self, key: int) -> None:
+        self.now -= self._sizes.pop(key)
+
+
+def rehearse(num_frames: int, compression_ratio: int = 16, decode_steps: int = 32,
+             config: VideoXLConfig | None = None, device: str = "cuda", dtype: torch.dtype = torch.bfloat16,
+             question: str = "Describe what happens in this video.", free_bytes: int = 80 * GIB,
+             tokenizer=None) -> Rehearsal:
+    """Run encode → question prefill → ``decode_steps`` decode steps of the released model (or
+    ``config``) on fake ``device`` tensors; ``free_bytes`` is the device memory the planner sees."""
+    from .api import VideoXL
+
+    cfg = config or VideoXLConfig.released()
+    if tokenizer is None:
+        from .demo import ensure_demo_checkpoint
+        from .loader import load_tokenizer
+        tokenizer = load_tokenizer(ensure_demo_checkpoint())
+    dev = torch.device(device)
+    track = _LiveBytes()
+    with _pretend_device(dev, free_bytes), FakeTensorMode(allow_non_fake_inputs=True), track:
+        model = VideoXL(cfg, _fake_weights(cfg, dev, dtype), tokenizer, dev, dtype)
+        tok = tokenize_prompt(tokenizer, build_prompt(question))
+        plan = model.memory_plan(num_frames, compression_ratio, len(tok.after), decode_steps + 1)
+        frames = torch.empty((num_frames, 336, 336, 3), dtype=torch.uint8, device=dev)
+        windows_ops: list[Counter] = []
+        model.runner.run_visual = _counting(model.runner.run_visual, track, windows_ops)
+        memory = model.encode(frames=frames, compression_ratio=compression_ratio,
+                              reserve_tokens=len(tok.after) + decode_steps + 1)
+        cache, _, _ = answering._prefill(model.runner, memory.state, tok.after, decode_steps + 1, None)
+        before = Counter(track.ops)
+        with torch.inference_mode():
+            for _ in range(decode_steps):
+                model.runner.decode(cache, 0)
+        decode_ops = track.ops - before
+    windows = len(memory.windows)
+    return Rehearsal(
+        frames=num_frames, ratio=compression_ratio, device=str(dev), dtype=str(dtype).removeprefix("torch."),
+        windows=windows, vsts=memory.num_vsts, planned_bytes=plan.total + frames.nbytes, peak_bytes=track.peak,
+        ops_per_window_layer=_per(windows_ops[0], cfg.llm.num_layers),
+        ops_per_decode_step=_per(decode_ops, decode_steps), ops_total=Counter(track.ops))
+
+
+def _fake_weights(cfg: VideoXLConfig, device: torch.device, dtype: torch.dtype) -> VideoXLModel:
+    """The model's modules with (fake) parameters on ``device``: shapes and bytes of real weights."""
+    with torch.device("meta"):
+        model = VideoXLModel(cfg)
+    for name, param in list(model.named_parameters()):
+        owner, _, leaf = name.rpartition(".")
+        value = torch.empty(param.shape, device=device, dtype=dtype)
+        setattr(model.get_submodule(owner), leaf, torch.nn.Parameter(value, requires_grad=False))
+    return model.eval()
+
+
+@contextlib.contextmanager
+def _pretend_device(device: torch.device, free_bytes: int):
+    """What the code asks of a real device, answered for the fake one: free memory, no-op syncs,
+    and the compiled kernels of the device build (their fake kernels run under FakeTensorMode).
+    No tensor is kept as a real constant (a one-token tensor would otherwise be copied to the
+    real device)."""
+    real_has_kernel = ops._has_kernel
+
+    def has_kernel(name, dev, dtype):
+        return True if dev.type == device.type else real_has_kernel(name, dev, dtype)
+    with mock.patch("vxl_fast.memory.budget.available_bytes", lambda d: free_bytes), \
+            mock.patch("torch.cuda.synchronize", lambda *a, **k: None), \
+            mock.patch("torch._subclasses.fake_tensor.CONSTANT_NUMEL_LIMIT", 0), \
+            mock.patch.object(ops, "_has_kernel", has_kernel):
+        yield
+
+
+def _counting(run_visual, track: _LiveBytes, out: list[Counter]):
+    """``run_visual`` recording the ops of each window it runs."""
+    def run(*args, **kwargs):
+        before = Counter(track.ops)
+        run_visual(*args, **kwargs)
+        out.append(track.ops - before)
+    return run
+
+
+def _per(counts: Counter, n: int) -> Counter:
+    return Counter({k: round(v / n, 2) for k, v in counts.items()}) if n else Counter()

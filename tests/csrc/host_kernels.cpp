@@ -1,0 +1,149 @@
+// The torch-free CUDA kernels of csrc/include/vxl_fast, built by g++ for the host through the shim
+// in shim/ and exposed to tests/csrc/host_kernels.py as a C library (ctypes). Each entry point
+// runs one launcher exactly as the CUDA impl in csrc/cuda/ calls it, on host memory, and returns
+// its cudaError_t.
+//
+// -DVXL_PLANT_BUG builds interleave_vst with a wrong index on purpose (the harness must notice).
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "vxl_fast/vst_layout.h"
+#if defined(VXL_PLANT_BUG)
+// The kernel forgets the carry when it maps an output slot to its raw row.
+#define raw_row_of_slot(slot, ratio, carry) raw_row_of_slot(slot, ratio, 0)
+#endif
+#include "vxl_fast/clip_preprocess.cuh"
+#include "vxl_fast/interleave_vst.cuh"
+#include "vxl_fast/kv_discard.cuh"
+
+namespace {
+
+using vxl_fast::KvDiscardParams;
+
+// dtype codes shared with host_kernels.py.
+enum Dtype { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2 };
+
+template <typename T>
+cudaError_t kv_discard_as(void* const* ptr, const int64_t* v) {
+  KvDiscardParams<T> p;
+  p.cache_k = static_cast<T*>(ptr[0]);
+  p.cache_v = static_cast<T*>(ptr[1]);
+  p.scratch_k = static_cast<const T*>(ptr[2]);
+  p.scratch_v = static_cast<const T*>(ptr[3]);
+  p.vst_index = static_cast<const int64_t*>(ptr[4]);
+  p.cos = static_cast<const float*>(ptr[5]);
+  p.sin = static_cast<const float*>(ptr[6]);
+  p.cache_k_stride_h = v[0];
+  p.cache_k_stride_row = v[1];
+  p.cache_v_stride_h = v[2];
+  p.cache_v_stride_row = v[3];
+  p.scratch_k_stride_h = v[4];
+  p.scratch_k_stride_row = v[5];
+  p.scratch_v_stride_h = v[6];
+  p.scratch_v_stride_row = v[7];
+  p.vst_index_stride = v[8];
+  p.cos_stride_row = v[9];
+  p.sin_stride_row = v[10];
+  p.heads = v[11];
+  p.nb = v[12];
+  p.half = v[13];
+  p.dst = v[14];
+  return vxl_fast::launch_kv_discard<T>(p, nullptr);
+}
+
+template <typename T>
+cudaError_t clip_preprocess_as(const uint8_t* frames, const int64_t* v, const float* mean,
+                               const float* stdev, void* out) {
+  const int64_t n_frames = v[0], height = v[1], width = v[2], s_t = v[3], s_r = v[4],
+                s_x = v[5], size = v[6], crop = v[7];
+  const vxl_fast::ClipPlan plan = vxl_fast::make_clip_plan(height, width, size, crop);
+  // NOTE: "device memory" is host memory here, so the taps are read from the plan itself.
+  const vxl_fast::DeviceTaps horiz{plan.horiz.start.data(), plan.horiz.n.data(),
+                                   plan.horiz.weight.data(), plan.horiz.taps};
+  const vxl_fast::DeviceTaps vert{plan.vert.start.data(), plan.vert.n.data(),
+                                  plan.vert.weight.data(), plan.vert.taps};
+  std::vector<uint8_t> scratch(
+      static_cast<size_t>(vxl_fast::clip_scratch_bytes(plan, n_frames, crop)));
+  vxl_fast::ToOutput<T> sink{static_cast<T*>(out), v[8], v[9], v[10], {}, {}};
+  for (int c = 0; c < 3; ++c) {
+    sink.mean[c] = mean[c];
+    sink.stdev[c] = stdev[c];
+  }
+  return vxl_fast::launch_clip_preprocess(plan, horiz, vert, frames, s_t, s_r, s_x, n_frames,
+                                          crop, sink, scratch.data(), nullptr);
+}
+
+}  // namespace
+
+extern "C" {
+
+// 0: blocks and threads in index order; else the seed of a shuffled launch order.
+void vxl_host_set_order(uint64_t seed) { vxl_host::order_seed = seed; }
+
+// Whether this build compiled the device branches (-D__CUDA_ARCH__).
+int vxl_host_cuda_arch() {
+#if defined(__CUDA_ARCH__)
+  return __CUDA_ARCH__;
+#else
+  return 0;
+#endif
+}
+
+void vxl_host_float2half(const float* x, uint16_t* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    y[i] = __float2half_rn(x[i]).x;
+  }
+}
+
+void vxl_host_float2bfloat16(const float* x, uint16_t* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    y[i] = __float2bfloat16_rn(x[i]).x;
+  }
+}
+
+void vxl_host_half2float(const uint16_t* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    y[i] = __half2float(__half{x[i]});
+  }
+}
+
+// launch_interleave_vst (csrc/cuda/interleave_vst.cu).
+int vxl_host_interleave_vst(const void* raw, int64_t raw_row_stride_bytes, const void* vst,
+                            void* out, int64_t n_out, int64_t row_bytes, int64_t ratio,
+                            int64_t carry) {
+  return vxl_fast::launch_interleave_vst(raw, raw_row_stride_bytes, vst, out, n_out, row_bytes,
+                                         ratio, carry, nullptr);
+}
+
+// launch_kv_discard (csrc/cuda/kv_discard.cu): ptr = cache_k, cache_v, scratch_k, scratch_v,
+// vst_index, cos, sin; v = the 11 strides of KvDiscardParams in order, heads, nb, half, dst.
+int vxl_host_kv_discard(int dtype, void* const* ptr, const int64_t* v) {
+  switch (dtype) {
+    case kFloat32:
+      return kv_discard_as<float>(ptr, v);
+    case kFloat16:
+      return kv_discard_as<__half>(ptr, v);
+    case kBFloat16:
+      return kv_discard_as<__nv_bfloat16>(ptr, v);
+  }
+  return cudaErrorInvalidValue;
+}
+
+// launch_clip_preprocess (csrc/cuda/clip_preprocess.cu): v = T, H, W, the 3 frame strides, size,
+// crop, the 3 output strides (t, c, y); out: [T, 3, crop, crop] of dtype.
+int vxl_host_clip_preprocess(int dtype, const uint8_t* frames, const int64_t* v, const float* mean,
+                             const float* stdev, void* out) {
+  switch (dtype) {
+    case kFloat32:
+      return clip_preprocess_as<float>(frames, v, mean, stdev, out);
+    case kFloat16:
+      return clip_preprocess_as<__half>(frames, v, mean, stdev, out);
+    case kBFloat16:
+      return clip_preprocess_as<__nv_bfloat16>(frames, v, mean, stdev, out);
+  }
+  return cudaErrorInvalidValue;
+}
+
+}  // extern "C"

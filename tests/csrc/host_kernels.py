@@ -1,0 +1,154 @@
+"""Builds tests/csrc/host_kernels.cpp (the CUDA kernel headers + the host shim) with the system C++
+compiler into a small C library and calls its launchers on CPU tensors through ctypes.
+
+A build is cached under build/host_kernels/<key>/, the key hashing the compiler, the flags and
+every source it reads (the shim, host_kernels.cpp, csrc/include/vxl_fast/*), so a second test run
+loads it in milliseconds and an edited kernel is rebuilt.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+CACHE = REPO / "build" / "host_kernels"
+FLAGS = ["-std=c++20", "-O1", "-fPIC", "-shared", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror"]
+DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
+CUDA_ERROR_INVALID_CONFIGURATION = 9
+
+_i64 = ctypes.c_int64
+_ptr = ctypes.c_void_p
+
+
+def compiler() -> str:
+    cxx = os.environ.get("CXX") or shutil.which("g++")
+    if not cxx:
+        pytest.skip("no C++ compiler (g++ or $CXX) to build the host kernels")
+    return cxx
+
+
+def _sources() -> list[Path]:
+    return sorted([HERE / "host_kernels.cpp", *(HERE / "shim").glob("*.h"),
+                   *(REPO / "csrc" / "include" / "vxl_fast").iterdir()])
+
+
+def build(cuda_arch: int | None = None, plant_bug: bool = False) -> Path:
+    """The path of the host-kernel library, compiled unless cached. cuda_arch defines __CUDA_ARCH__
+    (the kernels' device-only branches); plant_bug builds the wrong index of host_kernels.cpp."""
+    cxx = compiler()
+    flags = list(FLAGS)
+    if cuda_arch is not None:
+        flags.append(f"-D__CUDA_ARCH__={cuda_arch}")
+    if plant_bug:
+        flags.append("-DVXL_PLANT_BUG")
+    key = hashlib.sha256()
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=True).stdout
+    key.update(f"{cxx}\n{version}\n{flags}\n".encode())
+    for path in _sources():
+        key.update(path.name.encode() + path.read_bytes())
+    folder = CACHE / key.hexdigest()[:16]
+    lib = folder / "libvxl_host_kernels.so"
+    if not lib.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f"tmp-{os.getpid()}.so"
+        cmd = [cxx, *flags, f"-I{HERE / 'shim'}", f"-I{REPO / 'csrc' / 'include'}",
+               str(HERE / "host_kernels.cpp"), "-o", str(tmp)]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"the host-kernel build failed:\n{' '.join(cmd)}\n{result.stderr}")
+        os.replace(tmp, lib)  # NOTE: atomic, so a concurrent run never loads a half-written file
+    return lib
+
+
+class HostKernels:
+    """The launchers of one build, taking CPU tensors (the 'device' memory of the host shim)."""
+
+    def __init__(self, path: Path):
+        self.lib = ctypes.CDLL(str(path))
+        self.lib.vxl_host_set_order.argtypes = [ctypes.c_uint64]
+        self.lib.vxl_host_interleave_vst.argtypes = [_ptr, _i64, _ptr, _ptr, _i64, _i64, _i64, _i64]
+        self.lib.vxl_host_kv_discard.argtypes = [ctypes.c_int, ctypes.POINTER(_ptr), ctypes.POINTER(_i64)]
+        self.lib.vxl_host_clip_preprocess.argtypes = [ctypes.c_int, _ptr, ctypes.POINTER(_i64), _ptr,
+                                                      _ptr, _ptr]
+        for name in ("float2half", "float2bfloat16", "half2float"):
+            getattr(self.lib, f"vxl_host_{name}").argtypes = [_ptr, _ptr, _i64]
+        self.cuda_arch = self.lib.vxl_host_cuda_arch()
+
+    def set_order(self, seed: int) -> None:
+        """0: blocks and threads in index order; else a shuffled launch order from this seed."""
+        self.lib.vxl_host_set_order(seed)
+
+    def interleave_vst_bytes(self, raw: torch.Tensor, vst: torch.Tensor, out: torch.Tensor,
+                             ratio: int, carry: int) -> int:
+        """launch_interleave_vst on byte rows: raw [n_raw, B] (any row stride), vst [B], out
+        [n_out, B] contiguous, any dtype (B = row bytes). Returns the cudaError_t."""
+        row_bytes = raw.shape[1] * raw.element_size()
+        return self.lib.vxl_host_interleave_vst(raw.data_ptr(), raw.stride(0) * raw.element_size(),
+                                                vst.data_ptr(), out.data_ptr(), out.shape[0],
+                                                row_bytes, ratio, carry)
+
+    def interleave_vst(self, raw: torch.Tensor, vst: torch.Tensor, ratio: int, carry: int) -> torch.Tensor:
+        """The CUDA impl's call of the launcher (csrc/cuda/interleave_vst.cu), on the host."""
+        n_out = raw.shape[0] + (raw.shape[0] + carry) // ratio
+        out = torch.full((n_out, raw.shape[1]), float("nan"), dtype=raw.dtype)
+        rc = self.interleave_vst_bytes(raw, vst, out, ratio, carry)
+        assert rc == 0, f"launch_interleave_vst returned cudaError_t {rc}"
+        return out
+
+    def kv_discard_launch(self, cache_k, cache_v, scratch_k, scratch_v, vst_index, cos, sin,
+                          dst: int) -> int:
+        """launch_kv_discard with the CUDA impl's parameters (csrc/cuda/kv_discard.cu); no wipe."""
+        tensors = (cache_k, cache_v, scratch_k, scratch_v, vst_index, cos, sin)
+        ptrs = (_ptr * 7)(*(t.data_ptr() for t in tensors))
+        ints = (_i64 * 15)(cache_k.stride(0), cache_k.stride(1), cache_v.stride(0), cache_v.stride(1),
+                           scratch_k.stride(0), scratch_k.stride(1), scratch_v.stride(0),
+                           scratch_v.stride(1), vst_index.stride(0), cos.stride(0), sin.stride(0),
+                           cache_k.shape[0], vst_index.shape[0], cache_k.shape[2] // 2, dst)
+        return self.lib.vxl_host_kv_discard(DTYPE_CODES[cache_k.dtype], ptrs, ints)
+
+    def kv_discard(self, cache_k, cache_v, scratch_k, scratch_v, vst_index, cos, sin, dst: int) -> None:
+        """The CUDA impl, on the host: the kernel when there is work, then the scratch wipe."""
+        if vst_index.shape[0] > 0 and cache_k.shape[0] > 0:
+            rc = self.kv_discard_launch(cache_k, cache_v, scratch_k, scratch_v, vst_index, cos, sin, dst)
+            assert rc == 0, f"launch_kv_discard returned cudaError_t {rc}"
+        scratch_k.zero_()
+        scratch_v.zero_()
+
+    def clip_preprocess_out(self, frames: torch.Tensor, size: int, crop: int, mean, std,
+                            out: torch.Tensor) -> torch.Tensor:
+        """launch_clip_preprocess into out [T, 3, crop, crop] (last dim contiguous)."""
+        t, h, w, _ = frames.shape
+        ints = (_i64 * 11)(t, h, w, *frames.stride()[:3], size, crop, *out.stride()[:3])
+        mean_t = torch.tensor(mean, dtype=torch.float32)
+        std_t = torch.tensor(std, dtype=torch.float32)
+        rc = self.lib.vxl_host_clip_preprocess(DTYPE_CODES[out.dtype], frames.data_ptr(), ints,
+                                               mean_t.data_ptr(), std_t.data_ptr(), out.data_ptr())
+        assert rc == 0, f"launch_clip_preprocess returned cudaError_t {rc}"
+        return out
+
+    def convert(self, name: str, x: torch.Tensor, out_dtype: torch.dtype) -> torch.Tensor:
+        """The shim's scalar conversion `name` (float2half, float2bfloat16, half2float), elementwise."""
+        x = x.contiguous()
+        y = torch.empty(x.shape, dtype=out_dtype)
+        getattr(self.lib, f"vxl_host_{name}")(x.data_ptr(), y.data_ptr(), x.numel())
+        return y
+
+
+_loaded: dict[tuple, HostKernels] = {}
+
+
+def host_kernels(cuda_arch: int | None = None, plant_bug: bool = False) -> HostKernels:
+    """The host kernels of one build, built (or taken from the cache) and loaded once per process."""
+    key = (cuda_arch, plant_bug)
+    if key not in _loaded:
+        _loaded[key] = HostKernels(build(cuda_arch, plant_bug))
+    return _loaded[key]

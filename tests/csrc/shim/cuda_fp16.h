@@ -1,0 +1,4 @@
+// Host shim for <cuda_fp16.h>: everything lives in the shim cuda_runtime.h.
+#pragma once
+
+#include "cuda_runtime.h"

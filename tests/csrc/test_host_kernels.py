@@ -1,0 +1,235 @@
+"""The CUDA kernel bodies, run on the CPU: csrc/include/vxl_fast/*.cuh compiled by g++ through the
+host shim (tests/csrc/shim) and compared with the CPU impl (torch.ops.vxl_fast) and the reference
+twins on awkward sizes, in index order and in shuffled block/thread orders, with and without
+__CUDA_ARCH__ (the device-only branches). Copies must be bit-exact; kv_discard's RoPE arithmetic
+must lie within a bound derived from fp32 and the storage type's rounding.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import vxl_fast._ext as ext
+from vxl_fast.ops import clip_preprocess_ref, interleave_vst_ref, kv_discard_ref, vst_slots
+from host_kernels import CUDA_ERROR_INVALID_CONFIGURATION, host_kernels
+
+pytestmark = pytest.mark.skipif(not ext.available, reason=f"vxl_fast._C is not built: {ext.error}")
+
+DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+RATIOS = (2, 4, 8, 12, 16, 32, 64)
+# (build: __CUDA_ARCH__ or None, launch-order seed: 0 = index order)
+VARIANTS = [(None, 0), (None, 12345), (900, 0), (900, 987)]
+VARIANT_IDS = ["host-ordered", "host-shuffled", "arch900-ordered", "arch900-shuffled"]
+UNIT_ROUNDOFF = {torch.float32: 2.0**-24, torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8}
+
+
+@pytest.fixture(params=VARIANTS, ids=VARIANT_IDS)
+def kernels(request):
+    arch, seed = request.param
+    k = host_kernels(cuda_arch=arch)
+    assert k.cuda_arch == (arch or 0)
+    k.set_order(seed)
+    yield k
+    k.set_order(0)
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    return t.view(torch.int32 if t.element_size() == 4 else torch.int16)
+
+
+def _assert_same_bits(got: torch.Tensor, want: torch.Tensor, what: str) -> None:
+    assert got.shape == want.shape, f"{what}: shape {list(got.shape)} != {list(want.shape)}"
+    diff = (_bits(got.contiguous()) != _bits(want.contiguous())).nonzero()
+    assert diff.numel() == 0, f"{what}: {diff.shape[0]} elements differ, first at {diff[0].tolist()}"
+
+
+# ---- the shim's 16-bit conversions ----
+
+def test_half_to_float_matches_torch_for_every_bit_pattern():
+    k = host_kernels()
+    bits = torch.arange(-(2**15), 2**15, dtype=torch.int32).to(torch.int16)
+    want = bits.view(torch.float16).float()
+    got = k.convert("half2float", bits, torch.float32)
+    same = (got == want) | (got.isnan() & want.isnan())
+    assert bool(same.all()), f"first difference at pattern {int(bits[(~same).nonzero()[0]])}"
+
+
+@pytest.mark.parametrize("dtype,name", [(torch.float16, "float2half"), (torch.bfloat16, "float2bfloat16")])
+def test_float_to_16bit_rounds_to_nearest_even_like_torch(dtype, name):
+    k = host_kernels()
+    g = torch.Generator().manual_seed(0)
+    # random bit patterns (every exponent, NaNs and infinities included), exact ties between two
+    # representable values, the subnormal range and overflow of the 16-bit type
+    random_bits = torch.randint(-(2**31), 2**31, (1 << 16,), generator=g, dtype=torch.int64).to(torch.int32)
+    lows = torch.arange(-(2**15), 2**15, dtype=torch.int32).to(torch.int16).view(dtype).float()
+    ties = (lows[:-1].double() + lows[1:].double()).div(2).float()
+    edge = torch.tensor([0.0, -0.0, 65504.0, 65520.0, 65519.99, 6e-8, 3e-8, 2.9e-8, 1e-40, -1e-45,
+                         3.4e38, float("inf"), float("-inf"), float("nan")])
+    x = torch.cat([random_bits.view(torch.float32), ties[ties.isfinite()], edge])
+    got = k.convert(name, x, torch.int16)
+    want = x.to(dtype)
+    nan = want.isnan()
+    assert bool((got.view(dtype).isnan() == nan).all())
+    diff = (got != want.view(torch.int16)) & ~nan
+    assert not bool(diff.any()), f"{int(diff.sum())} values differ, e.g. {x[diff][:4].tolist()}"
+
+
+# ---- interleave_vst: a copy, bit-exact ----
+
+def _interleave_cases(ratio: int):
+    """(n_raw, D, carry, row step): 1 row, primes, a partial group, strided rows."""
+    for n_raw in (1, 2, ratio - 1, ratio, ratio + 1, 3 * ratio + 5, 97):
+        for d, step in ((1, 1), (3, 1), (8, 1), (17, 2), (64, 3)):
+            for carry in sorted({0, 1, ratio // 2, ratio - 1}):
+                if n_raw >= 1:
+                    yield n_raw, d, carry, step
+
+
+@pytest.mark.parametrize("ratio", RATIOS)
+def test_interleave_vst_matches_cpu_impl_and_reference(kernels, ratio):
+    g = torch.Generator().manual_seed(ratio)
+    for n_raw, d, carry, step in _interleave_cases(ratio):
+        for dtype in DTYPES:
+            base = torch.randn(n_raw * step, d + step - 1, generator=g).to(dtype)
+            raw = base[::step, :d]  # strided rows (row stride > D when step > 1)
+            vst = torch.randn(d, generator=g).to(dtype)
+            what = f"n_raw={n_raw} D={d} carry={carry} step={step} {dtype}"
+            got = kernels.interleave_vst(raw, vst, ratio, carry)
+            _assert_same_bits(got, torch.ops.vxl_fast.interleave_vst(raw, vst, ratio, carry), what)
+            _assert_same_bits(got, interleave_vst_ref(raw, vst, ratio, carry), what)
+
+
+@pytest.mark.parametrize("offset,row_bytes", [(1, 5), (2, 6), (4, 12), (8, 24), (0, 48), (16, 32)])
+def test_interleave_vst_every_copy_width(kernels, offset, row_bytes):
+    """Byte rows at addresses and sizes that select each copy unit (1, 2, 4, 8, 16 bytes)."""
+    n_raw, ratio, carry = 23, 4, 3
+    g = torch.Generator().manual_seed(offset)
+    stride = row_bytes + offset
+    buf = torch.randint(0, 256, (offset + n_raw * stride,), generator=g, dtype=torch.uint8)
+    raw = buf[offset:].as_strided((n_raw, row_bytes), (stride, 1))
+    vst_buf = torch.randint(0, 256, (offset + row_bytes,), generator=g, dtype=torch.uint8)
+    vst = vst_buf[offset:]
+    nb, slots = vst_slots(n_raw, ratio, carry)
+    want = torch.empty(n_raw + nb, row_bytes, dtype=torch.uint8)
+    is_vst = torch.zeros(n_raw + nb, dtype=torch.bool)
+    is_vst[slots] = True
+    want[is_vst] = vst
+    want[~is_vst] = raw
+    out = torch.zeros_like(want)
+    assert kernels.interleave_vst_bytes(raw, vst, out, ratio, carry) == 0
+    assert torch.equal(out, want)
+
+
+def test_harness_catches_a_planted_wrong_index():
+    """The same comparison fails for a build whose kernel ignores the carry in its row index."""
+    good, bad = host_kernels(), host_kernels(plant_bug=True)
+    g = torch.Generator().manual_seed(1)
+    n_raw, d, ratio = 37, 16, 8
+    base = torch.randn(n_raw + 2, d, generator=g)  # NOTE: spare rows: the wrong index reads past n_raw
+    raw, vst = base[:n_raw], torch.randn(d, generator=g)
+    want = interleave_vst_ref(raw, vst, ratio, 0)
+    assert torch.equal(bad.interleave_vst(raw, vst, ratio, 0), want)  # carry 0 hides the bug
+    for carry in (1, 5, 7):
+        want = interleave_vst_ref(raw, vst, ratio, carry)
+        assert torch.equal(good.interleave_vst(raw, vst, ratio, carry), want)
+        with pytest.raises(AssertionError, match="elements differ"):
+            _assert_same_bits(bad.interleave_vst(raw, vst, ratio, carry), want, f"carry={carry}")
+
+
+# ---- kv_discard: a copy (values) and RoPE arithmetic (keys) ----
+
+def _kv_inputs(g, dtype, heads, rows, d, nb, dst, strided):
+    cap = dst + nb + 3
+    pad = 5 if strided else 0  # rows and heads of a bigger buffer
+    def buf(n):
+        return torch.randn(heads, n + pad, d + 2 * pad, generator=g).to(dtype)[:, :n, :d]
+    cache_k, cache_v, scratch_k, scratch_v = buf(cap), buf(cap), buf(rows), buf(rows)
+    index = torch.randperm(rows, generator=g)[:nb]
+    vst_index = torch.stack([index, index], 1).flatten()[::2] if strided else index.clone()
+    positions = torch.arange(cap + 2, dtype=torch.float32)[:, None]
+    freqs = 1.0 / 10000 ** (torch.arange(0, d, 2, dtype=torch.float32) / d)
+    angles = torch.cat([positions * freqs, positions * freqs], 1)
+    wide = torch.zeros(cap + 2, d + pad)
+    cos, sin = wide.clone(), wide.clone()
+    cos[:, :d], sin[:, :d] = angles.cos(), angles.sin()
+    return [cache_k, cache_v, scratch_k, scratch_v, vst_index, cos[:, :d], sin[:, :d]]
+
+
+def _rope_bound(scratch_k, vst_index, cos, sin, dst, out_dtype):
+    """|kernel - reference| allowed per key element: the two fp32 products and their sum each round
+    once (<= 3 u32 of |lo cos| + |hi sin|, times 2 for the two results compared), then the cast to
+    the cache dtype rounds each side once (<= 1 ulp of it: 2 u_T |y|)."""
+    x = scratch_k.index_select(1, vst_index).float()
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), -1)
+    c, s = cos[dst:dst + x.shape[1]], sin[dst:dst + x.shape[1]]
+    magnitude = (x * c).abs() + (rotated * s).abs()
+    y = x * c + rotated * s
+    return 6 * UNIT_ROUNDOFF[torch.float32] * magnitude + 2 * UNIT_ROUNDOFF[out_dtype] * y.abs()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_kv_discard_matches_cpu_impl_and_reference(kernels, dtype):
+    g = torch.Generator().manual_seed(7)
+    for heads, rows, d, nb, dst, strided in ((1, 1, 2, 1, 0, False), (2, 7, 6, 3, 5, True),
+                                             (3, 31, 64, 13, 0, True), (1, 97, 128, 41, 11, False),
+                                             (2, 17, 130, 17, 2, True)):
+        inputs = _kv_inputs(g, dtype, heads, rows, d, nb, dst, strided)
+        bound = _rope_bound(inputs[2], inputs[4], inputs[5], inputs[6], dst, dtype)
+        what = f"heads={heads} rows={rows} d={d} nb={nb} dst={dst} strided={strided} {dtype}"
+        runs = {}
+        for name, fn in (("host", kernels.kv_discard), ("cpu", torch.ops.vxl_fast.kv_discard),
+                         ("ref", kv_discard_ref)):
+            args = [t.clone() if i != 4 else t for i, t in enumerate(inputs)]
+            fn(*args, dst)
+            runs[name] = args
+        host = runs["host"]
+        for name in ("cpu", "ref"):
+            other = runs[name]
+            _assert_same_bits(host[1], other[1], f"cache_v vs {name}: {what}")  # values: copies
+            for i in (2, 3):
+                assert not bool(host[i].any()), f"scratch not wiped: {what}"
+            err = (host[0][:, dst:dst + nb].float() - other[0][:, dst:dst + nb].float()).abs()
+            assert bool((err <= bound).all()), f"cache_k vs {name}: max err {err.max()}: {what}"
+            untouched = torch.ones(host[0].shape[1], dtype=torch.bool)
+            untouched[dst:dst + nb] = False
+            _assert_same_bits(host[0][:, untouched], other[0][:, untouched], f"cache_k rest: {what}")
+
+
+def test_kv_discard_launch_rejects_a_grid_a_gpu_would_reject():
+    """65536 heads exceed gridDim.y: the launch fails (the CUDA impl checks this before it)."""
+    k = host_kernels()
+    t = torch.zeros(1, 1, 2)
+    index = torch.zeros(1, dtype=torch.int64)
+    table = torch.zeros(1, 2)
+    cache = t.expand(65536, 1, 2)
+    rc = k.kv_discard_launch(cache, cache, t.expand(65536, 1, 2), t.expand(65536, 1, 2), index,
+                             table, table, 0)
+    assert rc == CUDA_ERROR_INVALID_CONFIGURATION
+
+
+# ---- clip_preprocess: integer resampling and separately rounded normalisation, bit-exact ----
+
+MEAN, STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+# (T, H, W, size, crop, pixel stride): one frame, 1-pixel frames, upscales, no horizontal pass,
+# horizontal first, vertical first (Pillow 13), prime sizes, RGBA-strided pixels
+CLIP_CASES = [(1, 1, 1, 3, 2, 3), (2, 7, 5, 4, 3, 3), (1, 13, 5, 5, 3, 3), (3, 17, 40, 9, 7, 4),
+              (1, 40, 17, 9, 7, 3), (2, 3, 3, 11, 11, 4), (1, 101, 53, 31, 29, 3),
+              (1, 60, 97, 60, 37, 4), (1, 336, 597, 336, 336, 3)]
+
+
+@pytest.mark.parametrize("case", CLIP_CASES, ids=lambda c: "x".join(map(str, c)))
+def test_clip_preprocess_matches_cpu_impl_and_reference(kernels, case):
+    t, h, w, size, crop, px = case
+    g = torch.Generator().manual_seed(h * w)
+    frames = torch.randint(0, 256, (t, h + 1, w, px), generator=g, dtype=torch.uint8)[:, 1:, :, :3]
+    for dtype in DTYPES:
+        padded = torch.full((t, 3, crop, crop + 3), float("nan"), dtype=dtype)
+        out = padded[..., :crop]  # strided output rows, as a slice of a bigger buffer
+        kernels.clip_preprocess_out(frames, size, crop, MEAN, STD, out)
+        what = f"{case} {dtype}"
+        cpu = torch.ops.vxl_fast.clip_preprocess(frames, size, crop, list(MEAN), list(STD), dtype)
+        _assert_same_bits(out, cpu, f"vs CPU impl: {what}")
+        _assert_same_bits(out, clip_preprocess_ref(frames, size, crop, MEAN, STD, dtype), f"vs ref: {what}")
+        assert bool(padded[..., crop:].isnan().all()), f"wrote outside the output: {what}"

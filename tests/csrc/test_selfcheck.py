@@ -1,0 +1,137 @@
+"""The first-contact self-check (vxl_fast.ops.selfcheck), exercised on the CPU: the CPU kernel of
+an op is replaced by one that is wrong on purpose (torch.library), and the CPU is made a checked
+device type, as CUDA is in a real run."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import pytest
+import torch
+
+import vxl_fast._ext as ext
+from vxl_fast import ops
+from vxl_fast.ops import interleave_vst_ref, selfcheck
+
+pytestmark = pytest.mark.skipif(not ext.available, reason=f"vxl_fast._C is not built: {ext.error}")
+
+CPU = torch.device("cpu")
+DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+@pytest.fixture
+def checked_cpu(monkeypatch):
+    """The CPU as a checked device type, with no verdicts yet."""
+    monkeypatch.setattr(selfcheck, "CHECKED_DEVICE_TYPES", frozenset({"cpu", "cuda"}))
+    monkeypatch.setattr(selfcheck, "_verdicts", {})
+    monkeypatch.setattr(selfcheck, "MODE", "check")
+
+
+@pytest.fixture
+def wrong_interleave_vst():
+    """Replaces the CPU kernel of vxl_fast::interleave_vst, while the test runs, by one that swaps
+    the first two output rows for float16 and raises for bfloat16; yields the list of its calls."""
+    calls = []
+    right = torch.ops.vxl_fast.interleave_vst.default
+
+    def wrong(raw, vst, ratio, carry):
+        calls.append(raw.dtype)
+        if raw.dtype == torch.bfloat16:
+            raise RuntimeError("planted failure")
+        with torch._C._AutoDispatchBelowAutograd():
+            out = interleave_vst_ref(raw, vst, ratio, carry)
+        if raw.dtype == torch.float16:
+            out[[0, 1]] = out[[1, 0]]
+        return out
+
+    lib = torch.library.Library("vxl_fast", "IMPL")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Overriding a previously registered kernel"
+        lib.impl("interleave_vst", wrong, "CPU")
+    yield calls
+    lib._destroy()
+    raw = torch.randn(5, 4, dtype=torch.float16)
+    assert torch.equal(right(raw, raw[0], 2, 0), interleave_vst_ref(raw, raw[0], 2, 0))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["clip_preprocess", "interleave_vst", "kv_discard"])
+def test_the_cpu_impls_pass_the_check(name, dtype):
+    assert selfcheck.check_op(name, CPU, dtype) is None
+
+
+def test_check_reports_a_wrong_and_a_raising_kernel(wrong_interleave_vst):
+    assert selfcheck.check_op("interleave_vst", CPU, torch.float32) is None
+    problem = selfcheck.check_op("interleave_vst", CPU, torch.float16)
+    assert problem == "272 of 6936 output elements differ, the first at [0, 0]"
+    assert selfcheck.check_op("interleave_vst", CPU, torch.bfloat16) == (
+        "it raised RuntimeError: planted failure")
+
+
+def test_a_failing_kernel_is_disabled_with_one_warning(checked_cpu, wrong_interleave_vst):
+    raw, vst = torch.randn(11, 8, dtype=torch.float16), torch.randn(8, dtype=torch.float16)
+    want = interleave_vst_ref(raw, vst, 4, 2)
+    with pytest.warns(RuntimeWarning) as caught:
+        out = ops.interleave_vst(raw, vst, 4, 2)
+    assert [str(w.message) for w in caught] == [
+        "vxl_fast: the interleave_vst kernel failed its self-check on cpu for torch.float16 "
+        "(272 of 6936 output elements differ, the first at [0, 0]); interleave_vst uses the "
+        "pure-PyTorch reference there (VXL_KERNELS=trust skips the check)."]
+    assert torch.equal(out, want)
+    assert wrong_interleave_vst == [torch.float16]  # the check ran the kernel once, nothing else did
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert torch.equal(ops.interleave_vst(raw, vst, 4, 2), want)
+        # other dtypes and ops keep their own verdicts: float32 passes and runs the kernel
+        raw32 = raw.float()
+        assert torch.equal(ops.interleave_vst(raw32, vst.float(), 4, 2), interleave_vst_ref(raw32, vst.float(), 4, 2))
+    assert wrong_interleave_vst == [torch.float16, torch.float32, torch.float32]
+    assert selfcheck._verdicts == {("interleave_vst", CPU, torch.float16): False,
+                                   ("interleave_vst", CPU, torch.float32): True}
+
+
+def test_a_raising_kernel_is_disabled(checked_cpu, wrong_interleave_vst):
+    raw, vst = torch.randn(6, 8, dtype=torch.bfloat16), torch.randn(8, dtype=torch.bfloat16)
+    with pytest.warns(RuntimeWarning, match=re.escape("(it raised RuntimeError: planted failure)")):
+        out = ops.interleave_vst(raw, vst, 2, 1)
+    assert torch.equal(out, interleave_vst_ref(raw, vst, 2, 1))
+
+
+def test_trust_runs_the_kernel_unchecked(checked_cpu, wrong_interleave_vst, monkeypatch):
+    monkeypatch.setattr(selfcheck, "MODE", "trust")
+    raw, vst = torch.randn(11, 8, dtype=torch.float16), torch.randn(8, dtype=torch.float16)
+    out = ops.interleave_vst(raw, vst, 4, 2)
+    assert not torch.equal(out, interleave_vst_ref(raw, vst, 4, 2))  # the wrong kernel's result
+    assert wrong_interleave_vst == [torch.float16] and selfcheck._verdicts == {}
+
+
+def test_off_never_runs_a_kernel(wrong_interleave_vst, monkeypatch):
+    monkeypatch.setattr(selfcheck, "MODE", "off")
+    raw, vst = torch.randn(11, 8, dtype=torch.float16), torch.randn(8, dtype=torch.float16)
+    assert torch.equal(ops.interleave_vst(raw, vst, 4, 2), interleave_vst_ref(raw, vst, 4, 2))
+    assert not ops._has_kernel("kv_discard", CPU, torch.float32)
+    assert wrong_interleave_vst == []
+
+
+def test_unchecked_device_types_are_not_checked(wrong_interleave_vst, monkeypatch):
+    monkeypatch.setattr(selfcheck, "MODE", "check")
+    monkeypatch.setattr(selfcheck, "_verdicts", {})
+    assert selfcheck.kernel_enabled("interleave_vst", CPU, torch.float16)
+    assert wrong_interleave_vst == [] and selfcheck._verdicts == {}
+
+
+@pytest.mark.parametrize("value,mode", [(None, "check"), ("", "check"), ("off", "off"), (" Trust ", "trust"),
+                                        ("check", "check")])
+def test_mode_from_the_environment(monkeypatch, value, mode):
+    if value is None:
+        monkeypatch.delenv("VXL_KERNELS", raising=False)
+    else:
+        monkeypatch.setenv("VXL_KERNELS", value)
+    assert selfcheck._mode_from_env() == mode
+
+
+def test_a_bad_mode_is_named(monkeypatch):
+    monkeypatch.setenv("VXL_KERNELS", "fast")
+    with pytest.raises(ValueError, match=re.escape("VXL_KERNELS must be one of off, check or trust, got 'fast'.")):
+        selfcheck._mode_from_env()
