@@ -154,7 +154,7 @@ class _Pool:
             try:
                 records = ray.get(ready[0])
             except ray.exceptions.RayActorError as e:
-                why = (f"the worker died running this request ({max_retries + 1} attempts): {_cause(e)}")
+                why = f"the worker died running this request ({max_retries + 1} attempts): {_cause(e)}"
                 records = [error_record(r, ("WorkerDied", why), None) for r in group.requests]
                 if isinstance(e, ray.exceptions.ActorDiedError):  # gone for good, not restarting
                     a = self._replace()
