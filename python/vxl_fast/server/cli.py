@@ -52,6 +52,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--graceful-timeout", type=float, default=30.0,
                    help="seconds in-flight requests get to finish on shutdown before they are cancelled")
     p.add_argument("--log-level", default="info")
+    p.add_argument("--ray", action="store_true",
+                   help="serve on Ray Serve, one model per replica (needs vxl_fast[ray]; $RAY_ADDRESS or a "
+                        "local cluster on 127.0.0.1)")
+    p.add_argument("--replicas", type=int, default=1, help="with --ray: model replicas (a GPU each when there are GPUs)")
     p.set_defaults(run=run)
     return p
 
@@ -84,6 +88,13 @@ def run(args) -> int:
         max_body_bytes=args.max_body_bytes, max_media_bytes=args.max_media_bytes,
         memory_cache_bytes=args.memory_cache_bytes, memory_cache_dir=args.memory_cache_dir,
         memory_cache_disk_bytes=args.memory_cache_disk_bytes)
+    if args.replicas != 1 and not args.ray:
+        raise ValueError("--replicas needs --ray")
+    if args.ray:
+        from ..distributed.serve import serve_on_ray
+
+        return serve_on_ray(args.model, options, replicas=args.replicas, host=args.host, port=args.port,
+                            device=args.device, dtype=args.dtype)
     print(f"vxl-fast serve: loading {args.model}", flush=True)
     model = VideoXL.from_pretrained(args.model, device=args.device, dtype=args.dtype)
     app = create_app(model, options)

@@ -1,0 +1,66 @@
+"""``vxl-fast batch``: the options and the command. ``add_parser(subparsers)`` defines the
+subcommand (with ``run=``); Ray is imported only when it runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from .batch import DEFAULT_FRAMES
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add ``batch`` to ``subparsers`` (from ``ArgumentParser.add_subparsers``)."""
+    p = subparsers.add_parser(
+        "batch", help="answer a JSONL file of requests over many videos with Ray workers; needs vxl_fast[ray]",
+        description="Answer every request of REQUESTS (one JSON object a line: an id, a video and its "
+                    "questions) into OUTPUT (one JSON record a line), with Ray actors that each hold one "
+                    "loaded model. Rerunning skips the requests already in OUTPUT.")
+    p.add_argument("requests", metavar="REQUESTS", help="the request file (JSONL)")
+    p.add_argument("-o", "--output", required=True, help="the answers file (JSONL), appended to")
+    p.add_argument("--model", default=os.environ.get("VXL_FAST_MODEL"),
+                   help="checkpoint folder or hub id, readable by every worker (default: $VXL_FAST_MODEL)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="model replicas (default: one per --gpus-per-worker GPUs of the cluster, else 1)")
+    p.add_argument("--gpus-per-worker", type=float, default=None,
+                   help="GPUs each worker holds (default: 1 when the cluster has GPUs, else 0: CPU)")
+    p.add_argument("--cpus-per-worker", type=float, default=1, help="CPUs each worker holds (default: 1)")
+    p.add_argument("--address", default=None,
+                   help="an existing Ray cluster: auto, ray://HOST:10001 (default: $RAY_ADDRESS, else a "
+                        "local cluster on 127.0.0.1)")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when workers hold GPUs)")
+    p.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: bfloat16 on cuda)")
+    p.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
+                   help=f"frames of a video request that gives neither num_frames nor fps (default: "
+                        f"{DEFAULT_FRAMES})")
+    p.add_argument("--max-retries", type=int, default=2,
+                   help="times a request is run again after its worker dies (default: 2)")
+    p.add_argument("--retry-failed", action="store_true", help="run again the requests recorded as errors")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+    return p
+
+
+def run(args) -> int:
+    """Run the batch; 0 when every request is answered, 1 when some failed, 2 on a usage error."""
+    from .batch import WorkerError, run_batch
+
+    if not args.model:
+        raise ValueError("no checkpoint: pass --model PATH (or set VXL_FAST_MODEL)")
+    try:
+        summary = run_batch(args.requests, args.output, args.model, workers=args.workers,
+                            gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
+                            address=args.address, device=args.device, dtype=args.dtype, default_frames=args.frames,
+                            max_retries=args.max_retries, retry_failed=args.retry_failed,
+                            progress=False if args.quiet or args.json else None)
+    except WorkerError as e:
+        print(f"vxl-fast batch: error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({**vars(summary), "requests_per_s": summary.requests_per_s}))
+    else:
+        print(f"vxl-fast batch: {summary}", file=sys.stderr)
+    return 1 if summary.failed else 0
