@@ -5,6 +5,8 @@
   vxl-fast ask --memory clip.vxl "question" --model PATH   ... answer many times
   vxl-fast chat VIDEO --model PATH                    a conversation (one question per line)
   vxl-fast info PATH [--frames N --ratio R]           the checkpoint and its memory plan
+  vxl-fast serve --model PATH                         an OpenAI-compatible server
+  vxl-fast batch requests.jsonl -o answers.jsonl --model PATH   many videos over Ray workers
   vxl-fast demo                                       all of it on a tiny random checkpoint
 """
 
@@ -55,9 +57,12 @@ def _parser() -> argparse.ArgumentParser:
     _add_encode_command(sub)
     _add_info_command(sub)
     _add_demo_command(sub)
-    from .server.cli import add_parser as add_serve_parser  # needs no server packages to import
+    # NOTE: neither needs its optional packages (FastAPI, Ray) to add its options.
+    from .distributed.cli import add_parser as add_batch_parser
+    from .server.cli import add_parser as add_serve_parser
 
     add_serve_parser(sub)
+    add_batch_parser(sub)
     return parser
 
 
