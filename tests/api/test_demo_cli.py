@@ -143,7 +143,10 @@ def test_ctrl_c_during_encode_leaves_no_file(demo, tmp_path):
     clip = tmp_path / "clip.vxl"
     proc = subprocess.Popen([sys.executable, "-m", "vxl_fast", "encode", str(demo[2]), "-o", str(clip),
                              "--model", str(demo[1]), "--frames", "2000", "--ratio", "2"],
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            # NOTE: a test run started in the background ignores SIGINT, and its
+                            # children would inherit that: give the CLI the default disposition.
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in proc.stderr:
         if "encoding" in line:
             break
