@@ -174,8 +174,11 @@ def _options(args):
                              seed=args.seed, stop=tuple(args.stop or ()))
 
 
-def _check_video_options(args) -> None:
-    """Options that cannot apply are errors, before the model loads."""
+def _check_video_options(args, media=None) -> None:
+    """Options that cannot apply are errors, before the model loads (``media``: the paths given)."""
+    if media is not None and len(media) > 1:
+        if args.frames is not None or args.fps is not None or args.max_frames is not None or args.keyframes:
+            raise ValueError("--frames, --fps, --max-frames and --keyframes apply to a video, not to images")
     if getattr(args, "memory", None):
         given = [flag for flag, on in (("--frames", args.frames is not None), ("--fps", args.fps is not None),
                                        ("--max-frames", args.max_frames is not None),
@@ -221,22 +224,16 @@ def _memory(args, model, video):
         return memory
     if video is None:
         raise ValueError("give a VIDEO or --memory FILE")
-    if isinstance(video, list):  # several images: each one frame of one visual span
-        if args.frames is not None or args.fps is not None or args.max_frames is not None or args.keyframes:
-            raise ValueError("--frames, --fps, --max-frames and --keyframes apply to a video, not to images")
-        ratio = DEFAULT_RATIO if args.ratio is None else args.ratio
-        _say(args, f"vxl-fast: encoding {len(video)} images (ratio {ratio})")
-        memory = model.encode(images=video, compression_ratio=ratio, progress=_progress(args))
-        _say(args, _describe(memory, encoded=True))
-        return memory
-    frames = args.frames if args.fps is None else None
-    if frames is None and args.fps is None:
-        frames = args.default_frames
     ratio = DEFAULT_RATIO if args.ratio is None else args.ratio
-    _say(args, f"vxl-fast: encoding {video} ({f'{frames} frames' if frames else f'{args.fps} fps'}, ratio {ratio})")
-    memory = model.encode(video, num_frames=frames, fps=args.fps, max_frames=args.max_frames,
-                          sampling="keyframe" if args.keyframes else "exact", compression_ratio=ratio,
-                          progress=_progress(args))
+    if isinstance(video, list):  # several images: each one frame of one visual span
+        what, source = f"{len(video)} images (ratio {ratio})", {"images": video}
+    else:
+        frames = None if args.fps is not None else args.default_frames if args.frames is None else args.frames
+        what = f"{video} ({f'{frames} frames' if frames else f'{args.fps} fps'}, ratio {ratio})"
+        source = {"video": video, "num_frames": frames, "fps": args.fps, "max_frames": args.max_frames,
+                  "sampling": "keyframe" if args.keyframes else "exact"}
+    _say(args, f"vxl-fast: encoding {what}")
+    memory = model.encode(**source, compression_ratio=ratio, progress=_progress(args))
     _say(args, _describe(memory, encoded=True))
     return memory
 
@@ -291,7 +288,7 @@ def _ask(args) -> int:
     video = _media(media)
     check_question(question)
     options = _options(args)
-    _check_video_options(args)
+    _check_video_options(args, media)
     model = _load(args)
     memory = _memory(args, model, video)
     _answer(args, options, memory, question, model.chat(memory))
@@ -300,7 +297,7 @@ def _ask(args) -> int:
 
 def _chat(args) -> int:
     options = _options(args)
-    _check_video_options(args)
+    _check_video_options(args, args.video)
     model = _load(args)
     memory = _memory(args, model, _media(args.video))
     _say(args, "Ask questions, one per line; an empty line or Ctrl-D ends.")

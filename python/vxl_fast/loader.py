@@ -11,7 +11,7 @@ from safetensors import safe_open
 
 from .config import VideoXLConfig
 from .errors import CheckpointError
-from .models.videoxl import VideoXLModel
+from .models.videoxl import VideoXLModel, set_parameters
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
@@ -119,12 +119,10 @@ def load_module_weights(module: torch.nn.Module, reader: WeightReader, dtype: to
     ``sources(param_name)`` lists the checkpoint tensors that make up a parameter as
     ``(name, expected_shape)`` pairs; several are concatenated along dim 0 (fused projections).
     """
-    for name, _ in list(module.named_parameters()):
+    def make(name: str, _) -> torch.Tensor:
         parts = [reader.get(src, shape, dtype) for src, shape in sources(name)]
-        value = parts[0] if len(parts) == 1 else torch.cat(parts)
-        owner, _, leaf = name.rpartition(".")
-        target = module.get_submodule(owner) if owner else module
-        setattr(target, leaf, torch.nn.Parameter(value, requires_grad=False))
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+    set_parameters(module, make)
 
 
 def load_model(folder: Path, cfg: VideoXLConfig, device: torch.device, dtype: torch.dtype) -> VideoXLModel:

@@ -25,7 +25,7 @@ from torch.utils._pytree import tree_flatten
 from . import ops
 from .config import VideoXLConfig
 from .engine import answer as answering
-from .models.videoxl import VideoXLModel
+from .models.videoxl import VideoXLModel, set_parameters
 from .prompt import build_prompt, tokenize_prompt
 
 GIB = 2 ** 30
@@ -131,10 +131,7 @@ def _fake_weights(cfg: VideoXLConfig, device: torch.device, dtype: torch.dtype) 
     """The model's modules with (fake) parameters on ``device``: shapes and bytes of real weights."""
     with torch.device("meta"):
         model = VideoXLModel(cfg)
-    for name, param in list(model.named_parameters()):
-        owner, _, leaf = name.rpartition(".")
-        value = torch.empty(param.shape, device=device, dtype=dtype)
-        setattr(model.get_submodule(owner), leaf, torch.nn.Parameter(value, requires_grad=False))
+    set_parameters(model, lambda name, param: torch.empty(param.shape, device=device, dtype=dtype))
     return model.eval()
 
 

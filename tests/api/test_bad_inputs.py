@@ -348,6 +348,7 @@ def _cli(*args):
     (["ask", "--memory", "X.vxl", "V", "q", "--model", "M"], "either VIDEO or --memory"),
     (["ask", "V", "q", "--model", "M", "--device", "tpu"], "tpu"),
     (["ask", "V", "q"], "no checkpoint"),
+    (["ask", "a.png", "b.png", "q", "--model", "M", "--frames", "8"], "apply to a video, not to images"),
     (["encode", "V", "-o", "/nonexistent-folder/x.vxl", "--model", "M"], "the folder /nonexistent-folder does not exist"),
     (["encode", "V", "-o", "/tmp", "--model", "M"], "/tmp: it is a directory"),
     (["info", "released", "--frames", "0"], "--frames must be at least 1"),

@@ -62,7 +62,7 @@ def save_state(state: MemoryState, path: str | os.PathLike, fingerprint: str, dt
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={"vxl_fast": text, "vxl_fast_sha256": _sha(text.encode())})
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~_umask())  # safetensors writes 0600, as mkstemp does
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -146,7 +146,17 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+
 def _umask() -> int:
+    """The process umask, read without changing it (setting it, even for a moment, would race
+    with other threads creating files); only where /proc is missing is it set and restored."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask

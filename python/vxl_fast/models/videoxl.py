@@ -45,17 +45,16 @@ class VideoXLModel(nn.Module):
         O(1) through all layers, so timings and memory are those of real weights.
         """
         gen = torch.Generator(device=device).manual_seed(seed)
-        for name, param in list(self.named_parameters()):
+
+        def make(name: str, param: torch.Tensor) -> torch.Tensor:
             value = torch.empty(param.shape, device=device, dtype=dtype)
             if name.endswith("bias"):
-                value.zero_()
-            elif param.dim() == 1 and not name.endswith("class_embedding"):
-                value.fill_(1.0)
-            else:
-                fan_in = 1 if "embed" in name else param[0].numel()
-                value.normal_(0.0, fan_in ** -0.5, generator=gen)
-            owner, _, leaf = name.rpartition(".")
-            setattr(self.get_submodule(owner), leaf, nn.Parameter(value, requires_grad=False))
+                return value.zero_()
+            if param.dim() == 1 and not name.endswith("class_embedding"):
+                return value.fill_(1.0)
+            fan_in = 1 if "embed" in name else param[0].numel()
+            return value.normal_(0.0, fan_in ** -0.5, generator=gen)
+        set_parameters(self, make)
 
     def checkpoint_sources(self, name: str) -> list[tuple[str, tuple[int, ...]]]:
         """Checkpoint tensors (name, shape) that make up our parameter ``name``."""
@@ -80,3 +79,11 @@ class VideoXLModel(nn.Module):
             sizes = [llm.num_heads * llm.head_dim] + [llm.num_kv_heads * llm.head_dim] * 2
         return [(f"{prefix}{owner}.{part}.{leaf}", (rows,) + shape[1:])
                 for part, rows in zip(_PACKED[packed], sizes)]
+
+
+def set_parameters(module: nn.Module, make) -> None:
+    """Replace every parameter of ``module`` (built on the meta device) by ``make(name, param)``."""
+    for name, param in list(module.named_parameters()):
+        owner, _, leaf = name.rpartition(".")
+        target = module.get_submodule(owner) if owner else module
+        setattr(target, leaf, nn.Parameter(make(name, param), requires_grad=False))

@@ -111,7 +111,7 @@ def _image_input(images, cfg: VideoXLConfig) -> VisualInput:
 
 
 def _multi_image_input(images, cfg: VideoXLConfig) -> VisualInput:
-    frames = [torch.from_numpy(np.ascontiguousarray(_read(image, f"images[{i}]"))) for i, image in enumerate(images)]
+    frames = read_frames(images)
     per = lambda n: (frames_source(frames[i:i + n], cfg) for i in range(0, len(frames), n))  # noqa: E731
     return VisualInput("images", len(frames), per)
 
