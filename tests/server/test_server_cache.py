@@ -48,9 +48,12 @@ def test_disk_budget_drops_the_oldest_files(memories, tmp_path):
     cache = MemoryCache(0, tmp_path, max_disk_bytes=1)  # nothing fits: each spilled file is dropped
     cache.put("a", memories[0])
     assert cache.get("a") is None and not cache.on_disk("a") and not list(tmp_path.glob("*.vxl"))
-    one = memories[0].save(tmp_path / "probe.vxl").stat().st_size
-    (tmp_path / "probe.vxl").unlink()
-    cache = MemoryCache(0, tmp_path, max_disk_bytes=2 * one)
+    # files differ by a few bytes of metadata: the budget is exactly the two newest files
+    sizes = []
+    for i, m in enumerate(memories):
+        sizes.append(m.save(tmp_path / f"probe{i}.vxl").stat().st_size)
+        (tmp_path / f"probe{i}.vxl").unlink()
+    cache = MemoryCache(0, tmp_path, max_disk_bytes=sizes[1] + sizes[2])
     for key, m in zip("abc", memories, strict=True):
         cache.put(key, m)
     assert [cache.on_disk(k) for k in "abc"] == [False, True, True]
