@@ -1,28 +1,17 @@
-"""Operation counts for roofline fractions (multiply-add = 2 FLOPs)."""
+"""Operation counts for roofline fractions (multiply-add = 2 FLOPs); the language model's come
+from the engine's own count (``vxl_fast.engine.flops``)."""
 
 from __future__ import annotations
 
 from vxl_fast import VideoXLConfig
+from vxl_fast.engine.flops import encode_flops, text_flops
 from vxl_fast.memory.plan import RequestPlan
 
 
-def llm_flops(cfg: VideoXLConfig, rows: int, keys_before: int) -> float:
-    """One window of ``rows`` rows over ``keys_before`` kept slots: projections, MLP, attention."""
-    llm = cfg.llm
-    d_q, d_kv = llm.num_heads * llm.head_dim, llm.num_kv_heads * llm.head_dim
-    linear = 2 * rows * llm.hidden_size * (d_q + 2 * d_kv + d_q + 3 * llm.intermediate_size)
-    visible = rows * keys_before + rows * (rows + 1) / 2  # causal over the window
-    attention = 4 * llm.num_heads * llm.head_dim * visible
-    return llm.num_layers * (linear + attention)
-
-
 def prefill_flops(cfg: VideoXLConfig, plan: RequestPlan) -> float:
-    total = llm_flops(cfg, plan.sink, 0)
-    kept = plan.sink
-    for w in plan.windows:
-        total += llm_flops(cfg, w.rows, kept)
-        kept += w.n_vst
-    return total + llm_flops(cfg, plan.text_after, kept) + 2 * cfg.llm.hidden_size * cfg.llm.vocab_size
+    """What the engine runs up to the first token's logits."""
+    kept = plan.sink + plan.num_vsts
+    return encode_flops(cfg, plan.sink, list(plan.windows)).run + text_flops(cfg, plan.text_after, kept, 1).run
 
 
 def vision_flops(cfg: VideoXLConfig, frames: int) -> float:

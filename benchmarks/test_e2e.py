@@ -18,7 +18,6 @@ from flops import prefill_flops, vision_flops
 from vxl_fast import ops
 from vxl_fast.memory.budget import available_bytes
 from vxl_fast.device import itemsize
-from vxl_fast.engine.runner import VISION_BATCH
 from vxl_fast.memory.budget import plan_memory
 from vxl_fast.prompt import build_prompt, tokenize_prompt
 
@@ -70,7 +69,7 @@ def test_end_to_end(benchmark, bench_model, frames, ratio, path):
     flops_peak, _ = peaks()
     tok = tokenize_prompt(model.tokenizer, build_prompt(QUESTION))
     plan, _ = plan_memory(model.config, len(tok.before), frames, [ratio], len(tok.after), NEW_TOKENS,
-                          resident, itemsize(model.dtype), VISION_BATCH)
+                          resident, itemsize(model.dtype))
     prefill_tflops = prefill_flops(model.config, plan) / s["prefill_s"] / 1e12
     vision_tflops = vision_flops(model.config, frames) / s["vision_s"] / 1e12
     record = {

@@ -74,38 +74,33 @@ void check_interleave_vst(const at::Tensor& raw, const at::Tensor& vst, int64_t 
               ratio, "), got ", carry, ".");
 }
 
-void check_kv_discard(const at::Tensor& cache_k, const at::Tensor& cache_v,
-                      const at::Tensor& scratch_k, const at::Tensor& scratch_v,
-                      const at::Tensor& vst_index, const at::Tensor& cos, const at::Tensor& sin,
-                      int64_t dst) {
-  constexpr const char* op = "kv_discard";
+void check_kv_compact(const at::Tensor& cache_k, const at::Tensor& cache_v,
+                      const at::Tensor& vst_k, const at::Tensor& vst_v, const at::Tensor& cos,
+                      const at::Tensor& sin, int64_t dst) {
+  constexpr const char* op = "kv_compact";
   CHECK_DIM(op, cache_k, 3, "[Hkv, C, d]");
   CHECK_DIM(op, cache_v, 3, "[Hkv, C, d]");
-  CHECK_DIM(op, scratch_k, 3, "[Hkv, R, d]");
-  CHECK_DIM(op, scratch_v, 3, "[Hkv, R, d]");
-  CHECK_DIM(op, vst_index, 1, "[nb]");
+  CHECK_DIM(op, vst_k, 3, "[Hkv, nb, d]");
+  CHECK_DIM(op, vst_v, 3, "[Hkv, nb, d]");
   CHECK_DIM(op, cos, 2, "[P, d]");
   CHECK_DIM(op, sin, 2, "[P, d]");
   CHECK_FLOATING(op, cache_k);
   CHECK_SAME_DTYPE(op, cache_v, cache_k);
-  CHECK_SAME_DTYPE(op, scratch_k, cache_k);
-  CHECK_SAME_DTYPE(op, scratch_v, cache_k);
-  CHECK_DTYPE(op, vst_index, c10::kLong);
+  CHECK_SAME_DTYPE(op, vst_k, cache_k);
+  CHECK_SAME_DTYPE(op, vst_v, cache_k);
   CHECK_DTYPE(op, cos, c10::kFloat);
   CHECK_DTYPE(op, sin, c10::kFloat);
   CHECK_SAME_DEVICE(op, cache_v, cache_k);
-  CHECK_SAME_DEVICE(op, scratch_k, cache_k);
-  CHECK_SAME_DEVICE(op, scratch_v, cache_k);
-  CHECK_SAME_DEVICE(op, vst_index, cache_k);
+  CHECK_SAME_DEVICE(op, vst_k, cache_k);
+  CHECK_SAME_DEVICE(op, vst_v, cache_k);
   CHECK_SAME_DEVICE(op, cos, cache_k);
   CHECK_SAME_DEVICE(op, sin, cache_k);
   CHECK_VALUE(cache_v.sizes() == cache_k.sizes(), op, ": cache_v must have the shape of cache_k (",
               cache_k.sizes(), "), got ", cache_v.sizes(), ".");
-  CHECK_VALUE(scratch_v.sizes() == scratch_k.sizes(), op,
-              ": scratch_v must have the shape of scratch_k (", scratch_k.sizes(), "), got ",
-              scratch_v.sizes(), ".");
-  CHECK_VALUE(scratch_k.size(0) == cache_k.size(0) && scratch_k.size(2) == cache_k.size(2), op,
-              ": scratch_k [Hkv, R, d] = ", scratch_k.sizes(), " and cache_k [Hkv, C, d] = ",
+  CHECK_VALUE(vst_v.sizes() == vst_k.sizes(), op, ": vst_v must have the shape of vst_k (",
+              vst_k.sizes(), "), got ", vst_v.sizes(), ".");
+  CHECK_VALUE(vst_k.size(0) == cache_k.size(0) && vst_k.size(2) == cache_k.size(2), op,
+              ": vst_k [Hkv, nb, d] = ", vst_k.sizes(), " and cache_k [Hkv, C, d] = ",
               cache_k.sizes(), " must have the same Hkv and d.");
   const int64_t d = cache_k.size(2);
   CHECK_VALUE(d > 0 && d % 2 == 0, op, ": the head dim d must be a positive even number, got ", d,
@@ -116,25 +111,16 @@ void check_kv_discard(const at::Tensor& cache_k, const at::Tensor& cache_v,
               "), got ", sin.sizes(), ".");
   CHECK_LAST_DIM_CONTIGUOUS(op, cache_k);
   CHECK_LAST_DIM_CONTIGUOUS(op, cache_v);
-  CHECK_LAST_DIM_CONTIGUOUS(op, scratch_k);
-  CHECK_LAST_DIM_CONTIGUOUS(op, scratch_v);
+  CHECK_LAST_DIM_CONTIGUOUS(op, vst_k);
+  CHECK_LAST_DIM_CONTIGUOUS(op, vst_v);
   CHECK_LAST_DIM_CONTIGUOUS(op, cos);
   CHECK_LAST_DIM_CONTIGUOUS(op, sin);
-  const int64_t nb = vst_index.size(0);
+  const int64_t nb = vst_k.size(1);
   CHECK_VALUE(dst >= 0, op, ": dst must be non-negative, got ", dst, ".");
   CHECK_VALUE(dst + nb <= cache_k.size(1), op, ": dst + nb = ", dst + nb,
               " exceeds the cache length C = ", cache_k.size(1), ".");
   CHECK_VALUE(dst + nb <= cos.size(0), op, ": dst + nb = ", dst + nb,
               " exceeds the RoPE table length P = ", cos.size(0), ".");
-}
-
-void check_kv_discard_index(const at::Tensor& vst_index, int64_t rows) {
-  const auto index = vst_index.accessor<int64_t, 1>();
-  for (int64_t i = 0; i < index.size(0); ++i) {
-    CHECK_VALUE(0 <= index[i] && index[i] < rows,
-                "kv_discard: vst_index values must lie in [0, R = ", rows, "), got ", index[i],
-                " at position ", i, ".");
-  }
 }
 
 }  // namespace vxl_fast

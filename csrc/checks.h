@@ -62,17 +62,11 @@ void check_clip_preprocess_out(const at::Tensor& frames, int64_t size, int64_t c
                                c10::ArrayRef<double> mean, c10::ArrayRef<double> stdev,
                                const at::Tensor& out);
 
-// Checks everything but the values of vst_index (see check_kv_discard_index).
 void check_interleave_vst(const at::Tensor& raw, const at::Tensor& vst, int64_t ratio,
                           int64_t carry);
 
-void check_kv_discard(const at::Tensor& cache_k, const at::Tensor& cache_v,
-                      const at::Tensor& scratch_k, const at::Tensor& scratch_v,
-                      const at::Tensor& vst_index, const at::Tensor& cos, const at::Tensor& sin,
-                      int64_t dst);
-
-// 0 <= vst_index[i] < R for a CPU vst_index. NOTE: the CUDA impl skips this check, which would
-// cost a device-to-host copy and a sync per call.
-void check_kv_discard_index(const at::Tensor& vst_index, int64_t rows);
+void check_kv_compact(const at::Tensor& cache_k, const at::Tensor& cache_v,
+                      const at::Tensor& vst_k, const at::Tensor& vst_v, const at::Tensor& cos,
+                      const at::Tensor& sin, int64_t dst);
 
 }  // namespace vxl_fast

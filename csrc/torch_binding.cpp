@@ -14,10 +14,10 @@ TORCH_LIBRARY(vxl_fast, m) {
       "Tensor(a!) out) -> ()");
   // A window's rows with VST rows interleaved: [Lw, D], [D] -> [Lw + (Lw + carry) // ratio, D].
   m.def("interleave_vst(Tensor raw, Tensor vst, int ratio, int carry) -> Tensor");
-  // VST keys (RoPE'd at dst + i) and values from scratch into the cache; then scratch is zeroed.
+  // A window's VST keys (before RoPE, RoPE'd at dst + i) and values into cache slots dst + i.
   m.def(
-      "kv_discard(Tensor(a!) cache_k, Tensor(b!) cache_v, Tensor(c!) scratch_k, "
-      "Tensor(d!) scratch_v, Tensor vst_index, Tensor cos, Tensor sin, int dst) -> ()");
+      "kv_compact(Tensor(a!) cache_k, Tensor(b!) cache_v, Tensor vst_k, Tensor vst_v, "
+      "Tensor cos, Tensor sin, int dst) -> ()");
 }
 
 // NOTE: an empty limited-API module. Importing it loads this library, whose static initialisers

@@ -13,7 +13,7 @@ from .config import VideoXLConfig
 from .device import itemsize, resolve_device, resolve_dtype
 from .engine import answer as answering
 from .engine import compress
-from .engine.runner import VISION_BATCH, Runner
+from .engine.runner import Runner
 from .engine.stats import GenerationOutput
 from .engine.vision import VisualStream
 from .loader import load_model, load_tokenizer, resolve_checkpoint
@@ -110,8 +110,9 @@ class VideoXL:
         """All visual tokens [N, D] the language model would see (144 per frame or image tile)."""
         visual = visual_input(self.config, frames=frames, video=video, images=images, num_frames=num_frames, fps=fps)
         with self.runner.lock:
-            return torch.cat([VisualStream(s, self.config.tokens_per_frame, self.runner.encode_pixels,
-                                           VISION_BATCH).rest() for s in visual.sources(64)])
+            batch = self.runner.vision_batch
+            return torch.cat([VisualStream(s, self.config.tokens_per_frame, self.runner.encode_pixels, batch).rest()
+                              for s in visual.sources(batch)])
 
     # ------------------------------------------------------------------ the memory
     def encode(self, video=None, *, frames=None, images=None, num_frames: int | None = None,
@@ -240,7 +241,8 @@ class VideoXL:
         ratios = parse_ratios(compression_ratio, self.config.beacon.ratios)
         sink = len(prefix_ids(self.tokenizer, prefix_text()))
         _, need = plan_memory(self.config, sink, num_frames, ratios, question_tokens, max_new_tokens,
-                              self.runner.weight_bytes, itemsize(self.dtype), VISION_BATCH)
+                              self.runner.weight_bytes, itemsize(self.dtype),
+                              masked_attention=self.runner.attention_name == "masked")
         return need
 
 

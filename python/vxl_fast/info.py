@@ -6,7 +6,6 @@ import torch
 
 from .config import VideoXLConfig
 from .device import itemsize, resolve_dtype
-from .engine.runner import VISION_BATCH
 from .loader import load_tokenizer, resolve_checkpoint
 from .memory.budget import plan_memory
 from .memory.plan import parse_ratios
@@ -44,8 +43,7 @@ def plan_summary(checkpoint: str, frames: int, ratio: int, question_tokens: int,
     sink = len(prefix_ids(tokenizer, prefix_text()))
     with torch.device("meta"):
         weights = sum(p.numel() for p in VideoXLModel(cfg).parameters()) * itemsize(dt)
-    plan, need = plan_memory(cfg, sink, frames, ratios, question_tokens, max_new_tokens, weights, itemsize(dt),
-                             VISION_BATCH)
+    plan, need = plan_memory(cfg, sink, frames, ratios, question_tokens, max_new_tokens, weights, itemsize(dt))
     llm, vis = cfg.llm, cfg.vision
     fits = [name for name, size in GPU_SIZES.items() if need.total <= size * GIB]
     return {
@@ -80,7 +78,7 @@ def render_summary(s: dict) -> str:
         f"{p['vsts']} VSTs, {p['sink_tokens']}-token sink, {p['question_tokens']}-token question, "
         f"{p['max_new_tokens']} new tokens)",
     ]
-    for key, label in (("weights", "weights  "), ("kv_cache", "KV cache "), ("scratch", "scratch  "),
+    for key, label in (("weights", "weights  "), ("kv_cache", "KV cache "), ("stage", "VST stage"),
                        ("workspace", "workspace"), ("total", "total    ")):
         extra = f" ({p['kv_slots']} slots)" if key == "kv_cache" else ""
         lines.append(f"  {label} {p[key] / GIB:8.2f} GiB{extra}")

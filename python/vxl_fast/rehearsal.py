@@ -5,13 +5,15 @@ It proves the path runs end to end for that device (every device-dependent branc
 tensor mixed in), counts the aten ops of a window layer and of a decode step, and tracks the
 bytes of every live tensor as a simulated peak to hold against the memory planner. The custom
 ops are dispatched as the device build would (their fake kernels stand in for the CUDA ones),
-and attention goes through the backend the runner picks for the device, so what is counted is
-what the real run executes — a math-attention fallback would show as its score matrices.
+and attention goes through the backend named (on a real device the runner picks it by a timed
+check, which fake tensors cannot run), so what is counted is what the real run executes — a
+math-attention fallback would show as its score matrices.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import weakref
 from collections import Counter
 from dataclasses import dataclass, field
@@ -39,10 +41,13 @@ class Rehearsal:
     ratio: int
     device: str
     dtype: str
+    attention: str
     windows: int
     vsts: int
+    vision_batch: int  # frames per vision-tower call
     planned_bytes: int  # the memory planner's total (weights included) plus the input frames
     peak_bytes: int  # the largest sum of live tensor bytes seen
+    encode_waits: int  # times the host waited for the device while encoding (syncs, event waits)
     ops_per_window_layer: Counter = field(default_factory=Counter)
     ops_per_decode_step: Counter = field(default_factory=Counter)
     ops_total: Counter = field(default_factory=Counter)
@@ -53,7 +58,9 @@ class Rehearsal:
 
     def as_dict(self) -> dict:
         return {"frames": self.frames, "ratio": self.ratio, "device": self.device, "dtype": self.dtype,
-                "windows": self.windows, "vsts": self.vsts, "planned_gib": self.planned_bytes / GIB,
+                "attention": self.attention, "windows": self.windows, "vsts": self.vsts,
+                "vision_batch": self.vision_batch, "encode_waits": self.encode_waits,
+                "planned_gib": self.planned_bytes / GIB,
                 "simulated_peak_gib": self.peak_bytes / GIB, "peak_over_plan": self.peak_over_plan,
                 "ops_per_window_layer": dict(self.ops_per_window_layer),
                 "ops_per_decode_step": dict(self.ops_per_decode_step)}
@@ -92,9 +99,10 @@ class _LiveBytes(TorchDispatchMode):
 def rehearse(num_frames: int, compression_ratio: int = 16, decode_steps: int = 32,
              config: VideoXLConfig | None = None, device: str = "cuda", dtype: torch.dtype = torch.bfloat16,
              question: str = "Describe what happens in this video.", free_bytes: int = 80 * GIB,
-             tokenizer=None) -> Rehearsal:
+             tokenizer=None, attention: str = "prefix") -> Rehearsal:
     """Run encode → question prefill → ``decode_steps`` decode steps of the released model (or
-    ``config``) on fake ``device`` tensors; ``free_bytes`` is the device memory the planner sees."""
+    ``config``) on fake ``device`` tensors with the ``attention`` backend; ``free_bytes`` is the
+    device memory the planner sees."""
     from .api import VideoXL
 
     cfg = config or VideoXLConfig.released()
@@ -104,15 +112,19 @@ def rehearse(num_frames: int, compression_ratio: int = 16, decode_steps: int = 3
         tokenizer = load_tokenizer(ensure_demo_checkpoint())
     dev = torch.device(device)
     track = _LiveBytes()
-    with _pretend_device(dev, free_bytes), FakeTensorMode(allow_non_fake_inputs=True), track:
+    waits = Counter()
+    with _pretend_device(dev, free_bytes, waits), mock.patch.dict(os.environ, {"VXL_ATTENTION": attention}), \
+            FakeTensorMode(allow_non_fake_inputs=True), track:
         model = VideoXL(cfg, _fake_weights(cfg, dev, dtype), tokenizer, dev, dtype)
         tok = tokenize_prompt(tokenizer, build_prompt(question))
         plan = model.memory_plan(num_frames, compression_ratio, len(tok.after), decode_steps + 1)
         frames = torch.empty((num_frames, 336, 336, 3), dtype=torch.uint8, device=dev)
         windows_ops: list[Counter] = []
         model.runner.run_visual = _counting(model.runner.run_visual, track, windows_ops)
+        waits.clear()
         memory = model.encode(frames=frames, compression_ratio=compression_ratio,
                               reserve_tokens=len(tok.after) + decode_steps + 1)
+        encode_waits = sum(waits.values())
         cache, _, _ = answering.prefill(model.runner, memory.state, tok.after, decode_steps + 1, None)
         before = Counter(track.ops)
         with torch.inference_mode():
@@ -122,7 +134,8 @@ def rehearse(num_frames: int, compression_ratio: int = 16, decode_steps: int = 3
     windows = len(memory.windows)
     return Rehearsal(
         frames=num_frames, ratio=compression_ratio, device=str(dev), dtype=str(dtype).removeprefix("torch."),
-        windows=windows, vsts=memory.num_vsts, planned_bytes=plan.total + frames.nbytes, peak_bytes=track.peak,
+        attention=attention, windows=windows, vsts=memory.num_vsts, planned_bytes=plan.total + frames.nbytes, peak_bytes=track.peak,
+        encode_waits=encode_waits, vision_batch=model.runner.vision_batch,
         ops_per_window_layer=_per(windows_ops[0], cfg.llm.num_layers),
         ops_per_decode_step=_per(decode_ops, decode_steps), ops_total=Counter(track.ops))
 
@@ -135,18 +148,38 @@ def _fake_weights(cfg: VideoXLConfig, device: torch.device, dtype: torch.dtype) 
     return model.eval()
 
 
+class _Event:
+    """A CUDA event on the fake device: records nothing; waiting on it is counted."""
+
+    def __init__(self, waits: Counter, **kwargs):
+        self._waits = waits
+
+    def record(self, stream=None) -> None:
+        pass
+
+    def synchronize(self) -> None:
+        self._waits["event.synchronize"] += 1
+
+    def elapsed_time(self, other: "_Event") -> float:
+        return 0.0
+
+
 @contextlib.contextmanager
-def _pretend_device(device: torch.device, free_bytes: int):
-    """What the code asks of a real device, answered for the fake one: free memory, no-op syncs,
-    and the compiled kernels of the device build (their fake kernels run under FakeTensorMode).
-    No tensor is kept as a real constant (a one-token tensor would otherwise be copied to the
-    real device)."""
+def _pretend_device(device: torch.device, free_bytes: int, waits: Counter):
+    """What the code asks of a real device, answered for the fake one: free memory, syncs and
+    event waits (counted in ``waits``), and the compiled kernels of the device build (their fake
+    kernels run under FakeTensorMode). No tensor is kept as a real constant (a one-token tensor
+    would otherwise be copied to the real device)."""
     real_has_kernel = ops._has_kernel
 
     def has_kernel(name, dev, dtype):
         return True if dev.type == device.type else real_has_kernel(name, dev, dtype)
+
+    def synchronize(*args, **kwargs):
+        waits["synchronize"] += 1
     with mock.patch("vxl_fast.memory.budget.available_bytes", lambda d: free_bytes), \
-            mock.patch("torch.cuda.synchronize", lambda *a, **k: None), \
+            mock.patch("torch.cuda.synchronize", synchronize), \
+            mock.patch("torch.cuda.Event", lambda **kw: _Event(waits, **kw)), \
             mock.patch("torch._subclasses.fake_tensor.CONSTANT_NUMEL_LIMIT", 0), \
             mock.patch.object(ops, "_has_kernel", has_kernel):
         yield

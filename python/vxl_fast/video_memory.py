@@ -10,7 +10,7 @@ import torch
 from .engine import compress
 from .errors import MemoryFileError
 from .memory.files import read_state_file, restore_fields, save_state
-from .memory.kv import KVCache, WindowScratch
+from .memory.kv import KVCache, VstStage
 from .memory.plan import VisualWindow, parse_ratios
 from .memory.state import MemoryState
 from .prompt import prefix_ids
@@ -35,8 +35,8 @@ class VideoMemory:
         return self.state.cache
 
     @property
-    def scratch(self) -> WindowScratch:
-        return self.state.scratch
+    def stage(self) -> VstStage:
+        return self.state.stage
 
     @property
     def windows(self) -> list[VisualWindow]:

@@ -16,41 +16,39 @@
 #endif
 #include "vxl_fast/clip_preprocess.cuh"
 #include "vxl_fast/interleave_vst.cuh"
-#include "vxl_fast/kv_discard.cuh"
+#include "vxl_fast/kv_compact.cuh"
 
 namespace {
 
-using vxl_fast::KvDiscardParams;
+using vxl_fast::KvCompactParams;
 
 // dtype codes shared with host_kernels.py.
 enum Dtype { kFloat32 = 0, kFloat16 = 1, kBFloat16 = 2 };
 
 template <typename T>
-cudaError_t kv_discard_as(void* const* ptr, const int64_t* v) {
-  KvDiscardParams<T> p;
+cudaError_t kv_compact_as(void* const* ptr, const int64_t* v) {
+  KvCompactParams<T> p;
   p.cache_k = static_cast<T*>(ptr[0]);
   p.cache_v = static_cast<T*>(ptr[1]);
-  p.scratch_k = static_cast<const T*>(ptr[2]);
-  p.scratch_v = static_cast<const T*>(ptr[3]);
-  p.vst_index = static_cast<const int64_t*>(ptr[4]);
-  p.cos = static_cast<const float*>(ptr[5]);
-  p.sin = static_cast<const float*>(ptr[6]);
+  p.vst_k = static_cast<const T*>(ptr[2]);
+  p.vst_v = static_cast<const T*>(ptr[3]);
+  p.cos = static_cast<const float*>(ptr[4]);
+  p.sin = static_cast<const float*>(ptr[5]);
   p.cache_k_stride_h = v[0];
   p.cache_k_stride_row = v[1];
   p.cache_v_stride_h = v[2];
   p.cache_v_stride_row = v[3];
-  p.scratch_k_stride_h = v[4];
-  p.scratch_k_stride_row = v[5];
-  p.scratch_v_stride_h = v[6];
-  p.scratch_v_stride_row = v[7];
-  p.vst_index_stride = v[8];
-  p.cos_stride_row = v[9];
-  p.sin_stride_row = v[10];
-  p.heads = v[11];
-  p.nb = v[12];
-  p.half = v[13];
-  p.dst = v[14];
-  return vxl_fast::launch_kv_discard<T>(p, nullptr);
+  p.vst_k_stride_h = v[4];
+  p.vst_k_stride_row = v[5];
+  p.vst_v_stride_h = v[6];
+  p.vst_v_stride_row = v[7];
+  p.cos_stride_row = v[8];
+  p.sin_stride_row = v[9];
+  p.heads = v[10];
+  p.nb = v[11];
+  p.half = v[12];
+  p.dst = v[13];
+  return vxl_fast::launch_kv_compact<T>(p, nullptr);
 }
 
 template <typename T>
@@ -117,16 +115,16 @@ int vxl_host_interleave_vst(const void* raw, int64_t raw_row_stride_bytes, const
                                          ratio, carry, nullptr);
 }
 
-// launch_kv_discard (csrc/cuda/kv_discard.cu): ptr = cache_k, cache_v, scratch_k, scratch_v,
-// vst_index, cos, sin; v = the 11 strides of KvDiscardParams in order, heads, nb, half, dst.
-int vxl_host_kv_discard(int dtype, void* const* ptr, const int64_t* v) {
+// launch_kv_compact (csrc/cuda/kv_compact.cu): ptr = cache_k, cache_v, vst_k, vst_v, cos, sin;
+// v = the 10 strides of KvCompactParams in order, heads, nb, half, dst.
+int vxl_host_kv_compact(int dtype, void* const* ptr, const int64_t* v) {
   switch (dtype) {
     case kFloat32:
-      return kv_discard_as<float>(ptr, v);
+      return kv_compact_as<float>(ptr, v);
     case kFloat16:
-      return kv_discard_as<__half>(ptr, v);
+      return kv_compact_as<__half>(ptr, v);
     case kBFloat16:
-      return kv_discard_as<__nv_bfloat16>(ptr, v);
+      return kv_compact_as<__nv_bfloat16>(ptr, v);
   }
   return cudaErrorInvalidValue;
 }

@@ -76,7 +76,7 @@ class HostKernels:
         self.lib = ctypes.CDLL(str(path))
         self.lib.vxl_host_set_order.argtypes = [ctypes.c_uint64]
         self.lib.vxl_host_interleave_vst.argtypes = [_ptr, _i64, _ptr, _ptr, _i64, _i64, _i64, _i64]
-        self.lib.vxl_host_kv_discard.argtypes = [ctypes.c_int, ctypes.POINTER(_ptr), ctypes.POINTER(_i64)]
+        self.lib.vxl_host_kv_compact.argtypes = [ctypes.c_int, ctypes.POINTER(_ptr), ctypes.POINTER(_i64)]
         self.lib.vxl_host_clip_preprocess.argtypes = [ctypes.c_int, _ptr, ctypes.POINTER(_i64), _ptr,
                                                       _ptr, _ptr]
         for name in ("float2half", "float2bfloat16", "half2float"):
@@ -104,24 +104,21 @@ class HostKernels:
         assert rc == 0, f"launch_interleave_vst returned cudaError_t {rc}"
         return out
 
-    def kv_discard_launch(self, cache_k, cache_v, scratch_k, scratch_v, vst_index, cos, sin,
-                          dst: int) -> int:
-        """launch_kv_discard with the CUDA impl's parameters (csrc/cuda/kv_discard.cu); no wipe."""
-        tensors = (cache_k, cache_v, scratch_k, scratch_v, vst_index, cos, sin)
-        ptrs = (_ptr * 7)(*(t.data_ptr() for t in tensors))
-        ints = (_i64 * 15)(cache_k.stride(0), cache_k.stride(1), cache_v.stride(0), cache_v.stride(1),
-                           scratch_k.stride(0), scratch_k.stride(1), scratch_v.stride(0),
-                           scratch_v.stride(1), vst_index.stride(0), cos.stride(0), sin.stride(0),
-                           cache_k.shape[0], vst_index.shape[0], cache_k.shape[2] // 2, dst)
-        return self.lib.vxl_host_kv_discard(DTYPE_CODES[cache_k.dtype], ptrs, ints)
+    def kv_compact_launch(self, cache_k, cache_v, vst_k, vst_v, cos, sin, dst: int) -> int:
+        """launch_kv_compact with the CUDA impl's parameters (csrc/cuda/kv_compact.cu)."""
+        tensors = (cache_k, cache_v, vst_k, vst_v, cos, sin)
+        ptrs = (_ptr * 6)(*(t.data_ptr() for t in tensors))
+        ints = (_i64 * 14)(cache_k.stride(0), cache_k.stride(1), cache_v.stride(0), cache_v.stride(1),
+                           vst_k.stride(0), vst_k.stride(1), vst_v.stride(0), vst_v.stride(1),
+                           cos.stride(0), sin.stride(0), cache_k.shape[0], vst_k.shape[1],
+                           cache_k.shape[2] // 2, dst)
+        return self.lib.vxl_host_kv_compact(DTYPE_CODES[cache_k.dtype], ptrs, ints)
 
-    def kv_discard(self, cache_k, cache_v, scratch_k, scratch_v, vst_index, cos, sin, dst: int) -> None:
-        """The CUDA impl, on the host: the kernel when there is work, then the scratch wipe."""
-        if vst_index.shape[0] > 0 and cache_k.shape[0] > 0:
-            rc = self.kv_discard_launch(cache_k, cache_v, scratch_k, scratch_v, vst_index, cos, sin, dst)
-            assert rc == 0, f"launch_kv_discard returned cudaError_t {rc}"
-        scratch_k.zero_()
-        scratch_v.zero_()
+    def kv_compact(self, cache_k, cache_v, vst_k, vst_v, cos, sin, dst: int) -> None:
+        """The CUDA impl, on the host: the kernel when there is work."""
+        if vst_k.shape[1] > 0 and cache_k.shape[0] > 0:
+            rc = self.kv_compact_launch(cache_k, cache_v, vst_k, vst_v, cos, sin, dst)
+            assert rc == 0, f"launch_kv_compact returned cudaError_t {rc}"
 
     def clip_preprocess_out(self, frames: torch.Tensor, size: int, crop: int, mean, std,
                             out: torch.Tensor) -> torch.Tensor:

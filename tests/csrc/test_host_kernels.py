@@ -1,7 +1,7 @@
 """The CUDA kernel bodies, run on the CPU: csrc/include/vxl_fast/*.cuh compiled by g++ through the
 host shim (tests/csrc/shim) and compared with the CPU impl (torch.ops.vxl_fast) and the reference
 twins on awkward sizes, in index order and in shuffled block/thread orders, with and without
-__CUDA_ARCH__ (the device-only branches). Copies must be bit-exact; kv_discard's RoPE arithmetic
+__CUDA_ARCH__ (the device-only branches). Copies must be bit-exact; kv_compact's RoPE arithmetic
 must lie within a bound derived from fp32 and the storage type's rounding.
 """
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import vxl_fast._ext as ext
-from vxl_fast.ops import clip_preprocess_ref, interleave_vst_ref, kv_discard_ref, vst_slots
+from vxl_fast.ops import clip_preprocess_ref, interleave_vst_ref, kv_compact_ref, vst_slots
 from host_kernels import CUDA_ERROR_INVALID_CONFIGURATION, host_kernels
 
 pytestmark = pytest.mark.skipif(not ext.available, reason=f"vxl_fast._C is not built: {ext.error}")
@@ -137,30 +137,27 @@ def test_harness_catches_a_planted_wrong_index():
             _assert_same_bits(bad.interleave_vst(raw, vst, ratio, carry), want, f"carry={carry}")
 
 
-# ---- kv_discard: a copy (values) and RoPE arithmetic (keys) ----
+# ---- kv_compact: a copy (values) and RoPE arithmetic (keys) ----
 
-def _kv_inputs(g, dtype, heads, rows, d, nb, dst, strided):
+def _kv_inputs(g, dtype, heads, d, nb, dst, strided):
     cap = dst + nb + 3
     pad = 5 if strided else 0  # rows and heads of a bigger buffer
     def buf(n):
         return torch.randn(heads, n + pad, d + 2 * pad, generator=g).to(dtype)[:, :n, :d]
-    cache_k, cache_v, scratch_k, scratch_v = buf(cap), buf(cap), buf(rows), buf(rows)
-    index = torch.randperm(rows, generator=g)[:nb]
-    vst_index = torch.stack([index, index], 1).flatten()[::2] if strided else index.clone()
     positions = torch.arange(cap + 2, dtype=torch.float32)[:, None]
     freqs = 1.0 / 10000 ** (torch.arange(0, d, 2, dtype=torch.float32) / d)
     angles = torch.cat([positions * freqs, positions * freqs], 1)
     wide = torch.zeros(cap + 2, d + pad)
     cos, sin = wide.clone(), wide.clone()
     cos[:, :d], sin[:, :d] = angles.cos(), angles.sin()
-    return [cache_k, cache_v, scratch_k, scratch_v, vst_index, cos[:, :d], sin[:, :d]]
+    return [buf(cap), buf(cap), buf(nb), buf(nb), cos[:, :d], sin[:, :d]]
 
 
-def _rope_bound(scratch_k, vst_index, cos, sin, dst, out_dtype):
+def _rope_bound(vst_k, cos, sin, dst, out_dtype):
     """|kernel - reference| allowed per key element: the two fp32 products and their sum each round
     once (<= 3 u32 of |lo cos| + |hi sin|, times 2 for the two results compared), then the cast to
     the cache dtype rounds each side once (<= 1 ulp of it: 2 u_T |y|)."""
-    x = scratch_k.index_select(1, vst_index).float()
+    x = vst_k.float()
     half = x.shape[-1] // 2
     rotated = torch.cat((-x[..., half:], x[..., :half]), -1)
     c, s = cos[dst:dst + x.shape[1]], sin[dst:dst + x.shape[1]]
@@ -170,26 +167,25 @@ def _rope_bound(scratch_k, vst_index, cos, sin, dst, out_dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_kv_discard_matches_cpu_impl_and_reference(kernels, dtype):
+def test_kv_compact_matches_cpu_impl_and_reference(kernels, dtype):
     g = torch.Generator().manual_seed(7)
-    for heads, rows, d, nb, dst, strided in ((1, 1, 2, 1, 0, False), (2, 7, 6, 3, 5, True),
-                                             (3, 31, 64, 13, 0, True), (1, 97, 128, 41, 11, False),
-                                             (2, 17, 130, 17, 2, True)):
-        inputs = _kv_inputs(g, dtype, heads, rows, d, nb, dst, strided)
-        bound = _rope_bound(inputs[2], inputs[4], inputs[5], inputs[6], dst, dtype)
-        what = f"heads={heads} rows={rows} d={d} nb={nb} dst={dst} strided={strided} {dtype}"
+    for heads, d, nb, dst, strided in ((1, 2, 1, 0, False), (2, 6, 3, 5, True), (3, 64, 13, 0, True),
+                                       (1, 128, 41, 11, False), (2, 130, 17, 2, True)):
+        inputs = _kv_inputs(g, dtype, heads, d, nb, dst, strided)
+        bound = _rope_bound(inputs[2], inputs[4], inputs[5], dst, dtype)
+        what = f"heads={heads} d={d} nb={nb} dst={dst} strided={strided} {dtype}"
         runs = {}
-        for name, fn in (("host", kernels.kv_discard), ("cpu", torch.ops.vxl_fast.kv_discard),
-                         ("ref", kv_discard_ref)):
-            args = [t.clone() if i != 4 else t for i, t in enumerate(inputs)]
+        for name, fn in (("host", kernels.kv_compact), ("cpu", torch.ops.vxl_fast.kv_compact),
+                         ("ref", kv_compact_ref)):
+            args = [t.clone() for t in inputs]
             fn(*args, dst)
             runs[name] = args
         host = runs["host"]
+        for i in (2, 3):
+            _assert_same_bits(host[i], inputs[i], f"source changed: {what}")
         for name in ("cpu", "ref"):
             other = runs[name]
             _assert_same_bits(host[1], other[1], f"cache_v vs {name}: {what}")  # values: copies
-            for i in (2, 3):
-                assert not bool(host[i].any()), f"scratch not wiped: {what}"
             err = (host[0][:, dst:dst + nb].float() - other[0][:, dst:dst + nb].float()).abs()
             assert bool((err <= bound).all()), f"cache_k vs {name}: max err {err.max()}: {what}"
             untouched = torch.ones(host[0].shape[1], dtype=torch.bool)
@@ -197,15 +193,13 @@ def test_kv_discard_matches_cpu_impl_and_reference(kernels, dtype):
             _assert_same_bits(host[0][:, untouched], other[0][:, untouched], f"cache_k rest: {what}")
 
 
-def test_kv_discard_launch_rejects_a_grid_a_gpu_would_reject():
+def test_kv_compact_launch_rejects_a_grid_a_gpu_would_reject():
     """65536 heads exceed gridDim.y: the launch fails (the CUDA impl checks this before it)."""
     k = host_kernels()
     t = torch.zeros(1, 1, 2)
-    index = torch.zeros(1, dtype=torch.int64)
     table = torch.zeros(1, 2)
     cache = t.expand(65536, 1, 2)
-    rc = k.kv_discard_launch(cache, cache, t.expand(65536, 1, 2), t.expand(65536, 1, 2), index,
-                             table, table, 0)
+    rc = k.kv_compact_launch(cache, cache, t.expand(65536, 1, 2), t.expand(65536, 1, 2), table, table, 0)
     assert rc == CUDA_ERROR_INVALID_CONFIGURATION
 
 

@@ -56,7 +56,7 @@ def wrong_interleave_vst():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", ["clip_preprocess", "interleave_vst", "kv_discard"])
+@pytest.mark.parametrize("name", ["clip_preprocess", "interleave_vst", "kv_compact"])
 def test_the_cpu_impls_pass_the_check(name, dtype):
     assert selfcheck.check_op(name, CPU, dtype) is None
 
@@ -110,7 +110,7 @@ def test_off_never_runs_a_kernel(wrong_interleave_vst, monkeypatch):
     monkeypatch.setattr(selfcheck, "MODE", "off")
     raw, vst = torch.randn(11, 8, dtype=torch.float16), torch.randn(8, dtype=torch.float16)
     assert torch.equal(ops.interleave_vst(raw, vst, 4, 2), interleave_vst_ref(raw, vst, 4, 2))
-    assert not ops._has_kernel("kv_discard", CPU, torch.float32)
+    assert not ops._has_kernel("kv_compact", CPU, torch.float32)
     assert wrong_interleave_vst == []
 
 

@@ -13,34 +13,40 @@ pytestmark = pytest.mark.skipif(torch.version.cuda is None,
 FLASH = "_scaled_dot_product_flash_attention"
 
 
-@pytest.fixture(scope="module")
-def rehearsal_128():
+@pytest.fixture(scope="module", params=["prefix", "split"])
+def rehearsal_128(request):
     from vxl_fast.rehearsal import rehearse
 
-    return rehearse(128, 16, decode_steps=32)
+    return rehearse(128, 16, decode_steps=32, attention=request.param)
 
 
 def test_the_whole_cuda_path_runs(rehearsal_128):
     r = rehearsal_128
-    assert r.device == "cuda" and r.dtype == "bfloat16"
+    assert r.device == "cuda" and r.dtype == "bfloat16" and r.attention in ("prefix", "split")
     assert r.windows == 13 and r.vsts == 128 * 144 // 16
 
 
 def test_attention_is_fused_everywhere(rehearsal_128):
-    """Two flash calls per layer (window and memory segments; a visual window's last layer needs
-    no attention), none through math attention."""
+    """Per layer one flash call over the cache's prefix (prefix) or two, window and memory
+    segments (split); a visual window's last layer needs no attention; no math attention."""
     r = rehearsal_128
-    assert r.ops_per_window_layer[FLASH] * 28 == pytest.approx(2 * 27, abs=0.2)
-    assert r.ops_per_decode_step[FLASH] == 2 * 28
+    calls = 1 if r.attention == "prefix" else 2
+    assert r.ops_per_window_layer[FLASH] * 28 == pytest.approx(calls * 27, abs=0.2)
+    assert r.ops_per_decode_step[FLASH] == calls * 28
     for name in ("_scaled_dot_product_attention_math", "_safe_softmax", "softmax", "_softmax"):
         assert r.ops_total[name] == 0, name
 
 
 def test_custom_ops_run_as_on_the_device(rehearsal_128):
     r = rehearsal_128
-    assert r.ops_per_window_layer["kv_discard"] == 1
+    assert r.ops_per_window_layer["kv_compact"] == 1  # every layer, the last one included
     assert r.ops_total["interleave_vst"] == r.windows
-    assert r.ops_total["clip_preprocess"] == -(-128 // 10)  # one call per window's frames
+    assert r.ops_total["clip_preprocess"] == -(-128 // r.vision_batch)  # one call per vision batch
+
+
+def test_encoding_never_waits_for_the_device_but_once_at_the_end(rehearsal_128):
+    """No synchronize in the window loop: the times are CUDA events read once, after the last window."""
+    assert rehearsal_128.encode_waits == 1
 
 
 def test_simulated_peak_is_what_the_planner_says(rehearsal_128):

@@ -1,44 +1,125 @@
-"""Window attention over [memory | window]: both implementations against an explicit softmax."""
+"""Attention over the cache's contiguous prefix: every backend against an explicit softmax, the
+preconditions of the fused CUDA kernels, and the choice of a backend."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 import torch
 
-from vxl_fast.layers.attention import masked_attention, split_attention_cpu, window_attention
+from vxl_fast.layers import attention
+from vxl_fast.layers.attention import (_check_fused, _flash_cpu, choose, masked_attention, select_backend,
+                                       split_attention, split_attention_cpu)
 
 
-def _explicit(q, k_mem, v_mem, k_win, v_win):
+def _explicit(q, k, v):
     h, n, d = q.shape
-    g = h // k_mem.shape[0]
-    k = torch.cat([k_mem, k_win], 1).repeat_interleave(g, 0).double()
-    v = torch.cat([v_mem, v_win], 1).repeat_interleave(g, 0).double()
-    m = k_mem.shape[1]
+    g = h // k.shape[0]
+    m = k.shape[1] - n
+    k, v = k.repeat_interleave(g, 0).double(), v.repeat_interleave(g, 0).double()
     scores = q.double() @ k.transpose(1, 2) / d ** 0.5
     visible = torch.ones(n, m + n, dtype=torch.bool).tril(m)
     scores = scores.masked_fill(~visible, float("-inf"))
     return (scores.softmax(-1) @ v).transpose(0, 1)
 
 
+def _prefix(kv_heads, m, n, d, slots=None):
+    """K/V of the first m + n slots of a cache of ``slots`` slots (a view, as the engine passes)."""
+    slots = slots or m + n + 7
+    k, v = torch.randn(kv_heads, slots, d), torch.randn(kv_heads, slots, d)
+    return k[:, :m + n], v[:, :m + n]
+
+
 @pytest.mark.parametrize("heads, kv_heads, d", [(4, 2, 32), (7, 1, 128), (28, 4, 128)])
 @pytest.mark.parametrize("m, n", [(0, 1), (0, 37), (23, 1), (113, 306), (5, 1)])
-def test_both_paths_match_explicit_softmax(heads, kv_heads, d, m, n):
+def test_cpu_backends_match_explicit_softmax(heads, kv_heads, d, m, n):
     torch.manual_seed(m * 1000 + n)
     q = torch.randn(heads, n, d)
-    k_mem, v_mem = torch.randn(kv_heads, m, d), torch.randn(kv_heads, m, d)
-    k_win, v_win = torch.randn(kv_heads, n, d), torch.randn(kv_heads, n, d)
-    expected = _explicit(q, k_mem, v_mem, k_win, v_win)
-    for fn in (split_attention_cpu, masked_attention, window_attention):
-        got = fn(q, k_mem, v_mem, k_win, v_win)
+    k, v = _prefix(kv_heads, m, n, d)
+    expected = _explicit(q, k, v)
+    for fn in (split_attention_cpu, masked_attention, select_backend(torch.device("cpu"), torch.float32)):
+        got = fn(q, k, v)
         assert got.shape == (n, heads, d) and got.dtype == torch.float32
         assert (got.double() - expected).abs().max().item() < 2e-6, fn.__name__
 
 
 def test_bf16_error_is_within_twice_the_bf16_reference():
     torch.manual_seed(0)
-    q, km, vm, kw, vw = (torch.randn(s) for s in [(8, 64, 64), (2, 200, 64), (2, 200, 64), (2, 64, 64), (2, 64, 64)])
-    exact = _explicit(q, km, vm, kw, vw)
-    ref_bf16 = _explicit(*(t.bfloat16().float() for t in (q, km, vm, kw, vw))).bfloat16().double()
+    q = torch.randn(8, 64, 64)
+    k, v = _prefix(2, 200, 64, 64)
+    exact = _explicit(q, k, v)
+    ref_bf16 = _explicit(*(t.bfloat16().float() for t in (q, k, v))).bfloat16().double()
     ref_err = (ref_bf16 - exact).abs().max().item()
-    got = split_attention_cpu(*(t.bfloat16() for t in (q, km, vm, kw, vw))).double()
+    got = split_attention_cpu(*(t.bfloat16() for t in (q, k, v))).double()
     assert (got - exact).abs().max().item() <= 2 * ref_err
+
+
+def _checked_flash(calls):
+    """The CPU flash kernel behind the fused-kernel preconditions, recording each call."""
+    def flash(q, k, v, causal):
+        _check_fused(q, k, v)
+        calls.append((tuple(q.shape), tuple(k.shape), causal))
+        return _flash_cpu(q, k, v, causal)
+    return flash
+
+
+@pytest.mark.parametrize("m, n", [(0, 5), (40, 17), (9, 1)])
+def test_the_cuda_paths_give_the_fused_kernels_what_they_need(monkeypatch, m, n):
+    """The tensors the CUDA backends hand to the flash kernel: 4-D, bf16, last dim contiguous, K/V
+    heads not repeated, no mask (the kernel is the CPU one here, behind the same checks)."""
+    torch.manual_seed(n)
+    q = torch.randn(28, n, 128).bfloat16().transpose(0, 1).contiguous().transpose(0, 1)  # [H, n, d] view
+    k, v = (t.bfloat16() for t in _prefix(4, m, n, 128, slots=m + n + 30))
+    exact = _explicit(q, k, v)
+    calls = []
+    got = split_attention(_checked_flash(calls), q, k, v)
+    assert calls[0] == ((1, 28, n, 128), (1, 4, n, 128), True)
+    if m:
+        assert calls[1] == ((1, 4, 7 * n, 128), (1, 4, m, 128), False)  # a KV head's queries folded
+    assert len(calls) == (2 if m else 1)
+    assert (got.double() - exact).abs().max().item() < 0.05
+    # prefix: one call over the whole prefix (the CUDA kernel aligns causality bottom-right, which
+    # the CPU kernel does not: it stands in only for the shapes here)
+    calls.clear()
+    monkeypatch.setattr(attention, "_flash_cuda", _checked_flash(calls))
+    attention.prefix_attention_cuda(q, k, v)
+    assert calls == [((1, 28, n, 128), (1, 4, m + n, 128), True)]
+    with pytest.raises(AssertionError, match="bf16/fp16"):
+        _check_fused(q.float()[None], k.float()[None], v.float()[None])
+    with pytest.raises(AssertionError, match="4-D"):
+        _check_fused(q, k, v)
+
+
+def test_choose_takes_the_fastest_that_agrees():
+    torch.manual_seed(0)
+    q = torch.randn(8, 32, 64)
+    k, v = _prefix(2, 48, 32, 64)
+    top_left = lambda q, k, v: _flash_cpu(q[None], k[None], v[None], True)[0][0].transpose(0, 1)  # noqa: E731
+    available = {"prefix": top_left, "split": split_attention_cpu, "masked": masked_attention}
+    timings = {"prefix": 0.1, "split": 0.5}
+    with pytest.warns(RuntimeWarning, match=re.escape("attention backend 'prefix' disagrees with the reference")):
+        assert choose(available, (q, k, v), lambda fn, _: timings["prefix" if fn is top_left else "split"]) == "split"
+    # when two agree, the faster one wins; when none does, the reference
+    fast_copy = lambda q, k, v: split_attention_cpu(q, k, v)  # noqa: E731
+    assert choose({"prefix": fast_copy, "split": split_attention_cpu}, (q, k, v),
+                  lambda fn, _: 0.1 if fn is fast_copy else 0.5) == "prefix"
+    with pytest.warns(RuntimeWarning):
+        assert choose({"prefix": top_left, "masked": masked_attention}, (q, k, v), lambda fn, _: 0.0) == "masked"
+
+
+def test_vxl_attention_forces_a_backend(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setenv("VXL_ATTENTION", "masked")
+    assert select_backend(cpu, torch.float32) is masked_attention
+    monkeypatch.setenv("VXL_ATTENTION", "fast")
+    with pytest.raises(ValueError, match=re.escape("VXL_ATTENTION='fast' is not a backend; choose one of "
+                                                   "split, prefix, masked")):
+        select_backend(cpu, torch.float32)
+    monkeypatch.setenv("VXL_ATTENTION", "prefix")
+    with pytest.raises(ValueError, match=re.escape("VXL_ATTENTION='prefix' cannot run on cpu in torch.float32 "
+                                                   "(available: split, masked)")):
+        select_backend(cpu, torch.float32)
+    monkeypatch.delenv("VXL_ATTENTION")
+    assert select_backend(cpu, torch.bfloat16) is split_attention_cpu
+    assert select_backend(torch.device("cuda"), torch.float32) is masked_attention  # flash has no fp32

@@ -25,9 +25,10 @@ def test_kv_of_2048_frames_at_ratio_16_is_under_a_gib():
     cfg = VideoXLConfig.released()
     assert kv_slot_bytes(cfg, 2) == 57344  # 56 KiB per slot in 16-bit
     plan = plan_request(14, 2048 * 144, 0, 0, 1440, [16])
-    b = budget(cfg, plan.capacity, plan.max_window_rows, weight_bytes=0, itemsize=2, vision_batch=16)
-    assert b.kv_slots == 18446 and b.kv_cache == 1_057_767_424
-    assert b.scratch == 2 * 4 * 1530 * 128 * 2
+    b = budget(cfg, plan.capacity, [16], weight_bytes=0, itemsize=2)
+    # 18,446 kept slots plus room for one window's 1440 + 90 rows while it is compressed
+    assert b.kv_slots == 18446 + 1530 and b.kv_cache == (18446 + 1530) * 57344
+    assert b.stage == 2 * 4 * 90 * 128 * 2
     assert b.workspace < 1 << 30
 
 
@@ -38,9 +39,9 @@ def test_memory_plan_matches_what_generate_allocates(tiny_model):
     question = out.stats["prompt_tokens"] - 23
     plan = tiny_model.memory_plan(25, 16, question_tokens=question, max_new_tokens=8)
     assert plan.kv_slots == out.stats["kv_capacity"]
-    assert plan.kv_cache == out.stats["kv_bytes"] and plan.scratch == out.stats["scratch_bytes"]
+    assert plan.kv_cache == out.stats["kv_bytes"] and plan.stage == out.stats["stage_bytes"]
     assert plan.weights == sum(p.nbytes for p in tiny_model.model.parameters())
-    assert plan.total == plan.weights + plan.kv_cache + plan.scratch + plan.workspace
+    assert plan.total == plan.weights + plan.kv_cache + plan.stage + plan.workspace
 
 
 def test_random_model_has_the_checkpoint_layout(tiny_model):

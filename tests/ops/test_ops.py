@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from vxl_fast import _ext, ops
-from vxl_fast.ops import interleave_vst_ref, kv_discard_ref, raw_slots, vst_slots
+from vxl_fast.ops import interleave_vst_ref, kv_compact_ref, raw_slots, vst_slots
 
 needs_ext = pytest.mark.skipif(not _ext.available, reason=f"vxl_fast._C not loaded: {_ext.error}")
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
@@ -111,7 +111,7 @@ def _check_interleave(device, dtype, layout, d, ratio, carry, n_raw):
     assert torch.equal(out[~is_vst], raw)
 
 
-# ---- kv_discard ------------------------------------------------------------------------------
+# ---- kv_compact ------------------------------------------------------------------------------
 
 HEADS = 2
 
@@ -136,13 +136,13 @@ def _kv(heads: int, rows: int, d: int, dtype: torch.dtype, device: str, layout: 
     return torch.randn(rows, heads, d, device=device).to(dtype).transpose(0, 1)
 
 
-def _kv_discard_case(n_raw, ratio, carry, d, dtype, device, layout):
-    """Tensors for one window: scratch rows = the interleaved rows, VSTs at vst_slots.
+def _kv_compact_case(n_raw, ratio, carry, d, dtype, device, layout):
+    """Tensors for one window's compaction: its nb = (n_raw + carry) // ratio VSTs' keys and
+    values, written at dst into a cache whose rows hold other data.
 
     The same arguments give the same tensors (fresh storage, same layout)."""
     torch.manual_seed(0)
-    nb, slots = vst_slots(n_raw, ratio, carry)
-    rows = n_raw + nb
+    nb = (n_raw + carry) // ratio
     dst = 5
     capacity = dst + nb + 3
     cos, sin = _rope_tables(capacity + 2, d, device, layout)
@@ -150,9 +150,9 @@ def _kv_discard_case(n_raw, ratio, carry, d, dtype, device, layout):
     return dict(
         cache_k=_kv(HEADS, capacity, d, dtype, device, cache_layout),
         cache_v=_kv(HEADS, capacity, d, dtype, device, cache_layout),
-        scratch_k=_kv(HEADS, rows, d, dtype, device, layout),
-        scratch_v=_kv(HEADS, rows, d, dtype, device, layout),
-        vst_index=slots.to(device), cos=cos, sin=sin, dst=dst)
+        vst_k=_kv(HEADS, nb, d, dtype, device, layout),
+        vst_v=_kv(HEADS, nb, d, dtype, device, layout),
+        cos=cos, sin=sin, dst=dst)
 
 
 def _outside(t: torch.Tensor) -> torch.Tensor:
@@ -187,10 +187,10 @@ def _rope_bound(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, out: torc
 
 def _expected_keys(case: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """The kept keys [Hkv, nb, d] by the formula, in fp32 on the CPU, and their _rope_bound."""
-    dst, idx = case["dst"], case["vst_index"].cpu()
+    dst, nb = case["dst"], case["vst_k"].shape[1]
     half = case["cache_k"].shape[2] // 2
-    x = case["scratch_k"].cpu()[:, idx].float()
-    cos, sin = case["cos"].cpu()[dst:dst + idx.numel()], case["sin"].cpu()[dst:dst + idx.numel()]
+    x = case["vst_k"].cpu().float()
+    cos, sin = case["cos"].cpu()[dst:dst + nb], case["sin"].cpu()[dst:dst + nb]
     lo, hi = x[..., :half], x[..., half:]
     keys = torch.cat((lo * cos[:, :half] - hi * sin[:, :half],
                       hi * cos[:, half:] + lo * sin[:, half:]), dim=-1)
@@ -202,23 +202,23 @@ def _expected_keys(case: dict) -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("layout", ["contiguous", "strided"])
 @pytest.mark.parametrize("d", [2, 128])
-def test_kv_discard_matches_ref(device, dtype, layout, d):
+def test_kv_compact_matches_ref(device, dtype, layout, d):
     for n_raw in LENGTHS:
         for ratio, carry in RATIO_CARRY:
-            _check_kv_discard(device, dtype, layout, d, ratio, carry, n_raw)
+            _check_kv_compact(device, dtype, layout, d, ratio, carry, n_raw)
 
 
-def _check_kv_discard(device, dtype, layout, d, ratio, carry, n_raw):
-    before, ext, ref = (_kv_discard_case(n_raw, ratio, carry, d, dtype, device, layout)
+def _check_kv_compact(device, dtype, layout, d, ratio, carry, n_raw):
+    before, ext, ref = (_kv_compact_case(n_raw, ratio, carry, d, dtype, device, layout)
                         for _ in range(3))
-    torch.ops.vxl_fast.kv_discard(**ext)
-    kv_discard_ref(**ref)
-    dst, idx = before["dst"], before["vst_index"]
-    kept = slice(dst, dst + idx.numel())
+    torch.ops.vxl_fast.kv_compact(**ext)
+    kv_compact_ref(**ref)
+    dst, nb = before["dst"], before["vst_k"].shape[1]
+    kept = slice(dst, dst + nb)
     keys, bound = _expected_keys(before)
     # The reference is the formula, to the bit.
     assert torch.equal(ref["cache_k"][:, kept].cpu(), keys.to(dtype))
-    assert torch.equal(ref["cache_v"][:, kept], before["scratch_v"][:, idx])
+    assert torch.equal(ref["cache_v"][:, kept], before["vst_v"])
     # The kernel: within the derived bound on the kept keys, exact everywhere else.
     assert torch.all((ext["cache_k"][:, kept].cpu().double() - keys.to(dtype).double()).abs() <= bound)
     assert torch.equal(ext["cache_k"][:, :dst], ref["cache_k"][:, :dst])
@@ -227,22 +227,21 @@ def _check_kv_discard(device, dtype, layout, d, ratio, carry, n_raw):
     for name in ("cache_k", "cache_v"):  # rows outside [dst, dst + nb) untouched
         assert torch.equal(ref[name][:, :dst], before[name][:, :dst])
         assert torch.equal(ref[name][:, kept.stop:], before[name][:, kept.stop:])
-    for name in ("scratch_k", "scratch_v"):
-        assert torch.count_nonzero(ext[name]) == 0 and torch.count_nonzero(ref[name]) == 0
-    for name in ("cache_k", "cache_v", "scratch_k", "scratch_v"):
+    for name in ("vst_k", "vst_v"):  # the sources are read only
+        assert torch.equal(ext[name], before[name]) and torch.equal(ref[name], before[name])
+    for name in ("cache_k", "cache_v", "vst_k", "vst_v"):
         assert torch.equal(_outside(ext[name]), _outside(before[name]))
 
 
 @needs_ext
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("impl", ["ext", "ref"])
-def test_kv_discard_without_vsts_only_wipes(device, impl):
-    before, after = (_kv_discard_case(1, 4, 0, 8, torch.bfloat16, device, "strided") for _ in range(2))
-    assert before["vst_index"].numel() == 0
-    _op("kv_discard", impl)(**after)
+def test_kv_compact_without_vsts_changes_nothing(device, impl):
+    before, after = (_kv_compact_case(1, 4, 0, 8, torch.bfloat16, device, "strided") for _ in range(2))
+    assert before["vst_k"].shape[1] == 0
+    _op("kv_compact", impl)(**after)
     assert torch.equal(after["cache_k"], before["cache_k"])
     assert torch.equal(after["cache_v"], before["cache_v"])
-    assert torch.count_nonzero(after["scratch_k"]) == 0 and torch.count_nonzero(after["scratch_v"]) == 0
 
 
 # ---- torch.library.opcheck ---------------------------------------------------------------------
@@ -259,10 +258,10 @@ def test_opcheck_interleave_vst(device, layout):
 @needs_ext
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("layout", ["contiguous", "strided"])
-def test_opcheck_kv_discard(device, layout):
-    case = _kv_discard_case(13, 4, 1, 8, torch.bfloat16, device, layout)
-    names = ("cache_k", "cache_v", "scratch_k", "scratch_v", "vst_index", "cos", "sin", "dst")
-    torch.library.opcheck(torch.ops.vxl_fast.kv_discard.default, tuple(case[n] for n in names))
+def test_opcheck_kv_compact(device, layout):
+    case = _kv_compact_case(13, 4, 1, 8, torch.bfloat16, device, layout)
+    names = ("cache_k", "cache_v", "vst_k", "vst_v", "cos", "sin", "dst")
+    torch.library.opcheck(torch.ops.vxl_fast.kv_compact.default, tuple(case[n] for n in names))
 
 
 # ---- bad inputs ----------------------------------------------------------------------------------
@@ -303,66 +302,59 @@ def test_interleave_vst_rejects(impl, override, error, message):
 
 
 def _kv_args(**override):
-    heads, capacity, rows, d, positions = 2, 10, 7, 4, 12
+    heads, capacity, nb, d, positions = 2, 10, 2, 4, 12
     args = dict(cache_k=torch.zeros(heads, capacity, d), cache_v=torch.zeros(heads, capacity, d),
-                scratch_k=torch.randn(heads, rows, d), scratch_v=torch.randn(heads, rows, d),
-                vst_index=torch.tensor([2, 5]), cos=torch.ones(positions, d),
-                sin=torch.zeros(positions, d), dst=3)
+                vst_k=torch.randn(heads, nb, d), vst_v=torch.randn(heads, nb, d),
+                cos=torch.ones(positions, d), sin=torch.zeros(positions, d), dst=3)
     args.update(override)
     return args
 
 
-KV_DISCARD_ERRORS = [
+KV_COMPACT_ERRORS = [
     (dict(cache_k=torch.zeros(10, 4)), ValueError,
-     "kv_discard: cache_k must be a 3-D tensor [Hkv, C, d], got 2 dimensions."),
-    (dict(scratch_v=torch.zeros(1, 2, 7, 4)), ValueError,
-     "kv_discard: scratch_v must be a 3-D tensor [Hkv, R, d], got 4 dimensions."),
-    (dict(vst_index=torch.tensor([[2, 5]])), ValueError,
-     "kv_discard: vst_index must be a 1-D tensor [nb], got 2 dimensions."),
+     "kv_compact: cache_k must be a 3-D tensor [Hkv, C, d], got 2 dimensions."),
+    (dict(vst_v=torch.zeros(1, 2, 2, 4)), ValueError,
+     "kv_compact: vst_v must be a 3-D tensor [Hkv, nb, d], got 4 dimensions."),
     (dict(sin=torch.zeros(48)), ValueError,
-     "kv_discard: sin must be a 2-D tensor [P, d], got 1 dimensions."),
+     "kv_compact: sin must be a 2-D tensor [P, d], got 1 dimensions."),
     (dict(cache_k=torch.zeros(2, 10, 4, dtype=torch.int32)), TypeError,
-     "kv_discard: cache_k must be torch.float32, torch.float16 or torch.bfloat16, got torch.int32."),
-    (dict(scratch_k=torch.zeros(2, 7, 4, dtype=torch.bfloat16)), TypeError,
-     "kv_discard: scratch_k must have the same dtype as cache_k (torch.float32), got torch.bfloat16."),
-    (dict(vst_index=torch.tensor([2, 5], dtype=torch.int32)), TypeError,
-     "kv_discard: vst_index must be torch.int64, got torch.int32."),
+     "kv_compact: cache_k must be torch.float32, torch.float16 or torch.bfloat16, got torch.int32."),
+    (dict(vst_k=torch.zeros(2, 2, 4, dtype=torch.bfloat16)), TypeError,
+     "kv_compact: vst_k must have the same dtype as cache_k (torch.float32), got torch.bfloat16."),
     (dict(cos=torch.ones(12, 4, dtype=torch.float64)), TypeError,
-     "kv_discard: cos must be torch.float32, got torch.float64."),
+     "kv_compact: cos must be torch.float32, got torch.float64."),
     (dict(cache_v=torch.zeros(2, 11, 4)), ValueError,
-     "kv_discard: cache_v must have the shape of cache_k ([2, 10, 4]), got [2, 11, 4]."),
-    (dict(scratch_v=torch.zeros(2, 6, 4)), ValueError,
-     "kv_discard: scratch_v must have the shape of scratch_k ([2, 7, 4]), got [2, 6, 4]."),
-    (dict(scratch_k=torch.zeros(3, 7, 4), scratch_v=torch.zeros(3, 7, 4)), ValueError,
-     "kv_discard: scratch_k [Hkv, R, d] = [3, 7, 4] and cache_k [Hkv, C, d] = [2, 10, 4] must have "
+     "kv_compact: cache_v must have the shape of cache_k ([2, 10, 4]), got [2, 11, 4]."),
+    (dict(vst_v=torch.zeros(2, 3, 4)), ValueError,
+     "kv_compact: vst_v must have the shape of vst_k ([2, 2, 4]), got [2, 3, 4]."),
+    (dict(vst_k=torch.zeros(3, 2, 4), vst_v=torch.zeros(3, 2, 4)), ValueError,
+     "kv_compact: vst_k [Hkv, nb, d] = [3, 2, 4] and cache_k [Hkv, C, d] = [2, 10, 4] must have "
      "the same Hkv and d."),
-    (dict(cache_k=torch.zeros(2, 10, 3), cache_v=torch.zeros(2, 10, 3), scratch_k=torch.zeros(2, 7, 3),
-          scratch_v=torch.zeros(2, 7, 3)), ValueError,
-     "kv_discard: the head dim d must be a positive even number, got 3."),
+    (dict(cache_k=torch.zeros(2, 10, 3), cache_v=torch.zeros(2, 10, 3), vst_k=torch.zeros(2, 2, 3),
+          vst_v=torch.zeros(2, 2, 3)), ValueError,
+     "kv_compact: the head dim d must be a positive even number, got 3."),
     (dict(cos=torch.ones(12, 6), sin=torch.ones(12, 6)), ValueError,
-     "kv_discard: cos must have d = 4 columns, got 6."),
+     "kv_compact: cos must have d = 4 columns, got 6."),
     (dict(sin=torch.zeros(11, 4)), ValueError,
-     "kv_discard: sin must have the shape of cos ([12, 4]), got [11, 4]."),
+     "kv_compact: sin must have the shape of cos ([12, 4]), got [11, 4]."),
     (dict(cache_v=torch.zeros(2, 4, 10).transpose(1, 2)), ValueError,
-     "kv_discard: cache_v must have a contiguous last dimension (stride 1), got stride 10."),
+     "kv_compact: cache_v must have a contiguous last dimension (stride 1), got stride 10."),
+    (dict(vst_k=torch.zeros(2, 4, 2).transpose(1, 2)), ValueError,
+     "kv_compact: vst_k must have a contiguous last dimension (stride 1), got stride 2."),
     (dict(cos=torch.ones(4, 12).t()), ValueError,
-     "kv_discard: cos must have a contiguous last dimension (stride 1), got stride 12."),
-    (dict(dst=-1), ValueError, "kv_discard: dst must be non-negative, got -1."),
-    (dict(dst=9), ValueError, "kv_discard: dst + nb = 11 exceeds the cache length C = 10."),
+     "kv_compact: cos must have a contiguous last dimension (stride 1), got stride 12."),
+    (dict(dst=-1), ValueError, "kv_compact: dst must be non-negative, got -1."),
+    (dict(dst=9), ValueError, "kv_compact: dst + nb = 11 exceeds the cache length C = 10."),
     (dict(cache_k=torch.zeros(2, 20, 4), cache_v=torch.zeros(2, 20, 4), dst=11), ValueError,
-     "kv_discard: dst + nb = 13 exceeds the RoPE table length P = 12."),
-    (dict(vst_index=torch.tensor([2, 7])), ValueError,
-     "kv_discard: vst_index values must lie in [0, R = 7), got 7 at position 1."),
-    (dict(vst_index=torch.tensor([-1, 2])), ValueError,
-     "kv_discard: vst_index values must lie in [0, R = 7), got -1 at position 0."),
+     "kv_compact: dst + nb = 13 exceeds the RoPE table length P = 12."),
 ]
 
 
 @pytest.mark.parametrize("impl", [pytest.param("ext", marks=needs_ext), "ref"])
-@pytest.mark.parametrize("override,error,message", KV_DISCARD_ERRORS)
-def test_kv_discard_rejects(impl, override, error, message):
+@pytest.mark.parametrize("override,error,message", KV_COMPACT_ERRORS)
+def test_kv_compact_rejects(impl, override, error, message):
     with pytest.raises(error, match=re.escape(message)):
-        _op("kv_discard", impl)(**_kv_args(**override))
+        _op("kv_compact", impl)(**_kv_args(**override))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -371,11 +363,11 @@ def test_ops_reject_mixed_devices(impl):
     with pytest.raises(ValueError, match=re.escape(
             "interleave_vst: vst must be on the same device as raw (cuda:0), got cpu.")):
         _op("interleave_vst", impl)(**_interleave_args(raw=torch.randn(13, 8, device="cuda")))
-    args = {k: v.cuda() if isinstance(v, torch.Tensor) and k != "vst_index" else v
+    args = {k: v.cuda() if isinstance(v, torch.Tensor) and k != "vst_v" else v
             for k, v in _kv_args().items()}
     with pytest.raises(ValueError, match=re.escape(
-            "kv_discard: vst_index must be on the same device as cache_k (cuda:0), got cpu.")):
-        _op("kv_discard", impl)(**args)
+            "kv_compact: vst_v must be on the same device as cache_k (cuda:0), got cpu.")):
+        _op("kv_compact", impl)(**args)
 
 
 def test_vst_slots_rejects():
@@ -393,13 +385,13 @@ def test_vst_slots_rejects():
 @needs_ext
 def test_wrappers_fall_back_to_ref_with_one_warning(monkeypatch):
     raw, vst = torch.randn(1441, 64).to(torch.bfloat16), torch.randn(64).to(torch.bfloat16)
-    with_ext = _kv_discard_case(1441, 8, 3, 128, torch.float16, "cpu", "strided")
-    without_ext = _kv_discard_case(1441, 8, 3, 128, torch.float16, "cpu", "strided")
+    with_ext = _kv_compact_case(1441, 8, 3, 128, torch.float16, "cpu", "strided")
+    without_ext = _kv_compact_case(1441, 8, 3, 128, torch.float16, "cpu", "strided")
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         out_ext = ops.interleave_vst(raw, vst, 8, 3)
-        ops.kv_discard(**with_ext)
+        ops.kv_compact(**with_ext)
 
     monkeypatch.setattr(_ext, "available", False)
     monkeypatch.setattr(_ext, "error", "ImportError: simulated")
@@ -407,13 +399,13 @@ def test_wrappers_fall_back_to_ref_with_one_warning(monkeypatch):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         out_ref = ops.interleave_vst(raw, vst, 8, 3)
-        ops.kv_discard(**without_ext)
+        ops.kv_compact(**without_ext)
     assert [str(w.message) for w in caught] == [
         "vxl_fast ops fall back to the pure-PyTorch reference: the vxl_fast._C extension failed to "
         f"load (ImportError: simulated); {_ext.REBUILD_HINT}"]
 
     assert torch.equal(out_ref, out_ext)
-    for name in ("cache_k", "cache_v", "scratch_k", "scratch_v"):
+    for name in ("cache_k", "cache_v", "vst_k", "vst_v"):
         assert torch.equal(without_ext[name], with_ext[name])
 
 
@@ -422,23 +414,23 @@ def test_cuda_tensors_without_cuda_kernels_fall_back(monkeypatch):
     monkeypatch.setattr(ops, "_CUDA_KERNELS", frozenset())
     monkeypatch.setattr(ops, "_warned", False)
     with pytest.warns(RuntimeWarning, match=re.escape("vxl_fast._C was built without CUDA kernels")):
-        assert not ops._has_kernel("kv_discard", torch.device("cuda"), torch.float32)
-    assert ops._has_kernel("kv_discard", torch.device("cpu"), torch.float32)
+        assert not ops._has_kernel("kv_compact", torch.device("cuda"), torch.float32)
+    assert ops._has_kernel("kv_compact", torch.device("cpu"), torch.float32)
 
 
 @needs_ext
 def test_wrappers_trace_without_graph_breaks():
     @torch.compile(backend="eager", fullgraph=True, dynamic=True)
     def window(raw, vst, case):
-        ops.kv_discard(**case)
+        ops.kv_compact(**case)
         return ops.interleave_vst(raw, vst, 8, 3)
 
     raw, vst = torch.randn(144, 16), torch.randn(16)
-    case = _kv_discard_case(144, 8, 3, 16, torch.float32, "cpu", "contiguous")
-    expected = _kv_discard_case(144, 8, 3, 16, torch.float32, "cpu", "contiguous")
+    case = _kv_compact_case(144, 8, 3, 16, torch.float32, "cpu", "contiguous")
+    expected = _kv_compact_case(144, 8, 3, 16, torch.float32, "cpu", "contiguous")
     assert torch.equal(window(raw, vst, case), interleave_vst_ref(raw, vst, 8, 3))
-    kv_discard_ref(**expected)
-    for name in ("cache_k", "cache_v", "scratch_k", "scratch_v"):
+    kv_compact_ref(**expected)
+    for name in ("cache_k", "cache_v", "vst_k", "vst_v"):
         assert torch.equal(case[name], expected[name])
 
 

@@ -16,6 +16,7 @@ from ..options import GenerationOptions
 from ..prompt import TokenizedPrompt
 from .compress import compress_window, pending_window
 from .detokenizer import Detokenizer
+from .flops import answer_flops, encode_flops
 from .runner import Runner
 from .sampler import Sampler
 from .stats import AnswerStats, GenerationOutput
@@ -57,11 +58,12 @@ def answer(runner: Runner, tokenizer, state: MemoryState, tok: TokenizedPrompt, 
     piece = det.finish()
     if piece:
         yield piece
-    stats = AnswerStats.of(state, cache, len(tok.before) + len(tok.after), len(det.ids), pending,
+    flops = answer_flops(cfg, state.cache.length, pending, len(tok.after), len(det.ids))
+    stats = AnswerStats.of(state, cache, len(tok.before) + len(tok.after), len(det.ids), pending, flops,
                            t_first - t0, t_end - t_first)
     stats.trace = answer_trace
     if count_encoding:
-        stats.include_encoding(state)
+        stats.include_encoding(state, encode_flops(cfg, len(state.prefix_ids), state.windows))
     return GenerationOutput(list(det.ids), det.emitted, first_logits, finish, stats.as_dict())
 
 
@@ -84,7 +86,9 @@ def prefill(runner: Runner, state: MemoryState, after: list[int], max_new_tokens
     view, that window, and the first token's logits."""
     with torch.inference_mode():
         pending = pending_window(state)
-        needed = state.cache.length + (pending.n_vst if pending else 0) + len(after) + max_new_tokens
+        text = len(after) + max_new_tokens
+        # the pending window's rows sit after the kept slots until its VSTs are compacted
+        needed = state.cache.length + (max(pending.rows, pending.n_vst + text) if pending else text)
         if needed > state.cache.capacity:
             state.cache = runner.grow(state.cache, needed)
         cache = state.cache.view()

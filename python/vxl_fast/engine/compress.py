@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import threading
-import time
 
 import torch
 from tqdm.auto import tqdm
@@ -18,7 +17,8 @@ from ..memory.kv import KVCache
 from ..memory.plan import VisualWindow, next_window, plan_windows
 from ..memory.state import MemoryState
 from ..video.inputs import VisualInput, VisualSource, frames_source, read_frames
-from .runner import VISION_BATCH, Runner
+from .runner import Runner
+from .timing import StageTimer
 from .vision import VisualStream
 
 DEFAULT_RESERVE = 2048  # KV slots a memory keeps free after the video for questions and answers
@@ -27,8 +27,8 @@ DEFAULT_RESERVE = 2048  # KV slots a memory keeps free after the video for quest
 def new_state(runner: Runner, prefix_text: str, prefix_ids: list[int], ratios: tuple[int, ...],
               modality: str, capacity: int, trace: bool) -> MemoryState:
     """An empty memory whose KV buffers are allocated once for ``capacity`` slots."""
-    cache, scratch = runner.allocate(capacity, ratios)
-    return MemoryState(cache, scratch, prefix_text, prefix_ids, ratios, modality, trace=[] if trace else None)
+    cache, stage = runner.allocate(capacity, ratios)
+    return MemoryState(cache, stage, prefix_text, prefix_ids, ratios, modality, trace=[] if trace else None)
 
 
 def encode(runner: Runner, prefix_text: str, prefix_ids: list[int], ratios: tuple[int, ...],
@@ -37,7 +37,7 @@ def encode(runner: Runner, prefix_text: str, prefix_ids: list[int], ratios: tupl
     """Compress ``visual`` (None: an empty memory to append to) after the sink ``prefix_ids``.
     ``cancel``, once set, stops the encode before its next piece (``EncodeCancelled``)."""
     cfg = runner.config
-    t0 = time.perf_counter()
+    timer = StageTimer(runner.device)
     capacity = len(prefix_ids) + reserve_tokens
     if visual is not None and visual.count is not None:
         # NOTE: a copy of the generator, so that planning draws the same ratios the windows will.
@@ -46,18 +46,17 @@ def encode(runner: Runner, prefix_text: str, prefix_ids: list[int], ratios: tupl
         capacity += sum(w.n_vst for w in planned)
     state = new_state(runner, prefix_text, prefix_ids, ratios,
                       visual.modality if visual is not None else "video", capacity, trace)
-    runner.run_text(state.cache, prefix_ids, "prefix_text", state.trace)
-    state.stats.compress_s += time.perf_counter() - t0
-    if visual is None:
-        return state
-    per_window = max(1, cfg.beacon.window // cfg.tokens_per_frame)
-    with tqdm(total=visual.count, desc="encoding", unit="frame", disable=not progress, leave=False) as bar:
-        for source in visual.sources(per_window):
-            if cancel is not None and cancel.is_set():
-                raise EncodeCancelled(f"the encode was cancelled after {state.frames} of {visual.count} frames")
-            ingest(runner, state, source)
-            bar.update(source.count)
-    flush(runner, state)
+    with timer.measure("compress"):
+        runner.run_text(state.cache, prefix_ids, "prefix_text", state.trace)
+    if visual is not None:
+        with tqdm(total=visual.count, desc="encoding", unit="frame", disable=not progress, leave=False) as bar:
+            for source in visual.sources(runner.vision_batch):
+                if cancel is not None and cancel.is_set():
+                    raise EncodeCancelled(f"the encode was cancelled after {state.frames} of {visual.count} frames")
+                ingest(runner, state, source, timer)
+                bar.update(source.count)
+        flush(runner, state, timer)
+    _add_times(state, timer)
     return state
 
 
@@ -72,22 +71,25 @@ def append(runner: Runner, state: MemoryState, frames, timestamps, progress: boo
     if (timestamps is None) != (state.timestamps is None) and state.frames:
         raise ValueError("give timestamps for every appended piece or for none")
     source = frames_source(frames, runner.config, None if timestamps is None else list(timestamps))
+    timer = StageTimer(runner.device)
     with tqdm(total=len(frames), desc="encoding", unit="frame", disable=not progress, leave=False) as bar:
-        ingest(runner, state, source)
+        ingest(runner, state, source, timer)
         bar.update(source.count)
+    _add_times(state, timer)
 
 
-def ingest(runner: Runner, state: MemoryState, source: VisualSource) -> None:
-    """Encode the source's items and compress every window they complete."""
+def ingest(runner: Runner, state: MemoryState, source: VisualSource, timer: StageTimer) -> None:
+    """Encode the source's items and compress every window they complete; nothing here waits for
+    the device (``timer`` keeps the times until they are read)."""
     window = runner.config.beacon.window
-    stream = VisualStream(source, runner.config.tokens_per_frame, runner.encode_pixels, VISION_BATCH)
-    t0 = time.perf_counter()
+    stream = VisualStream(source, runner.config.tokens_per_frame, runner.encode_pixels, runner.vision_batch, timer)
     available = state.pending_tokens + stream.num_tokens
     while available >= window:
         raw = stream.take(window - state.pending_tokens)
         if state.pending is not None:
             raw, state.pending = torch.cat([state.pending, raw]), None
-        compress_window(runner, state, raw, state.cache)
+        with timer.measure("compress"):
+            compress_window(runner, state, raw, state.cache)
         available -= window
     rest = stream.rest()
     if rest is not None:
@@ -95,17 +97,25 @@ def ingest(runner: Runner, state: MemoryState, source: VisualSource) -> None:
     state.frames += source.count
     if source.timestamps is not None:
         state.timestamps = (state.timestamps or []) + list(source.timestamps)
-    state.stats.vision_s += stream.seconds
-    state.stats.compress_s += time.perf_counter() - t0 - stream.seconds
 
 
-def flush(runner: Runner, state: MemoryState) -> None:
+def flush(runner: Runner, state: MemoryState, timer: StageTimer | None = None) -> None:
     """Compress the incomplete last window (the end of the video)."""
-    if state.pending is not None:
-        t0 = time.perf_counter()
-        raw, state.pending = state.pending, None
+    if state.pending is None:
+        return
+    own = timer is None
+    timer = timer or StageTimer(runner.device)
+    raw, state.pending = state.pending, None
+    with timer.measure("compress"):
         compress_window(runner, state, raw, state.cache)
-        state.stats.compress_s += time.perf_counter() - t0
+    if own:
+        _add_times(state, timer)
+
+
+def _add_times(state: MemoryState, timer: StageTimer) -> None:
+    seconds = timer.collect()
+    state.stats.vision_s += seconds.get("vision", 0.0)
+    state.stats.compress_s += seconds.get("compress", 0.0)
 
 
 def pending_window(state: MemoryState) -> VisualWindow | None:
@@ -122,9 +132,9 @@ def compress_window(runner: Runner, state: MemoryState, raw: torch.Tensor, cache
     the window is run into ``cache`` (a question's view) and not recorded in the state."""
     w = next_window(len(state.windows), state.next_token, raw.shape[0], state.carry, cache.length,
                     state.ratios, runner.ratio_rng)
-    if commit and cache.length + w.n_vst > cache.capacity:
-        state.cache = cache = runner.grow(cache, cache.length + w.n_vst + DEFAULT_RESERVE)
-    runner.run_visual(cache, state.scratch, raw, w, state.trace if commit else None)
+    if commit and cache.length + w.rows > cache.capacity:  # its rows sit after the kept slots until compacted
+        state.cache = cache = runner.grow(cache, cache.length + w.rows + DEFAULT_RESERVE)
+    runner.run_visual(cache, state.stage, raw, w, state.trace if commit else None)
     if commit:
         state.windows.append(w)
     return w

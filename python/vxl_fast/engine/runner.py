@@ -13,16 +13,14 @@ import torch
 from .. import ops
 from ..config import VideoXLConfig
 from ..device import itemsize
-from ..layers.attention import select_backend
+from ..layers.attention import backend_name, select_backend
 from ..layers.rotary import RotaryTable
 from ..layers.step import WindowStep
-from ..memory.budget import MemoryBudget, budget, check_fits
-from ..memory.kv import KVCache, WindowScratch
-from ..memory.plan import VisualWindow, max_window_rows
+from ..memory.budget import MemoryBudget, budget, check_fits, vision_batch
+from ..memory.kv import KVCache, VstStage
+from ..memory.plan import VisualWindow, max_window_rows, max_window_vsts
 from ..models.videoxl import VideoXLModel
 from .stats import record_step
-
-VISION_BATCH = 16  # frames (or image tiles) encoded together at most
 
 
 class Runner:
@@ -36,10 +34,13 @@ class Runner:
         self.config, self.model, self.device, self.dtype = config, model, device, dtype
         llm = config.llm
         self.rope = RotaryTable(llm.head_dim, llm.rope_theta, llm.max_position_embeddings, device)
-        self.attention = select_backend(device, dtype)
+        heads = (llm.num_heads, llm.num_kv_heads, llm.head_dim)
+        self.attention_name = backend_name(device, dtype, *heads)
+        self.attention = select_backend(device, dtype, *heads)
         # NOTE: upstream draws per-window ratios (several configured ratios) from one
         # default_rng(42) created at load and never reset; keeping it per model reproduces that.
         self.ratio_rng = np.random.default_rng(42)
+        self.vision_batch = vision_batch(config, itemsize(dtype))  # frames per vision-tower call
         self.lock = threading.RLock()
         self._fingerprint: str | None = None
 
@@ -60,20 +61,24 @@ class Runner:
         return sum(p.nbytes for p in self.model.parameters())
 
     # ------------------------------------------------------------------ memory
-    def budget(self, capacity: int, rows: int) -> MemoryBudget:
-        return budget(self.config, capacity, rows, self.weight_bytes, itemsize(self.dtype), VISION_BATCH)
+    def budget(self, capacity: int, ratios: tuple[int, ...]) -> MemoryBudget:
+        return budget(self.config, capacity, ratios, self.weight_bytes, itemsize(self.dtype),
+                      masked_attention=self.attention_name == "masked")
 
-    def allocate(self, capacity: int, ratios: tuple[int, ...]) -> tuple[KVCache, WindowScratch]:
-        """The KV cache for ``capacity`` slots and the scratch of the largest window, allocated once,
-        after checking that they fit."""
+    def allocate(self, capacity: int, ratios: tuple[int, ...]) -> tuple[KVCache, VstStage]:
+        """The KV cache for ``capacity`` kept slots plus room for the largest window's rows, and
+        the stage of that window's VSTs, allocated once, after checking that they fit."""
         llm = self.config.llm
-        rows = max_window_rows(self.config.beacon.window, ratios)
-        need = self.budget(capacity, rows)
+        window = self.config.beacon.window
+        rows = max_window_rows(window, ratios)
+        need = self.budget(capacity, ratios)
         check_fits(need.total - need.weights, self.device, f"the KV cache for {capacity} slots plus work buffers")
-        self._ensure_positions(capacity)
-        cache = KVCache.allocate(llm.num_layers, llm.num_kv_heads, capacity, llm.head_dim, self.dtype, self.device)
-        scratch = WindowScratch.allocate(llm.num_kv_heads, rows, llm.head_dim, self.dtype, self.device)
-        return cache, scratch
+        self._ensure_positions(capacity + rows)
+        cache = KVCache.allocate(llm.num_layers, llm.num_kv_heads, capacity + rows, llm.head_dim, self.dtype,
+                                 self.device)
+        stage = VstStage.allocate(llm.num_kv_heads, max_window_vsts(window, ratios), llm.head_dim, self.dtype,
+                                  self.device)
+        return cache, stage
 
     def grow(self, cache: KVCache, capacity: int) -> KVCache:
         """A larger cache holding ``cache``'s slots (live input or a question outgrowing the plan)."""
@@ -105,7 +110,7 @@ class Runner:
         record_step(trace, cache, kind, n, 0, start, None, None)
         return hidden
 
-    def run_visual(self, cache: KVCache, scratch: WindowScratch, raw: torch.Tensor, w: VisualWindow,
+    def run_visual(self, cache: KVCache, stage: VstStage, raw: torch.Tensor, w: VisualWindow,
                    trace: list | None) -> None:
         """One visual window: raw tokens [n_raw, D] with VSTs interleaved; only the VSTs' K/V stay."""
         vst = self.model.llm.beacon_embed_tokens.weight[0]
@@ -114,8 +119,8 @@ class Runner:
         assert nb == w.n_vst and x.shape[0] == w.rows, "window plan and interleave disagree"
         vst_index = vst_index.to(self.device, non_blocking=True)
         raw_index = ops.raw_slots(w.n_raw, w.ratio, w.carry).to(self.device, non_blocking=True)
-        start = cache.reserve(nb)
-        self.model.llm(x, WindowStep(cache, self.rope, self.attention, w.rows, start, scratch, vst_index, raw_index))
+        start = cache.reserve(w.rows)  # the window's rows sit after the kept slots until compacted
+        self.model.llm(x, WindowStep(cache, self.rope, self.attention, w.rows, start, stage, vst_index, raw_index))
         cache.length += nb
         record_step(trace, cache, "visual", w.n_raw, nb, start, w.ratio, w.carry)
 

@@ -9,6 +9,7 @@ import torch
 from ..memory.kv import KVCache
 from ..memory.plan import VisualWindow
 from ..memory.state import MemoryState
+from .flops import Flops
 
 
 @dataclass
@@ -39,7 +40,9 @@ class AnswerStats:
     kv_capacity: int
     kv_bytes: int
     kv_bytes_used: int
-    scratch_bytes: int
+    stage_bytes: int
+    flops_run: float  # language model, this answer (plus the encoding with include_encoding)
+    flops_skipped: float  # what a plain forward of the same rows would add (see engine.flops)
     vision_s: float
     prefill_s: float
     ttft_s: float
@@ -50,7 +53,7 @@ class AnswerStats:
 
     @classmethod
     def of(cls, state: MemoryState, cache: KVCache, prompt_tokens: int, new_tokens: int,
-           pending: VisualWindow | None, prefill_s: float, decode_s: float) -> "AnswerStats":
+           pending: VisualWindow | None, flops: Flops, prefill_s: float, decode_s: float) -> "AnswerStats":
         """An answer over ``state`` whose question and tokens went into ``cache``; ``pending`` is the
         incomplete last window, compressed for this answer only."""
         extra = [pending.n_vst] if pending is not None else []
@@ -64,12 +67,14 @@ class AnswerStats:
             compression_ratios=sorted({w.ratio for w in state.windows}) or list(state.ratios),
             prompt_tokens=prompt_tokens, generated_tokens=new_tokens, kv_slots=cache.length,
             kv_capacity=cache.capacity, kv_bytes=cache.nbytes, kv_bytes_used=cache.slot_bytes * cache.length,
-            scratch_bytes=state.scratch.nbytes, vision_s=0.0, prefill_s=prefill_s, ttft_s=prefill_s,
+            stage_bytes=state.stage.nbytes, flops_run=flops.run, flops_skipped=flops.skipped, vision_s=0.0, prefill_s=prefill_s, ttft_s=prefill_s,
             decode_s=decode_s, decode_tok_s=(new_tokens - 1) / decode_s if new_tokens > 1 else 0.0,
             total_s=prefill_s + decode_s)
 
-    def include_encoding(self, state: MemoryState) -> None:
-        """Count the time that made ``state`` (a one-shot request encodes, then answers)."""
+    def include_encoding(self, state: MemoryState, flops: Flops) -> None:
+        """Count the time and ``flops`` that made ``state`` (a one-shot request encodes, then answers)."""
+        self.flops_run += flops.run
+        self.flops_skipped += flops.skipped
         self.vision_s = state.stats.vision_s
         self.prefill_s += state.stats.compress_s
         encode_s = state.stats.vision_s + state.stats.compress_s

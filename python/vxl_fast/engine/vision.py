@@ -2,31 +2,34 @@
 
 from __future__ import annotations
 
-import time
+import contextlib
 from collections import deque
 from typing import Callable
 
 import torch
 
 from ..video.inputs import VisualSource
+from .timing import StageTimer
 
 
 class VisualStream:
     """Visual tokens of a :class:`VisualSource`'s items, encoded as the windows ask for them.
 
-    ``encode`` maps pixels [b, 3, S, S] to tokens [b·tokens_per_item, D]. Only the items a window
-    needs are encoded, so a long video never holds more than about one window of visual tokens.
+    ``encode`` maps pixels [b, 3, S, S] to tokens [b·tokens_per_item, D]; it runs ``batch`` items at
+    a time (fewer at the end), ahead of what the windows have asked for, so a stream holds at most
+    ``batch`` items of visual tokens beyond the window being compressed. ``timer`` (optional)
+    measures the encoding as the stage "vision"; nothing here waits for the device.
     """
 
     def __init__(self, source: VisualSource, tokens_per_item: int,
-                 encode: Callable[[torch.Tensor], torch.Tensor], batch: int):
+                 encode: Callable[[torch.Tensor], torch.Tensor], batch: int, timer: StageTimer | None = None):
         self.count, self.tokens_per_item = source.count, tokens_per_item
         self._pixels, self._encode, self._batch = source.pixels, encode, batch
         self._next = 0
         self._buffer: deque[torch.Tensor] = deque()
         self._buffered = 0
         self.taken = 0  # tokens handed out so far
-        self.seconds = 0.0  # time spent preprocessing and encoding
+        self._timer = timer
 
     @property
     def num_tokens(self) -> int:
@@ -37,13 +40,9 @@ class VisualStream:
         while self._buffered < n:
             if self._next >= self.count:
                 raise RuntimeError("visual stream exhausted")
-            need = -(-(n - self._buffered) // self.tokens_per_item)
-            j = min(self.count, self._next + max(1, min(need, self._batch)))
-            t0 = time.perf_counter()
-            tokens = self._encode(self._pixels(self._next, j))
-            if tokens.is_cuda:
-                torch.cuda.synchronize(tokens.device)
-            self.seconds += time.perf_counter() - t0
+            j = min(self.count, self._next + max(1, self._batch))
+            with self._timer.measure("vision") if self._timer else contextlib.nullcontext():
+                tokens = self._encode(self._pixels(self._next, j))
             self._buffer.append(tokens)
             self._buffered += tokens.shape[0]
             self._next = j

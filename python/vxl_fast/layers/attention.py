@@ -1,94 +1,169 @@
-"""Causal attention of a window's queries over ``[memory | window]`` keys, and the seam where a
-backend is chosen once per device and dtype.
+"""Causal attention of a window's queries over the contiguous prefix of the KV cache, and the seam
+where a backend is chosen once per device, dtype and head shape.
 
-Every backend computes, for q: [H, n, d]; k_mem, v_mem: [Hkv, m, d] (visible to every query);
-k_win, v_win: [Hkv, n, d] (causal: query i sees window keys 0..i), H a multiple of Hkv:
-``softmax(q·kᵀ/√d + mask) · v`` over ``cat(memory, window)`` with a bottom-right aligned causal
-mask, returned as [n, H, d].
+Every backend computes, for q: [H, n, d] (after RoPE) and k, v: [Hkv, m + n, d] (the cache's
+first m + n slots: m kept ones, then the window's n rows; H a multiple of Hkv; last dimension
+contiguous, other strides arbitrary), ``softmax(q·kᵀ/√d + mask) · v`` with bottom-right aligned
+causality — query i sees the m kept slots and window rows 0..i — returned as [n, H, d].
+K/V heads are never repeated and no mask tensor is made by the fused backends.
+
+Backends: ``split`` (memory and window as two flash calls merged by their log-sum-exp; CPU and
+CUDA), ``prefix`` (one flash call over the prefix; the CUDA flash kernel aligns causality to the
+bottom right when there are more keys than queries, the CPU one to the top left, so CUDA only),
+``masked`` (one SDPA call with a boolean mask: the reference, and the path for fp32 on CUDA).
+``VXL_ATTENTION=<name>`` forces one; otherwise on CUDA in bf16/fp16 the first use per (device,
+dtype, heads) checks each candidate against the reference and times those that agree.
 """
 
 from __future__ import annotations
 
+import os
+import warnings
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-AttentionBackend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+AttentionBackend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+BACKENDS = ("split", "prefix", "masked")
+_chosen: dict[tuple, str] = {}
 
 
-def select_backend(device: torch.device, dtype: torch.dtype) -> AttentionBackend:
-    """The attention implementation for ``device`` and ``dtype`` (chosen once, by the runner).
-
-    CPU: the split algorithm over PyTorch's CPU flash kernel. CUDA in bf16/fp16: the split
-    algorithm over the fused flash-attention kernel (4-D contiguous inputs, no mask tensor), so
-    no score matrix is ever materialised. CUDA in fp32 (the goldens' dtype): one masked SDPA call.
-    """
-    if device.type == "cpu":
-        return split_attention_cpu
-    if device.type == "cuda" and dtype in (torch.float16, torch.bfloat16):
-        return split_attention_cuda
-    return masked_attention
-
-
-def window_attention(q, k_mem, v_mem, k_win, v_win) -> torch.Tensor:
-    """The backend for q's device and dtype (a convenience for tests and one-off calls)."""
-    return select_backend(q.device, q.dtype)(q, k_mem, v_mem, k_win, v_win)
+def _check_fused(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+    """The preconditions of the fused CUDA kernels; anything else would fall to math attention."""
+    assert q.dim() == k.dim() == v.dim() == 4, "fused attention needs 4-D inputs"
+    assert q.dtype in (torch.float16, torch.bfloat16) and k.dtype == v.dtype == q.dtype, \
+        "fused attention needs bf16/fp16 inputs"
+    assert q.stride(-1) == k.stride(-1) == v.stride(-1) == 1, "fused attention needs a contiguous last dim"
 
 
 def _flash_cpu(q, k, v, causal):
     # NOTE: the public SDPA does not return the log-sum-exp needed to merge segments; this aten op
-    # is its CPU flash kernel (q, k, v: [B, heads, len, d]) → (out, lse [B, heads, len]).
+    # is its CPU flash kernel (q, k, v: [B, heads, len, d], GQA allowed) → (out, lse [B, heads, len]).
     out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, causal)
     return out, lse
 
 
 def _flash_cuda(q, k, v, causal):
-    # The fused FlashAttention-2 kernel behind SDPA, called directly for its log-sum-exp.
-    assert q.dim() == k.dim() == v.dim() == 4 and q.dtype in (torch.float16, torch.bfloat16), \
-        "flash attention needs 4-D bf16/fp16 inputs"
-    assert q.is_contiguous() and k.is_contiguous() and v.is_contiguous(), "flash attention needs contiguous inputs"
+    # The fused FlashAttention-2 kernel behind SDPA, called directly for its log-sum-exp; it reads
+    # fewer K/V heads than query heads (GQA) as they are.
+    _check_fused(q, k, v)
     out, lse = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, 0.0, causal)[:2]
     return out, lse
 
 
-def split_attention(flash, q, k_mem, v_mem, k_win, v_win) -> torch.Tensor:
-    """The two key segments run separately and are merged by their log-sum-exp, so neither the
-    concatenated keys nor a mask are materialised. ``flash(q, k, v, causal)`` takes 4-D
-    [B, heads, len, d] tensors with as many K/V heads as query heads and returns (out, lse)."""
+def split_attention(flash, q, k, v) -> torch.Tensor:
+    """The kept slots (every query sees them) and the window (square-causal) run as two flash
+    calls and are merged by their log-sum-exp. ``flash(q, k, v, causal)`` takes 4-D
+    [B, heads, len, d] tensors and returns (out, lse)."""
     h, n, d = q.shape
-    hkv, m = k_mem.shape[:2]
+    hkv, m = k.shape[0], k.shape[1] - n
     g = h // hkv
-    qg = q.reshape(hkv, g, n, d)
-    # The window is causal: each query head against its KV head's window keys (a small copy).
-    out, lse = flash(qg.transpose(0, 1).contiguous(), k_win.expand(g, -1, -1, -1).contiguous(),
-                     v_win.expand(g, -1, -1, -1).contiguous(), True)
-    out, lse = out.transpose(0, 1), lse.transpose(0, 1)  # [Hkv, g, n, d], [Hkv, g, n]
+    q = q.contiguous()
+    out, lse = flash(q.unsqueeze(0), k[None, :, m:], v[None, :, m:], True)
+    out, lse = out[0], lse[0]  # [H, n, d], [H, n]
     if m:
-        # Every query sees all of the memory: fold a KV head's g query heads into one sequence,
-        # so the memory's K/V are read once per KV head and never repeated.
-        out_m, lse_m = flash(qg.reshape(1, hkv, g * n, d).contiguous(), k_mem.unsqueeze(0).contiguous(),
-                             v_mem.unsqueeze(0).contiguous(), False)
+        # A KV head's g query heads folded into one sequence: the kept K/V are read once per KV head.
+        out_m, lse_m = flash(q.view(1, hkv, g * n, d), k[None, :, :m], v[None, :, :m], False)
         out_m, lse_m = out_m.view(hkv, g, n, d), lse_m.view(hkv, g, n)
+        out, lse = out.view(hkv, g, n, d), lse.view(hkv, g, n)
         total = torch.logaddexp(lse, lse_m)
         out = (out.float() * torch.exp(lse - total).unsqueeze(-1)
-               + out_m.float() * torch.exp(lse_m - total).unsqueeze(-1)).to(q.dtype)
-    return out.reshape(h, n, d).transpose(0, 1)
-
-
-def split_attention_cpu(q, k_mem, v_mem, k_win, v_win) -> torch.Tensor:
-    return split_attention(_flash_cpu, q, k_mem, v_mem, k_win, v_win)
-
-
-def split_attention_cuda(q, k_mem, v_mem, k_win, v_win) -> torch.Tensor:
-    return split_attention(_flash_cuda, q, k_mem, v_mem, k_win, v_win)
-
-
-def masked_attention(q, k_mem, v_mem, k_win, v_win) -> torch.Tensor:
-    """One SDPA call over the concatenated keys with a boolean mask (the reference on GPUs)."""
-    n, m = q.shape[1], k_mem.shape[1]
-    k = torch.cat([k_mem, k_win], dim=1)
-    v = torch.cat([v_mem, v_win], dim=1)
-    mask = torch.ones(n, m + n, dtype=torch.bool, device=q.device).tril(m)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+               + out_m.float() * torch.exp(lse_m - total).unsqueeze(-1)).to(q.dtype).view(h, n, d)
     return out.transpose(0, 1)
+
+
+def split_attention_cpu(q, k, v) -> torch.Tensor:
+    return split_attention(_flash_cpu, q, k, v)
+
+
+def split_attention_cuda(q, k, v) -> torch.Tensor:
+    return split_attention(_flash_cuda, q, k, v)
+
+
+def prefix_attention_cuda(q, k, v) -> torch.Tensor:
+    """One flash call over the whole prefix, causality aligned to the bottom right (CUDA's kernel)."""
+    out, _ = _flash_cuda(q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), True)
+    return out[0].transpose(0, 1)
+
+
+def masked_attention(q, k, v) -> torch.Tensor:
+    """One SDPA call with a boolean mask (the reference)."""
+    n, total = q.shape[1], k.shape[1]
+    mask = torch.ones(n, total, dtype=torch.bool, device=q.device).tril(total - n)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True).transpose(0, 1)
+
+
+def _implementations(device: torch.device, dtype: torch.dtype) -> dict[str, AttentionBackend]:
+    """The backends that can run on ``device`` in ``dtype``, in order of preference."""
+    if device.type == "cpu":
+        return {"split": split_attention_cpu, "masked": masked_attention}
+    if device.type == "cuda" and dtype in (torch.float16, torch.bfloat16):
+        return {"prefix": prefix_attention_cuda, "split": split_attention_cuda, "masked": masked_attention}
+    return {"masked": masked_attention}
+
+
+def select_backend(device: torch.device, dtype: torch.dtype, heads: int = 8, kv_heads: int = 2,
+                   head_dim: int = 64) -> AttentionBackend:
+    """The attention backend for ``device``, ``dtype`` and the head shape (chosen once per
+    process for each; the runner calls this at construction)."""
+    return _implementations(device, dtype)[backend_name(device, dtype, heads, kv_heads, head_dim)]
+
+
+def backend_name(device: torch.device, dtype: torch.dtype, heads: int, kv_heads: int, head_dim: int) -> str:
+    available = _implementations(device, dtype)
+    forced = os.environ.get("VXL_ATTENTION", "")
+    if forced:
+        if forced not in BACKENDS:
+            raise ValueError(f"VXL_ATTENTION={forced!r} is not a backend; choose one of {', '.join(BACKENDS)}")
+        if forced not in available:
+            raise ValueError(f"VXL_ATTENTION={forced!r} cannot run on {device.type} in {dtype} "
+                             f"(available: {', '.join(available)})")
+        return forced
+    if len(available) == 1 or device.type == "cpu":
+        return next(iter(available))
+    key = (str(device), dtype, heads, kv_heads, head_dim)
+    if key not in _chosen:
+        _chosen[key] = choose(available, _probe_inputs(device, dtype, heads, kv_heads, head_dim), _cuda_seconds)
+    return _chosen[key]
+
+
+def choose(available: dict[str, AttentionBackend], inputs: tuple[torch.Tensor, ...],
+           seconds: Callable[[AttentionBackend, tuple], float]) -> str:
+    """The fastest of ``available`` whose result on ``inputs`` agrees with the fp32 reference
+    within twice the error of the reference run in the inputs' dtype; a backend that disagrees
+    is skipped with a warning. ``masked`` is the reference and the last resort."""
+    exact = masked_attention(*(t.float() for t in inputs))
+    ref_err = (masked_attention(*inputs).float() - exact).abs().max().item()
+    timed = {}
+    for name, fn in available.items():
+        if name == "masked":
+            continue
+        err = (fn(*inputs).float() - exact).abs().max().item()
+        if err > 2 * ref_err + 1e-6:
+            warnings.warn(f"attention backend {name!r} disagrees with the reference on {inputs[0].device} "
+                          f"(max error {err:.3g} vs {ref_err:.3g}); not used", RuntimeWarning, stacklevel=2)
+            continue
+        timed[name] = seconds(fn, inputs)
+    return min(timed, key=timed.get) if timed else "masked"
+
+
+def _probe_inputs(device, dtype, heads, kv_heads, head_dim) -> tuple[torch.Tensor, ...]:
+    # A window of 512 rows after 1536 kept slots: both segments of the compression loop, small
+    # enough for the fp32 reference.
+    g = torch.Generator(device="cpu").manual_seed(0)
+    n, total = 512, 2048
+    q = torch.randn(heads, n, head_dim, generator=g)
+    k, v = (torch.randn(kv_heads, total, head_dim, generator=g) for _ in range(2))
+    return tuple(t.to(device, dtype) for t in (q, k, v))
+
+
+def _cuda_seconds(fn: AttentionBackend, inputs: tuple) -> float:
+    fn(*inputs)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(5):
+        fn(*inputs)
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / 5e3

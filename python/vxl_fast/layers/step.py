@@ -1,10 +1,12 @@
 """One forward step of the language model over a window, and what it does to the KV memory.
 
 A step is either *text* (sink, question, generated tokens: K/V kept at their slots) or *visual*
-(raw visual rows with VSTs interleaved: K/V staged in the scratch, only the VSTs kept).
-Every query sees all kept slots plus the window's earlier rows; the window's rows take positions
-``start .. start + rows - 1``. After a visual step only the VSTs' K/V remain, written after RoPE
-at their final slots, and the scratch is wiped.
+(raw visual rows with VSTs interleaved: only the VSTs' K/V are kept). Either way the window's
+rows take positions ``start .. start + rows - 1`` and write their K (after RoPE) and V into the
+cache slots of those positions, straight after the kept slots; every query then attends to the
+contiguous prefix ``[0, start + rows)`` with bottom-right causality. After a visual step the VSTs'
+K/V (keys re-RoPE'd at their final positions) are compacted to ``[start, start + nb)`` and the
+rest of the window's slots is left to be overwritten by the next window.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from .. import ops
-from ..memory.kv import KVCache, WindowScratch
+from ..memory.kv import KVCache, VstStage
 from .attention import AttentionBackend
 from .rotary import RotaryTable, apply_rope
 
@@ -26,7 +28,7 @@ class WindowStep:
     attention: AttentionBackend
     rows: int
     start: int  # kv slots kept before this window (= its first row's position)
-    scratch: WindowScratch | None = None  # set for visual windows
+    stage: VstStage | None = None  # set for visual windows
     vst_index: torch.Tensor | None = None  # [nb] VST row indices (visual windows)
     raw_index: torch.Tensor | None = None  # [n_raw] raw row indices (visual windows)
 
@@ -43,22 +45,26 @@ class WindowStep:
         kh, vh = k.transpose(0, 1), v.transpose(0, 1)
         ck, cv = self.cache.k[layer], self.cache.v[layer]
         if self.is_visual:
-            sk, sv = self.scratch.k[:, :n], self.scratch.v[:, :n]
-            sk.copy_(kh)
-            sv.copy_(vh)
-            out = self.attention(qh, ck[:, :m], cv[:, :m], apply_rope(kh, cos, sin), vh)
-            ops.kv_discard(ck, cv, sk, sv, self.vst_index, self.rope.cos, self.rope.sin, m)
-        else:
-            ck[:, m:m + n] = apply_rope(kh, cos, sin)
-            cv[:, m:m + n] = vh
-            out = self.attention(qh, ck[:, :m], cv[:, :m], ck[:, m:m + n], cv[:, m:m + n])
+            self._stage(kh.index_select(1, self.vst_index), vh.index_select(1, self.vst_index))
+        ck[:, m:m + n] = apply_rope(kh, cos, sin)
+        cv[:, m:m + n] = vh
+        out = self.attention(qh, ck[:, :m + n], cv[:, :m + n])
+        if self.is_visual:
+            self._compact(layer)
         return out.reshape(n, -1)
 
     def keep(self, layer: int, k_vst: torch.Tensor, v_vst: torch.Tensor) -> None:
         """Keep the VSTs' K/V [nb, Hkv, d] (before RoPE) at their final slots without attending
-        (a visual window's last layer), through the same ``kv_discard`` as ``attend``."""
-        sk, sv = self.scratch.k[:, :self.rows], self.scratch.v[:, :self.rows]
-        sk[:, self.vst_index] = k_vst.transpose(0, 1)
-        sv[:, self.vst_index] = v_vst.transpose(0, 1)
-        ops.kv_discard(self.cache.k[layer], self.cache.v[layer], sk, sv, self.vst_index, self.rope.cos,
-                       self.rope.sin, self.start)
+        (a visual window's last layer), through the same ``kv_compact`` as ``attend``."""
+        self._stage(k_vst.transpose(0, 1), v_vst.transpose(0, 1))
+        self._compact(layer)
+
+    def _stage(self, k_vst: torch.Tensor, v_vst: torch.Tensor) -> None:
+        nb = k_vst.shape[1]
+        self.stage.k[:, :nb] = k_vst
+        self.stage.v[:, :nb] = v_vst
+
+    def _compact(self, layer: int) -> None:
+        nb = self.vst_index.shape[0]
+        ops.kv_compact(self.cache.k[layer], self.cache.v[layer], self.stage.k[:, :nb], self.stage.v[:, :nb],
+                       self.rope.cos, self.rope.sin, self.start)

@@ -9,7 +9,7 @@ import torch
 
 from ..config import VideoXLConfig
 from ..errors import MemoryPlanError
-from .plan import RequestPlan, plan_request
+from .plan import RequestPlan, max_window_rows, max_window_vsts, plan_request
 
 
 @dataclass(frozen=True)
@@ -17,14 +17,14 @@ class MemoryBudget:
     """Bytes, by purpose. ``total`` is what the request needs on top of nothing."""
 
     weights: int
-    kv_cache: int
-    scratch: int
+    kv_cache: int  # kept slots plus room for the largest window's rows
+    stage: int  # one layer's VST keys and values of a window
     workspace: int  # the largest transient activations (a vision batch or an LLM window)
     kv_slots: int
 
     @property
     def total(self) -> int:
-        return self.weights + self.kv_cache + self.scratch + self.workspace
+        return self.weights + self.kv_cache + self.stage + self.workspace
 
     def as_dict(self) -> dict:
         return {**asdict(self), "total": self.total}
@@ -36,36 +36,64 @@ def kv_slot_bytes(cfg: VideoXLConfig, itemsize: int) -> int:
     return 2 * llm.num_layers * llm.num_kv_heads * llm.head_dim * itemsize
 
 
-def budget(cfg: VideoXLConfig, capacity: int, rows: int, weight_bytes: int, itemsize: int,
-           vision_batch: int) -> MemoryBudget:
-    """Memory for ``capacity`` KV slots and windows of up to ``rows`` rows."""
-    llm, vis = cfg.llm, cfg.vision
-    rows = max(rows, 1)
-    scratch = 2 * llm.num_kv_heads * rows * llm.head_dim * itemsize
-    # LLM window: residual, norm, fused qkv (+ RoPE'd copies), attention out, gate/up, act, down;
-    # attention over [memory | window]: K/V of both segments and a boolean mask.
+def _llm_window_bytes(cfg: VideoXLConfig, rows: int, keys: int, itemsize: int, masked_attention: bool) -> int:
+    """Transients of one LLM window: residual, norm, fused qkv (+ RoPE'd copies), attention out,
+    gate/up, act, down, and the attention's own."""
+    llm = cfg.llm
     d_qkv = (llm.num_heads + 2 * llm.num_kv_heads) * llm.head_dim
-    keys = capacity + rows
-    llm_ws = (rows * (4 * llm.hidden_size + 2 * d_qkv + 3 * llm.intermediate_size) * itemsize
-              + 2 * keys * llm.num_kv_heads * llm.head_dim * itemsize + rows * keys)
-    # Vision batch: fp32 pixels, CLIP residual/LN/qkv/MLP, projector hidden before pooling.
-    tokens = vision_batch * (vis.num_patches + 1)
-    vision_ws = (vision_batch * 3 * vis.image_size ** 2 * 4
-                 + tokens * (6 * vis.hidden_size + vis.intermediate_size) * itemsize
-                 + vision_batch * vis.num_patches * llm.hidden_size * itemsize * 2)
+    out = rows * (4 * llm.hidden_size + 2 * d_qkv + 3 * llm.intermediate_size) * itemsize
+    if masked_attention:  # a boolean mask, K/V repeated to every query head, fp32 scores
+        return out + rows * keys + 2 * llm.num_heads * keys * llm.head_dim * itemsize + llm.num_heads * rows * keys * 4
+    return out + 3 * rows * llm.num_heads * llm.head_dim * 4  # segments' fp32 outputs, merged
+
+
+def _vision_frame_bytes(cfg: VideoXLConfig, itemsize: int) -> int:
+    """Transients of one frame in a vision batch: fp32 pixels, CLIP residual/LN/qkv/MLP, the
+    projector's hidden states before pooling."""
+    vis, llm = cfg.vision, cfg.llm
+    return (3 * vis.image_size ** 2 * 4 + (vis.num_patches + 1) * (6 * vis.hidden_size + vis.intermediate_size) * itemsize
+            + vis.num_patches * llm.hidden_size * itemsize * 2)
+
+
+MAX_VISION_BATCH = 64
+
+
+def vision_batch(cfg: VideoXLConfig, itemsize: int) -> int:
+    """Frames (or image tiles) per vision-tower call: as many as fit in the transients of one
+    LLM window at ratio 16 (so the vision tower does not raise the peak), at least one window's
+    frames, at most 64."""
+    window = cfg.beacon.window
+    rows = max_window_rows(window, (16,))
+    per_window = max(1, window // cfg.tokens_per_frame)
+    fit = _llm_window_bytes(cfg, rows, rows, itemsize, False) // _vision_frame_bytes(cfg, itemsize)
+    return int(min(MAX_VISION_BATCH, max(per_window, fit)))
+
+
+def budget(cfg: VideoXLConfig, capacity: int, ratios: Sequence[int], weight_bytes: int, itemsize: int,
+           masked_attention: bool = False) -> MemoryBudget:
+    """Memory for ``capacity`` kept KV slots and windows compressed at ``ratios``: room in the
+    cache for the largest window's rows (their K/V sit after the kept slots while it runs), a
+    stage for its VSTs, and the larger of one window's and one vision batch's transients.
+    ``masked_attention``: the reference backend instead of a fused one."""
+    llm = cfg.llm
+    rows = max_window_rows(cfg.beacon.window, ratios)
+    vsts = max_window_vsts(cfg.beacon.window, ratios)
+    stage = 2 * llm.num_kv_heads * vsts * llm.head_dim * itemsize
+    llm_ws = _llm_window_bytes(cfg, rows, capacity + rows, itemsize, masked_attention)
+    vision_ws = vision_batch(cfg, itemsize) * _vision_frame_bytes(cfg, itemsize)
     logits = 2 * llm.vocab_size * 4
-    return MemoryBudget(weight_bytes, capacity * kv_slot_bytes(cfg, itemsize), scratch,
-                        max(llm_ws, vision_ws) + logits, capacity)
+    return MemoryBudget(weight_bytes, (capacity + rows) * kv_slot_bytes(cfg, itemsize), stage,
+                        max(llm_ws, vision_ws) + logits, capacity + rows)
 
 
 def plan_memory(cfg: VideoXLConfig, sink: int, num_frames: int, ratios: Sequence[int], question_tokens: int,
                 max_new_tokens: int, weight_bytes: int, itemsize: int,
-                vision_batch: int) -> tuple[RequestPlan, MemoryBudget]:
+                masked_attention: bool = False) -> tuple[RequestPlan, MemoryBudget]:
     """The windows and device memory of a request over ``num_frames`` frames (the one planner:
     the API, the CLI and the benchmarks all call it). With several ratios the first is planned."""
     plan = plan_request(sink, num_frames * cfg.tokens_per_frame, question_tokens, max_new_tokens,
                         cfg.beacon.window, tuple(ratios)[:1])
-    return plan, budget(cfg, plan.capacity, plan.max_window_rows, weight_bytes, itemsize, vision_batch)
+    return plan, budget(cfg, plan.capacity, tuple(ratios)[:1], weight_bytes, itemsize, masked_attention)
 
 
 def available_bytes(device: torch.device) -> int | None:

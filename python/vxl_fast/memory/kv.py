@@ -1,4 +1,5 @@
-"""Static KV buffers: the persistent cache and the per-window scratch, allocated once per request."""
+"""Static KV buffers, allocated once per request: the cache (kept slots plus room for the window
+being compressed) and the small stage of that window's VST keys and values."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import torch
 class KVCache:
     """Kept K/V of every layer. K is stored after RoPE, at its final slot's position.
 
-    k, v: [layers, Hkv, capacity, d]; ``length`` slots are filled.
+    k, v: [layers, Hkv, capacity, d]; ``length`` slots are kept. A window being compressed writes
+    its rows' K/V in place after them, so ``capacity`` includes room for the largest window.
     """
 
     k: torch.Tensor
@@ -60,20 +62,21 @@ class KVCache:
 
 
 @dataclass
-class WindowScratch:
-    """Pre-RoPE keys and values of the window being compressed, reused by every layer and window.
+class VstStage:
+    """The keys (before RoPE) and values of one window's VSTs, one layer at a time.
 
-    k, v: [Hkv, rows, d]. After each layer, ``kv_discard`` moves the VST rows into the cache and
-    wipes the buffer.
+    k, v: [Hkv, max_vsts, d]. The window's rows sit in the cache after the kept slots while it is
+    compressed; ``kv_compact`` then writes the staged VSTs over the first of those slots, their
+    keys RoPE'd at their final positions.
     """
 
     k: torch.Tensor
     v: torch.Tensor
 
     @classmethod
-    def allocate(cls, kv_heads: int, rows: int, head_dim: int, dtype: torch.dtype,
-                 device: torch.device) -> "WindowScratch":
-        shape = (kv_heads, rows, head_dim)
+    def allocate(cls, kv_heads: int, vsts: int, head_dim: int, dtype: torch.dtype,
+                 device: torch.device) -> "VstStage":
+        shape = (kv_heads, vsts, head_dim)
         return cls(torch.zeros(shape, dtype=dtype, device=device),
                    torch.zeros(shape, dtype=dtype, device=device))
 

@@ -135,6 +135,11 @@ def parse_ratios(ratio, config_ratios: Sequence[int]) -> tuple[int, ...]:
     return tuple(int(r) for r in ratios)
 
 
+def max_window_vsts(window: int, ratios: Sequence[int]) -> int:
+    """VSTs of the largest window any of ``ratios`` can make (carry included)."""
+    return max((window + r - 1) // r for r in ratios)
+
+
 def max_window_rows(window: int, ratios: Sequence[int]) -> int:
     """Rows of the largest window any of ``ratios`` can make (carry included)."""
-    return max(window + (window + r - 1) // r for r in ratios)
+    return window + max_window_vsts(window, ratios)

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from .kv import KVCache, WindowScratch
+from .kv import KVCache, VstStage
 from .plan import VisualWindow
 
 
@@ -27,11 +27,11 @@ class MemoryState:
 
     ``cache`` holds the prompt text before the visual span (the sink) and every window's VSTs in
     its first ``cache.length`` slots. ``pending`` holds the visual tokens of the incomplete last
-    window. ``scratch`` is the per-window staging buffer, sized for the largest window.
+    window. ``stage`` holds a window's VST keys and values while it is compressed.
     """
 
     cache: KVCache
-    scratch: WindowScratch
+    stage: VstStage
     prefix_text: str  # the prompt text before the visual input
     prefix_ids: list[int]
     ratios: tuple[int, ...]

@@ -16,14 +16,14 @@ import torch
 
 from .. import _ext
 from . import selfcheck
-from .reference import clip_preprocess_ref, interleave_vst_ref, kv_discard_ref
+from .reference import clip_preprocess_ref, interleave_vst_ref, kv_compact_ref
 
-__all__ = ["clip_preprocess", "interleave_vst", "kv_discard", "vst_slots", "raw_slots", "clip_preprocess_ref",
-           "interleave_vst_ref", "kv_discard_ref", "reference_only"]
+__all__ = ["clip_preprocess", "interleave_vst", "kv_compact", "vst_slots", "raw_slots", "clip_preprocess_ref",
+           "interleave_vst_ref", "kv_compact_ref", "reference_only"]
 
 # NOTE: looked up once, so that torch.compile sees a constant rather than a dispatcher query.
 _CUDA_KERNELS = frozenset(
-    name for name in ("clip_preprocess", "interleave_vst", "kv_discard")
+    name for name in ("clip_preprocess", "interleave_vst", "kv_compact")
     if _ext.available and torch._C._dispatch_has_kernel_for_dispatch_key(f"vxl_fast::{name}", "CUDA"))
 _warned = False
 _use_kernels = True
@@ -131,29 +131,27 @@ def interleave_vst(raw: torch.Tensor, vst: torch.Tensor, ratio: int, carry: int)
     return interleave_vst_ref(raw, vst, ratio, carry)
 
 
-def kv_discard(cache_k: torch.Tensor, cache_v: torch.Tensor, scratch_k: torch.Tensor,
-               scratch_v: torch.Tensor, vst_index: torch.Tensor, cos: torch.Tensor,
-               sin: torch.Tensor, dst: int) -> None:
-    """Keeps a window's VST keys/values in the KV cache and wipes the window's scratch, in place.
+def kv_compact(cache_k: torch.Tensor, cache_v: torch.Tensor, vst_k: torch.Tensor, vst_v: torch.Tensor,
+               cos: torch.Tensor, sin: torch.Tensor, dst: int) -> None:
+    """Writes a window's VST keys and values to their final KV slots, in place.
 
-    cache_k, cache_v: [Hkv, C, d] one layer's cache (float32/float16/bfloat16); scratch_k,
-    scratch_v: [Hkv, R, d], same dtype, the window rows' keys (before RoPE) and values;
-    vst_index: int64 [nb] scratch rows of the VSTs (nb may be 0); cos, sin: float32 [P, d]
-    full-width RoPE tables, P >= dst + nb. All on one device, last dims contiguous, other strides
-    arbitrary; d even, dst >= 0, dst + nb <= C. For every head h and i < nb, with
-    x = scratch_k[h, vst_index[i]] in float32, p = dst + i, half = d // 2:
+    cache_k, cache_v: [Hkv, C, d] one layer's cache (float32/float16/bfloat16); vst_k, vst_v:
+    [Hkv, nb, d], same dtype, the VSTs' keys before RoPE and their values, staged apart from the
+    cache (nb may be 0); cos, sin: float32 [P, d] full-width RoPE tables, P >= dst + nb. All on
+    one device, last dims contiguous, other strides arbitrary; d even, dst >= 0, dst + nb <= C.
+    For every head h and i < nb, with x = vst_k[h, i] in float32, p = dst + i, half = d // 2:
 
         cache_k[h, p, :half] = x[:half] * cos[p, :half] - x[half:] * sin[p, :half]
         cache_k[h, p, half:] = x[half:] * cos[p, half:] + x[:half] * sin[p, half:]
-        cache_v[h, p] = scratch_v[h, vst_index[i]]
+        cache_v[h, p] = vst_v[h, i]
 
-    (x * cos + rotate_half(x) * sin in float32, cast once to the cache dtype); then scratch_k and
-    scratch_v are zero-filled. The CUDA kernel does not check the values of vst_index.
+    (x * cos + rotate_half(x) * sin in float32, cast once to the cache dtype). Slots after
+    dst + nb are left as they are.
     """
-    if _has_kernel("kv_discard", cache_k.device, cache_k.dtype):
-        torch.ops.vxl_fast.kv_discard(cache_k, cache_v, scratch_k, scratch_v, vst_index, cos, sin, dst)
+    if _has_kernel("kv_compact", cache_k.device, cache_k.dtype):
+        torch.ops.vxl_fast.kv_compact(cache_k, cache_v, vst_k, vst_v, cos, sin, dst)
     else:
-        kv_discard_ref(cache_k, cache_v, scratch_k, scratch_v, vst_index, cos, sin, dst)
+        kv_compact_ref(cache_k, cache_v, vst_k, vst_v, cos, sin, dst)
 
 
 if _ext.available:
@@ -174,8 +172,7 @@ if _ext.available:
         n_raw, d = raw.shape
         return raw.new_empty((n_raw + (n_raw + carry) // ratio, d))
 
-    @torch.library.register_fake("vxl_fast::kv_discard")
-    def _kv_discard_fake(cache_k: torch.Tensor, cache_v: torch.Tensor, scratch_k: torch.Tensor,
-                         scratch_v: torch.Tensor, vst_index: torch.Tensor, cos: torch.Tensor,
-                         sin: torch.Tensor, dst: int) -> None:
+    @torch.library.register_fake("vxl_fast::kv_compact")
+    def _kv_compact_fake(cache_k: torch.Tensor, cache_v: torch.Tensor, vst_k: torch.Tensor,
+                         vst_v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, dst: int) -> None:
         return None

@@ -112,33 +112,29 @@ def check_interleave_vst(raw: torch.Tensor, vst: torch.Tensor, ratio: int, carry
         raise ValueError(f"{op}: carry must satisfy 0 <= carry < ratio ({ratio}), got {carry}.")
 
 
-def check_kv_discard(cache_k: torch.Tensor, cache_v: torch.Tensor, scratch_k: torch.Tensor,
-                     scratch_v: torch.Tensor, vst_index: torch.Tensor, cos: torch.Tensor,
-                     sin: torch.Tensor, dst: int) -> None:
-    """The argument checks of ``kv_discard``, in the order of the C++ impl (index values included)."""
-    op = "kv_discard"
-    named = {"cache_k": cache_k, "cache_v": cache_v, "scratch_k": scratch_k, "scratch_v": scratch_v,
-             "vst_index": vst_index, "cos": cos, "sin": sin}
+def check_kv_compact(cache_k: torch.Tensor, cache_v: torch.Tensor, vst_k: torch.Tensor,
+                     vst_v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, dst: int) -> None:
+    """The argument checks of ``kv_compact``, in the order of the C++ impl."""
+    op = "kv_compact"
+    named = {"cache_k": cache_k, "cache_v": cache_v, "vst_k": vst_k, "vst_v": vst_v, "cos": cos, "sin": sin}
     for name, n, shape in (("cache_k", 3, "[Hkv, C, d]"), ("cache_v", 3, "[Hkv, C, d]"),
-                           ("scratch_k", 3, "[Hkv, R, d]"), ("scratch_v", 3, "[Hkv, R, d]"),
-                           ("vst_index", 1, "[nb]"), ("cos", 2, "[P, d]"), ("sin", 2, "[P, d]")):
+                           ("vst_k", 3, "[Hkv, nb, d]"), ("vst_v", 3, "[Hkv, nb, d]"),
+                           ("cos", 2, "[P, d]"), ("sin", 2, "[P, d]")):
         _check_dim(op, name, named[name], n, shape)
     _check_floating(op, "cache_k", cache_k)
-    for name in ("cache_v", "scratch_k", "scratch_v"):
+    for name in ("cache_v", "vst_k", "vst_v"):
         _check_same_dtype(op, name, named[name], "cache_k", cache_k)
-    _check_dtype(op, "vst_index", vst_index, torch.int64)
     _check_dtype(op, "cos", cos, torch.float32)
     _check_dtype(op, "sin", sin, torch.float32)
-    for name in ("cache_v", "scratch_k", "scratch_v", "vst_index", "cos", "sin"):
+    for name in ("cache_v", "vst_k", "vst_v", "cos", "sin"):
         _check_same_device(op, name, named[name], "cache_k", cache_k)
     if cache_v.shape != cache_k.shape:
         raise ValueError(f"{op}: cache_v must have the shape of cache_k ({_shape(cache_k)}), "
                          f"got {_shape(cache_v)}.")
-    if scratch_v.shape != scratch_k.shape:
-        raise ValueError(f"{op}: scratch_v must have the shape of scratch_k ({_shape(scratch_k)}), "
-                         f"got {_shape(scratch_v)}.")
-    if scratch_k.shape[0] != cache_k.shape[0] or scratch_k.shape[2] != cache_k.shape[2]:
-        raise ValueError(f"{op}: scratch_k [Hkv, R, d] = {_shape(scratch_k)} and cache_k [Hkv, C, d] = "
+    if vst_v.shape != vst_k.shape:
+        raise ValueError(f"{op}: vst_v must have the shape of vst_k ({_shape(vst_k)}), got {_shape(vst_v)}.")
+    if vst_k.shape[0] != cache_k.shape[0] or vst_k.shape[2] != cache_k.shape[2]:
+        raise ValueError(f"{op}: vst_k [Hkv, nb, d] = {_shape(vst_k)} and cache_k [Hkv, C, d] = "
                          f"{_shape(cache_k)} must have the same Hkv and d.")
     d = cache_k.shape[2]
     if d <= 0 or d % 2:
@@ -147,9 +143,9 @@ def check_kv_discard(cache_k: torch.Tensor, cache_v: torch.Tensor, scratch_k: to
         raise ValueError(f"{op}: cos must have d = {d} columns, got {cos.shape[1]}.")
     if sin.shape != cos.shape:
         raise ValueError(f"{op}: sin must have the shape of cos ({_shape(cos)}), got {_shape(sin)}.")
-    for name in ("cache_k", "cache_v", "scratch_k", "scratch_v", "cos", "sin"):
+    for name in ("cache_k", "cache_v", "vst_k", "vst_v", "cos", "sin"):
         _check_last_dim_contiguous(op, name, named[name])
-    nb = vst_index.shape[0]
+    nb = vst_k.shape[1]
     if dst < 0:
         raise ValueError(f"{op}: dst must be non-negative, got {dst}.")
     if dst + nb > cache_k.shape[1]:
@@ -158,12 +154,6 @@ def check_kv_discard(cache_k: torch.Tensor, cache_v: torch.Tensor, scratch_k: to
     if dst + nb > cos.shape[0]:
         raise ValueError(f"{op}: dst + nb = {dst + nb} exceeds the RoPE table length "
                          f"P = {cos.shape[0]}.")
-    rows = scratch_k.shape[1]
-    bad = ((vst_index < 0) | (vst_index >= rows)).nonzero()
-    if bad.numel():
-        i = int(bad[0, 0])
-        raise ValueError(f"{op}: vst_index values must lie in [0, R = {rows}), got {int(vst_index[i])} "
-                         f"at position {i}.")
 
 
 def interleave_vst_ref(raw: torch.Tensor, vst: torch.Tensor, ratio: int, carry: int) -> torch.Tensor:
@@ -183,34 +173,30 @@ def interleave_vst_ref(raw: torch.Tensor, vst: torch.Tensor, ratio: int, carry: 
     return out
 
 
-def kv_discard_ref(cache_k: torch.Tensor, cache_v: torch.Tensor, scratch_k: torch.Tensor,
-                   scratch_v: torch.Tensor, vst_index: torch.Tensor, cos: torch.Tensor,
-                   sin: torch.Tensor, dst: int) -> None:
-    """Keeps a window's VST keys/values in the KV cache and wipes the window's scratch, in place.
+def kv_compact_ref(cache_k: torch.Tensor, cache_v: torch.Tensor, vst_k: torch.Tensor,
+                   vst_v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, dst: int) -> None:
+    """Writes a window's VST keys and values to their final KV slots, in place.
 
-    cache_k, cache_v: [Hkv, C, d] (float32/float16/bfloat16); scratch_k, scratch_v: [Hkv, R, d],
-    same dtype, keys before RoPE; vst_index: int64 [nb], 0 <= vst_index[i] < R; cos, sin: float32
-    [P, d] full-width RoPE tables, P >= dst + nb; d even, dst >= 0, dst + nb <= C; last dims
-    contiguous, other strides arbitrary. For every head h and i < nb, with
-    x = scratch_k[h, vst_index[i]] in float32, p = dst + i, half = d // 2:
+    cache_k, cache_v: [Hkv, C, d] (float32/float16/bfloat16); vst_k, vst_v: [Hkv, nb, d], same
+    dtype, the VSTs' keys before RoPE and their values (a buffer apart from the cache); cos, sin:
+    float32 [P, d] full-width RoPE tables, P >= dst + nb; d even, dst >= 0, dst + nb <= C; last
+    dims contiguous, other strides arbitrary. For every head h and i < nb, with
+    x = vst_k[h, i] in float32, p = dst + i, half = d // 2:
 
         cache_k[h, p, :half] = x[:half] * cos[p, :half] - x[half:] * sin[p, :half]
         cache_k[h, p, half:] = x[half:] * cos[p, half:] + x[:half] * sin[p, half:]
-        cache_v[h, p] = scratch_v[h, vst_index[i]]
+        cache_v[h, p] = vst_v[h, i]
 
-    (x * cos + rotate_half(x) * sin, computed in float32 and cast once to the cache dtype); then
-    scratch_k and scratch_v are zero-filled.
+    (x * cos + rotate_half(x) * sin, computed in float32 and cast once to the cache dtype).
     """
-    check_kv_discard(cache_k, cache_v, scratch_k, scratch_v, vst_index, cos, sin, dst)
-    nb = vst_index.shape[0]
+    check_kv_compact(cache_k, cache_v, vst_k, vst_v, cos, sin, dst)
+    nb = vst_k.shape[1]
     if nb:
         half = cache_k.shape[2] // 2
-        x = scratch_k.index_select(1, vst_index).float()  # [Hkv, nb, d]
+        x = vst_k.float()
         rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
         cache_k[:, dst:dst + nb] = x * cos[dst:dst + nb] + rotated * sin[dst:dst + nb]
-        cache_v[:, dst:dst + nb] = scratch_v.index_select(1, vst_index)
-    scratch_k.zero_()
-    scratch_v.zero_()
+        cache_v[:, dst:dst + nb] = vst_v
 
 
 def clip_preprocess_ref(frames: torch.Tensor, size: int, crop: int, mean: Sequence[float],
