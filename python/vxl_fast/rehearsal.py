@@ -168,7 +168,8 @@ class _Event:
 def _pretend_device(device: torch.device, free_bytes: int, waits: Counter):
     """What the code asks of a real device, answered for the fake one: free memory, syncs and
     event waits (counted in ``waits``), and the compiled kernels of the device build (their fake
-    kernels run under FakeTensorMode). No tensor is kept as a real constant (a one-token tensor
+    kernels run under FakeTensorMode). The decode step runs eagerly (a graph cannot be captured
+    on fake tensors). No tensor is kept as a real constant (a one-token tensor
     would otherwise be copied to the real device)."""
     real_has_kernel = ops._has_kernel
 
@@ -181,6 +182,7 @@ def _pretend_device(device: torch.device, free_bytes: int, waits: Counter):
             mock.patch("torch.cuda.synchronize", synchronize), \
             mock.patch("torch.cuda.Event", lambda **kw: _Event(waits, **kw)), \
             mock.patch("torch._subclasses.fake_tensor.CONSTANT_NUMEL_LIMIT", 0), \
+            mock.patch("vxl_fast.engine.decode.CUDA_GRAPHS", False), \
             mock.patch.object(ops, "_has_kernel", has_kernel):
         yield
 

@@ -20,6 +20,7 @@ from ..memory.budget import MemoryBudget, budget, check_fits, vision_batch
 from ..memory.kv import KVCache, VstStage
 from ..memory.plan import VisualWindow, max_window_rows, max_window_vsts
 from ..models.videoxl import VideoXLModel
+from .decode import StaticDecoder
 from .stats import record_step
 
 
@@ -125,8 +126,15 @@ class Runner:
         record_step(trace, cache, "visual", w.n_raw, nb, start, w.ratio, w.carry)
 
     def decode(self, cache: KVCache, token: int) -> torch.Tensor:
-        """One generated token fed back: the next token's fp32 logits [vocab]."""
-        return self.logits(self.run_text(cache, [token], "decode", None))[0]
+        """One generated token fed back: the next token's fp32 logits [vocab], through the static
+        decode step of ``cache``'s buffers (on CUDA a CUDA graph, captured at their first token)."""
+        position = cache.reserve(1)
+        decoder = cache.attached.get("decoder")
+        if decoder is None:
+            decoder = cache.attached["decoder"] = StaticDecoder(self.model, self.rope, cache, self.device, self.dtype)
+        logits = decoder(token, position)
+        cache.length += 1
+        return logits
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.model.logits(hidden)

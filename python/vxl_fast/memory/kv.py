@@ -3,7 +3,7 @@ being compressed) and the small stage of that window's VST keys and values."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -19,6 +19,9 @@ class KVCache:
     k: torch.Tensor
     v: torch.Tensor
     length: int = 0
+    # what the engine keeps for these buffers (its decode step), shared by every view of them and
+    # freed with them
+    attached: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def allocate(cls, layers: int, kv_heads: int, capacity: int, head_dim: int,
@@ -51,7 +54,7 @@ class KVCache:
 
     def view(self) -> "KVCache":
         """The same buffers with a length of their own (questions write after the kept slots)."""
-        return KVCache(self.k, self.v, self.length)
+        return KVCache(self.k, self.v, self.length, self.attached)
 
     def reserve(self, n: int) -> int:
         """Check that ``n`` more slots fit; return the first of them."""

@@ -1,0 +1,41 @@
+"""The static decode step (the code a CUDA graph captures), run eagerly on the CPU: the same
+tokens and logits as a decode through the window step, its K/V in the same slots, and nothing
+read from the host but the token id."""
+
+from __future__ import annotations
+
+import torch
+
+from vxl_fast.engine.decode import StaticDecoder
+
+
+def test_static_step_equals_a_text_step(tiny_model):
+    frames = torch.randint(0, 256, (12, 40, 40, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    memory = tiny_model.encode(frames=frames, compression_ratio=8, reserve_tokens=16)
+    runner = tiny_model.runner
+    a, b = memory.cache.view(), memory.cache.view()
+    k_before = memory.cache.k.clone()
+    with torch.inference_mode():
+        via_text = [runner.logits(runner.run_text(a, [t], "decode", None))[0] for t in (5, 9, 17)]
+        text_k = memory.cache.k[:, :, a.length - 3:a.length].clone()
+        memory.cache.k.copy_(k_before)
+        decoder = StaticDecoder(tiny_model.model, runner.rope, b, runner.device, runner.dtype)
+        via_static = []
+        for t in (5, 9, 17):
+            via_static.append(decoder(t, b.length).clone())
+            b.length += 1
+    for x, y in zip(via_text, via_static):
+        assert torch.allclose(x, y, atol=1e-5, rtol=1e-5)
+        assert torch.equal(x.argmax(), y.argmax())
+    assert torch.allclose(memory.cache.k[:, :, b.length - 3:b.length], text_k, atol=1e-4, rtol=1e-4)
+    assert torch.equal(memory.cache.k[:, :, :b.length - 3], k_before[:, :, :b.length - 3])
+
+
+def test_one_decoder_per_cache_buffer(tiny_model):
+    memory = tiny_model.encode(frames=torch.zeros(3, 32, 32, 3, dtype=torch.uint8), reserve_tokens=8)
+    first = tiny_model.ask(memory, "What is shown?", max_new_tokens=3, ignore_eos=True)
+    decoder = memory.cache.attached["decoder"]
+    again = tiny_model.ask(memory, "What is shown?", max_new_tokens=3, ignore_eos=True)
+    assert memory.cache.attached["decoder"] is decoder  # the next answer replays the same step
+    assert again.token_ids == first.token_ids
+    assert memory.cache.view().attached is memory.cache.attached
