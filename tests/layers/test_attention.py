@@ -107,6 +107,11 @@ def test_choose_takes_the_fastest_that_agrees():
     with pytest.warns(RuntimeWarning):
         assert choose({"prefix": top_left, "masked": masked_attention}, (q, k, v), lambda fn, _: 0.0) == "masked"
 
+    def unsupported(q, k, v):
+        raise RuntimeError("no kernel for this shape")
+    with pytest.warns(RuntimeWarning, match=re.escape("attention backend 'cudnn' failed on cpu (no kernel for")):
+        assert choose({"cudnn": unsupported, "split": split_attention_cpu}, (q, k, v), lambda fn, _: 0.0) == "split"
+
 
 def test_vxl_attention_forces_a_backend(monkeypatch):
     cpu = torch.device("cpu")
@@ -114,7 +119,7 @@ def test_vxl_attention_forces_a_backend(monkeypatch):
     assert select_backend(cpu, torch.float32) is masked_attention
     monkeypatch.setenv("VXL_ATTENTION", "fast")
     with pytest.raises(ValueError, match=re.escape("VXL_ATTENTION='fast' is not a backend; choose one of "
-                                                   "split, prefix, masked")):
+                                                   "split, prefix, cudnn, masked")):
         select_backend(cpu, torch.float32)
     monkeypatch.setenv("VXL_ATTENTION", "prefix")
     with pytest.raises(ValueError, match=re.escape("VXL_ATTENTION='prefix' cannot run on cpu in torch.float32 "

@@ -10,7 +10,8 @@ K/V heads are never repeated and no mask tensor is made by the fused backends.
 Backends: ``split`` (memory and window as two flash calls merged by their log-sum-exp; CPU and
 CUDA), ``prefix`` (one flash call over the prefix; the CUDA flash kernel aligns causality to the
 bottom right when there are more keys than queries, the CPU one to the top left, so CUDA only),
-``masked`` (one SDPA call with a boolean mask: the reference, and the path for fp32 on CUDA).
+``cudnn`` (``split`` through cuDNN's fused attention; CUDA), ``masked`` (one SDPA call with a
+boolean mask: the reference, and the path for fp32 on CUDA).
 ``VXL_ATTENTION=<name>`` forces one; otherwise on CUDA in bf16/fp16 the first use per (device,
 dtype, heads) checks each candidate against the reference and times those that agree.
 """
@@ -25,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 AttentionBackend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-BACKENDS = ("split", "prefix", "masked")
+BACKENDS = ("split", "prefix", "cudnn", "masked")
 _chosen: dict[tuple, str] = {}
 
 
@@ -50,6 +51,13 @@ def _flash_cuda(q, k, v, causal):
     _check_fused(q, k, v)
     out, lse = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, 0.0, causal)[:2]
     return out, lse
+
+
+def _cudnn_cuda(q, k, v, causal):
+    # cuDNN's fused attention (log-sum-exp returned); a square window needs no causal alignment.
+    _check_fused(q, k, v)
+    out, lse = torch.ops.aten._scaled_dot_product_cudnn_attention(q, k, v, None, True, 0.0, causal, False)[:2]
+    return out, lse.view(lse.shape[:3])
 
 
 def split_attention(flash, q, k, v) -> torch.Tensor:
@@ -81,6 +89,10 @@ def split_attention_cuda(q, k, v) -> torch.Tensor:
     return split_attention(_flash_cuda, q, k, v)
 
 
+def split_attention_cudnn(q, k, v) -> torch.Tensor:
+    return split_attention(_cudnn_cuda, q, k, v)
+
+
 def prefix_attention_cuda(q, k, v) -> torch.Tensor:
     """One flash call over the whole prefix, causality aligned to the bottom right (CUDA's kernel)."""
     out, _ = _flash_cuda(q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), True)
@@ -99,7 +111,8 @@ def _implementations(device: torch.device, dtype: torch.dtype) -> dict[str, Atte
     if device.type == "cpu":
         return {"split": split_attention_cpu, "masked": masked_attention}
     if device.type == "cuda" and dtype in (torch.float16, torch.bfloat16):
-        return {"prefix": prefix_attention_cuda, "split": split_attention_cuda, "masked": masked_attention}
+        return {"prefix": prefix_attention_cuda, "split": split_attention_cuda, "cudnn": split_attention_cudnn,
+                "masked": masked_attention}
     return {"masked": masked_attention}
 
 
@@ -132,14 +145,20 @@ def choose(available: dict[str, AttentionBackend], inputs: tuple[torch.Tensor, .
            seconds: Callable[[AttentionBackend, tuple], float]) -> str:
     """The fastest of ``available`` whose result on ``inputs`` agrees with the fp32 reference
     within twice the error of the reference run in the inputs' dtype; a backend that disagrees
-    is skipped with a warning. ``masked`` is the reference and the last resort."""
+    or raises (e.g. a shape its kernel does not take) is skipped with a warning. ``masked`` is
+    the reference and the last resort."""
     exact = masked_attention(*(t.float() for t in inputs))
     ref_err = (masked_attention(*inputs).float() - exact).abs().max().item()
     timed = {}
     for name, fn in available.items():
         if name == "masked":
             continue
-        err = (fn(*inputs).float() - exact).abs().max().item()
+        try:
+            err = (fn(*inputs).float() - exact).abs().max().item()
+        except RuntimeError as e:
+            warnings.warn(f"attention backend {name!r} failed on {inputs[0].device} ({e}); not used",
+                          RuntimeWarning, stacklevel=2)
+            continue
         if err > 2 * ref_err + 1e-6:
             warnings.warn(f"attention backend {name!r} disagrees with the reference on {inputs[0].device} "
                           f"(max error {err:.3g} vs {ref_err:.3g}); not used", RuntimeWarning, stacklevel=2)
