@@ -110,9 +110,9 @@ class VideoXL:
         """All visual tokens [N, D] the language model would see (144 per frame or image tile)."""
         visual = visual_input(self.config, frames=frames, video=video, images=images, num_frames=num_frames, fps=fps)
         with self.runner.lock:
-            batch = self.runner.vision_batch
-            return torch.cat([VisualStream(s, self.config.tokens_per_frame, self.runner.encode_pixels, batch).rest()
-                              for s in visual.sources(batch)])
+            r = self.runner
+            return torch.cat([VisualStream(s, self.config.tokens_per_frame, r.encode_pixels, r.vision_batch, r.device,
+                                           r.dtype).rest() for s in visual.sources(r.vision_batch)])
 
     # ------------------------------------------------------------------ the memory
     def encode(self, video=None, *, frames=None, images=None, num_frames: int | None = None,

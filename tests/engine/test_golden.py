@@ -88,7 +88,7 @@ def test_pixel_values_exact(path):
         from vxl_fast.video.inputs import visual_input
 
         (source,) = visual_input(model.config, images=case.images()).sources(64)
-        got = source.pixels(0, source.count)
+        got = source.pixels(0, source.count, torch.device("cpu"), torch.float32)
     else:
         got = model.preprocess(case.frames())
     assert torch.equal(got, case.tensors["pixel_values"])

@@ -82,7 +82,8 @@ def ingest(runner: Runner, state: MemoryState, source: VisualSource, timer: Stag
     """Encode the source's items and compress every window they complete; nothing here waits for
     the device (``timer`` keeps the times until they are read)."""
     window = runner.config.beacon.window
-    stream = VisualStream(source, runner.config.tokens_per_frame, runner.encode_pixels, runner.vision_batch, timer)
+    stream = VisualStream(source, runner.config.tokens_per_frame, runner.encode_pixels, runner.vision_batch,
+                          runner.device, runner.dtype, timer)
     available = state.pending_tokens + stream.num_tokens
     while available >= window:
         raw = stream.take(window - state.pending_tokens)

@@ -96,8 +96,9 @@ class Runner:
 
     # ------------------------------------------------------------------ steps
     def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Preprocessed frames [B, 3, S, S] → visual tokens [B·tokens_per_frame, D]."""
-        return self.model.encode_frames(pixels.to(self.device, self.dtype))
+        """Preprocessed frames [B, 3, S, S] (on the device, in its dtype) → visual tokens
+        [B·tokens_per_frame, D]."""
+        return self.model.encode_frames(pixels)
 
     def run_text(self, cache: KVCache, ids: list[int], kind: str, trace: list | None) -> torch.Tensor | None:
         """Text rows (sink, question, a decoded token) whose K/V are kept; their last hidden states."""

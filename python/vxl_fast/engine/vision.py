@@ -15,16 +15,18 @@ from .timing import StageTimer
 class VisualStream:
     """Visual tokens of a :class:`VisualSource`'s items, encoded as the windows ask for them.
 
-    ``encode`` maps pixels [b, 3, S, S] to tokens [b·tokens_per_item, D]; it runs ``batch`` items at
+    ``encode`` maps pixels [b, 3, S, S] (made on ``device`` in ``dtype``) to tokens
+    [b·tokens_per_item, D]; it runs ``batch`` items at
     a time (fewer at the end), ahead of what the windows have asked for, so a stream holds at most
     ``batch`` items of visual tokens beyond the window being compressed. ``timer`` (optional)
     measures the encoding as the stage "vision"; nothing here waits for the device.
     """
 
-    def __init__(self, source: VisualSource, tokens_per_item: int,
-                 encode: Callable[[torch.Tensor], torch.Tensor], batch: int, timer: StageTimer | None = None):
+    def __init__(self, source: VisualSource, tokens_per_item: int, encode: Callable[[torch.Tensor], torch.Tensor],
+                 batch: int, device: torch.device, dtype: torch.dtype, timer: StageTimer | None = None):
         self.count, self.tokens_per_item = source.count, tokens_per_item
         self._pixels, self._encode, self._batch = source.pixels, encode, batch
+        self._device, self._dtype = device, dtype
         self._next = 0
         self._buffer: deque[torch.Tensor] = deque()
         self._buffered = 0
@@ -42,7 +44,7 @@ class VisualStream:
                 raise RuntimeError("visual stream exhausted")
             j = min(self.count, self._next + max(1, self._batch))
             with self._timer.measure("vision") if self._timer else contextlib.nullcontext():
-                tokens = self._encode(self._pixels(self._next, j))
+                tokens = self._encode(self._pixels(self._next, j, self._device, self._dtype))
             self._buffer.append(tokens)
             self._buffered += tokens.shape[0]
             self._next = j

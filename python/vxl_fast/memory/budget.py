@@ -48,10 +48,11 @@ def _llm_window_bytes(cfg: VideoXLConfig, rows: int, keys: int, itemsize: int, m
 
 
 def _vision_frame_bytes(cfg: VideoXLConfig, itemsize: int) -> int:
-    """Transients of one frame in a vision batch: fp32 pixels, CLIP residual/LN/qkv/MLP, the
-    projector's hidden states before pooling."""
+    """Transients of one frame in a vision batch: its pixels in the compute dtype (and the
+    preprocessing's 8-bit intermediate), CLIP residual/LN/qkv/MLP, the projector's hidden states
+    before pooling."""
     vis, llm = cfg.vision, cfg.llm
-    return (3 * vis.image_size ** 2 * 4 + (vis.num_patches + 1) * (6 * vis.hidden_size + vis.intermediate_size) * itemsize
+    return (3 * vis.image_size ** 2 * (itemsize + 1) + (vis.num_patches + 1) * (6 * vis.hidden_size + vis.intermediate_size) * itemsize
             + vis.num_patches * llm.hidden_size * itemsize * 2)
 
 

@@ -24,12 +24,22 @@ from .source import IMAGE_SUFFIXES, open_video, read_image
 
 @dataclass(frozen=True)
 class VisualSource:
-    """``count`` items (frames or image tiles); ``pixels(i, j)`` preprocesses items i..j-1 to
-    float32 [j-i, 3, S, S]."""
+    """``count`` items (frames or image tiles); ``pixels(i, j, device, dtype)`` gives items i..j-1
+    as CLIP pixel values [j-i, 3, S, S] in ``dtype`` on ``device``. Frames travel to the device as
+    uint8 and are preprocessed there (never converted to float on the host for a GPU)."""
 
     count: int
-    pixels: Callable[[int, int], torch.Tensor]
+    pixels: Callable[[int, int, torch.device, torch.dtype], torch.Tensor]
     timestamps: list[float] | None = None
+
+
+def to_device(frames: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 frames onto ``device``: through pinned memory without waiting, for a GPU."""
+    if frames.device == device:
+        return frames
+    if device.type == "cuda" and frames.device.type == "cpu":
+        return frames.pin_memory().to(device, non_blocking=True)
+    return frames.to(device)
 
 
 def frames_source(frames: torch.Tensor | list[torch.Tensor], cfg: VideoXLConfig,
@@ -37,17 +47,20 @@ def frames_source(frames: torch.Tensor | list[torch.Tensor], cfg: VideoXLConfig,
     """Frames as a source of CLIP pixels: uint8 [T, H, W, 3], or a list of uint8 [H, W, 3] images of
     any sizes, each preprocessed on its own like a video frame (batched by size, same pixels)."""
     if isinstance(frames, torch.Tensor):
-        return VisualSource(frames.shape[0], lambda i, j: clip_preprocess(frames[i:j], cfg.vision), timestamps)
-    return VisualSource(len(frames), lambda i, j: _preprocess_mixed(frames[i:j], cfg), timestamps)
+        return VisualSource(frames.shape[0], lambda i, j, device, dtype: clip_preprocess(
+            to_device(frames[i:j], device), cfg.vision, dtype), timestamps)
+    return VisualSource(len(frames), lambda i, j, device, dtype: _preprocess_mixed(frames[i:j], cfg, device, dtype),
+                        timestamps)
 
 
-def _preprocess_mixed(images: list[torch.Tensor], cfg: VideoXLConfig) -> torch.Tensor:
+def _preprocess_mixed(images: list[torch.Tensor], cfg: VideoXLConfig, device: torch.device,
+                      dtype: torch.dtype) -> torch.Tensor:
     by_size: dict[tuple[int, ...], list[int]] = {}
     for k, image in enumerate(images):
         by_size.setdefault(tuple(image.shape), []).append(k)
     out = None
     for rows in by_size.values():
-        pixels = clip_preprocess(torch.stack([images[k] for k in rows]), cfg.vision)
+        pixels = clip_preprocess(to_device(torch.stack([images[k] for k in rows]), device), cfg.vision, dtype)
         if out is None:
             out = pixels.new_empty((len(images), *pixels.shape[1:]))
         out[rows] = pixels
@@ -106,7 +119,8 @@ def _image_input(images, cfg: VideoXLConfig) -> VisualInput:
         images = images[0]
     tiles = anyres_tiles(Image.fromarray(_read(images, "the image")), cfg.image_grid_pinpoints,
                          cfg.vision.image_size)
-    pixels = lambda i, j: torch.stack([clip_preprocess_image(t, cfg.vision) for t in tiles[i:j]])  # noqa: E731
+    pixels = lambda i, j, device, dtype: torch.stack(  # noqa: E731
+        [clip_preprocess_image(t, cfg.vision) for t in tiles[i:j]]).to(device, dtype)
     return VisualInput("image", len(tiles), lambda n: iter([VisualSource(len(tiles), pixels)]))
 
 

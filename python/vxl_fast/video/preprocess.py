@@ -51,8 +51,9 @@ def clip_preprocess_image(image: Image.Image, cfg: VisionConfig) -> torch.Tensor
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
 
 
-def clip_preprocess(frames: torch.Tensor, cfg: VisionConfig) -> torch.Tensor:
-    """uint8 frames [T, H, W, 3] → float32 pixel values [T, 3, crop, crop] on the frames' device.
+def clip_preprocess(frames: torch.Tensor, cfg: VisionConfig, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 frames [T, H, W, 3] → pixel values [T, 3, crop, crop] in ``dtype`` (computed in
+    float32, cast once) on the frames' device.
 
     Through the ``clip_preprocess`` op (C++ on the CPU, CUDA on a GPU; Pillow's resampler
     reproduced bit for bit). Without the compiled extension: frames whose short side already has
@@ -61,13 +62,13 @@ def clip_preprocess(frames: torch.Tensor, cfg: VisionConfig) -> torch.Tensor:
     op's pure-PyTorch twin).
     """
     if _ext.available or frames.is_cuda:
-        return ops.clip_preprocess(frames, cfg.size, cfg.crop_size, cfg.image_mean, cfg.image_std)
+        return ops.clip_preprocess(frames, cfg.size, cfg.crop_size, cfg.image_mean, cfg.image_std, dtype)
     t, h, w, _ = frames.shape
     if min(h, w) != cfg.size:
-        return torch.stack([clip_preprocess_image(Image.fromarray(f.numpy()), cfg) for f in frames])
+        return torch.stack([clip_preprocess_image(Image.fromarray(f.numpy()), cfg) for f in frames]).to(dtype)
     c = cfg.crop_size
     top, left = (h - c) // 2, (w - c) // 2
     x = (frames[:, top:top + c, left:left + c].double() * (1 / 255)).float()
     mean = torch.tensor(cfg.image_mean, dtype=torch.float32)
     std = torch.tensor(cfg.image_std, dtype=torch.float32)
-    return ((x - mean) / std).permute(0, 3, 1, 2).contiguous()
+    return ((x - mean) / std).permute(0, 3, 1, 2).to(dtype).contiguous()
