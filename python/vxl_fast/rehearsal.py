@@ -113,7 +113,9 @@ def rehearse(num_frames: int, compression_ratio: int = 16, decode_steps: int = 3
     dev = torch.device(device)
     track = _LiveBytes()
     waits = Counter()
-    with _pretend_device(dev, free_bytes, waits), mock.patch.dict(os.environ, {"VXL_ATTENTION": attention}), \
+    # NOTE: the choices a real device makes by timing are named here
+    forced = {"VXL_ATTENTION": attention, "VXL_VST_PROJECTION": "gather"}
+    with _pretend_device(dev, free_bytes, waits), mock.patch.dict(os.environ, forced), \
             FakeTensorMode(allow_non_fake_inputs=True), track:
         model = VideoXL(cfg, _fake_weights(cfg, dev, dtype), tokenizer, dev, dtype)
         tok = tokenize_prompt(tokenizer, build_prompt(question))

@@ -4,6 +4,7 @@ a text step, a visual window step and a decode step of the language model."""
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import warnings
 
@@ -14,11 +15,13 @@ from .. import ops
 from ..config import VideoXLConfig
 from ..device import itemsize
 from ..layers.attention import backend_name, select_backend
+from ..layers.measure import cuda_seconds
 from ..layers.rotary import RotaryTable
 from ..layers.step import WindowStep
 from ..memory.budget import MemoryBudget, budget, check_fits, vision_batch
 from ..memory.kv import KVCache, VstStage
 from ..memory.plan import VisualWindow, max_window_rows, max_window_vsts
+from ..models.qwen2 import VST_PROJECTIONS, project_window
 from ..models.videoxl import VideoXLModel
 from .decode import StaticDecoder
 from .stats import record_step
@@ -42,8 +45,32 @@ class Runner:
         # default_rng(42) created at load and never reset; keeping it per model reproduces that.
         self.ratio_rng = np.random.default_rng(42)
         self.vision_batch = vision_batch(config, itemsize(dtype))  # frames per vision-tower call
+        self.vst_projection = self._pick_vst_projection()
         self.lock = threading.RLock()
         self._fingerprint: str | None = None
+
+    def _pick_vst_projection(self) -> str:
+        """How visual windows project q/k/v (``models.qwen2.project_window``): ``VXL_VST_PROJECTION``
+        if set; on CUDA the faster of the two on a window of the model's first layer; else "gather"."""
+        forced = os.environ.get("VXL_VST_PROJECTION", "")
+        if forced:
+            if forced not in VST_PROJECTIONS:
+                raise ValueError(f"VXL_VST_PROJECTION={forced!r}; choose one of {', '.join(VST_PROJECTIONS)}")
+            return forced
+        if self.device.type != "cuda":
+            return "gather"
+        window = self.config.beacon.window
+        nb, vst_index = ops.vst_slots(window, 16, 0)
+        raw_index = ops.raw_slots(window, 16, 0).to(self.device)
+        h = torch.randn(window + nb, self.config.llm.hidden_size, device=self.device, dtype=self.dtype)
+        attn = self.model.llm.layers[0].self_attn
+        seconds = {}
+        with torch.inference_mode():
+            for name in VST_PROJECTIONS:
+                step = WindowStep(None, self.rope, self.attention, h.shape[0], 0, None, vst_index.to(self.device),
+                                  raw_index, name)
+                seconds[name] = cuda_seconds(project_window, (attn.qkv_proj, attn.beacon_qkv_proj, h, step))
+        return min(seconds, key=seconds.get)
 
     @property
     def fingerprint(self) -> str:
@@ -122,7 +149,8 @@ class Runner:
         vst_index = vst_index.to(self.device, non_blocking=True)
         raw_index = ops.raw_slots(w.n_raw, w.ratio, w.carry).to(self.device, non_blocking=True)
         start = cache.reserve(w.rows)  # the window's rows sit after the kept slots until compacted
-        self.model.llm(x, WindowStep(cache, self.rope, self.attention, w.rows, start, stage, vst_index, raw_index))
+        self.model.llm(x, WindowStep(cache, self.rope, self.attention, w.rows, start, stage, vst_index, raw_index,
+                                     self.vst_projection))
         cache.length += nb
         record_step(trace, cache, "visual", w.n_raw, nb, start, w.ratio, w.carry)
 

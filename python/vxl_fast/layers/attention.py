@@ -25,6 +25,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .measure import cuda_seconds
+
 AttentionBackend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 BACKENDS = ("split", "prefix", "cudnn", "masked")
 _chosen: dict[tuple, str] = {}
@@ -137,7 +139,7 @@ def backend_name(device: torch.device, dtype: torch.dtype, heads: int, kv_heads:
         return next(iter(available))
     key = (str(device), dtype, heads, kv_heads, head_dim)
     if key not in _chosen:
-        _chosen[key] = choose(available, _probe_inputs(device, dtype, heads, kv_heads, head_dim), _cuda_seconds)
+        _chosen[key] = choose(available, _probe_inputs(device, dtype, heads, kv_heads, head_dim), cuda_seconds)
     return _chosen[key]
 
 
@@ -175,14 +177,3 @@ def _probe_inputs(device, dtype, heads, kv_heads, head_dim) -> tuple[torch.Tenso
     q = torch.randn(heads, n, head_dim, generator=g)
     k, v = (torch.randn(kv_heads, total, head_dim, generator=g) for _ in range(2))
     return tuple(t.to(device, dtype) for t in (q, k, v))
-
-
-def _cuda_seconds(fn: AttentionBackend, inputs: tuple) -> float:
-    fn(*inputs)
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(5):
-        fn(*inputs)
-    end.record()
-    end.synchronize()
-    return start.elapsed_time(end) / 5e3

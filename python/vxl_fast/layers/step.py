@@ -31,6 +31,7 @@ class WindowStep:
     stage: VstStage | None = None  # set for visual windows
     vst_index: torch.Tensor | None = None  # [nb] VST row indices (visual windows)
     raw_index: torch.Tensor | None = None  # [n_raw] raw row indices (visual windows)
+    vst_projection: str = "gather"  # how a visual window's q/k/v are projected (models.qwen2)
 
     @property
     def is_visual(self) -> bool:

@@ -21,6 +21,23 @@ class RMSNorm(nn.Module):
         return rms_norm(x, self.weight, self.eps)
 
 
+VST_PROJECTIONS = ("gather", "overwrite")
+
+
+def project_window(base: nn.Linear, beacon: nn.Linear, h: torch.Tensor, step: WindowStep) -> torch.Tensor:
+    """A visual window's fused q/k/v [n, width]: raw rows through ``base``, VST rows through
+    ``beacon``. ``step.vst_projection`` says how: "gather" runs each projection on its own rows
+    (two GEMMs over gathered rows), "overwrite" runs ``base`` over every row and writes the VST
+    rows' own results over it (one more GEMM row per VST, no gather of the raw rows)."""
+    if step.vst_projection == "overwrite":
+        qkv = base(h)
+    else:
+        qkv = h.new_empty(h.shape[0], base.out_features)
+        qkv[step.raw_index] = base(h[step.raw_index])
+    qkv[step.vst_index] = beacon(h[step.vst_index])
+    return qkv
+
+
 class Qwen2Attention(nn.Module):
     def __init__(self, cfg: LLMConfig):
         super().__init__()
@@ -33,13 +50,8 @@ class Qwen2Attention(nn.Module):
 
     def project(self, h: torch.Tensor, step: WindowStep):
         """h: [n, D] → q [n, H, d], k and v [n, Hkv, d]; VST rows use ``beacon_qkv_proj``."""
-        if step.is_visual:
-            qkv = h.new_empty(h.shape[0], self.qkv_proj.out_features)
-            qkv[step.raw_index] = self.qkv_proj(h[step.raw_index])
-            qkv[step.vst_index] = self.beacon_qkv_proj(h[step.vst_index])
-        else:
-            qkv = self.qkv_proj(h)
-        return self._split(qkv)
+        return self._split(project_window(self.qkv_proj, self.beacon_qkv_proj, h, step) if step.is_visual
+                           else self.qkv_proj(h))
 
     def project_vst_kv(self, h_vst: torch.Tensor):
         """The VST rows' k and v [nb, Hkv, d] only (their queries are not needed)."""

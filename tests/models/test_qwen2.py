@@ -1,0 +1,51 @@
+"""Qwen2 with VST projections: both ways of projecting a visual window's rows give its q/k/v."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from conftest import GOLDEN, load_model
+from vxl_fast import ops
+from vxl_fast.layers.step import WindowStep
+from vxl_fast.models.qwen2 import project_window
+
+
+@pytest.mark.parametrize("ratio, carry", [(16, 0), (8, 3), (2, 1)])
+def test_gather_and_overwrite_project_the_same(ratio, carry):
+    model = load_model(GOLDEN / "medium-videoxl")
+    attn = model.model.llm.layers[0].self_attn
+    n_raw = 301
+    nb, vst_index = ops.vst_slots(n_raw, ratio, carry)
+    torch.manual_seed(ratio)
+    h = torch.randn(n_raw + nb, model.config.llm.hidden_size)
+    out = {}
+    for name in ("gather", "overwrite"):
+        step = WindowStep(None, None, None, h.shape[0], 0, None, vst_index, ops.raw_slots(n_raw, ratio, carry), name)
+        with torch.inference_mode():
+            out[name] = project_window(attn.qkv_proj, attn.beacon_qkv_proj, h, step)
+    torch.testing.assert_close(out["overwrite"], out["gather"], atol=1e-5, rtol=1e-5)
+    # VST rows went through the beacon projection, raw rows through the base one
+    with torch.inference_mode():
+        torch.testing.assert_close(out["gather"][vst_index], attn.beacon_qkv_proj(h[vst_index]))
+        raw = ops.raw_slots(n_raw, ratio, carry)
+        torch.testing.assert_close(out["gather"][raw], attn.qkv_proj(h[raw]))
+
+
+def test_overwrite_keeps_the_goldens_answer(monkeypatch):
+    from vxl_fast import VideoXL
+
+    frames = torch.randint(0, 256, (25, 32, 32, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(4))
+    answers = {}
+    for name in ("gather", "overwrite"):
+        monkeypatch.setenv("VXL_VST_PROJECTION", name)
+        model = VideoXL.from_pretrained(GOLDEN / "tiny-videoxl")
+        assert model.runner.vst_projection == name
+        answers[name] = model.generate(frames=frames, prompt="What happens?", max_new_tokens=6, ignore_eos=True)
+    assert answers["overwrite"].token_ids == answers["gather"].token_ids
+    torch.testing.assert_close(answers["overwrite"].logits, answers["gather"].logits, atol=1e-4, rtol=1e-4)
+    monkeypatch.setenv("VXL_VST_PROJECTION", "grouped")
+    with pytest.raises(ValueError, match=re.escape("VXL_VST_PROJECTION='grouped'; choose one of gather, overwrite")):
+        VideoXL.from_pretrained(GOLDEN / "tiny-videoxl")
