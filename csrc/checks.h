@@ -71,6 +71,11 @@ void check_kv_discard(const at::Tensor& cache_k, const at::Tensor& cache_v,
                       const at::Tensor& vst_index, const at::Tensor& cos, const at::Tensor& sin,
                       int64_t dst);
 
+// y uint8 [T >= 1, H >= 1, W >= 1]; u, v uint8 [T, (H + 1) / 2, (W + 1) / 2] on y's device (any
+// strides); 0 <= matrix < kNumYuvMatrices.
+void check_yuv420_to_rgb(const at::Tensor& y, const at::Tensor& u, const at::Tensor& v,
+                         int64_t matrix);
+
 // 0 <= vst_index[i] < R for a CPU vst_index. NOTE: the CUDA impl skips this check, which would
 // cost a device-to-host copy and a sync per call.
 void check_kv_discard_index(const at::Tensor& vst_index, int64_t rows);

@@ -1,0 +1,114 @@
+// YUV 4:2:0 -> RGB24 as FFmpeg's swscale converts it for PyAV's frame.to_ndarray(format="rgb24")
+// on x86-64 (the unscaled yuv2rgb fast path that a frame of even height takes; measured bit for
+// bit against PyAV 18.1 / libswscale 9.5, see tests/ops/test_yuv_to_rgb.py). Shared by the CPU
+// impl and the CUDA kernel (yuv_to_rgb.cuh).
+//
+// Chroma is not interpolated: pixel (r, x) takes chroma sample (r / 2, x / 2). Every term is a
+// 16-bit fixed-point product that keeps the high half (floor), then the sum is clamped:
+//     Y' = ((8 y - y_offset) * y_coeff) >> 16
+//     R = clamp(Y' + (((8 v - 1024) * v2r) >> 16))
+//     G = clamp(Y' + (((8 u - 1024) * u2g) >> 16) + (((8 v - 1024) * v2g) >> 16))
+//     B = clamp(Y' + (((8 u - 1024) * u2b) >> 16))
+// The coefficients come from the matrix's (crv, cbu, cgu, cgv) in 1/65536 units, scaled for the
+// range: limited (16..235 luma) multiplies luma by 255/219 and subtracts 16; full range (yuvj,
+// color_range=jpeg) scales the chroma coefficients by 224/255 instead.
+#pragma once
+
+#include <cstdint>
+
+#include "vxl_fast/host_device.h"
+
+namespace vxl_fast {
+
+// The matrices swscale knows, in the order of the op's `matrix` argument.
+enum class YuvMatrix : int64_t { kBt601 = 0, kBt709 = 1, kFcc = 2, kSmpte240m = 3, kBt2020 = 4 };
+inline constexpr int64_t kNumYuvMatrices = 5;
+
+struct YuvToRgbCoeffs {
+  int32_t y_coeff, y_offset, v2r, u2g, v2g, u2b;
+};
+
+namespace detail {
+
+// (crv, cbu, cgu, cgv): V -> R, U -> B, U -> G and V -> G, times 65536 (for 255/224 chroma).
+inline constexpr int64_t kYuvMatrixTable[kNumYuvMatrices][4] = {
+    {104597, 132201, 25675, 53279},  // BT.601 (BT.470BG, SMPTE 170M, unspecified)
+    {117489, 138438, 13975, 34925},  // BT.709
+    {104448, 132798, 24759, 53109},  // FCC
+    {117579, 136230, 16907, 35559},  // SMPTE 240M
+    {110013, 140363, 12277, 42626},  // BT.2020 (non-constant luminance)
+};
+
+// x / 65536 rounded to the nearest (ties up), saturated to int16.
+inline int32_t round_to_int16(int64_t x) {
+  const int64_t r = (x + (int64_t{1} << 15)) >> 16;
+  return static_cast<int32_t>(r < -0x7FFF ? -0x8000 : (r > 0x7FFF ? 0x7FFF : r));
+}
+
+}  // namespace detail
+
+// The six coefficients for `matrix` (0 <= matrix < kNumYuvMatrices) and the range.
+inline YuvToRgbCoeffs yuv_to_rgb_coeffs(int64_t matrix, bool full_range) {
+  const int64_t* m = detail::kYuvMatrixTable[matrix];
+  int64_t crv = m[0], cbu = m[1], cgu = -m[2], cgv = -m[3];
+  int64_t cy = int64_t{1} << 16, oy = 0;
+  if (full_range) {
+    crv = crv * 224 / 255;
+    cbu = cbu * 224 / 255;
+    cgu = cgu * 224 / 255;
+    cgv = cgv * 224 / 255;
+  } else {
+    cy = cy * 255 / 219;
+    oy = int64_t{16} << 16;
+  }
+  YuvToRgbCoeffs c;
+  c.y_coeff = detail::round_to_int16(cy * 8192);
+  c.y_offset = detail::round_to_int16(oy * 8);
+  c.v2r = detail::round_to_int16(crv * 8192);
+  c.u2g = detail::round_to_int16(cgu * 8192);
+  c.v2g = detail::round_to_int16(cgv * 8192);
+  c.u2b = detail::round_to_int16(cbu * 8192);
+  return c;
+}
+
+VXL_HOST_DEVICE uint8_t clamp_u8(int32_t x) {
+  return static_cast<uint8_t>(x < 0 ? 0 : (x > 255 ? 255 : x));
+}
+
+// One pixel: rgb[0..2] from its luma and its chroma sample. NOTE: the products fit in int32
+// and >> of a negative int is an arithmetic shift (C++20), i.e. the high half that pmulhw keeps.
+VXL_HOST_DEVICE void yuv_to_rgb_pixel(const YuvToRgbCoeffs& c, uint8_t y, uint8_t u, uint8_t v,
+                                      uint8_t* rgb) {
+  const int32_t luma = ((8 * static_cast<int32_t>(y) - c.y_offset) * c.y_coeff) >> 16;
+  const int32_t cu = 8 * static_cast<int32_t>(u) - 1024;
+  const int32_t cv = 8 * static_cast<int32_t>(v) - 1024;
+  rgb[0] = clamp_u8(luma + ((cv * c.v2r) >> 16));
+  rgb[1] = clamp_u8(luma + ((cu * c.u2g) >> 16) + ((cv * c.v2g) >> 16));
+  rgb[2] = clamp_u8(luma + ((cu * c.u2b) >> 16));
+}
+
+// A uint8 plane of a batch: (t, r, x) at data[t * frame_stride + r * row_stride + x * col_stride].
+struct YuvPlane {
+  const uint8_t* data;
+  int64_t frame_stride, row_stride, col_stride;
+
+  VXL_HOST_DEVICE uint8_t at(int64_t t, int64_t r, int64_t x) const {
+    return data[t * frame_stride + r * row_stride + x * col_stride];
+  }
+};
+
+struct YuvToRgbParams {
+  YuvPlane y, u, v;  // y [T, H, W]; u, v [T, (H + 1) / 2, (W + 1) / 2]
+  uint8_t* out;  // contiguous [T, H, W, 3]
+  int64_t height, width;
+  YuvToRgbCoeffs coeffs;
+};
+
+// Output row `row` (= t * H + r) of the batch.
+VXL_HOST_DEVICE void yuv_to_rgb_pixel_at(const YuvToRgbParams& p, int64_t row, int64_t x) {
+  const int64_t t = row / p.height, r = row % p.height;
+  yuv_to_rgb_pixel(p.coeffs, p.y.at(t, r, x), p.u.at(t, r / 2, x / 2), p.v.at(t, r / 2, x / 2),
+                   p.out + (row * p.width + x) * 3);
+}
+
+}  // namespace vxl_fast
