@@ -24,12 +24,15 @@ at::Tensor yuv420_to_rgb_cpu(const at::Tensor& y, const at::Tensor& u, const at:
   const YuvToRgbParams p{plane_of(y), plane_of(u), plane_of(v), out.mutable_data_ptr<uint8_t>(),
                          y.size(1), y.size(2), yuv_to_rgb_coeffs(matrix, full_range)};
   const int64_t rows = y.size(0) * y.size(1);
-  // NOTE: rows per task such that a task converts at least ~16k pixels.
-  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 14) / p.width);
+  // NOTE: rows per task such that a task converts at least ~256k pixels (~1 ms): a frame up to
+  // 640x360 stays on the calling thread, where decoder threads call it one frame at a time
+  // (with more tasks, OpenMP's fork/join cost ~10 ms a call on 2 busy cores).
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / p.width);
   at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
+      const YuvRow src = yuv_row(p, row);
       for (int64_t x = 0; x < p.width; ++x) {
-        yuv_to_rgb_pixel_at(p, row, x);
+        yuv_to_rgb_pixel_at(p, src, x);
       }
     }
   });

@@ -15,8 +15,9 @@ namespace vxl_fast {
 
 __global__ void yuv420_to_rgb_kernel(YuvToRgbParams p, int64_t rows) {
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+    const YuvRow src = yuv_row(p, row);
     for (int64_t x = threadIdx.x; x < p.width; x += blockDim.x) {
-      yuv_to_rgb_pixel_at(p, row, x);
+      yuv_to_rgb_pixel_at(p, src, x);
     }
   }
 }

@@ -91,10 +91,6 @@ VXL_HOST_DEVICE void yuv_to_rgb_pixel(const YuvToRgbCoeffs& c, uint8_t y, uint8_
 struct YuvPlane {
   const uint8_t* data;
   int64_t frame_stride, row_stride, col_stride;
-
-  VXL_HOST_DEVICE uint8_t at(int64_t t, int64_t r, int64_t x) const {
-    return data[t * frame_stride + r * row_stride + x * col_stride];
-  }
 };
 
 struct YuvToRgbParams {
@@ -104,11 +100,25 @@ struct YuvToRgbParams {
   YuvToRgbCoeffs coeffs;
 };
 
-// Output row `row` (= t * H + r) of the batch.
-VXL_HOST_DEVICE void yuv_to_rgb_pixel_at(const YuvToRgbParams& p, int64_t row, int64_t x) {
+// The sources of output row `row` (= t * H + r) of the batch.
+struct YuvRow {
+  const uint8_t *y, *u, *v;
+  uint8_t* out;
+};
+
+VXL_HOST_DEVICE YuvRow yuv_row(const YuvToRgbParams& p, int64_t row) {
   const int64_t t = row / p.height, r = row % p.height;
-  yuv_to_rgb_pixel(p.coeffs, p.y.at(t, r, x), p.u.at(t, r / 2, x / 2), p.v.at(t, r / 2, x / 2),
-                   p.out + (row * p.width + x) * 3);
+  return YuvRow{p.y.data + t * p.y.frame_stride + r * p.y.row_stride,
+                p.u.data + t * p.u.frame_stride + (r / 2) * p.u.row_stride,
+                p.v.data + t * p.v.frame_stride + (r / 2) * p.v.row_stride,
+                p.out + row * p.width * 3};
+}
+
+// Pixel x of a row.
+VXL_HOST_DEVICE void yuv_to_rgb_pixel_at(const YuvToRgbParams& p, const YuvRow& row, int64_t x) {
+  const int64_t c = x / 2;
+  yuv_to_rgb_pixel(p.coeffs, row.y[x * p.y.col_stride], row.u[c * p.u.col_stride],
+                   row.v[c * p.v.col_stride], row.out + x * 3);
 }
 
 }  // namespace vxl_fast
