@@ -265,3 +265,20 @@ def _assert_same_bytes(got: torch.Tensor, want: torch.Tensor, what: str) -> None
     assert got.shape == want.shape, f"{what}: shape {list(got.shape)} != {list(want.shape)}"
     diff = (got != want).nonzero()
     assert diff.numel() == 0, f"{what}: {diff.shape[0]} bytes differ, first at {diff[0].tolist()}"
+
+
+def test_yuv420_to_rgb_on_decoded_video_equals_pyav(kernels, tmp_path):
+    """The kernel body on frames PyAV decodes (BT.709, full range, the golden BT.601 video)
+    gives PyAV's own rgb24 bytes."""
+    pytest.importorskip("av", reason="needs PyAV")
+    from conftest import GOLDEN
+    from vxl_fast.video.yuv import frame_conversion, frame_planes
+    from yuv_videos import content, decoded, write_video
+
+    tagged = write_video(tmp_path / "jpeg709.mp4", content(2, 288, 352, "smooth"), "libx264", "yuvj420p", 1)
+    frames = decoded(tagged) + decoded(GOLDEN / "cases" / "testsrc2_320x240_25fps_20s.mp4")[::100]
+    for i, frame in enumerate(frames):
+        conv = frame_conversion(frame)
+        y, u, v = (torch.from_numpy(p.copy())[None] for p in frame_planes(frame))
+        got = kernels.yuv420_to_rgb(y, u, v, list(YUV_MATRICES).index(conv.matrix), conv.full_range)[0]
+        _assert_same_bytes(got, torch.from_numpy(frame.to_ndarray(format="rgb24")), f"frame {i} {conv}")
