@@ -36,6 +36,9 @@ class VideoInfo:
     keyframes: np.ndarray  # int64, frame numbers of keyframes, ascending
     time_base: Fraction
     start_pts: int
+    pix_fmt: str | None = None  # the decoder's, from the stream parameters (no frame decoded)
+    colorspace: int = 2  # AVColorSpace tag (2: unspecified)
+    color_range: int = 0  # AVColorRange tag (0: unspecified, 2: jpeg/full)
 
     def timestamp(self, index: int) -> float:
         """Seconds from the first frame."""
@@ -106,7 +109,8 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             path=path, frames=len(order), fps=float(stream.average_rate or 0.0), width=cc.width,
             height=cc.height, codec=cc.name, pts=None if missing_pts else order,
             keyframes=keyframes.astype(np.int64), time_base=Fraction(stream.time_base or 0),
-            start_pts=int(order[0]) if not missing_pts else 0)
+            start_pts=int(order[0]) if not missing_pts else 0, pix_fmt=cc.pix_fmt,
+            colorspace=int(cc.colorspace), color_range=int(cc.color_range))
 
 
 def check_strategy(strategy: str) -> None:
