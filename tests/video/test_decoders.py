@@ -72,8 +72,6 @@ def fake_nvdec(monkeypatch):
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(FakeSimpleDecoder, "opened", [])
     monkeypatch.setattr(FakeSimpleDecoder, "calls", [])
-    monkeypatch.setattr(FakeSimpleDecoder, "_decoded", {str(VIDEO): FakeSimpleDecoder._decoded.get(str(VIDEO))}
-                        if str(VIDEO) in FakeSimpleDecoder._decoded else {})
     yield FakeSimpleDecoder
 
 
