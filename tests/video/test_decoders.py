@@ -123,6 +123,26 @@ def test_nvdec_short_batch_is_an_error(fake_nvdec, monkeypatch):
         load_video(VIDEO, num_frames=4, decoder="nvdec")
 
 
+def _real_nvdec() -> str | None:
+    from vxl_fast.video import nvdec
+
+    return nvdec.unavailable()
+
+
+@pytest.mark.skipif(_real_nvdec() is not None, reason=f"needs NVDEC: {_real_nvdec()}")
+@pytest.mark.parametrize("sample", [{"num_frames": 24}, {"num_frames": 500}, {"fps": 1}])
+def test_real_nvdec_equals_the_cpu_path(sample, tmp_path):
+    """On a GPU machine with PyNvVideoCodec: the real decoder, BT.601 limited (golden) and BT.709
+    full range, pixels equal to PyAV's."""
+    for path in (VIDEO, write_video(tmp_path / "j709.mp4", content(30, 72, 96, "smooth"), "libx264", "yuvj420p", 1)):
+        if "fps" in sample and path != VIDEO:
+            continue
+        gpu, caught = _load(path, decoder="nvdec", **({} if path != VIDEO else sample))
+        assert caught == [] and gpu.frames.is_cuda
+        cpu = load_video(path, decoder="cpu", **({} if path != VIDEO else sample))
+        assert torch.equal(gpu.frames.cpu(), cpu.frames)
+
+
 # ---- selection and fallback ------------------------------------------------------------------------
 
 def test_auto_picks_nvdec_when_everything_is_there(fake_nvdec):
