@@ -30,10 +30,7 @@ at::Tensor yuv420_to_rgb_cpu(const at::Tensor& y, const at::Tensor& u, const at:
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / p.width);
   at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
-      const YuvRow src = yuv_row(p, row);
-      for (int64_t x = 0; x < p.width; ++x) {
-        yuv_to_rgb_pixel_at(p, src, x);
-      }
+      yuv_to_rgb_row(p, yuv_row(p, row));
     }
   });
   return out;

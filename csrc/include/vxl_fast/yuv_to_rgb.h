@@ -4,7 +4,8 @@
 // impl and the CUDA kernel (yuv_to_rgb.cuh).
 //
 // Chroma is not interpolated: pixel (r, x) takes chroma sample (r / 2, x / 2). Every term is a
-// 16-bit fixed-point product that keeps the high half (floor), then the sum is clamped:
+// 16-bit fixed-point product that keeps the high half (floor), then the sum is clamped
+// (yuv_chroma, yuv_to_rgb_pixel):
 //     Y' = ((8 y - y_offset) * y_coeff) >> 16
 //     R = clamp(Y' + (((8 v - 1024) * v2r) >> 16))
 //     G = clamp(Y' + (((8 u - 1024) * u2g) >> 16) + (((8 v - 1024) * v2g) >> 16))
@@ -75,16 +76,27 @@ VXL_HOST_DEVICE uint8_t clamp_u8(int32_t x) {
   return static_cast<uint8_t>(x < 0 ? 0 : (x > 255 ? 255 : x));
 }
 
-// One pixel: rgb[0..2] from its luma and its chroma sample. NOTE: the products fit in int32
-// and >> of a negative int is an arithmetic shift (C++20), i.e. the high half that pmulhw keeps.
-VXL_HOST_DEVICE void yuv_to_rgb_pixel(const YuvToRgbCoeffs& c, uint8_t y, uint8_t u, uint8_t v,
-                                      uint8_t* rgb) {
-  const int32_t luma = ((8 * static_cast<int32_t>(y) - c.y_offset) * c.y_coeff) >> 16;
+// The chroma terms of the formulas above, shared by the (up to) 2 x 2 pixels of a sample.
+// NOTE: the products fit in int32 and >> of a negative int is an arithmetic shift (C++20),
+// i.e. the high half that pmulhw keeps.
+struct YuvChroma {
+  int32_t r, g, b;
+};
+
+VXL_HOST_DEVICE YuvChroma yuv_chroma(const YuvToRgbCoeffs& c, uint8_t u, uint8_t v) {
   const int32_t cu = 8 * static_cast<int32_t>(u) - 1024;
   const int32_t cv = 8 * static_cast<int32_t>(v) - 1024;
-  rgb[0] = clamp_u8(luma + ((cv * c.v2r) >> 16));
-  rgb[1] = clamp_u8(luma + ((cu * c.u2g) >> 16) + ((cv * c.v2g) >> 16));
-  rgb[2] = clamp_u8(luma + ((cu * c.u2b) >> 16));
+  return YuvChroma{(cv * c.v2r) >> 16, ((cu * c.u2g) >> 16) + ((cv * c.v2g) >> 16),
+                   (cu * c.u2b) >> 16};
+}
+
+// One pixel: rgb[0..2] from its luma and the chroma terms of its sample.
+VXL_HOST_DEVICE void yuv_to_rgb_pixel(const YuvToRgbCoeffs& c, uint8_t y, const YuvChroma& chroma,
+                                      uint8_t* rgb) {
+  const int32_t luma = ((8 * static_cast<int32_t>(y) - c.y_offset) * c.y_coeff) >> 16;
+  rgb[0] = clamp_u8(luma + chroma.r);
+  rgb[1] = clamp_u8(luma + chroma.g);
+  rgb[2] = clamp_u8(luma + chroma.b);
 }
 
 // A uint8 plane of a batch: (t, r, x) at data[t * frame_stride + r * row_stride + x * col_stride].
@@ -117,8 +129,22 @@ VXL_HOST_DEVICE YuvRow yuv_row(const YuvToRgbParams& p, int64_t row) {
 // Pixel x of a row.
 VXL_HOST_DEVICE void yuv_to_rgb_pixel_at(const YuvToRgbParams& p, const YuvRow& row, int64_t x) {
   const int64_t c = x / 2;
-  yuv_to_rgb_pixel(p.coeffs, row.y[x * p.y.col_stride], row.u[c * p.u.col_stride],
-                   row.v[c * p.v.col_stride], row.out + x * 3);
+  yuv_to_rgb_pixel(p.coeffs, row.y[x * p.y.col_stride],
+                   yuv_chroma(p.coeffs, row.u[c * p.u.col_stride], row.v[c * p.v.col_stride]),
+                   row.out + x * 3);
+}
+
+// A whole row, each chroma sample's terms computed once for its two pixels (the CPU's loop).
+inline void yuv_to_rgb_row(const YuvToRgbParams& p, const YuvRow& row) {
+  for (int64_t x = 0; x < p.width; x += 2) {
+    const int64_t c = x / 2;
+    const YuvChroma chroma =
+        yuv_chroma(p.coeffs, row.u[c * p.u.col_stride], row.v[c * p.v.col_stride]);
+    yuv_to_rgb_pixel(p.coeffs, row.y[x * p.y.col_stride], chroma, row.out + x * 3);
+    if (x + 1 < p.width) {
+      yuv_to_rgb_pixel(p.coeffs, row.y[(x + 1) * p.y.col_stride], chroma, row.out + x * 3 + 3);
+    }
+  }
 }
 
 }  // namespace vxl_fast
