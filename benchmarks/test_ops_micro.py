@@ -81,6 +81,37 @@ def test_clip_preprocess(benchmark, path):
     benchmark.extra_info["frames_s"] = frames_n / benchmark.stats.stats.median
 
 
+@pytest.mark.parametrize("path", ["kernel", "reference", "pyav"])
+def test_yuv420_to_rgb(benchmark, path):
+    """16 NV12 frames of 1280 x 720 -> RGB24 [16, 720, 1280, 3] (BT.709, limited range), as NVDEC
+    frames are converted. "pyav" is swscale through PyAV's to_ndarray("rgb24"), frame by frame (CPU
+    only). Not an interleave ratio: ratio 0."""
+    if path == "pyav" and DEVICE.type != "cpu":
+        pytest.skip("PyAV converts on the CPU")
+    frames_n, h, w = 16, 720, 1280
+    y = torch.randint(0, 256, (frames_n, h, w), dtype=torch.uint8, device=DEVICE)
+    uv = torch.randint(0, 256, (frames_n, h // 2, w), dtype=torch.uint8, device=DEVICE)
+    if path == "pyav":
+        av = pytest.importorskip("av", reason="needs PyAV")
+        pyav_frames = []
+        for i in range(frames_n):
+            frame = av.VideoFrame(w, h, "yuv420p")
+            planes = (y[i], uv[i, :, 0::2], uv[i, :, 1::2])
+            for plane, values in zip(frame.planes, planes):
+                view = torch.frombuffer(plane, dtype=torch.uint8).view(-1, plane.line_size)
+                view[:values.shape[0], :values.shape[1]] = values
+            frame.colorspace = 1
+            pyav_frames.append(frame)
+        fn = lambda: [f.to_ndarray(format="rgb24") for f in pyav_frames]  # noqa: E731
+    elif path == "kernel":
+        fn = lambda: torch.ops.vxl_fast.yuv420_to_rgb(y, uv[..., 0::2], uv[..., 1::2], 1, False)  # noqa: E731
+    else:
+        fn = lambda: ops.yuv420_to_rgb_ref(y, uv[..., 0::2], uv[..., 1::2], "bt709", False)  # noqa: E731
+    moved = y.numel() + uv.numel() + frames_n * h * w * 3  # read the planes, write RGB
+    _time(benchmark, fn, moved, path, "yuv420_to_rgb", 0, rounds=5, iterations=1)
+    benchmark.extra_info["frames_s"] = frames_n / benchmark.stats.stats.median
+
+
 class _ClipSettings:
     """The VisionConfig fields that clip_preprocess_image reads."""
 

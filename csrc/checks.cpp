@@ -4,6 +4,8 @@
 
 #include <vector>
 
+#include "vxl_fast/yuv_to_rgb.h"
+
 namespace vxl_fast {
 
 std::string dtype_name(c10::ScalarType dtype) {
@@ -121,6 +123,31 @@ void check_kv_compact(const at::Tensor& cache_k, const at::Tensor& cache_v,
               " exceeds the cache length C = ", cache_k.size(1), ".");
   CHECK_VALUE(dst + nb <= cos.size(0), op, ": dst + nb = ", dst + nb,
               " exceeds the RoPE table length P = ", cos.size(0), ".");
+}
+
+void check_yuv420_to_rgb(const at::Tensor& y, const at::Tensor& u, const at::Tensor& v,
+                         int64_t matrix) {
+  constexpr const char* op = "yuv420_to_rgb";
+  CHECK_DIM(op, y, 3, "[T, H, W]");
+  CHECK_DIM(op, u, 3, "[T, (H + 1) / 2, (W + 1) / 2]");
+  CHECK_DIM(op, v, 3, "[T, (H + 1) / 2, (W + 1) / 2]");
+  CHECK_DTYPE(op, y, c10::kByte);
+  CHECK_DTYPE(op, u, c10::kByte);
+  CHECK_DTYPE(op, v, c10::kByte);
+  CHECK_SAME_DEVICE(op, u, y);
+  CHECK_SAME_DEVICE(op, v, y);
+  CHECK_VALUE(y.size(0) >= 1 && y.size(1) >= 1 && y.size(2) >= 1, op,
+              ": y must hold at least one frame of at least one pixel, got shape ", y.sizes(),
+              ".");
+  const std::vector<int64_t> chroma{y.size(0), (y.size(1) + 1) / 2, (y.size(2) + 1) / 2};
+  CHECK_VALUE(u.sizes() == c10::IntArrayRef(chroma), op,
+              ": u must have shape [T, (H + 1) / 2, (W + 1) / 2] = ", c10::IntArrayRef(chroma),
+              ", got ", u.sizes(), ".");
+  CHECK_VALUE(v.sizes() == c10::IntArrayRef(chroma), op,
+              ": v must have shape [T, (H + 1) / 2, (W + 1) / 2] = ", c10::IntArrayRef(chroma),
+              ", got ", v.sizes(), ".");
+  CHECK_VALUE(0 <= matrix && matrix < kNumYuvMatrices, op, ": matrix must lie in [0, ",
+              kNumYuvMatrices, ") (bt601, bt709, fcc, smpte240m, bt2020), got ", matrix, ".");
 }
 
 }  // namespace vxl_fast

@@ -69,4 +69,9 @@ void check_kv_compact(const at::Tensor& cache_k, const at::Tensor& cache_v,
                       const at::Tensor& vst_k, const at::Tensor& vst_v, const at::Tensor& cos,
                       const at::Tensor& sin, int64_t dst);
 
+// y uint8 [T >= 1, H >= 1, W >= 1]; u, v uint8 [T, (H + 1) / 2, (W + 1) / 2] on y's device (any
+// strides); 0 <= matrix < kNumYuvMatrices.
+void check_yuv420_to_rgb(const at::Tensor& y, const at::Tensor& u, const at::Tensor& v,
+                         int64_t matrix);
+
 }  // namespace vxl_fast

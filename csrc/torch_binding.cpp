@@ -18,6 +18,10 @@ TORCH_LIBRARY(vxl_fast, m) {
   m.def(
       "kv_compact(Tensor(a!) cache_k, Tensor(b!) cache_v, Tensor vst_k, Tensor vst_v, "
       "Tensor cos, Tensor sin, int dst) -> ()");
+  // swscale's YUV 4:2:0 -> RGB24 (PyAV's rgb24, bit-exact): uint8 y [T, H, W], u, v
+  // [T, (H + 1) / 2, (W + 1) / 2] (any strides: NV12's interleaved chroma as two views)
+  // -> [T, H, W, 3].
+  m.def("yuv420_to_rgb(Tensor y, Tensor u, Tensor v, int matrix, bool full_range) -> Tensor");
 }
 
 // NOTE: an empty limited-API module. Importing it loads this library, whose static initialisers

@@ -117,7 +117,7 @@ class VideoXL:
     # ------------------------------------------------------------------ the memory
     def encode(self, video=None, *, frames=None, images=None, num_frames: int | None = None,
                fps: float | None = None, max_frames: int | None = None,
-               sampling: str = "exact", compression_ratio: int | list[int] | str = 8,
+               sampling: str = "exact", decoder: str = "auto", compression_ratio: int | list[int] | str = 8,
                system: str | None = None, reserve_tokens: int = DEFAULT_RESERVE, progress: bool = False,
                trace: bool = False, cancel: threading.Event | None = None) -> VideoMemory:
         """Compress a video into a :class:`VideoMemory` that answers any number of questions
@@ -129,8 +129,10 @@ class VideoXL:
         No input gives an empty memory to feed with :meth:`VideoMemory.append`.
         ``num_frames`` samples uniformly as upstream does; ``fps`` samples at that rate (at most
         ``max_frames``); ``sampling="keyframe"`` takes the nearest keyframes instead (faster,
-        not upstream's frames). Frames are decoded in the background, one window at a time,
-        while the model compresses the previous window. ``system`` replaces the default system
+        not upstream's frames). ``decoder``: ``"auto"``, ``"cpu"`` or ``"nvdec"`` (the GPU's
+        video decoder, the same pixels; see :func:`vxl_fast.video.open_video`). Frames are
+        decoded in the background, one window at a time, while the model compresses the
+        previous window. ``system`` replaces the default system
         prompt. ``reserve_tokens`` KV slots are kept free for questions and answers (more are
         allocated when a question needs them). ``cancel`` (a ``threading.Event``), once set, stops
         the encode before its next window with ``EncodeCancelled``.
@@ -138,17 +140,17 @@ class VideoXL:
         _check_count("reserve_tokens", reserve_tokens, low=0)
         prefix = prefix_text(system)
         return self._encode(prefix, video, frames, images, num_frames, fps, max_frames, sampling,
-                            compression_ratio, reserve_tokens, progress, trace, cancel)
+                            compression_ratio, reserve_tokens, progress, trace, cancel, decoder)
 
     def _encode(self, prefix: str, video, frames, images, num_frames, fps, max_frames, sampling, ratio,
-                reserve_tokens: int, progress: bool, trace: bool, cancel=None) -> VideoMemory:
+                reserve_tokens: int, progress: bool, trace: bool, cancel=None, decoder: str = "auto") -> VideoMemory:
         ratios = parse_ratios(ratio, self.config.beacon.ratios)
         visual = None
         if video is not None or frames is not None or images is not None:
             visual = visual_input(self.config, frames=frames, video=video, images=images, num_frames=num_frames,
-                                  fps=fps, max_frames=max_frames, sampling=sampling)
-        elif num_frames is not None or fps is not None or max_frames is not None:
-            raise ValueError("num_frames=, fps= and max_frames= need a visual input")
+                                  fps=fps, max_frames=max_frames, sampling=sampling, decoder=decoder)
+        elif num_frames is not None or fps is not None or max_frames is not None or decoder != "auto":
+            raise ValueError("num_frames=, fps=, max_frames= and decoder= need a visual input")
         with self.runner.lock, torch.inference_mode():
             state = compress.encode(self.runner, prefix, prefix_ids(self.tokenizer, prefix), ratios, visual,
                                     reserve_tokens, progress, trace, cancel)
@@ -184,7 +186,7 @@ class VideoXL:
 
         Visual input (exactly one): ``frames`` uint8 [T, H, W, 3]; ``video`` a file path with
         ``num_frames`` sampled uniformly as upstream does (or ``fps=``, ``max_frames=``,
-        ``sampling=``); ``images`` one image (path, PIL image or uint8 [H, W, 3]) on upstream's
+        ``sampling=``, ``decoder=``); ``images`` one image (path, PIL image or uint8 [H, W, 3]) on upstream's
         anyres path. Text: ``prompt`` (a question) or ``messages`` (a conversation).
         ``compression_ratio``: 2, 4, 8, 12 or 16 (32 and 64 also run, as upstream does);
         a list draws one per window as upstream's ``step-random``; ``"config"`` uses the
@@ -197,7 +199,7 @@ class VideoXL:
                                      max_new_tokens=max_new_tokens, **options))
 
     def _generate(self, *, frames=None, video=None, num_frames=None, fps=None, max_frames=None, images=None,
-                  sampling="exact", prompt=None, messages=None, compression_ratio=8, progress=False,
+                  sampling="exact", decoder="auto", prompt=None, messages=None, compression_ratio=8, progress=False,
                   trace=False, **options) -> Generator[str, None, GenerationOutput]:
         if frames is None and video is None and images is None:
             raise ValueError("pass exactly one visual input: frames=, video= or images=")
@@ -206,7 +208,8 @@ class VideoXL:
         tok = tokenize_prompt(self.tokenizer, text)
         self._check_context(tok, opts.max_new_tokens)
         memory = self._encode(text.partition(IMAGE_MARKER)[0], video, frames, images, num_frames, fps, max_frames,
-                              sampling, compression_ratio, len(tok.after) + opts.max_new_tokens, progress, trace)
+                              sampling, compression_ratio, len(tok.after) + opts.max_new_tokens, progress, trace,
+                              decoder=decoder)
         return (yield from answering.answer(self.runner, self.tokenizer, memory.state, tok, opts,
                                             progress=progress, trace=trace, count_encoding=True))
 

@@ -142,7 +142,11 @@ def test_ask_refuses(tiny_model, memory, kwargs, exc, match):
     (dict(reserve_tokens="many"), TypeError, "reserve_tokens must be an integer"),
     (dict(system=3), TypeError, "system must be a string, got int"),
     (dict(num_frames=4), ValueError, "need a visual input"),
-], ids=["reserve-negative", "reserve-type", "system-type", "options-without-input"])
+    (dict(decoder="nvdec"), ValueError, "decoder= need a visual input"),
+    (dict(video=VIDEO, num_frames=4, decoder="gpu"), ValueError,
+     "unknown decoder 'gpu'; use one of auto, cpu, nvdec"),
+], ids=["reserve-negative", "reserve-type", "system-type", "options-without-input", "decoder-without-input",
+        "decoder-unknown"])
 def test_encode_refuses(tiny_model, no_compression, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         tiny_model.encode(**kwargs)

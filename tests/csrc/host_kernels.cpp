@@ -17,6 +17,7 @@
 #include "vxl_fast/clip_preprocess.cuh"
 #include "vxl_fast/interleave_vst.cuh"
 #include "vxl_fast/kv_compact.cuh"
+#include "vxl_fast/yuv_to_rgb.cuh"
 
 namespace {
 
@@ -142,6 +143,19 @@ int vxl_host_clip_preprocess(int dtype, const uint8_t* frames, const int64_t* v,
       return clip_preprocess_as<__nv_bfloat16>(frames, v, mean, stdev, out);
   }
   return cudaErrorInvalidValue;
+}
+
+// launch_yuv420_to_rgb (csrc/cuda/yuv_to_rgb.cu): planes = y, u, v; v = T, H, W, the 3 strides
+// of y, u and v (frame, row, column) in that order, matrix, full_range; out: [T, H, W, 3].
+int vxl_host_yuv420_to_rgb(const uint8_t* const* planes, const int64_t* v, uint8_t* out) {
+  const vxl_fast::YuvToRgbParams p{{planes[0], v[3], v[4], v[5]},
+                                   {planes[1], v[6], v[7], v[8]},
+                                   {planes[2], v[9], v[10], v[11]},
+                                   out,
+                                   v[1],
+                                   v[2],
+                                   vxl_fast::yuv_to_rgb_coeffs(v[12], v[13] != 0)};
+  return vxl_fast::launch_yuv420_to_rgb(p, v[0], nullptr);
 }
 
 }  // extern "C"

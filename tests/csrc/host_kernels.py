@@ -79,6 +79,7 @@ class HostKernels:
         self.lib.vxl_host_kv_compact.argtypes = [ctypes.c_int, ctypes.POINTER(_ptr), ctypes.POINTER(_i64)]
         self.lib.vxl_host_clip_preprocess.argtypes = [ctypes.c_int, _ptr, ctypes.POINTER(_i64), _ptr,
                                                       _ptr, _ptr]
+        self.lib.vxl_host_yuv420_to_rgb.argtypes = [ctypes.POINTER(_ptr), ctypes.POINTER(_i64), _ptr]
         for name in ("float2half", "float2bfloat16", "half2float"):
             getattr(self.lib, f"vxl_host_{name}").argtypes = [_ptr, _ptr, _i64]
         self.cuda_arch = self.lib.vxl_host_cuda_arch()
@@ -130,6 +131,17 @@ class HostKernels:
         rc = self.lib.vxl_host_clip_preprocess(DTYPE_CODES[out.dtype], frames.data_ptr(), ints,
                                                mean_t.data_ptr(), std_t.data_ptr(), out.data_ptr())
         assert rc == 0, f"launch_clip_preprocess returned cudaError_t {rc}"
+        return out
+
+    def yuv420_to_rgb(self, y: torch.Tensor, u: torch.Tensor, v: torch.Tensor, matrix: int,
+                      full_range: bool) -> torch.Tensor:
+        """launch_yuv420_to_rgb with the CUDA impl's parameters: y [T, H, W], u, v [T, (H + 1) // 2,
+        (W + 1) // 2] uint8 of any strides -> a new uint8 [T, H, W, 3]."""
+        out = torch.zeros((*y.shape, 3), dtype=torch.uint8)
+        planes = (_ptr * 3)(y.data_ptr(), u.data_ptr(), v.data_ptr())
+        ints = (_i64 * 14)(*y.shape, *y.stride(), *u.stride(), *v.stride(), matrix, int(full_range))
+        rc = self.lib.vxl_host_yuv420_to_rgb(planes, ints, out.data_ptr())
+        assert rc == 0, f"launch_yuv420_to_rgb returned cudaError_t {rc}"
         return out
 
     def convert(self, name: str, x: torch.Tensor, out_dtype: torch.dtype) -> torch.Tensor:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import vxl_fast._ext as ext
-from vxl_fast.ops import clip_preprocess_ref, interleave_vst_ref, kv_compact_ref, vst_slots
+from vxl_fast.ops import YUV_MATRICES, clip_preprocess_ref, interleave_vst_ref, kv_compact_ref, vst_slots, yuv420_to_rgb_ref
 from host_kernels import CUDA_ERROR_INVALID_CONFIGURATION, host_kernels
 
 pytestmark = pytest.mark.skipif(not ext.available, reason=f"vxl_fast._C is not built: {ext.error}")
@@ -227,3 +227,52 @@ def test_clip_preprocess_matches_cpu_impl_and_reference(kernels, case):
         _assert_same_bits(out, cpu, f"vs CPU impl: {what}")
         _assert_same_bits(out, clip_preprocess_ref(frames, size, crop, MEAN, STD, dtype), f"vs ref: {what}")
         assert bool(padded[..., crop:].isnan().all()), f"wrote outside the output: {what}"
+
+
+# ---- yuv420_to_rgb: integer arithmetic, bit-exact ----
+
+# (T, H, W, NV12-interleaved chroma): 1 pixel, odd sizes (a partial chroma sample), wider than a
+# block (256 threads), CIF
+YUV_CASES = [(1, 1, 1, False), (2, 7, 7, True), (1, 17, 33, False), (3, 4, 300, True), (1, 288, 352, True)]
+
+
+@pytest.mark.parametrize("case", YUV_CASES, ids=lambda c: "x".join(map(str, c)))
+def test_yuv420_to_rgb_matches_cpu_impl_and_reference(kernels, case):
+    t, h, w, nv12 = case
+    g = torch.Generator().manual_seed(h * w)
+    ch, cw = (h + 1) // 2, (w + 1) // 2
+    y = torch.randint(0, 256, (t, h, w + 5), generator=g, dtype=torch.uint8)[..., 2:w + 2]  # strided rows
+    if nv12:
+        uv = torch.randint(0, 256, (t, ch, 2 * cw), generator=g, dtype=torch.uint8)
+        u, v = uv[..., 0::2], uv[..., 1::2]
+    else:
+        u, v = (torch.randint(0, 256, (t, ch, cw), generator=g, dtype=torch.uint8) for _ in range(2))
+    for index, matrix in enumerate(YUV_MATRICES):
+        for full_range in (False, True):
+            what = f"{case} {matrix} full_range={full_range}"
+            got = kernels.yuv420_to_rgb(y, u, v, index, full_range)
+            _assert_same_bytes(got, torch.ops.vxl_fast.yuv420_to_rgb(y, u, v, index, full_range), f"vs CPU impl: {what}")
+            _assert_same_bytes(got, yuv420_to_rgb_ref(y, u, v, matrix, full_range), f"vs ref: {what}")
+
+
+def _assert_same_bytes(got: torch.Tensor, want: torch.Tensor, what: str) -> None:
+    assert got.shape == want.shape, f"{what}: shape {list(got.shape)} != {list(want.shape)}"
+    diff = (got != want).nonzero()
+    assert diff.numel() == 0, f"{what}: {diff.shape[0]} bytes differ, first at {diff[0].tolist()}"
+
+
+def test_yuv420_to_rgb_on_decoded_video_equals_pyav(kernels, tmp_path):
+    """The kernel body on frames PyAV decodes (BT.709, full range, the golden BT.601 video)
+    gives PyAV's own rgb24 bytes."""
+    pytest.importorskip("av", reason="needs PyAV")
+    from conftest import GOLDEN
+    from vxl_fast.video.yuv import frame_conversion, frame_planes
+    from yuv_videos import content, decoded, write_video
+
+    tagged = write_video(tmp_path / "jpeg709.mp4", content(2, 288, 352, "smooth"), "libx264", "yuvj420p", 1)
+    frames = decoded(tagged) + decoded(GOLDEN / "cases" / "testsrc2_320x240_25fps_20s.mp4")[::100]
+    for i, frame in enumerate(frames):
+        conv = frame_conversion(frame)
+        y, u, v = (torch.from_numpy(p.copy())[None] for p in frame_planes(frame))
+        got = kernels.yuv420_to_rgb(y, u, v, list(YUV_MATRICES).index(conv.matrix), conv.full_range)[0]
+        _assert_same_bytes(got, torch.from_numpy(frame.to_ndarray(format="rgb24")), f"frame {i} {conv}")

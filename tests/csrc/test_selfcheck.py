@@ -135,3 +135,24 @@ def test_a_bad_mode_is_named(monkeypatch):
     monkeypatch.setenv("VXL_KERNELS", "fast")
     with pytest.raises(ValueError, match=re.escape("VXL_KERNELS must be one of off, check or trust, got 'fast'.")):
         selfcheck._mode_from_env()
+
+
+def test_yuv420_to_rgb_passes_and_a_wrong_one_is_caught(checked_cpu):
+    """The uint8 op: the CPU impl passes; a kernel that swaps R and B is disabled with one warning
+    and the wrapper gives the reference's pixels."""
+    from vxl_fast.ops import yuv420_to_rgb_ref
+
+    assert selfcheck.check_op("yuv420_to_rgb", CPU, torch.uint8) is None
+    lib = torch.library.Library("vxl_fast", "IMPL")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Overriding a previously registered kernel"
+        lib.impl("yuv420_to_rgb", lambda y, u, v, m, f: yuv420_to_rgb_ref(
+            y, u, v, list(ops.YUV_MATRICES)[m], f).flip(-1).contiguous(), "CPU")
+    try:
+        y = torch.randint(0, 256, (1, 6, 10), dtype=torch.uint8)
+        u = torch.randint(0, 256, (1, 3, 5), dtype=torch.uint8)
+        with pytest.warns(RuntimeWarning, match="the yuv420_to_rgb kernel failed its self-check on cpu for torch.uint8"):
+            out = ops.yuv420_to_rgb(y, u, u, "bt709")
+        assert torch.equal(out, yuv420_to_rgb_ref(y, u, u, "bt709"))
+    finally:
+        lib._destroy()

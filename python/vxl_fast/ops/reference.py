@@ -235,3 +235,96 @@ def clip_preprocess_ref(frames: torch.Tensor, size: int, crop: int, mean: Sequen
         return y.to(dtype).contiguous()
     out.copy_(y)
     return out
+
+
+# The matrices of ``yuv420_to_rgb`` by name, in the order of the op's integer ``matrix``, each
+# swscale's (crv, cbu, cgu, cgv) in 1/65536 (see csrc/include/vxl_fast/yuv_to_rgb.h).
+YUV_MATRICES = {
+    "bt601": (104597, 132201, 25675, 53279),
+    "bt709": (117489, 138438, 13975, 34925),
+    "fcc": (104448, 132798, 24759, 53109),
+    "smpte240m": (117579, 136230, 16907, 35559),
+    "bt2020": (110013, 140363, 12277, 42626),
+}
+
+
+def yuv_matrix_index(matrix: str) -> int:
+    """The op's integer code of a matrix name; ValueError naming the allowed names."""
+    names = list(YUV_MATRICES)
+    if matrix not in YUV_MATRICES:
+        raise ValueError(f"yuv420_to_rgb: unknown matrix {matrix!r}; use one of {', '.join(names)}.")
+    return names.index(matrix)
+
+
+def _round_to_int16(x: int) -> int:
+    return max(-0x8000, min(0x7FFF, (x + (1 << 15)) >> 16))
+
+
+def yuv_to_rgb_coeffs(matrix: str, full_range: bool) -> tuple[int, int, int, int, int, int]:
+    """(y_coeff, y_offset, v2r, u2g, v2g, u2b): swscale's 16-bit coefficients (yuv_to_rgb.h)."""
+    crv, cbu, cgu, cgv = YUV_MATRICES[matrix]
+    cgu, cgv = -cgu, -cgv
+    cy, oy = 1 << 16, 0
+    if full_range:
+        # NOTE: C's integer division, which truncates toward zero (cgu, cgv are negative)
+        crv, cbu, cgu, cgv = (_cdiv(c * 224, 255) for c in (crv, cbu, cgu, cgv))
+    else:
+        cy, oy = cy * 255 // 219, 16 << 16
+    return (_round_to_int16(cy * 8192), _round_to_int16(oy * 8), _round_to_int16(crv * 8192),
+            _round_to_int16(cgu * 8192), _round_to_int16(cgv * 8192), _round_to_int16(cbu * 8192))
+
+
+def _cdiv(a: int, b: int) -> int:
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b > 0) else -q
+
+
+def check_yuv420_to_rgb(y: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> None:
+    """The argument checks of ``yuv420_to_rgb``, in the order of the C++ impl (the matrix name is
+    checked by ``yuv_matrix_index``)."""
+    op = "yuv420_to_rgb"
+    _check_dim(op, "y", y, 3, "[T, H, W]")
+    _check_dim(op, "u", u, 3, "[T, (H + 1) / 2, (W + 1) / 2]")
+    _check_dim(op, "v", v, 3, "[T, (H + 1) / 2, (W + 1) / 2]")
+    for name, t in (("y", y), ("u", u), ("v", v)):
+        _check_dtype(op, name, t, torch.uint8)
+    _check_same_device(op, "u", u, "y", y)
+    _check_same_device(op, "v", v, "y", y)
+    if min(y.shape) < 1:
+        raise ValueError(f"{op}: y must hold at least one frame of at least one pixel, got shape "
+                         f"{_shape(y)}.")
+    chroma = [y.shape[0], (y.shape[1] + 1) // 2, (y.shape[2] + 1) // 2]
+    for name, t in (("u", u), ("v", v)):
+        if list(t.shape) != chroma:
+            raise ValueError(f"{op}: {name} must have shape [T, (H + 1) / 2, (W + 1) / 2] = {chroma}, "
+                             f"got {_shape(t)}.")
+
+
+def yuv420_to_rgb_ref(y: torch.Tensor, u: torch.Tensor, v: torch.Tensor, matrix: str = "bt601",
+                      full_range: bool = False) -> torch.Tensor:
+    """YUV 4:2:0 planes to RGB24 as swscale converts them for PyAV's ``to_ndarray("rgb24")``.
+
+    y: uint8 [T, H, W]; u, v: uint8 [T, (H + 1) // 2, (W + 1) // 2] on y's device, any strides;
+    ``matrix`` one of ``YUV_MATRICES``; ``full_range`` for yuvj / color_range=jpeg. Pixel (r, x)
+    takes chroma (r // 2, x // 2) and, with the coefficients of ``yuv_to_rgb_coeffs``
+    (``>>`` the floor of a division by 65536):
+
+        Y' = ((8 y - y_offset) * y_coeff) >> 16,   U' = 8 u - 1024,   V' = 8 v - 1024
+        R = clamp(Y' + ((V' v2r) >> 16)),   G = clamp(Y' + ((U' u2g) >> 16) + ((V' v2g) >> 16)),
+        B = clamp(Y' + ((U' u2b) >> 16)),   clamp to [0, 255].
+
+    Returns a new contiguous uint8 [T, H, W, 3].
+    """
+    index = yuv_matrix_index(matrix)
+    check_yuv420_to_rgb(y, u, v)
+    y_coeff, y_offset, v2r, u2g, v2g, u2b = yuv_to_rgb_coeffs(list(YUV_MATRICES)[index], full_range)
+    _, h, w = y.shape
+
+    def full(c: torch.Tensor) -> torch.Tensor:  # chroma of every pixel: int32 [T, H, W]
+        return c.repeat_interleave(2, 1).repeat_interleave(2, 2)[:, :h, :w].to(torch.int32) * 8 - 1024
+
+    luma = ((y.to(torch.int32) * 8 - y_offset) * y_coeff) >> 16
+    cu, cv = full(u), full(v)
+    rgb = torch.stack((luma + ((cv * v2r) >> 16), luma + ((cu * u2g) >> 16) + ((cv * v2g) >> 16),
+                       luma + ((cu * u2b) >> 16)), dim=-1)
+    return rgb.clamp_(0, 255).to(torch.uint8)

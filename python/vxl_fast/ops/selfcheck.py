@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import torch
 
-from .reference import clip_preprocess_ref, interleave_vst_ref, kv_compact_ref
+from .reference import YUV_MATRICES, clip_preprocess_ref, interleave_vst_ref, kv_compact_ref, yuv420_to_rgb_ref
 
 MODES = ("off", "check", "trust")
 
@@ -132,8 +132,25 @@ def _check_clip_preprocess(device: torch.device, dtype: torch.dtype) -> str | No
     return _differ_exactly("clip_preprocess_out output", out, want)
 
 
+def _check_yuv420_to_rgb(device: torch.device, dtype: torch.dtype) -> str | None:
+    # 2 frames of 7 x 13 (odd sizes: a partial chroma sample in both directions), NV12-style
+    # strided chroma, every matrix in both ranges
+    g = _inputs_generator()
+    y = torch.randint(0, 256, (2, 7, 13), generator=g, dtype=torch.uint8).to(device)
+    uv = torch.randint(0, 256, (2, 4, 14), generator=g, dtype=torch.uint8).to(device)
+    for index, matrix in enumerate(YUV_MATRICES):
+        for full_range in (False, True):
+            got = torch.ops.vxl_fast.yuv420_to_rgb(y, uv[..., 0::2], uv[..., 1::2], index, full_range)
+            want = yuv420_to_rgb_ref(y, uv[..., 0::2], uv[..., 1::2], matrix, full_range)
+            problem = _differ_exactly(f"{matrix} full_range={full_range} output", got, want)
+            if problem:
+                return problem
+    return None
+
+
 _CHECKS: dict[str, Callable[[torch.device, torch.dtype], str | None]] = {
     "clip_preprocess": _check_clip_preprocess,
     "interleave_vst": _check_interleave_vst,
     "kv_compact": _check_kv_compact,
+    "yuv420_to_rgb": _check_yuv420_to_rgb,
 }

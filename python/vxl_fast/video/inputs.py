@@ -19,7 +19,7 @@ from PIL import Image
 from ..config import VideoXLConfig
 from .anyres import anyres_tiles
 from .preprocess import check_frames, clip_preprocess, clip_preprocess_image
-from .source import IMAGE_SUFFIXES, open_video, read_image
+from .source import IMAGE_SUFFIXES, check_decoder, open_video, read_image
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class VisualInput:
 
 
 def visual_input(cfg: VideoXLConfig, *, frames=None, video=None, images=None, num_frames=None, fps=None,
-                 max_frames=None, sampling: str = "exact") -> VisualInput:
+                 max_frames=None, sampling: str = "exact", decoder: str = "auto") -> VisualInput:
     """Check the caller's visual arguments (exactly one input; sampling options only where they
     apply) and plan reading it. Nothing is decoded here."""
     given = [name for name, v in (("frames", frames), ("video", video), ("images", images)) if v is not None]
@@ -92,6 +92,9 @@ def visual_input(cfg: VideoXLConfig, *, frames=None, video=None, images=None, nu
         raise ValueError("max_frames= only applies to video= with fps=")
     if video is None and sampling != "exact":
         raise ValueError(f"sampling={sampling!r} only applies to video=")
+    check_decoder(decoder)
+    if video is None and decoder != "auto":
+        raise ValueError(f"decoder={decoder!r} only applies to video=")
     if images is not None:
         return _image_input(images, cfg)
     if frames is not None:
@@ -102,7 +105,7 @@ def visual_input(cfg: VideoXLConfig, *, frames=None, video=None, images=None, nu
         path = Path(video)
         if not path.is_dir() and path.suffix.lower() not in IMAGE_SUFFIXES:
             raise ValueError("video= needs num_frames= (how many frames to sample) or fps=")
-    feed = open_video(video, num_frames, fps, max_frames, sampling, mixed_sizes=True)
+    feed = open_video(video, num_frames, fps, max_frames, sampling, mixed_sizes=True, decoder=decoder)
     return VisualInput("video", feed.count, lambda n: (
         frames_source(chunk, cfg, timestamps) for chunk, timestamps in feed.chunks(n)))
 

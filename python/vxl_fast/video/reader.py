@@ -18,7 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-STRATEGIES = ("hybrid", "seek", "sequential")
+STRATEGIES = ("hybrid", "seek", "sequential", "parallel")
+# how a decoded frame becomes RGB: PyAV's rgb24 (swscale) or the yuv420_to_rgb op (same pixels
+# where it is exact, swscale elsewhere; see yuv.py)
+CONVERSIONS = ("swscale", "op")
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,9 @@ class VideoInfo:
     keyframes: np.ndarray  # int64, frame numbers of keyframes, ascending
     time_base: Fraction
     start_pts: int
+    pix_fmt: str | None = None  # the decoder's, from the stream parameters (no frame decoded)
+    colorspace: int = 2  # AVColorSpace tag (2: unspecified)
+    color_range: int = 0  # AVColorRange tag (0: unspecified, 2: jpeg/full)
 
     def timestamp(self, index: int) -> float:
         """Seconds from the first frame."""
@@ -103,21 +109,37 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             path=path, frames=len(order), fps=float(stream.average_rate or 0.0), width=cc.width,
             height=cc.height, codec=cc.name, pts=None if missing_pts else order,
             keyframes=keyframes.astype(np.int64), time_base=Fraction(stream.time_base or 0),
-            start_pts=int(order[0]) if not missing_pts else 0)
+            start_pts=int(order[0]) if not missing_pts else 0, pix_fmt=cc.pix_fmt,
+            colorspace=int(cc.colorspace), color_range=int(cc.color_range))
 
 
-def iter_frames(info: VideoInfo, indices, strategy: str = "hybrid", progress=None):
+def check_strategy(strategy: str) -> None:
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown decode strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
+
+
+def iter_frames(info: VideoInfo, indices, strategy: str = "hybrid", progress=None, convert: str = "swscale"):
     """Yield ``(frame number, RGB uint8 [H, W, 3])`` for the distinct ``indices``, ascending.
 
     ``strategy``: ``hybrid`` (seek only to reach a later GOP), ``seek`` (seek to every wanted
-    frame's keyframe) or ``sequential`` (decode everything up to the last wanted frame: the
-    naive baseline). ``hybrid`` and ``seek`` also skip unwanted non-reference frames.
-    ``progress(n)`` is called with the number of frames decoded (wanted or not) since its last call.
-    Raises ``ValueError`` when a wanted frame cannot be decoded (a damaged or truncated file).
+    frame's keyframe), ``sequential`` (decode everything up to the last wanted frame: the
+    naive baseline) or ``parallel`` (``hybrid`` over runs of GOPs in several decoder threads, each
+    with its own container: see ``parallel.py``). All but ``sequential`` skip unwanted
+    non-reference frames. ``convert`` (``CONVERSIONS``) picks PyAV's rgb24 or the
+    ``yuv420_to_rgb`` op. ``progress(n)`` is called with the number of frames decoded (wanted or
+    not) since its last call. Raises ``ValueError`` when a wanted frame cannot be decoded (a
+    damaged or truncated file).
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown decode strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
+    check_strategy(strategy)
+    if convert not in CONVERSIONS:
+        raise ValueError(f"unknown conversion {convert!r}; use one of {', '.join(CONVERSIONS)}")
+    if strategy == "parallel":
+        from .parallel import iter_frames_parallel
+
+        yield from iter_frames_parallel(info, indices, progress, convert)
+        return
     av = _av()
+    to_rgb = _to_rgb_of(convert)
     wanted = sorted(set(int(i) for i in indices))
     if wanted and not 0 <= wanted[0] <= wanted[-1] < info.frames:
         raise ValueError(f"frame numbers must lie in [0, {info.frames}), got {wanted[0]}..{wanted[-1]}")
@@ -146,7 +168,7 @@ def iter_frames(info: VideoInfo, indices, strategy: str = "hybrid", progress=Non
                     decoded += 1
                     position = index_of.get(frame.pts, position + 1)
                     if position == target and position >= first_valid:
-                        found = frame.to_ndarray(format="rgb24")
+                        found = to_rgb(frame)
                     if position >= target:
                         break
             except av.error.FFmpegError as e:
@@ -163,6 +185,14 @@ def iter_frames(info: VideoInfo, indices, strategy: str = "hybrid", progress=Non
             yield target, found
 
 
+def _to_rgb_of(convert: str):
+    if convert == "op":
+        from .yuv import frame_to_rgb
+
+        return frame_to_rgb
+    return lambda frame: frame.to_ndarray(format="rgb24")
+
+
 def _decode(container, stream, index_of: dict, wanted: set | None):
     """Decoded frames from the current demux position. With ``wanted``, packets of unwanted
     frames are decoded with ``skip_frame=NONREF``: a frame nothing else refers to is skipped
@@ -175,9 +205,10 @@ def _decode(container, stream, index_of: dict, wanted: set | None):
         yield from packet.decode()
 
 
-def decode_frames(info: VideoInfo, indices, strategy: str = "hybrid") -> dict[int, np.ndarray]:
+def decode_frames(info: VideoInfo, indices, strategy: str = "hybrid", convert: str = "swscale"
+                  ) -> dict[int, np.ndarray]:
     """``{frame number: RGB uint8 [H, W, 3]}`` for the distinct ``indices`` (see ``iter_frames``)."""
-    return dict(iter_frames(info, indices, strategy))
+    return dict(iter_frames(info, indices, strategy, convert=convert))
 
 
 def keyframe_indices(info: VideoInfo, indices) -> np.ndarray:

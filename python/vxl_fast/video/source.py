@@ -22,11 +22,20 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .reader import VideoInfo, iter_frames, keyframe_indices, probe
+from . import nvdec
+from .reader import VideoInfo, check_strategy, iter_frames, keyframe_indices, probe
 from .sampling import fps_indices, uniform_indices
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 SAMPLING = ("exact", "keyframe")
+DECODERS = ("auto", "cpu", "nvdec")
+
+
+def check_decoder(decoder) -> None:
+    """``decoder`` is one of ``DECODERS``: ``cpu`` (PyAV), ``nvdec`` (NVDEC on the GPU, see
+    nvdec.py), ``auto`` (NVDEC when CUDA, PyNvVideoCodec and the stream allow it)."""
+    if not isinstance(decoder, str) or decoder not in DECODERS:
+        raise ValueError(f"unknown decoder {decoder!r}; use one of {', '.join(DECODERS)}")
 
 
 @dataclass
@@ -45,7 +54,7 @@ class VideoSource:
                  total: int | None, fps: float | None, produce: Callable[[], Iterator[np.ndarray]]):
         self.count, self.indices, self.timestamps = count, indices, timestamps
         self.total_frames, self.fps = total, fps
-        self._produce = produce  # yields RGB uint8 [H, W, 3] frames in sample order
+        self._produce = produce  # yields RGB uint8 [H, W, 3] frames (arrays, or tensors) in sample order
 
     def chunks(self, size: int, prefetch: int = 2, pin: bool | None = None
                ) -> Iterator[tuple[torch.Tensor, list[float] | None]]:
@@ -97,8 +106,10 @@ class VideoSource:
             stop.set()
             thread.join(timeout=10)
 
-    def _chunk(self, batch: list[np.ndarray], start: int, pin: bool):
-        if len({f.shape for f in batch}) > 1:  # images of several sizes: one tensor each
+    def _chunk(self, batch: list, start: int, pin: bool):
+        if isinstance(batch[0], torch.Tensor):  # decoded on the GPU (NVDEC): already on the device
+            frames = torch.stack(batch)
+        elif len({f.shape for f in batch}) > 1:  # images of several sizes: one tensor each
             frames = [torch.from_numpy(np.ascontiguousarray(f)) for f in batch]
         else:
             frames = torch.from_numpy(np.stack(batch))
@@ -120,14 +131,16 @@ class VideoSource:
 
 
 def load_video(source, num_frames: int | None = None, fps: float | None = None,
-               max_frames: int | None = None, sampling: str = "exact", strategy: str = "hybrid") -> LoadedVideo:
+               max_frames: int | None = None, sampling: str = "exact", strategy: str = "hybrid",
+               decoder: str = "auto") -> LoadedVideo:
     """Sampled RGB frames of ``source`` (see ``open_video``)."""
-    return open_video(source, num_frames, fps, max_frames, sampling, strategy).load()
+    return open_video(source, num_frames, fps, max_frames, sampling, strategy, decoder=decoder).load()
 
 
 def open_video(source, num_frames: int | None = None, fps: float | None = None,
                max_frames: int | None = None, sampling: str = "exact", strategy: str = "hybrid",
-               progress: Callable[[int], None] | None = None, mixed_sizes: bool = False) -> VideoSource:
+               progress: Callable[[int], None] | None = None, mixed_sizes: bool = False,
+               decoder: str = "auto") -> VideoSource:
     """Plan reading ``source``.
 
     ``num_frames``: upstream's uniform rule ``linspace(0, T-1, N, dtype=int)``; when the source
@@ -135,12 +148,19 @@ def open_video(source, num_frames: int | None = None, fps: float | None = None,
     second of video (files only), at most ``max_frames``. Neither: every frame.
     ``sampling="keyframe"`` (files only) moves each sampled frame to its nearest keyframe,
     which decodes much faster but deviates from upstream; the timestamps say which frames were
-    taken. ``strategy`` picks how a file is decoded (``hybrid``, ``seek``, ``sequential``).
+    taken. ``strategy`` picks how a file is decoded on the CPU (``hybrid``, ``seek``,
+    ``sequential``, ``parallel``: hybrid over runs of GOPs in several decoder threads).
+    ``decoder`` (files only): ``cpu`` (PyAV), ``nvdec`` (the GPU's NVDEC, frames on the GPU, the
+    same pixels; falls back to the CPU with a warning where it cannot), ``auto`` (NVDEC when
+    CUDA and PyNvVideoCodec are there, the CPU otherwise; a warning when they are there but the
+    stream is not one NVDEC decodes exactly).
     ``mixed_sizes`` lets a folder or list of images hold images of several sizes (chunks of mixed
     sizes are then lists of [H, W, 3] tensors); otherwise they must share one size.
     """
     if sampling not in SAMPLING:
         raise ValueError(f"unknown sampling {sampling!r}; use 'exact' or 'keyframe'")
+    check_decoder(decoder)
+    check_strategy(strategy)
     if num_frames is not None and fps is not None:
         raise ValueError("sample with num_frames= or fps=, not both")
     if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float, np.number))):
@@ -154,13 +174,17 @@ def open_video(source, num_frames: int | None = None, fps: float | None = None,
             raise TypeError(f"{name} must be a positive integer, got {value!r}")
         if value is not None and value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    is_file = isinstance(source, (str, os.PathLike)) and not Path(source).is_dir() and not (
+        Path(source).suffix.lower() in IMAGE_SUFFIXES and Path(source).exists())
+    if decoder != "auto" and not is_file:
+        raise ValueError(f"decoder={decoder!r} needs a video file")
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.is_dir():
             return _images_source(_folder_images(path), num_frames, fps, sampling, str(path), mixed_sizes)
         if path.suffix.lower() in IMAGE_SUFFIXES and path.exists():
             return _images_source([path], num_frames, fps, sampling, str(path), mixed_sizes)
-        return _file_source(path, num_frames, fps, max_frames, sampling, strategy, progress)
+        return _file_source(path, num_frames, fps, max_frames, sampling, strategy, progress, decoder)
     if sampling != "exact":
         raise ValueError("sampling='keyframe' needs a video file")
     if isinstance(source, Image.Image):
@@ -181,7 +205,7 @@ def open_video(source, num_frames: int | None = None, fps: float | None = None,
                     "a uint8 array [T, H, W, 3] or an iterator of frames")
 
 
-def _file_source(path: Path, num_frames, fps, max_frames, sampling, strategy, progress) -> VideoSource:
+def _file_source(path: Path, num_frames, fps, max_frames, sampling, strategy, progress, decoder) -> VideoSource:
     info: VideoInfo = probe(path)
     if fps is not None:
         indices = fps_indices(info.frames, info.fps, fps, max_frames)
@@ -190,6 +214,10 @@ def _file_source(path: Path, num_frames, fps, max_frames, sampling, strategy, pr
     if sampling == "keyframe":
         indices = keyframe_indices(info, indices)
     timestamps = [info.timestamp(int(i)) for i in indices]
+    gpu = _nvdec_frames(info, decoder)
+    if gpu is not None:
+        return VideoSource(len(indices), indices, timestamps, info.frames, info.fps,
+                           lambda: _gpu_frames(gpu, indices, progress))
 
     def produce():
         decoded = iter_frames(info, indices, strategy, progress)
@@ -199,6 +227,41 @@ def _file_source(path: Path, num_frames, fps, max_frames, sampling, strategy, pr
                 cached = next(decoded)
             yield cached[1]
     return VideoSource(len(indices), indices, timestamps, info.frames, info.fps, produce)
+
+
+def _nvdec_frames(info: VideoInfo, decoder: str) -> nvdec.NvdecFrames | None:
+    """The NVDEC reader of the file when ``decoder`` selects it, else None (with one warning when
+    NVDEC was asked for, or could run but not on this stream)."""
+    if decoder == "cpu":
+        return None
+    reason = nvdec.unavailable()
+    if reason is not None and decoder == "auto":
+        return None
+    reason = reason or nvdec.unsupported(info)
+    if reason is None:
+        try:
+            frames = nvdec.NvdecFrames(info)
+        except Exception as e:  # noqa: BLE001 - any failure of the GPU decoder means the CPU decodes
+            reason = f"PyNvVideoCodec cannot open it ({type(e).__name__}: {e})"
+        else:
+            if frames.frames == info.frames:
+                return frames
+            reason = f"NVDEC counts {frames.frames} frames where the demuxer counts {info.frames}"
+    warnings.warn(f"{info.path}: decoding on the CPU, not with NVDEC: {reason}", RuntimeWarning, stacklevel=4)
+    return None
+
+
+def _gpu_frames(gpu: nvdec.NvdecFrames, indices: np.ndarray, progress) -> Iterator[torch.Tensor]:
+    """The sampled frames in sample order (ascending, repeats kept) from NVDEC batches."""
+    batches = gpu.batches(sorted(set(indices.tolist())))
+    ready: dict[int, torch.Tensor] = {}
+    for i in indices.tolist():
+        while i not in ready:
+            numbers, rgb = next(batches)
+            ready = dict(zip(numbers, rgb))
+            if progress is not None:
+                progress(len(numbers))
+        yield ready[i]
 
 
 def _uniform(total: int, num_frames: int | None, where: str) -> np.ndarray:
