@@ -2,6 +2,7 @@
 
 #include <c10/core/ScalarType.h>
 
+#include <cmath>
 #include <vector>
 
 namespace vxl_fast {
@@ -126,6 +127,38 @@ void check_kv_discard(const at::Tensor& cache_k, const at::Tensor& cache_v,
               " exceeds the cache length C = ", cache_k.size(1), ".");
   CHECK_VALUE(dst + nb <= cos.size(0), op, ": dst + nb = ", dst + nb,
               " exceeds the RoPE table length P = ", cos.size(0), ".");
+}
+
+void check_fused_add_rms_norm(const at::Tensor& x, const at::Tensor& residual,
+                              const at::Tensor& weight, double eps) {
+  constexpr const char* op = "fused_add_rms_norm";
+  CHECK_VALUE(x.dim() >= 1, op, ": x must have at least one dimension [..., D], got 0.");
+  CHECK_DIM(op, weight, 1, "[D]");
+  CHECK_FLOATING(op, x);
+  CHECK_SAME_DTYPE(op, residual, x);
+  CHECK_SAME_DTYPE(op, weight, x);
+  CHECK_SAME_DEVICE(op, residual, x);
+  CHECK_SAME_DEVICE(op, weight, x);
+  CHECK_VALUE(residual.sizes() == x.sizes(), op, ": residual must have the shape of x (",
+              x.sizes(), "), got ", residual.sizes(), ".");
+  CHECK_VALUE(x.size(-1) >= 1, op, ": x must have a non-empty last dimension, got D = 0.");
+  CHECK_VALUE(weight.size(0) == x.size(-1), op, ": weight has ", weight.size(0),
+              " elements but the rows of x have D = ", x.size(-1), "; they must match.");
+  CHECK_LAST_DIM_CONTIGUOUS(op, x);
+  CHECK_LAST_DIM_CONTIGUOUS(op, residual);
+  CHECK_LAST_DIM_CONTIGUOUS(op, weight);
+  CHECK_VALUE(std::isfinite(eps) && eps >= 0, op, ": eps must be finite and non-negative, got ",
+              eps, ".");
+}
+
+void check_silu_and_mul(const at::Tensor& x) {
+  constexpr const char* op = "silu_and_mul";
+  CHECK_VALUE(x.dim() >= 1, op, ": x must have at least one dimension [..., 2F], got 0.");
+  CHECK_FLOATING(op, x);
+  CHECK_VALUE(x.size(-1) >= 2 && x.size(-1) % 2 == 0, op,
+              ": the last dimension of x (gate and up halves) must be a positive even number, "
+              "got ", x.size(-1), ".");
+  CHECK_LAST_DIM_CONTIGUOUS(op, x);
 }
 
 void check_kv_discard_index(const at::Tensor& vst_index, int64_t rows) {

@@ -71,6 +71,14 @@ void check_kv_discard(const at::Tensor& cache_k, const at::Tensor& cache_v,
                       const at::Tensor& vst_index, const at::Tensor& cos, const at::Tensor& sin,
                       int64_t dst);
 
+// x, residual [..., D] of one float dtype and device, weight [D]; last dims contiguous; D >= 1;
+// eps finite and non-negative.
+void check_fused_add_rms_norm(const at::Tensor& x, const at::Tensor& residual,
+                              const at::Tensor& weight, double eps);
+
+// x float [..., 2F], F >= 1, last dim contiguous.
+void check_silu_and_mul(const at::Tensor& x);
+
 // 0 <= vst_index[i] < R for a CPU vst_index. NOTE: the CUDA impl skips this check, which would
 // cost a device-to-host copy and a sync per call.
 void check_kv_discard_index(const at::Tensor& vst_index, int64_t rows);

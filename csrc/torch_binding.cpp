@@ -18,6 +18,10 @@ TORCH_LIBRARY(vxl_fast, m) {
   m.def(
       "kv_discard(Tensor(a!) cache_k, Tensor(b!) cache_v, Tensor(c!) scratch_k, "
       "Tensor(d!) scratch_v, Tensor vst_index, Tensor cos, Tensor sin, int dst) -> ()");
+  // h = residual + x (in x's dtype), then Qwen2 RMSNorm of h with fp32 statistics -> (normed, h).
+  m.def("fused_add_rms_norm(Tensor x, Tensor residual, Tensor weight, float eps) -> (Tensor, Tensor)");
+  // silu(gate) * up of x = [..., 2F] = cat(gate, up) -> [..., F], each step rounded as PyTorch does.
+  m.def("silu_and_mul(Tensor x) -> Tensor");
 }
 
 // NOTE: an empty limited-API module. Importing it loads this library, whose static initialisers

@@ -6,6 +6,7 @@ extension is missing, and raise the same sentences as the C++ checks (``csrc/che
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -164,6 +165,69 @@ def check_kv_discard(cache_k: torch.Tensor, cache_v: torch.Tensor, scratch_k: to
         i = int(bad[0, 0])
         raise ValueError(f"{op}: vst_index values must lie in [0, R = {rows}), got {int(vst_index[i])} "
                          f"at position {i}.")
+
+
+def check_fused_add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
+                             eps: float) -> None:
+    """The argument checks of ``fused_add_rms_norm``, in the order of the C++ impl."""
+    op = "fused_add_rms_norm"
+    if x.dim() < 1:
+        raise ValueError(f"{op}: x must have at least one dimension [..., D], got 0.")
+    _check_dim(op, "weight", weight, 1, "[D]")
+    _check_floating(op, "x", x)
+    _check_same_dtype(op, "residual", residual, "x", x)
+    _check_same_dtype(op, "weight", weight, "x", x)
+    _check_same_device(op, "residual", residual, "x", x)
+    _check_same_device(op, "weight", weight, "x", x)
+    if residual.shape != x.shape:
+        raise ValueError(f"{op}: residual must have the shape of x ({_shape(x)}), got {_shape(residual)}.")
+    if x.shape[-1] < 1:
+        raise ValueError(f"{op}: x must have a non-empty last dimension, got D = 0.")
+    if weight.shape[0] != x.shape[-1]:
+        raise ValueError(f"{op}: weight has {weight.shape[0]} elements but the rows of x have "
+                         f"D = {x.shape[-1]}; they must match.")
+    for name, t in (("x", x), ("residual", residual), ("weight", weight)):
+        _check_last_dim_contiguous(op, name, t)
+    if not (math.isfinite(eps) and eps >= 0):
+        raise ValueError(f"{op}: eps must be finite and non-negative, got {eps:g}.")
+
+
+def check_silu_and_mul(x: torch.Tensor) -> None:
+    """The argument checks of ``silu_and_mul``, in the order of the C++ impl."""
+    op = "silu_and_mul"
+    if x.dim() < 1:
+        raise ValueError(f"{op}: x must have at least one dimension [..., 2F], got 0.")
+    _check_floating(op, "x", x)
+    if x.shape[-1] < 2 or x.shape[-1] % 2:
+        raise ValueError(f"{op}: the last dimension of x (gate and up halves) must be a positive even "
+                         f"number, got {x.shape[-1]}.")
+    _check_last_dim_contiguous(op, "x", x)
+
+
+def fused_add_rms_norm_ref(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
+                           eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The decoder's residual add followed by Qwen2 RMSNorm, as the model's PyTorch code does it.
+
+    x, residual: [..., D] float32/float16/bfloat16, same dtype and device, last dims contiguous;
+    weight: [D], same dtype; eps >= 0. Returns (normed, h), both new contiguous [..., D] tensors:
+
+        h = residual + x                                             (in x's dtype)
+        normed = weight * (h32 * rsqrt(mean(h32², -1) + eps)).to(dtype),   h32 = h.float()
+    """
+    check_fused_add_rms_norm(x, residual, weight, eps)
+    h = residual + x
+    hf = h.float()
+    hf = hf * torch.rsqrt(hf.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * hf.to(x.dtype), h
+
+
+def silu_and_mul_ref(x: torch.Tensor) -> torch.Tensor:
+    """SiLU-gated product of the gate and up halves: x [..., 2F] float32/float16/bfloat16 (last dim
+    contiguous) -> a new contiguous [..., F] tensor ``F.silu(x[..., :F]) * x[..., F:]`` in x's dtype
+    (silu computed in fp32 and rounded, then the product rounded)."""
+    check_silu_and_mul(x)
+    gate, up = x.chunk(2, dim=-1)
+    return torch.nn.functional.silu(gate) * up
 
 
 def interleave_vst_ref(raw: torch.Tensor, vst: torch.Tensor, ratio: int, carry: int) -> torch.Tensor:

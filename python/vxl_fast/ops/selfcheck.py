@@ -22,7 +22,8 @@ from collections.abc import Callable
 
 import torch
 
-from .reference import clip_preprocess_ref, interleave_vst_ref, kv_discard_ref
+from .reference import (clip_preprocess_ref, fused_add_rms_norm_ref, interleave_vst_ref, kv_discard_ref,
+                        silu_and_mul_ref)
 
 MODES = ("off", "check", "trust")
 
@@ -134,8 +135,55 @@ def _check_clip_preprocess(device: torch.device, dtype: torch.dtype) -> str | No
     return _differ_exactly("clip_preprocess_out output", out, want)
 
 
+def _differ_by_more(what: str, got: torch.Tensor, want: torch.Tensor, bound: torch.Tensor) -> str | None:
+    if got.shape != want.shape:
+        return f"{what} has shape {list(got.shape)}, expected {list(want.shape)}"
+    err = (got.double() - want.double()).abs()
+    if not bool((err <= bound).all()):
+        return f"{what} differs by up to {float(err.max()):.3g} (bound {float(bound.max()):.3g})"
+    return None
+
+
+def _check_fused_add_rms_norm(device: torch.device, dtype: torch.dtype) -> str | None:
+    # 5 rows of 136 (vector chunks) and 3 strided rows of 131 (element by element)
+    g = _inputs_generator()
+    for rows, d, stride in ((5, 136, 136), (3, 131, 140)):
+        x = torch.randn(rows, stride, generator=g).to(device, dtype)[:, :d]
+        residual = (3 * torch.randn(rows, d, generator=g)).to(device, dtype)
+        weight = (1 + torch.randn(d, generator=g) / 4).to(device, dtype)
+        normed, h = torch.ops.vxl_fast.fused_add_rms_norm(x, residual, weight, 1e-6)
+        want_normed, want_h = fused_add_rms_norm_ref(x, residual, weight, 1e-6)
+        problem = _differ_exactly("h", h, want_h)
+        if problem:
+            return problem
+        # sum order and rsqrt: < 32 eps(fp32) relative before the two roundings to dtype (one ulp)
+        mag = want_normed.double().abs()
+        bound = (2 * torch.finfo(dtype).eps + 32 * torch.finfo(torch.float32).eps) * mag + 1e-30
+        problem = _differ_by_more("normed", normed, want_normed, bound)
+        if problem:
+            return problem
+    return None
+
+
+def _check_silu_and_mul(device: torch.device, dtype: torch.dtype) -> str | None:
+    # 3 rows of 2 x 136 (vector chunks) and 2 strided rows of 2 x 37 (element by element)
+    g = _inputs_generator()
+    for rows, width, stride in ((3, 136, 272), (2, 37, 80)):
+        x = (4 * torch.randn(rows, stride, generator=g)).to(device, dtype)[:, :2 * width]
+        want = silu_and_mul_ref(x)
+        # exp's last bits: silu within 4 eps(fp32), then at most one ulp of dtype in each rounding
+        bound = ((2 * torch.finfo(dtype).eps + 4 * torch.finfo(torch.float32).eps) * want.double().abs()
+                 + torch.finfo(dtype).tiny)
+        problem = _differ_by_more("output", torch.ops.vxl_fast.silu_and_mul(x), want, bound)
+        if problem:
+            return problem
+    return None
+
+
 _CHECKS: dict[str, Callable[[torch.device, torch.dtype], str | None]] = {
     "clip_preprocess": _check_clip_preprocess,
+    "fused_add_rms_norm": _check_fused_add_rms_norm,
+    "silu_and_mul": _check_silu_and_mul,
     "interleave_vst": _check_interleave_vst,
     "kv_discard": _check_kv_discard,
 }
