@@ -2,7 +2,8 @@
 host shim (tests/csrc/shim) and compared with the CPU impl (torch.ops.vxl_fast) and the reference
 twins on awkward sizes, in index order and in shuffled block/thread orders, with and without
 __CUDA_ARCH__ (the device-only branches). Copies must be bit-exact; kv_discard's RoPE arithmetic
-must lie within a bound derived from fp32 and the storage type's rounding.
+must lie within a bound derived from fp32 and the storage type's rounding; fused_add_rms_norm (a
+warp per row, shuffles) and silu_and_mul must equal their CPU impls bit for bit.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import pytest
 import torch
 
 import vxl_fast._ext as ext
-from vxl_fast.ops import clip_preprocess_ref, interleave_vst_ref, kv_discard_ref, vst_slots
-from host_kernels import CUDA_ERROR_INVALID_CONFIGURATION, host_kernels
+from vxl_fast.ops import (clip_preprocess_ref, fused_add_rms_norm_ref, interleave_vst_ref, kv_discard_ref,
+                          silu_and_mul_ref, vst_slots)
+from host_kernels import CUDA_ERROR_INVALID_CONFIGURATION, CUDA_ERROR_LAUNCH_FAILURE, host_kernels
 
 pytestmark = pytest.mark.skipif(not ext.available, reason=f"vxl_fast._C is not built: {ext.error}")
 
@@ -233,3 +235,73 @@ def test_clip_preprocess_matches_cpu_impl_and_reference(kernels, case):
         _assert_same_bits(out, cpu, f"vs CPU impl: {what}")
         _assert_same_bits(out, clip_preprocess_ref(frames, size, crop, MEAN, STD, dtype), f"vs ref: {what}")
         assert bool(padded[..., crop:].isnan().all()), f"wrote outside the output: {what}"
+
+
+# ---- the shim's warp shuffles ----
+
+def test_shuffles_read_the_partner_lane():
+    k = host_kernels()
+    rc, out = k.shuffle_probe(96)
+    assert rc == 0
+    lanes = torch.arange(32)
+    for w in range(3):
+        for i, o in enumerate((16, 8, 4, 2, 1)):
+            assert torch.equal(out[w, i], (w * 32 + (lanes ^ o)).float())
+
+
+@pytest.mark.parametrize("threads,active", [(32, 16), (32, 1), (48, 32)])
+def test_unbalanced_shuffles_fail_the_launch(threads, active):
+    """Lanes that return before a full-mask shuffle, or a partial warp, fail as on a GPU (undefined
+    there), rather than reading stale values."""
+    rc, _ = host_kernels().shuffle_probe(threads, active)
+    assert rc == CUDA_ERROR_LAUNCH_FAILURE
+
+
+# ---- fused_add_rms_norm: a warp per row; the CPU impl's order of the sum, bit-exact ----
+
+# (leading shape, D, layout): 1 row of 1, primes, partial last chunks, rows past a block's
+# 4 warps, the model's width, strided rows (element-wise path), 3-D
+NORM_CASES = [((1,), 1, "contiguous"), ((1,), 7, "contiguous"), ((5,), 131, "contiguous"),
+              ((9,), 256, "contiguous"), ((2,), 3584, "contiguous"), ((7,), 264, "strided"),
+              ((2, 3), 40, "contiguous"), ((3,), 1000, "strided"), ((0,), 8, "contiguous")]
+
+
+def _strided(lead, d, dtype, g, layout, scale=1.0):
+    if layout == "contiguous":
+        return (scale * torch.randn(*lead, d, generator=g)).to(dtype)
+    return (scale * torch.randn(*lead, d + 5, generator=g)).to(dtype)[..., 2:2 + d]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", NORM_CASES, ids=lambda c: f"{c[0]}x{c[1]}-{c[2]}")
+def test_fused_add_rms_norm_matches_cpu_impl(kernels, dtype, case):
+    lead, d, layout = case
+    g = torch.Generator().manual_seed(d)
+    x = _strided(lead, d, dtype, g, layout)
+    residual = _strided(lead, d, dtype, g, "contiguous", scale=3.0)
+    weight = (1 + torch.randn(d, generator=g) / 4).to(dtype)
+    normed, h = kernels.fused_add_rms_norm(x, residual, weight, 1e-6)
+    cpu_normed, cpu_h = torch.ops.vxl_fast.fused_add_rms_norm(x, residual, weight, 1e-6)
+    what = f"{case} {dtype}"
+    _assert_same_bits(h, cpu_h, f"h vs CPU impl: {what}")
+    _assert_same_bits(normed, cpu_normed, f"normed vs CPU impl: {what}")
+    _assert_same_bits(h, fused_add_rms_norm_ref(x, residual, weight, 1e-6)[1], f"h vs ref: {what}")
+
+
+# ---- silu_and_mul: elementwise, bit-exact with the CPU impl ----
+
+SILU_CASES = [((1,), 1, "contiguous"), ((1,), 7, "contiguous"), ((3,), 37, "contiguous"),
+              ((4,), 136, "contiguous"), ((2,), 520, "strided"), ((2, 3), 16, "contiguous"),
+              ((300,), 8, "contiguous"), ((0,), 8, "contiguous")]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", SILU_CASES, ids=lambda c: f"{c[0]}x{c[1]}-{c[2]}")
+def test_silu_and_mul_matches_cpu_impl(kernels, dtype, case):
+    lead, f, layout = case
+    x = _strided(lead, 2 * f, dtype, torch.Generator().manual_seed(f), layout, scale=4.0)
+    got = kernels.silu_and_mul(x)
+    what = f"{case} {dtype}"
+    _assert_same_bits(got, torch.ops.vxl_fast.silu_and_mul(x), f"vs CPU impl: {what}")
+    if dtype != torch.float32:  # PyTorch's fp32 silu uses another exp; the rounding hides it here
+        _assert_same_bits(got, silu_and_mul_ref(x), f"vs ref: {what}")

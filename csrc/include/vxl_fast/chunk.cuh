@@ -27,12 +27,10 @@ template <bool kVector, typename T>
 __device__ __forceinline__ void load_chunk(const T* src, int64_t n, T (&v)[kChunk]) {
   if constexpr (kVector) {
     const Chunk<T> c = *reinterpret_cast<const Chunk<T>*>(src);
-#pragma unroll
     for (int j = 0; j < kChunk; ++j) {
       v[j] = c.v[j];
     }
   } else {
-#pragma unroll
     for (int j = 0; j < kChunk; ++j) {
       if (j < n) {
         v[j] = src[j];
@@ -46,13 +44,11 @@ template <bool kVector, typename T>
 __device__ __forceinline__ void store_chunk(T* dst, int64_t n, const T (&v)[kChunk]) {
   if constexpr (kVector) {
     Chunk<T> c;
-#pragma unroll
     for (int j = 0; j < kChunk; ++j) {
       c.v[j] = v[j];
     }
     *reinterpret_cast<Chunk<T>*>(dst) = c;
   } else {
-#pragma unroll
     for (int j = 0; j < kChunk; ++j) {
       if (j < n) {
         dst[j] = v[j];

@@ -52,7 +52,6 @@ __global__ void add_rms_norm_kernel(const AddRmsNormParams<T> p) {
     T xv[kChunk] = {}, rv[kChunk] = {}, hv[kChunk] = {};
     load_chunk<kVector>(x + i0, n, xv);
     load_chunk<kVector>(residual + i0, n, rv);
-#pragma unroll
     for (int j = 0; j < kChunk; ++j) {
       if (j < n) {
         hv[j] = from_float<T>(norm_add(to_float(rv[j]), to_float(xv[j])));
@@ -62,7 +61,6 @@ __global__ void add_rms_norm_kernel(const AddRmsNormParams<T> p) {
     }
     store_chunk<kVector>(h_out + i0, n, hv);
   }
-#pragma unroll
   for (int o = kNormLanes / 2; o > 0; o /= 2) {
     sum = norm_add(sum, __shfl_xor_sync(0xffffffffu, sum, o));
   }
@@ -72,7 +70,6 @@ __global__ void add_rms_norm_kernel(const AddRmsNormParams<T> p) {
     T hv[kChunk] = {}, wv[kChunk] = {}, yv[kChunk] = {};
     load_chunk<kVector>(h_out + i0, n, hv);  // this lane's own stores
     load_chunk<kVector>(p.weight + i0, n, wv);
-#pragma unroll
     for (int j = 0; j < kChunk; ++j) {
       if (j < n) {
         const float normed = to_float(from_float<T>(norm_mul(to_float(hv[j]), r)));

@@ -37,7 +37,6 @@ __global__ void silu_and_mul_kernel(const SiluAndMulParams<T> p) {
     T gv[kChunk] = {}, uv[kChunk] = {}, yv[kChunk] = {};
     load_chunk<kVector>(gate, n, gv);
     load_chunk<kVector>(gate + p.width, n, uv);
-#pragma unroll
     for (int j = 0; j < kChunk; ++j) {
       if (j < n) {
         const float s = to_float(from_float<T>(silu(to_float(gv[j]))));
