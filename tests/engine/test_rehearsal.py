@@ -43,6 +43,20 @@ def test_custom_ops_run_as_on_the_device(rehearsal_128):
     assert r.ops_total["clip_preprocess"] == -(-128 // 10)  # one call per window's frames
 
 
+def test_fused_elementwise_ops_run_as_on_the_device(rehearsal_128):
+    """Residual add + RMSNorm and SiLU * up are one custom op each on CUDA (layers.kernels.FUSED):
+    a window runs 27 layers fully and the last one's input norm on its VSTs (no residual add in
+    layer 0), a decode step all 28; only the first layer's input norm and the final norm stay
+    PyTorch's (one rsqrt each)."""
+    r = rehearsal_128
+    assert r.ops_per_window_layer["fused_add_rms_norm"] * 28 == pytest.approx(2 * 27, abs=0.2)
+    assert r.ops_per_window_layer["silu_and_mul"] * 28 == pytest.approx(27, abs=0.2)
+    assert r.ops_per_decode_step["fused_add_rms_norm"] == 2 * 28 - 1
+    assert r.ops_per_decode_step["silu_and_mul"] == 28
+    assert r.ops_per_decode_step["rsqrt"] == 2
+    assert r.ops_total["silu"] == 0
+
+
 def test_simulated_peak_is_what_the_planner_says(rehearsal_128):
     r = rehearsal_128
     assert abs(r.peak_bytes - r.planned_bytes) <= 0.05 * r.peak_bytes, r.as_dict()

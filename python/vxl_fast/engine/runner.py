@@ -14,6 +14,7 @@ from .. import ops
 from ..config import VideoXLConfig
 from ..device import itemsize
 from ..layers.attention import select_backend
+from ..layers.kernels import select_kernels
 from ..layers.rotary import RotaryTable
 from ..layers.step import WindowStep
 from ..memory.budget import MemoryBudget, budget, check_fits
@@ -37,6 +38,8 @@ class Runner:
         llm = config.llm
         self.rope = RotaryTable(llm.head_dim, llm.rope_theta, llm.max_position_embeddings, device)
         self.attention = select_backend(device, dtype)
+        # NOTE: chosen once, here: the fused elementwise ops on CUDA, PyTorch's code on the CPU.
+        model.llm.kernels = select_kernels(device)
         # NOTE: upstream draws per-window ratios (several configured ratios) from one
         # default_rng(42) created at load and never reset; keeping it per model reproduces that.
         self.ratio_rng = np.random.default_rng(42)
