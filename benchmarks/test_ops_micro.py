@@ -116,6 +116,31 @@ def test_silu_and_mul(benchmark, path, rows):
         _with_speedup(benchmark, reference)
 
 
+@pytest.mark.parametrize("path", ["kernel", "reference"])
+@pytest.mark.parametrize("rows", [1, 64])
+def test_rope_kv_write(benchmark, path, rows):
+    """A text step's RoPE of q (28 heads) and k (4 KV heads) and the K/V cache write, one layer,
+    bf16: a decode token or a question. Not an interleave ratio: ratio 0."""
+    heads = 28
+    qkv = torch.randn(rows, (heads + 2 * KV_HEADS) * HEAD_DIM, device=DEVICE).to(DTYPE)
+    q, k, v = qkv.split([heads * HEAD_DIM, KV_HEADS * HEAD_DIM, KV_HEADS * HEAD_DIM], dim=-1)
+    q, k, v = (t.view(rows, -1, HEAD_DIM) for t in (q, k, v))
+    cache_k = torch.zeros(KV_HEADS, CAPACITY, HEAD_DIM, device=DEVICE, dtype=DTYPE)
+    cache_v = torch.zeros_like(cache_k)
+    angles = torch.outer(torch.arange(CAPACITY, device=DEVICE).float(),
+                         1e6 ** (-torch.arange(0, HEAD_DIM, 2, device=DEVICE).float() / HEAD_DIM))
+    cos, sin = torch.cat([angles.cos()] * 2, -1), torch.cat([angles.sin()] * 2, -1)
+    start = CAPACITY - rows - 1
+    args = (q, k, v, cos, sin, cache_k, cache_v, start)
+    kernel = lambda: torch.ops.vxl_fast.rope_kv_write(*args)  # noqa: E731
+    reference = lambda: ops.rope_kv_write_ref(*args)  # noqa: E731
+    # read q, k, v and the rows' cos/sin; write q_out and the cache rows
+    moved = rows * HEAD_DIM * (2 * (heads + 2 * KV_HEADS) * DTYPE.itemsize + 2 * 4)
+    _time(benchmark, kernel if path == "kernel" else reference, moved, path, f"rope_kv_write {rows} rows", 0)
+    if path == "kernel":
+        _with_speedup(benchmark, reference)
+
+
 @pytest.mark.parametrize("path", ["kernel", "reference", "pillow"])
 def test_clip_preprocess(benchmark, path):
     """16 frames of 1280 x 720 -> [16, 3, 336, 336] (resize to 597 x 336, centre crop, normalise), in

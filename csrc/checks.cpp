@@ -161,6 +161,61 @@ void check_silu_and_mul(const at::Tensor& x) {
   CHECK_LAST_DIM_CONTIGUOUS(op, x);
 }
 
+void check_rope_kv_write(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                         const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& cache_k,
+                         const at::Tensor& cache_v, int64_t start) {
+  constexpr const char* op = "rope_kv_write";
+  CHECK_DIM(op, q, 3, "[n, H, d]");
+  CHECK_DIM(op, k, 3, "[n, Hkv, d]");
+  CHECK_DIM(op, v, 3, "[n, Hkv, d]");
+  CHECK_DIM(op, cos, 2, "[P, d]");
+  CHECK_DIM(op, sin, 2, "[P, d]");
+  CHECK_DIM(op, cache_k, 3, "[Hkv, C, d]");
+  CHECK_DIM(op, cache_v, 3, "[Hkv, C, d]");
+  CHECK_FLOATING(op, q);
+  CHECK_SAME_DTYPE(op, k, q);
+  CHECK_SAME_DTYPE(op, v, q);
+  CHECK_SAME_DTYPE(op, cache_k, q);
+  CHECK_SAME_DTYPE(op, cache_v, q);
+  CHECK_DTYPE(op, cos, c10::kFloat);
+  CHECK_DTYPE(op, sin, c10::kFloat);
+  CHECK_SAME_DEVICE(op, k, q);
+  CHECK_SAME_DEVICE(op, v, q);
+  CHECK_SAME_DEVICE(op, cos, q);
+  CHECK_SAME_DEVICE(op, sin, q);
+  CHECK_SAME_DEVICE(op, cache_k, q);
+  CHECK_SAME_DEVICE(op, cache_v, q);
+  CHECK_VALUE(v.sizes() == k.sizes(), op, ": v must have the shape of k (", k.sizes(), "), got ",
+              v.sizes(), ".");
+  CHECK_VALUE(k.size(0) == q.size(0) && k.size(2) == q.size(2), op, ": k [n, Hkv, d] = ",
+              k.sizes(), " and q [n, H, d] = ", q.sizes(), " must have the same n and d.");
+  CHECK_VALUE(cache_v.sizes() == cache_k.sizes(), op, ": cache_v must have the shape of cache_k (",
+              cache_k.sizes(), "), got ", cache_v.sizes(), ".");
+  CHECK_VALUE(cache_k.size(0) == k.size(1) && cache_k.size(2) == k.size(2), op,
+              ": cache_k [Hkv, C, d] = ", cache_k.sizes(), " and k [n, Hkv, d] = ", k.sizes(),
+              " must have the same Hkv and d.");
+  const int64_t d = q.size(2);
+  CHECK_VALUE(d > 0 && d % 2 == 0, op, ": the head dim d must be a positive even number, got ", d,
+              ".");
+  CHECK_VALUE(cos.size(1) == d, op, ": cos must have d = ", d, " columns, got ", cos.size(1),
+              ".");
+  CHECK_VALUE(sin.sizes() == cos.sizes(), op, ": sin must have the shape of cos (", cos.sizes(),
+              "), got ", sin.sizes(), ".");
+  CHECK_LAST_DIM_CONTIGUOUS(op, q);
+  CHECK_LAST_DIM_CONTIGUOUS(op, k);
+  CHECK_LAST_DIM_CONTIGUOUS(op, v);
+  CHECK_LAST_DIM_CONTIGUOUS(op, cos);
+  CHECK_LAST_DIM_CONTIGUOUS(op, sin);
+  CHECK_LAST_DIM_CONTIGUOUS(op, cache_k);
+  CHECK_LAST_DIM_CONTIGUOUS(op, cache_v);
+  const int64_t n = q.size(0);
+  CHECK_VALUE(start >= 0, op, ": start must be non-negative, got ", start, ".");
+  CHECK_VALUE(start + n <= cache_k.size(1), op, ": start + n = ", start + n,
+              " exceeds the cache length C = ", cache_k.size(1), ".");
+  CHECK_VALUE(start + n <= cos.size(0), op, ": start + n = ", start + n,
+              " exceeds the RoPE table length P = ", cos.size(0), ".");
+}
+
 void check_kv_discard_index(const at::Tensor& vst_index, int64_t rows) {
   const auto index = vst_index.accessor<int64_t, 1>();
   for (int64_t i = 0; i < index.size(0); ++i) {

@@ -79,6 +79,12 @@ void check_fused_add_rms_norm(const at::Tensor& x, const at::Tensor& residual,
 // x float [..., 2F], F >= 1, last dim contiguous.
 void check_silu_and_mul(const at::Tensor& x);
 
+// q [n, H, d], k and v [n, Hkv, d], cache_k and cache_v [Hkv, C, d] of one float dtype, cos and sin
+// float32 [P, d]; one device; last dims contiguous; d even; 0 <= start, start + n <= C and P.
+void check_rope_kv_write(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                         const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& cache_k,
+                         const at::Tensor& cache_v, int64_t start);
+
 // 0 <= vst_index[i] < R for a CPU vst_index. NOTE: the CUDA impl skips this check, which would
 // cost a device-to-host copy and a sync per call.
 void check_kv_discard_index(const at::Tensor& vst_index, int64_t rows);

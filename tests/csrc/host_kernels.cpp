@@ -18,6 +18,7 @@
 #include "vxl_fast/interleave_vst.cuh"
 #include "vxl_fast/kv_discard.cuh"
 #include "vxl_fast/rms_norm.cuh"
+#include "vxl_fast/rope_kv_write.cuh"
 #include "vxl_fast/silu_and_mul.cuh"
 
 namespace {
@@ -102,6 +103,37 @@ cudaError_t silu_and_mul_as(void* out, const void* x, const int64_t* v) {
   p.width = v[1];
   p.x_stride = v[2];
   return vxl_fast::launch_silu_and_mul<T>(p, nullptr);
+}
+
+template <typename T>
+cudaError_t rope_kv_write_as(void* const* ptr, const int64_t* v) {
+  vxl_fast::RopeKvWriteParams<T> p;
+  p.q_out = static_cast<T*>(ptr[0]);
+  p.cache_k = static_cast<T*>(ptr[1]);
+  p.cache_v = static_cast<T*>(ptr[2]);
+  p.q = static_cast<const T*>(ptr[3]);
+  p.k = static_cast<const T*>(ptr[4]);
+  p.v = static_cast<const T*>(ptr[5]);
+  p.cos = static_cast<const float*>(ptr[6]);
+  p.sin = static_cast<const float*>(ptr[7]);
+  p.q_stride_row = v[0];
+  p.q_stride_h = v[1];
+  p.k_stride_row = v[2];
+  p.k_stride_h = v[3];
+  p.v_stride_row = v[4];
+  p.v_stride_h = v[5];
+  p.cache_k_stride_h = v[6];
+  p.cache_k_stride_row = v[7];
+  p.cache_v_stride_h = v[8];
+  p.cache_v_stride_row = v[9];
+  p.cos_stride_row = v[10];
+  p.sin_stride_row = v[11];
+  p.n = v[12];
+  p.heads = v[13];
+  p.kv_heads = v[14];
+  p.half = v[15];
+  p.start = v[16];
+  return vxl_fast::launch_rope_kv_write<T>(p, nullptr);
 }
 
 // out[w * 32 * 5 + k * 32 + lane] = the value lane reads at shuffle k (lane masks 16 .. 1) when
@@ -196,6 +228,20 @@ int vxl_host_silu_and_mul(int dtype, void* out, const void* x, const int64_t* v)
       return silu_and_mul_as<__half>(out, x, v);
     case kBFloat16:
       return silu_and_mul_as<__nv_bfloat16>(out, x, v);
+  }
+  return cudaErrorInvalidValue;
+}
+
+// launch_rope_kv_write (csrc/cuda/rope_kv_write.cu): ptr = q_out, cache_k, cache_v, q, k, v, cos,
+// sin; v = the 12 strides of RopeKvWriteParams in order, n, heads, kv_heads, half, start.
+int vxl_host_rope_kv_write(int dtype, void* const* ptr, const int64_t* v) {
+  switch (dtype) {
+    case kFloat32:
+      return rope_kv_write_as<float>(ptr, v);
+    case kFloat16:
+      return rope_kv_write_as<__half>(ptr, v);
+    case kBFloat16:
+      return rope_kv_write_as<__nv_bfloat16>(ptr, v);
   }
   return cudaErrorInvalidValue;
 }

@@ -83,6 +83,7 @@ class HostKernels:
         self.lib.vxl_host_fused_add_rms_norm.argtypes = [ctypes.c_int, ctypes.POINTER(_ptr),
                                                          ctypes.POINTER(_i64), ctypes.c_float]
         self.lib.vxl_host_silu_and_mul.argtypes = [ctypes.c_int, _ptr, _ptr, ctypes.POINTER(_i64)]
+        self.lib.vxl_host_rope_kv_write.argtypes = [ctypes.c_int, ctypes.POINTER(_ptr), ctypes.POINTER(_i64)]
         self.lib.vxl_host_shuffle_probe.argtypes = [_ptr, ctypes.c_uint, ctypes.c_uint]
         for name in ("float2half", "float2bfloat16", "half2float"):
             getattr(self.lib, f"vxl_host_{name}").argtypes = [_ptr, _ptr, _i64]
@@ -164,6 +165,20 @@ class HostKernels:
             rc = self.lib.vxl_host_silu_and_mul(DTYPE_CODES[x.dtype], out.data_ptr(), x2.data_ptr(), ints)
             assert rc == 0, f"launch_silu_and_mul returned cudaError_t {rc}"
         return out
+
+    def rope_kv_write(self, q, k, v, cos, sin, cache_k, cache_v, start: int) -> torch.Tensor:
+        """The CUDA impl (csrc/cuda/rope_kv_write.cu), on the host: returns q_out [H, n, d]."""
+        n, heads, d = q.shape
+        q_out = torch.full((heads, n, d), float("nan"), dtype=q.dtype)
+        if n and heads + k.shape[1]:
+            tensors = (q_out, cache_k, cache_v, q, k, v, cos, sin)
+            ptrs = (_ptr * 8)(*(t.data_ptr() for t in tensors))
+            ints = (_i64 * 17)(q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
+                               cache_k.stride(0), cache_k.stride(1), cache_v.stride(0), cache_v.stride(1),
+                               cos.stride(0), sin.stride(0), n, heads, k.shape[1], d // 2, start)
+            rc = self.lib.vxl_host_rope_kv_write(DTYPE_CODES[q.dtype], ptrs, ints)
+            assert rc == 0, f"launch_rope_kv_write returned cudaError_t {rc}"
+        return q_out
 
     def shuffle_probe(self, threads: int, active: int = 32) -> tuple[int, torch.Tensor]:
         """(cudaError_t, [warps, 5, 32] values read at the 5 butterfly shuffles, NaN where unread)."""

@@ -13,7 +13,7 @@ import torch
 
 import vxl_fast._ext as ext
 from vxl_fast.ops import (clip_preprocess_ref, fused_add_rms_norm_ref, interleave_vst_ref, kv_discard_ref,
-                          silu_and_mul_ref, vst_slots)
+                          rope_kv_write_ref, silu_and_mul_ref, vst_slots)
 from host_kernels import CUDA_ERROR_INVALID_CONFIGURATION, CUDA_ERROR_LAUNCH_FAILURE, host_kernels
 
 pytestmark = pytest.mark.skipif(not ext.available, reason=f"vxl_fast._C is not built: {ext.error}")
@@ -305,3 +305,32 @@ def test_silu_and_mul_matches_cpu_impl(kernels, dtype, case):
     _assert_same_bits(got, torch.ops.vxl_fast.silu_and_mul(x), f"vs CPU impl: {what}")
     if dtype != torch.float32:  # PyTorch's fp32 silu uses another exp; the rounding hides it here
         _assert_same_bits(got, silu_and_mul_ref(x), f"vs ref: {what}")
+
+
+# ---- rope_kv_write: fp32 RoPE (rope.h) and a copy, bit-exact with the CPU impl ----
+
+# (n, H, Hkv, d, start): one row, d = 2, GQA, the model's head dim, more heads than threads
+ROPE_CASES = [(1, 1, 1, 2, 0), (3, 4, 2, 6, 5), (7, 28, 4, 128, 2), (2, 3, 3, 130, 0), (2, 2, 1, 600, 1)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rope_kv_write_matches_cpu_impl(kernels, dtype):
+    g = torch.Generator().manual_seed(11)
+    for n, heads, kv_heads, d, start in ROPE_CASES:
+        qkv = torch.randn(n, (heads + 2 * kv_heads) * d, generator=g).to(dtype)
+        q, k, v = qkv.split([heads * d, kv_heads * d, kv_heads * d], dim=-1)
+        q, k, v = q.view(n, heads, d), k.view(n, kv_heads, d), v.view(n, kv_heads, d)
+        cap = start + n + 2
+        angles = torch.outer(torch.arange(cap, dtype=torch.float32), torch.linspace(1.0, 1e-4, d // 2))
+        cos, sin = torch.cat([angles.cos()] * 2, 1), torch.cat([angles.sin()] * 2, 1)
+        caches = torch.randn(2, kv_heads, cap, d + 3, generator=g).to(dtype)[..., :d]
+        host, cpu = caches.clone(), caches.clone()
+        what = f"n={n} H={heads} Hkv={kv_heads} d={d} start={start} {dtype}"
+        q_host = kernels.rope_kv_write(q, k, v, cos, sin, host[0], host[1], start)
+        q_cpu = torch.ops.vxl_fast.rope_kv_write(q, k, v, cos, sin, cpu[0], cpu[1], start)
+        _assert_same_bits(q_host, q_cpu, f"q vs CPU impl: {what}")
+        _assert_same_bits(host, cpu, f"caches vs CPU impl: {what}")
+        cache_ref = caches.clone()
+        q_ref = rope_kv_write_ref(q, k, v, cos, sin, cache_ref[0], cache_ref[1], start)
+        _assert_same_bits(q_host, q_ref, f"q vs ref: {what}")
+        _assert_same_bits(host, cache_ref, f"caches vs ref: {what}")

@@ -57,7 +57,7 @@ def wrong_interleave_vst():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", ["clip_preprocess", "fused_add_rms_norm", "interleave_vst", "kv_discard",
-                                  "silu_and_mul"])
+                                  "rope_kv_write", "silu_and_mul"])
 def test_the_cpu_impls_pass_the_check(name, dtype):
     assert selfcheck.check_op(name, CPU, dtype) is None
 

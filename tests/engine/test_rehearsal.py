@@ -44,7 +44,8 @@ def test_custom_ops_run_as_on_the_device(rehearsal_128):
 
 
 def test_fused_elementwise_ops_run_as_on_the_device(rehearsal_128):
-    """Residual add + RMSNorm and SiLU * up are one custom op each on CUDA (layers.kernels.FUSED):
+    """Residual add + RMSNorm, SiLU * up and a text step's RoPE + K/V write are one custom op each
+    on CUDA (layers.kernels.FUSED):
     a window runs 27 layers fully and the last one's input norm on its VSTs (no residual add in
     layer 0), a decode step all 28; only the first layer's input norm and the final norm stay
     PyTorch's (one rsqrt each)."""
@@ -55,6 +56,9 @@ def test_fused_elementwise_ops_run_as_on_the_device(rehearsal_128):
     assert r.ops_per_decode_step["silu_and_mul"] == 28
     assert r.ops_per_decode_step["rsqrt"] == 2
     assert r.ops_total["silu"] == 0
+    # a text step's RoPE and cache write, one op per layer; visual windows stage raw K/V instead
+    assert r.ops_per_decode_step["rope_kv_write"] == 28
+    assert r.ops_per_window_layer["rope_kv_write"] == 0
 
 
 def test_simulated_peak_is_what_the_planner_says(rehearsal_128):

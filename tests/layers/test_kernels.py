@@ -34,6 +34,7 @@ class _CountOps(TorchDispatchMode):
 def test_each_device_gets_its_kernels(tiny_model):
     assert select_kernels(torch.device("cuda")) is FUSED and select_kernels(CPU) is TORCH
     assert FUSED.add_rms_norm is ops.fused_add_rms_norm and FUSED.silu_and_mul is ops.silu_and_mul
+    assert FUSED.rope_kv_write is ops.rope_kv_write
     assert tiny_model.model.llm.kernels is TORCH  # the CPU runner chose the PyTorch code
 
 
@@ -78,6 +79,7 @@ def test_the_fused_ops_run_in_place_of_the_pytorch_code(tiny_model, llm):
     assert counted.ops["fused_add_rms_norm"] == 2 * (layers - 1) + 2 * layers - 1
     assert counted.ops["silu_and_mul"] == (layers - 1) + layers
     assert counted.ops["silu"] == 0
+    assert counted.ops["rope_kv_write"] == layers  # the text step's layers; a window stages raw K/V
     # the ops' rounding differs from PyTorch's by a few fp32 ulp in a norm (or one 16-bit ulp
     # where a value sits on a rounding boundary); through the layers it stays that small
     tol = 1e-5 if dtype == torch.float32 else 2e-2
@@ -95,6 +97,6 @@ def test_the_fused_wiring_through_the_reference_twins_is_bit_exact(tiny_model, l
     model.kernels = FUSED
     with ops.reference_only(), _CountOps() as counted:
         hidden, cache = _window_then_text(tiny_model, model, dtype)
-    assert counted.ops["fused_add_rms_norm"] == counted.ops["silu_and_mul"] == 0
+    assert counted.ops["fused_add_rms_norm"] == counted.ops["silu_and_mul"] == counted.ops["rope_kv_write"] == 0
     assert counted.ops["rsqrt"] > 0
     assert torch.equal(hidden, want_hidden) and torch.equal(cache, want_cache)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from vxl_fast import _ext, ops
-from vxl_fast.ops import fused_add_rms_norm_ref, silu_and_mul_ref
+from vxl_fast.ops import fused_add_rms_norm_ref, rope_kv_write_ref, silu_and_mul_ref
 
 needs_ext = pytest.mark.skipif(not _ext.available, reason=f"vxl_fast._C not loaded: {_ext.error}")
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
@@ -285,3 +285,116 @@ def test_wrappers_run_the_kernel_unless_reference_only(monkeypatch):
         assert torch.equal(ops.silu_and_mul(x), silu_and_mul_ref(x))
     assert calls == ["norm", "silu"]
     assert torch.equal(got[1], want[1]) and torch.equal(out, torch.ops.vxl_fast.silu_and_mul(x))
+
+
+# ---- rope_kv_write -----------------------------------------------------------------------------
+
+# (n, H, Hkv, d, start, layout): one row, d = 2, GQA, prime head counts, the model's head dim,
+# q/k/v as views of one fused qkv row ("qkv") or separate tensors with padded rows ("strided")
+ROPE_CASES = [(1, 1, 1, 2, 0, "qkv"), (1, 4, 2, 128, 9, "qkv"), (7, 3, 1, 6, 2, "strided"),
+              (13, 28, 4, 128, 0, "qkv"), (5, 7, 7, 130, 11, "strided"), (0, 2, 1, 8, 3, "qkv")]
+
+
+def _rope_case(n, heads, kv_heads, d, start, layout, dtype, device, seed=0):
+    g = torch.Generator().manual_seed(seed + n * d)
+    if layout == "qkv":
+        qkv = torch.randn(n, (heads + 2 * kv_heads) * d, generator=g).to(device, dtype)
+        q, k, v = qkv.split([heads * d, kv_heads * d, kv_heads * d], dim=-1)
+        q, k, v = q.view(n, heads, d), k.view(n, kv_heads, d), v.view(n, kv_heads, d)
+    else:
+        q, k, v = (torch.randn(n, h, d + 4, generator=g).to(device, dtype)[..., 2:2 + d]
+                   for h in (heads, kv_heads, kv_heads))
+    cap = start + n + 3
+    inv_freq = 1.0 / (1e6 ** (torch.arange(0, d, 2, dtype=torch.float32) / d))
+    angles = torch.outer(torch.arange(cap + 2, dtype=torch.float32), inv_freq)
+    emb = torch.cat((angles, angles), dim=-1)
+    cos, sin = emb.cos().to(device), emb.sin().to(device)
+    # the cache as one layer of [layers, Hkv, C, d]
+    cache = torch.randn(2, 2, kv_heads, cap, d, generator=g).to(device, dtype)
+    return dict(q=q, k=k, v=v, cos=cos, sin=sin, cache_k=cache[0, 1], cache_v=cache[1, 0], start=start)
+
+
+def _fresh(case: dict) -> dict:
+    """The same case with caches of its own (inputs shared)."""
+    return {**case, "cache_k": case["cache_k"].clone(), "cache_v": case["cache_v"].clone()}
+
+
+@needs_ext
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", ROPE_CASES, ids=lambda c: "-".join(map(str, c)))
+def test_rope_kv_write_is_the_model_code(device, dtype, case):
+    """Bit for bit what the model's text step does (layers.rotary.apply_rope + slice writes)."""
+    from vxl_fast.layers.rotary import rope_kv_write as model_rope_kv_write
+
+    before = _rope_case(*case, dtype, device)
+    ext, ref, model = _fresh(before), _fresh(before), _fresh(before)
+    q_ext = torch.ops.vxl_fast.rope_kv_write(**ext)
+    q_ref = rope_kv_write_ref(**ref)
+    q_model = model_rope_kv_write(**model)
+    n, heads, _, d, start, _ = case
+    assert q_ext.shape == (heads, n, d) and q_ext.is_contiguous() and q_ext.dtype == dtype
+    for got in (q_ext, q_ref):
+        assert torch.equal(got, q_model)
+    for name in ("cache_k", "cache_v"):
+        assert torch.equal(ext[name], model[name]) and torch.equal(ref[name], model[name])
+        # slots outside start .. start + n untouched
+        assert torch.equal(ext[name][:, :start], before[name][:, :start])
+        assert torch.equal(ext[name][:, start + n:], before[name][:, start + n:])
+    assert torch.equal(ext["cache_v"][:, start:start + n], before["v"].transpose(0, 1))
+
+
+@needs_ext
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("layout", ["qkv", "strided"])
+def test_opcheck_rope_kv_write(device, layout):
+    case = _rope_case(5, 4, 2, 16, 3, layout, torch.bfloat16, device)
+    names = ("q", "k", "v", "cos", "sin", "cache_k", "cache_v", "start")
+    torch.library.opcheck(torch.ops.vxl_fast.rope_kv_write.default, tuple(case[n] for n in names))
+
+
+def _rope_args(**override):
+    n, heads, kv_heads, d, cap, positions = 3, 4, 2, 4, 10, 12
+    args = dict(q=torch.randn(n, heads, d), k=torch.randn(n, kv_heads, d), v=torch.randn(n, kv_heads, d),
+                cos=torch.ones(positions, d), sin=torch.zeros(positions, d),
+                cache_k=torch.zeros(kv_heads, cap, d), cache_v=torch.zeros(kv_heads, cap, d), start=2)
+    args.update(override)
+    return args
+
+
+ROPE_ERRORS = [
+    (dict(q=torch.randn(3, 16)), ValueError, "rope_kv_write: q must be a 3-D tensor [n, H, d], got 2 dimensions."),
+    (dict(cache_v=torch.zeros(1, 2, 10, 4)), ValueError,
+     "rope_kv_write: cache_v must be a 3-D tensor [Hkv, C, d], got 4 dimensions."),
+    (dict(q=torch.ones(3, 4, 4, dtype=torch.int64)), TypeError,
+     "rope_kv_write: q must be torch.float32, torch.float16 or torch.bfloat16, got torch.int64."),
+    (dict(cache_k=torch.zeros(2, 10, 4, dtype=torch.bfloat16)), TypeError,
+     "rope_kv_write: cache_k must have the same dtype as q (torch.float32), got torch.bfloat16."),
+    (dict(sin=torch.zeros(12, 4, dtype=torch.float16)), TypeError,
+     "rope_kv_write: sin must be torch.float32, got torch.float16."),
+    (dict(v=torch.randn(3, 1, 4)), ValueError,
+     "rope_kv_write: v must have the shape of k ([3, 2, 4]), got [3, 1, 4]."),
+    (dict(k=torch.randn(2, 2, 4), v=torch.randn(2, 2, 4)), ValueError,
+     "rope_kv_write: k [n, Hkv, d] = [2, 2, 4] and q [n, H, d] = [3, 4, 4] must have the same n and d."),
+    (dict(cache_k=torch.zeros(3, 10, 4), cache_v=torch.zeros(3, 10, 4)), ValueError,
+     "rope_kv_write: cache_k [Hkv, C, d] = [3, 10, 4] and k [n, Hkv, d] = [3, 2, 4] must have the same "
+     "Hkv and d."),
+    (dict(q=torch.randn(3, 4, 3), k=torch.randn(3, 2, 3), v=torch.randn(3, 2, 3),
+          cache_k=torch.zeros(2, 10, 3), cache_v=torch.zeros(2, 10, 3)), ValueError,
+     "rope_kv_write: the head dim d must be a positive even number, got 3."),
+    (dict(cos=torch.ones(12, 6), sin=torch.ones(12, 6)), ValueError,
+     "rope_kv_write: cos must have d = 4 columns, got 6."),
+    (dict(k=torch.randn(3, 4, 2).transpose(1, 2)[:, :2], v=torch.randn(3, 2, 4)), ValueError,
+     "rope_kv_write: k must have a contiguous last dimension (stride 1), got stride 2."),
+    (dict(start=-1), ValueError, "rope_kv_write: start must be non-negative, got -1."),
+    (dict(start=8), ValueError, "rope_kv_write: start + n = 11 exceeds the cache length C = 10."),
+    (dict(cache_k=torch.zeros(2, 20, 4), cache_v=torch.zeros(2, 20, 4), start=10), ValueError,
+     "rope_kv_write: start + n = 13 exceeds the RoPE table length P = 12."),
+]
+
+
+@pytest.mark.parametrize("impl", [pytest.param("ext", marks=needs_ext), "ref"])
+@pytest.mark.parametrize("override,error,message", ROPE_ERRORS)
+def test_rope_kv_write_rejects(impl, override, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        _op("rope_kv_write", impl)(**_rope_args(**override))

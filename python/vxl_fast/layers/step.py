@@ -16,6 +16,7 @@ import torch
 from .. import ops
 from ..memory.kv import KVCache, WindowScratch
 from .attention import AttentionBackend
+from .kernels import LayerKernels
 from .rotary import RotaryTable, apply_rope
 
 
@@ -34,23 +35,23 @@ class WindowStep:
     def is_visual(self) -> bool:
         return self.vst_index is not None
 
-    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               kernels: LayerKernels) -> torch.Tensor:
         """q: [rows, H, d]; k, v: [rows, Hkv, d] (before RoPE). Returns [rows, H·d]."""
         n, m = self.rows, self.start
-        cos = self.rope.cos[m:m + n]
-        sin = self.rope.sin[m:m + n]
-        qh = apply_rope(q.transpose(0, 1), cos, sin)
-        kh, vh = k.transpose(0, 1), v.transpose(0, 1)
         ck, cv = self.cache.k[layer], self.cache.v[layer]
         if self.is_visual:
+            cos = self.rope.cos[m:m + n]
+            sin = self.rope.sin[m:m + n]
+            qh = apply_rope(q.transpose(0, 1), cos, sin)
+            kh, vh = k.transpose(0, 1), v.transpose(0, 1)
             sk, sv = self.scratch.k[:, :n], self.scratch.v[:, :n]
             sk.copy_(kh)
             sv.copy_(vh)
             out = self.attention(qh, ck[:, :m], cv[:, :m], apply_rope(kh, cos, sin), vh)
             ops.kv_discard(ck, cv, sk, sv, self.vst_index, self.rope.cos, self.rope.sin, m)
         else:
-            ck[:, m:m + n] = apply_rope(kh, cos, sin)
-            cv[:, m:m + n] = vh
+            qh = kernels.rope_kv_write(q, k, v, self.rope.cos, self.rope.sin, ck, cv, m)
             out = self.attention(qh, ck[:, :m], cv[:, :m], ck[:, m:m + n], cv[:, m:m + n])
         return out.reshape(n, -1)
 

@@ -91,8 +91,8 @@ class Qwen2DecoderLayer(nn.Module):
         leaves the layer. Each residual add happens in the next norm (``RMSNorm.add``)."""
         h, residual = self.input_layernorm.add(x, residual, kernels)
         q, k, v = self.self_attn.project(h, step)
-        h, residual = self.post_attention_layernorm.add(self.self_attn.o_proj(step.attend(layer, q, k, v)),
-                                                        residual, kernels)
+        h, residual = self.post_attention_layernorm.add(
+            self.self_attn.o_proj(step.attend(layer, q, k, v, kernels)), residual, kernels)
         return self.mlp(h, kernels), residual
 
     def keep_vst_kv(self, x: torch.Tensor, residual: torch.Tensor | None, layer: int, step: WindowStep,

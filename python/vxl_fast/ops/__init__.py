@@ -17,15 +17,16 @@ import torch
 from .. import _ext
 from . import selfcheck
 from .reference import (clip_preprocess_ref, fused_add_rms_norm_ref, interleave_vst_ref, kv_discard_ref,
-                        silu_and_mul_ref)
+                        rope_kv_write_ref, silu_and_mul_ref)
 
-__all__ = ["clip_preprocess", "fused_add_rms_norm", "interleave_vst", "kv_discard", "silu_and_mul", "vst_slots",
-           "raw_slots", "clip_preprocess_ref", "fused_add_rms_norm_ref", "interleave_vst_ref", "kv_discard_ref",
-           "silu_and_mul_ref", "reference_only"]
+__all__ = ["clip_preprocess", "fused_add_rms_norm", "interleave_vst", "kv_discard", "rope_kv_write",
+           "silu_and_mul", "vst_slots", "raw_slots", "clip_preprocess_ref", "fused_add_rms_norm_ref",
+           "interleave_vst_ref", "kv_discard_ref", "rope_kv_write_ref", "silu_and_mul_ref", "reference_only"]
 
 # NOTE: looked up once, so that torch.compile sees a constant rather than a dispatcher query.
 _CUDA_KERNELS = frozenset(
-    name for name in ("clip_preprocess", "fused_add_rms_norm", "interleave_vst", "kv_discard", "silu_and_mul")
+    name for name in ("clip_preprocess", "fused_add_rms_norm", "interleave_vst", "kv_discard", "rope_kv_write",
+                 "silu_and_mul")
     if _ext.available and torch._C._dispatch_has_kernel_for_dispatch_key(f"vxl_fast::{name}", "CUDA"))
 _warned = False
 _use_kernels = True
@@ -198,7 +199,34 @@ def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
     return silu_and_mul_ref(x)
 
 
+def rope_kv_write(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                  cache_k: torch.Tensor, cache_v: torch.Tensor, start: int) -> torch.Tensor:
+    """A text step's RoPE and K/V cache write in one pass; returns the rotated queries.
+
+    q: [n, H, d], k, v: [n, Hkv, d] float32/float16/bfloat16 (any strides but the last, e.g. views
+    of the fused qkv projection); cos, sin: float32 [P, d] full-width RoPE tables; cache_k,
+    cache_v: [Hkv, C, d] one layer's cache in q's dtype; one device, last dims contiguous, d even,
+    0 <= start, start + n <= C and P. For row i at p = start + i, half = d // 2, with x in float32:
+
+        rope(x)[:half] = x[:half] * cos[p, :half] - x[half:] * sin[p, :half]
+        rope(x)[half:] = x[half:] * cos[p, half:] + x[:half] * sin[p, half:]
+
+    cast once to the dtype: cache_k[:, p] = rope(k[i]), cache_v[:, p] = v[i], and the result, a new
+    contiguous [H, n, d] tensor, holds rope(q[i]) at [:, i]. Each product and sum is a separate fp32
+    operation, as in ``layers.rotary.apply_rope``: the same bits.
+    """
+    if _has_kernel("rope_kv_write", q.device, q.dtype):
+        return torch.ops.vxl_fast.rope_kv_write(q, k, v, cos, sin, cache_k, cache_v, start)
+    return rope_kv_write_ref(q, k, v, cos, sin, cache_k, cache_v, start)
+
+
 if _ext.available:
+
+    @torch.library.register_fake("vxl_fast::rope_kv_write")
+    def _rope_kv_write_fake(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor,
+                            sin: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tensor,
+                            start: int) -> torch.Tensor:
+        return q.new_empty((q.shape[1], q.shape[0], q.shape[2]))
 
     @torch.library.register_fake("vxl_fast::fused_add_rms_norm")
     def _fused_add_rms_norm_fake(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,

@@ -204,6 +204,76 @@ def check_silu_and_mul(x: torch.Tensor) -> None:
     _check_last_dim_contiguous(op, "x", x)
 
 
+def check_rope_kv_write(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor,
+                        sin: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tensor, start: int) -> None:
+    """The argument checks of ``rope_kv_write``, in the order of the C++ impl."""
+    op = "rope_kv_write"
+    named = {"q": q, "k": k, "v": v, "cos": cos, "sin": sin, "cache_k": cache_k, "cache_v": cache_v}
+    for name, n, shape in (("q", 3, "[n, H, d]"), ("k", 3, "[n, Hkv, d]"), ("v", 3, "[n, Hkv, d]"),
+                           ("cos", 2, "[P, d]"), ("sin", 2, "[P, d]"), ("cache_k", 3, "[Hkv, C, d]"),
+                           ("cache_v", 3, "[Hkv, C, d]")):
+        _check_dim(op, name, named[name], n, shape)
+    _check_floating(op, "q", q)
+    for name in ("k", "v", "cache_k", "cache_v"):
+        _check_same_dtype(op, name, named[name], "q", q)
+    _check_dtype(op, "cos", cos, torch.float32)
+    _check_dtype(op, "sin", sin, torch.float32)
+    for name in ("k", "v", "cos", "sin", "cache_k", "cache_v"):
+        _check_same_device(op, name, named[name], "q", q)
+    if v.shape != k.shape:
+        raise ValueError(f"{op}: v must have the shape of k ({_shape(k)}), got {_shape(v)}.")
+    if k.shape[0] != q.shape[0] or k.shape[2] != q.shape[2]:
+        raise ValueError(f"{op}: k [n, Hkv, d] = {_shape(k)} and q [n, H, d] = {_shape(q)} must have "
+                         f"the same n and d.")
+    if cache_v.shape != cache_k.shape:
+        raise ValueError(f"{op}: cache_v must have the shape of cache_k ({_shape(cache_k)}), "
+                         f"got {_shape(cache_v)}.")
+    if cache_k.shape[0] != k.shape[1] or cache_k.shape[2] != k.shape[2]:
+        raise ValueError(f"{op}: cache_k [Hkv, C, d] = {_shape(cache_k)} and k [n, Hkv, d] = {_shape(k)} "
+                         f"must have the same Hkv and d.")
+    d = q.shape[2]
+    if d <= 0 or d % 2:
+        raise ValueError(f"{op}: the head dim d must be a positive even number, got {d}.")
+    if cos.shape[1] != d:
+        raise ValueError(f"{op}: cos must have d = {d} columns, got {cos.shape[1]}.")
+    if sin.shape != cos.shape:
+        raise ValueError(f"{op}: sin must have the shape of cos ({_shape(cos)}), got {_shape(sin)}.")
+    for name in ("q", "k", "v", "cos", "sin", "cache_k", "cache_v"):
+        _check_last_dim_contiguous(op, name, named[name])
+    n = q.shape[0]
+    if start < 0:
+        raise ValueError(f"{op}: start must be non-negative, got {start}.")
+    if start + n > cache_k.shape[1]:
+        raise ValueError(f"{op}: start + n = {start + n} exceeds the cache length C = {cache_k.shape[1]}.")
+    if start + n > cos.shape[0]:
+        raise ValueError(f"{op}: start + n = {start + n} exceeds the RoPE table length P = {cos.shape[0]}.")
+
+
+def rope_kv_write_ref(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor,
+                      sin: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tensor,
+                      start: int) -> torch.Tensor:
+    """A text step's RoPE and cache write, as the model's PyTorch code does it.
+
+    q: [n, H, d], k, v: [n, Hkv, d] (float32/float16/bfloat16, e.g. views of the fused qkv
+    projection); cos, sin: float32 [P, d] full-width tables; cache_k, cache_v: [Hkv, C, d], q's
+    dtype; one device, last dims contiguous, d even, 0 <= start, start + n <= C and P. With
+    rope(x) = x * cos[p] + rotate_half(x) * sin[p] in float32 cast once, p = start + i:
+
+        cache_k[:, p] = rope(k[i]),  cache_v[:, p] = v[i],  returns q_out [H, n, d], q_out[:, i] = rope(q[i])
+    """
+    check_rope_kv_write(q, k, v, cos, sin, cache_k, cache_v, start)
+    n, half = q.shape[0], q.shape[2] // 2
+    c, s = cos[start:start + n], sin[start:start + n]
+
+    def rope(x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        rotated = torch.cat([-xf[..., half:], xf[..., :half]], dim=-1)
+        return (xf * c + rotated * s).to(x.dtype)
+    cache_k[:, start:start + n] = rope(k.transpose(0, 1))
+    cache_v[:, start:start + n] = v.transpose(0, 1)
+    return rope(q.transpose(0, 1)).contiguous()
+
+
 def fused_add_rms_norm_ref(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
                            eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     """The decoder's residual add followed by Qwen2 RMSNorm, as the model's PyTorch code does it.

@@ -23,7 +23,7 @@ from collections.abc import Callable
 import torch
 
 from .reference import (clip_preprocess_ref, fused_add_rms_norm_ref, interleave_vst_ref, kv_discard_ref,
-                        silu_and_mul_ref)
+                        rope_kv_write_ref, silu_and_mul_ref)
 
 MODES = ("off", "check", "trust")
 
@@ -180,10 +180,38 @@ def _check_silu_and_mul(device: torch.device, dtype: torch.dtype) -> str | None:
     return None
 
 
+def _check_rope_kv_write(device: torch.device, dtype: torch.dtype) -> str | None:
+    # 3 rows of 4 query and 2 KV heads of d = 128, views of one qkv row, written at slots 2..4
+    n, heads, kv_heads, d, cap, start = 3, 4, 2, 128, 8, 2
+    g = _inputs_generator()
+    qkv = torch.randn(n, (heads + 2 * kv_heads) * d, generator=g).to(device, dtype)
+    q, k, v = qkv.split([heads * d, kv_heads * d, kv_heads * d], dim=-1)
+    q, k, v = q.view(n, heads, d), k.view(n, kv_heads, d), v.view(n, kv_heads, d)
+    angles = torch.arange(cap, dtype=torch.float32)[:, None] * torch.linspace(1.0, 1e-4, d)[None]
+    cos, sin = angles.cos().to(device), angles.sin().to(device)
+    got = [torch.randn(kv_heads, cap, d, generator=g).to(device, dtype) for _ in range(2)]
+    want = [t.clone() for t in got]
+    q_got = torch.ops.vxl_fast.rope_kv_write(q, k, v, cos, sin, *got, start)
+    q_want = rope_kv_write_ref(q, k, v, cos, sin, *want, start)
+    problem = _differ_exactly("cache_v", got[1], want[1])
+    if problem:
+        return problem
+    # fp32 RoPE as in kv_discard: each side rounded once to dtype after fp32 products and a sum
+    # (a contracting compiler would be off by <= 6 eps(fp32) max |x|)
+    for what, a, b in (("q", q_got, q_want), ("cache_k", got[0], want[0])):
+        bound = (torch.finfo(dtype).eps * b.double().abs()
+                 + 6 * torch.finfo(torch.float32).eps * qkv.float().abs().max().double())
+        problem = _differ_by_more(what, a, b, bound)
+        if problem:
+            return problem
+    return None
+
+
 _CHECKS: dict[str, Callable[[torch.device, torch.dtype], str | None]] = {
     "clip_preprocess": _check_clip_preprocess,
     "fused_add_rms_norm": _check_fused_add_rms_norm,
     "silu_and_mul": _check_silu_and_mul,
     "interleave_vst": _check_interleave_vst,
     "kv_discard": _check_kv_discard,
+    "rope_kv_write": _check_rope_kv_write,
 }
