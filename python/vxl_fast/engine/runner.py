@@ -38,7 +38,8 @@ class Runner:
         llm = config.llm
         self.rope = RotaryTable(llm.head_dim, llm.rope_theta, llm.max_position_embeddings, device)
         self.attention = select_backend(device, dtype)
-        # NOTE: chosen once, here: the fused elementwise ops on CUDA, PyTorch's code on the CPU.
+        # NOTE: chosen once, here: the fused ops (norms, MLP gate, text-step RoPE + K/V write) on
+        # CUDA, PyTorch's code on the CPU.
         model.llm.kernels = select_kernels(device)
         # NOTE: upstream draws per-window ratios (several configured ratios) from one
         # default_rng(42) created at load and never reset; keeping it per model reproduces that.
