@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import statistics
+import time
+
 import pytest
 import torch
 from PIL import Image
@@ -11,7 +14,8 @@ from vxl_fast import _ext, ops
 from vxl_fast.video.preprocess import clip_preprocess_image
 
 pytestmark = pytest.mark.skipif(not _ext.available, reason=f"vxl_fast._C not loaded: {_ext.error}")
-HIDDEN, KV_HEADS, HEAD_DIM, CAPACITY = 3584, 4, 128, 20480
+HIDDEN, KV_HEADS, HEAD_DIM, CAPACITY, INTERMEDIATE = 3584, 4, 128, 20480, 18944
+WINDOW_ROWS = 1440 + 90  # a window of 10 frames at ratio 16
 DTYPE = torch.bfloat16
 
 
@@ -55,6 +59,83 @@ def test_kv_compact(benchmark, path, ratio):
     # read the staged VSTs' K and V and nb rows of cos/sin; write K and V to the cache
     moved = KV_HEADS * HEAD_DIM * 2 * 4 * nb + 2 * nb * HEAD_DIM * 4
     _time(benchmark, lambda: fn(cache_k, cache_v, vst_k, vst_v, cos, sin, dst), moved, path, "kv_compact", ratio)
+
+
+def _median_us(fn, runs: int = 7) -> float:
+    """Wall-clock median of fn() in µs (two warm-up calls), synchronised."""
+    fn(), fn()
+    sync()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e6
+
+
+def _with_speedup(benchmark, reference) -> None:
+    """The reference timed in the same process, and the kernel's speed-up over it."""
+    ref_us = _median_us(reference)
+    benchmark.extra_info.update({"reference_us": ref_us, "speedup_vs_reference": ref_us / benchmark.extra_info["us"]})
+
+
+@pytest.mark.parametrize("path", ["kernel", "reference"])
+@pytest.mark.parametrize("rows", [1, WINDOW_ROWS])
+def test_fused_add_rms_norm(benchmark, path, rows):
+    """Residual add + RMSNorm of a decode row or a window's rows at the model's width, bf16.
+    Not an interleave ratio: ratio 0."""
+    x = torch.randn(rows, HIDDEN, device=DEVICE).to(DTYPE)
+    residual = torch.randn(rows, HIDDEN, device=DEVICE).to(DTYPE)
+    weight = torch.randn(HIDDEN, device=DEVICE).to(DTYPE)
+    kernel = lambda: torch.ops.vxl_fast.fused_add_rms_norm(x, residual, weight, 1e-6)  # noqa: E731
+    reference = lambda: ops.fused_add_rms_norm_ref(x, residual, weight, 1e-6)  # noqa: E731
+    # read x, residual; write normed and h (the weight row stays in cache)
+    _time(benchmark, kernel if path == "kernel" else reference, 4 * rows * HIDDEN * DTYPE.itemsize, path,
+          f"fused_add_rms_norm {rows}x{HIDDEN}", 0, rounds=10 if rows > 1 else 20)
+    if path == "kernel":
+        _with_speedup(benchmark, reference)
+
+
+@pytest.mark.parametrize("path", ["kernel", "reference"])
+@pytest.mark.parametrize("rows", [1, WINDOW_ROWS])
+def test_silu_and_mul(benchmark, path, rows):
+    """silu(gate) * up of the MLP's gate_up rows at the model's intermediate size, bf16. Not an
+    interleave ratio: ratio 0."""
+    x = torch.randn(rows, 2 * INTERMEDIATE, device=DEVICE).to(DTYPE)
+    kernel = lambda: torch.ops.vxl_fast.silu_and_mul(x)  # noqa: E731
+    reference = lambda: ops.silu_and_mul_ref(x)  # noqa: E731
+    # read gate and up, write the product
+    big = rows > 1 and DEVICE.type == "cpu"
+    _time(benchmark, kernel if path == "kernel" else reference, 3 * rows * INTERMEDIATE * DTYPE.itemsize, path,
+          f"silu_and_mul {rows}x{INTERMEDIATE}", 0, rounds=4 if big else 20, iterations=2 if big else 5)
+    if path == "kernel":
+        _with_speedup(benchmark, reference)
+
+
+@pytest.mark.parametrize("path", ["kernel", "reference"])
+@pytest.mark.parametrize("rows", [1, 64])
+def test_rope_kv_write(benchmark, path, rows):
+    """A text step's RoPE of q (28 heads) and k (4 KV heads) and the K/V cache write, one layer,
+    bf16: a decode token or a question. Not an interleave ratio: ratio 0."""
+    heads = 28
+    qkv = torch.randn(rows, (heads + 2 * KV_HEADS) * HEAD_DIM, device=DEVICE).to(DTYPE)
+    q, k, v = qkv.split([heads * HEAD_DIM, KV_HEADS * HEAD_DIM, KV_HEADS * HEAD_DIM], dim=-1)
+    q, k, v = (t.view(rows, -1, HEAD_DIM) for t in (q, k, v))
+    cache_k = torch.zeros(KV_HEADS, CAPACITY, HEAD_DIM, device=DEVICE, dtype=DTYPE)
+    cache_v = torch.zeros_like(cache_k)
+    angles = torch.outer(torch.arange(CAPACITY, device=DEVICE).float(),
+                         1e6 ** (-torch.arange(0, HEAD_DIM, 2, device=DEVICE).float() / HEAD_DIM))
+    cos, sin = torch.cat([angles.cos()] * 2, -1), torch.cat([angles.sin()] * 2, -1)
+    start = CAPACITY - rows - 1
+    args = (q, k, v, cos, sin, cache_k, cache_v, start)
+    kernel = lambda: torch.ops.vxl_fast.rope_kv_write(*args)  # noqa: E731
+    reference = lambda: ops.rope_kv_write_ref(*args)  # noqa: E731
+    # read q, k, v and the rows' cos/sin; write q_out and the cache rows
+    moved = rows * HEAD_DIM * (2 * (heads + 2 * KV_HEADS) * DTYPE.itemsize + 2 * 4)
+    _time(benchmark, kernel if path == "kernel" else reference, moved, path, f"rope_kv_write {rows} rows", 0)
+    if path == "kernel":
+        _with_speedup(benchmark, reference)
 
 
 @pytest.mark.parametrize("path", ["kernel", "reference", "pillow"])

@@ -2,6 +2,7 @@
 
 #include <c10/core/ScalarType.h>
 
+#include <cmath>
 #include <vector>
 
 #include "vxl_fast/yuv_to_rgb.h"
@@ -148,6 +149,94 @@ void check_yuv420_to_rgb(const at::Tensor& y, const at::Tensor& u, const at::Ten
               ", got ", v.sizes(), ".");
   CHECK_VALUE(0 <= matrix && matrix < kNumYuvMatrices, op, ": matrix must lie in [0, ",
               kNumYuvMatrices, ") (bt601, bt709, fcc, smpte240m, bt2020), got ", matrix, ".");
+
+void check_fused_add_rms_norm(const at::Tensor& x, const at::Tensor& residual,
+                              const at::Tensor& weight, double eps) {
+  constexpr const char* op = "fused_add_rms_norm";
+  CHECK_VALUE(x.dim() >= 1, op, ": x must have at least one dimension [..., D], got 0.");
+  CHECK_DIM(op, weight, 1, "[D]");
+  CHECK_FLOATING(op, x);
+  CHECK_SAME_DTYPE(op, residual, x);
+  CHECK_SAME_DTYPE(op, weight, x);
+  CHECK_SAME_DEVICE(op, residual, x);
+  CHECK_SAME_DEVICE(op, weight, x);
+  CHECK_VALUE(residual.sizes() == x.sizes(), op, ": residual must have the shape of x (",
+              x.sizes(), "), got ", residual.sizes(), ".");
+  CHECK_VALUE(x.size(-1) >= 1, op, ": x must have a non-empty last dimension, got D = 0.");
+  CHECK_VALUE(weight.size(0) == x.size(-1), op, ": weight has ", weight.size(0),
+              " elements but the rows of x have D = ", x.size(-1), "; they must match.");
+  CHECK_LAST_DIM_CONTIGUOUS(op, x);
+  CHECK_LAST_DIM_CONTIGUOUS(op, residual);
+  CHECK_LAST_DIM_CONTIGUOUS(op, weight);
+  CHECK_VALUE(std::isfinite(eps) && eps >= 0, op, ": eps must be finite and non-negative, got ",
+              eps, ".");
+}
+
+void check_silu_and_mul(const at::Tensor& x) {
+  constexpr const char* op = "silu_and_mul";
+  CHECK_VALUE(x.dim() >= 1, op, ": x must have at least one dimension [..., 2F], got 0.");
+  CHECK_FLOATING(op, x);
+  CHECK_VALUE(x.size(-1) >= 2 && x.size(-1) % 2 == 0, op,
+              ": the last dimension of x (gate and up halves) must be a positive even number, "
+              "got ", x.size(-1), ".");
+  CHECK_LAST_DIM_CONTIGUOUS(op, x);
+}
+
+void check_rope_kv_write(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                         const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& cache_k,
+                         const at::Tensor& cache_v, int64_t start) {
+  constexpr const char* op = "rope_kv_write";
+  CHECK_DIM(op, q, 3, "[n, H, d]");
+  CHECK_DIM(op, k, 3, "[n, Hkv, d]");
+  CHECK_DIM(op, v, 3, "[n, Hkv, d]");
+  CHECK_DIM(op, cos, 2, "[P, d]");
+  CHECK_DIM(op, sin, 2, "[P, d]");
+  CHECK_DIM(op, cache_k, 3, "[Hkv, C, d]");
+  CHECK_DIM(op, cache_v, 3, "[Hkv, C, d]");
+  CHECK_FLOATING(op, q);
+  CHECK_SAME_DTYPE(op, k, q);
+  CHECK_SAME_DTYPE(op, v, q);
+  CHECK_SAME_DTYPE(op, cache_k, q);
+  CHECK_SAME_DTYPE(op, cache_v, q);
+  CHECK_DTYPE(op, cos, c10::kFloat);
+  CHECK_DTYPE(op, sin, c10::kFloat);
+  CHECK_SAME_DEVICE(op, k, q);
+  CHECK_SAME_DEVICE(op, v, q);
+  CHECK_SAME_DEVICE(op, cos, q);
+  CHECK_SAME_DEVICE(op, sin, q);
+  CHECK_SAME_DEVICE(op, cache_k, q);
+  CHECK_SAME_DEVICE(op, cache_v, q);
+  CHECK_VALUE(v.sizes() == k.sizes(), op, ": v must have the shape of k (", k.sizes(), "), got ",
+              v.sizes(), ".");
+  CHECK_VALUE(k.size(0) == q.size(0) && k.size(2) == q.size(2), op, ": k [n, Hkv, d] = ",
+              k.sizes(), " and q [n, H, d] = ", q.sizes(), " must have the same n and d.");
+  CHECK_VALUE(cache_v.sizes() == cache_k.sizes(), op, ": cache_v must have the shape of cache_k (",
+              cache_k.sizes(), "), got ", cache_v.sizes(), ".");
+  CHECK_VALUE(cache_k.size(0) == k.size(1) && cache_k.size(2) == k.size(2), op,
+              ": cache_k [Hkv, C, d] = ", cache_k.sizes(), " and k [n, Hkv, d] = ", k.sizes(),
+              " must have the same Hkv and d.");
+  const int64_t d = q.size(2);
+  CHECK_VALUE(d > 0 && d % 2 == 0, op, ": the head dim d must be a positive even number, got ", d,
+              ".");
+  CHECK_VALUE(cos.size(1) == d, op, ": cos must have d = ", d, " columns, got ", cos.size(1),
+              ".");
+  CHECK_VALUE(sin.sizes() == cos.sizes(), op, ": sin must have the shape of cos (", cos.sizes(),
+              "), got ", sin.sizes(), ".");
+  CHECK_LAST_DIM_CONTIGUOUS(op, q);
+  CHECK_LAST_DIM_CONTIGUOUS(op, k);
+  CHECK_LAST_DIM_CONTIGUOUS(op, v);
+  CHECK_LAST_DIM_CONTIGUOUS(op, cos);
+  CHECK_LAST_DIM_CONTIGUOUS(op, sin);
+  CHECK_LAST_DIM_CONTIGUOUS(op, cache_k);
+  CHECK_LAST_DIM_CONTIGUOUS(op, cache_v);
+  const int64_t n = q.size(0);
+  CHECK_VALUE(start >= 0, op, ": start must be non-negative, got ", start, ".");
+  CHECK_VALUE(start + n <= cache_k.size(1), op, ": start + n = ", start + n,
+              " exceeds the cache length C = ", cache_k.size(1), ".");
+  CHECK_VALUE(start + n <= cos.size(0), op, ": start + n = ", start + n,
+              " exceeds the RoPE table length P = ", cos.size(0), ".");
+}
+
 }
 
 }  // namespace vxl_fast

@@ -74,4 +74,18 @@ void check_kv_compact(const at::Tensor& cache_k, const at::Tensor& cache_v,
 void check_yuv420_to_rgb(const at::Tensor& y, const at::Tensor& u, const at::Tensor& v,
                          int64_t matrix);
 
+// x, residual [..., D] of one float dtype and device, weight [D]; last dims contiguous; D >= 1;
+// eps finite and non-negative.
+void check_fused_add_rms_norm(const at::Tensor& x, const at::Tensor& residual,
+                              const at::Tensor& weight, double eps);
+
+// x float [..., 2F], F >= 1, last dim contiguous.
+void check_silu_and_mul(const at::Tensor& x);
+
+// q [n, H, d], k and v [n, Hkv, d], cache_k and cache_v [Hkv, C, d] of one float dtype, cos and sin
+// float32 [P, d]; one device; last dims contiguous; d even; 0 <= start, start + n <= C and P.
+void check_rope_kv_write(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                         const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& cache_k,
+                         const at::Tensor& cache_v, int64_t start);
+
 }  // namespace vxl_fast

@@ -22,6 +22,14 @@ TORCH_LIBRARY(vxl_fast, m) {
   // [T, (H + 1) / 2, (W + 1) / 2] (any strides: NV12's interleaved chroma as two views)
   // -> [T, H, W, 3].
   m.def("yuv420_to_rgb(Tensor y, Tensor u, Tensor v, int matrix, bool full_range) -> Tensor");
+  // h = residual + x (in x's dtype), then Qwen2 RMSNorm of h with fp32 statistics -> (normed, h).
+  m.def("fused_add_rms_norm(Tensor x, Tensor residual, Tensor weight, float eps) -> (Tensor, Tensor)");
+  // silu(gate) * up of x = [..., 2F] = cat(gate, up) -> [..., F], each step rounded as PyTorch does.
+  m.def("silu_and_mul(Tensor x) -> Tensor");
+  // A text step's q [n, H, d] and k RoPE'd at start + i; k, v into the cache at start + i -> q [H, n, d].
+  m.def(
+      "rope_kv_write(Tensor q, Tensor k, Tensor v, Tensor cos, Tensor sin, Tensor(a!) cache_k, "
+      "Tensor(b!) cache_v, int start) -> Tensor");
 }
 
 // NOTE: an empty limited-API module. Importing it loads this library, whose static initialisers

@@ -17,6 +17,9 @@
 #include "vxl_fast/clip_preprocess.cuh"
 #include "vxl_fast/interleave_vst.cuh"
 #include "vxl_fast/kv_compact.cuh"
+#include "vxl_fast/rms_norm.cuh"
+#include "vxl_fast/rope_kv_write.cuh"
+#include "vxl_fast/silu_and_mul.cuh"
 #include "vxl_fast/yuv_to_rgb.cuh"
 
 namespace {
@@ -74,6 +77,77 @@ cudaError_t clip_preprocess_as(const uint8_t* frames, const int64_t* v, const fl
                                           crop, sink, scratch.data(), nullptr);
 }
 
+template <typename T>
+cudaError_t add_rms_norm_as(void* const* ptr, const int64_t* v, float eps) {
+  vxl_fast::AddRmsNormParams<T> p;
+  p.out = static_cast<T*>(ptr[0]);
+  p.residual_out = static_cast<T*>(ptr[1]);
+  p.x = static_cast<const T*>(ptr[2]);
+  p.residual = static_cast<const T*>(ptr[3]);
+  p.weight = static_cast<const T*>(ptr[4]);
+  p.rows = v[0];
+  p.d = v[1];
+  p.x_stride = v[2];
+  p.residual_stride = v[3];
+  p.eps = eps;
+  return vxl_fast::launch_add_rms_norm<T>(p, nullptr);
+}
+
+template <typename T>
+cudaError_t silu_and_mul_as(void* out, const void* x, const int64_t* v) {
+  vxl_fast::SiluAndMulParams<T> p;
+  p.out = static_cast<T*>(out);
+  p.x = static_cast<const T*>(x);
+  p.rows = v[0];
+  p.width = v[1];
+  p.x_stride = v[2];
+  return vxl_fast::launch_silu_and_mul<T>(p, nullptr);
+}
+
+template <typename T>
+cudaError_t rope_kv_write_as(void* const* ptr, const int64_t* v) {
+  vxl_fast::RopeKvWriteParams<T> p;
+  p.q_out = static_cast<T*>(ptr[0]);
+  p.cache_k = static_cast<T*>(ptr[1]);
+  p.cache_v = static_cast<T*>(ptr[2]);
+  p.q = static_cast<const T*>(ptr[3]);
+  p.k = static_cast<const T*>(ptr[4]);
+  p.v = static_cast<const T*>(ptr[5]);
+  p.cos = static_cast<const float*>(ptr[6]);
+  p.sin = static_cast<const float*>(ptr[7]);
+  p.q_stride_row = v[0];
+  p.q_stride_h = v[1];
+  p.k_stride_row = v[2];
+  p.k_stride_h = v[3];
+  p.v_stride_row = v[4];
+  p.v_stride_h = v[5];
+  p.cache_k_stride_h = v[6];
+  p.cache_k_stride_row = v[7];
+  p.cache_v_stride_h = v[8];
+  p.cache_v_stride_row = v[9];
+  p.cos_stride_row = v[10];
+  p.sin_stride_row = v[11];
+  p.n = v[12];
+  p.heads = v[13];
+  p.kv_heads = v[14];
+  p.half = v[15];
+  p.start = v[16];
+  return vxl_fast::launch_rope_kv_write<T>(p, nullptr);
+}
+
+// out[w * 32 * 5 + k * 32 + lane] = the value lane reads at shuffle k (lane masks 16 .. 1) when
+// every lane offers w * 32 + lane; lanes >= `active` of each warp return before shuffling.
+__global__ void shuffle_probe_kernel(float* out, unsigned active) {
+  const unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  if (lane >= active) {
+    return;
+  }
+  int k = 0;
+  for (int o = 16; o > 0; o /= 2, ++k) {
+    out[(warp * 5 + k) * 32 + lane] = __shfl_xor_sync(0xffffffffu, static_cast<float>(warp * 32 + lane), o);
+  }
+}
+
 }  // namespace
 
 extern "C" {
@@ -128,6 +202,53 @@ int vxl_host_kv_compact(int dtype, void* const* ptr, const int64_t* v) {
       return kv_compact_as<__nv_bfloat16>(ptr, v);
   }
   return cudaErrorInvalidValue;
+}
+
+// launch_add_rms_norm (csrc/cuda/fused_add_rms_norm.cu): ptr = out, residual_out, x, residual,
+// weight; v = rows, d, x row stride, residual row stride.
+int vxl_host_fused_add_rms_norm(int dtype, void* const* ptr, const int64_t* v, float eps) {
+  switch (dtype) {
+    case kFloat32:
+      return add_rms_norm_as<float>(ptr, v, eps);
+    case kFloat16:
+      return add_rms_norm_as<__half>(ptr, v, eps);
+    case kBFloat16:
+      return add_rms_norm_as<__nv_bfloat16>(ptr, v, eps);
+  }
+  return cudaErrorInvalidValue;
+}
+
+// launch_silu_and_mul (csrc/cuda/silu_and_mul.cu): v = rows, F, x row stride.
+int vxl_host_silu_and_mul(int dtype, void* out, const void* x, const int64_t* v) {
+  switch (dtype) {
+    case kFloat32:
+      return silu_and_mul_as<float>(out, x, v);
+    case kFloat16:
+      return silu_and_mul_as<__half>(out, x, v);
+    case kBFloat16:
+      return silu_and_mul_as<__nv_bfloat16>(out, x, v);
+  }
+  return cudaErrorInvalidValue;
+}
+
+// launch_rope_kv_write (csrc/cuda/rope_kv_write.cu): ptr = q_out, cache_k, cache_v, q, k, v, cos,
+// sin; v = the 12 strides of RopeKvWriteParams in order, n, heads, kv_heads, half, start.
+int vxl_host_rope_kv_write(int dtype, void* const* ptr, const int64_t* v) {
+  switch (dtype) {
+    case kFloat32:
+      return rope_kv_write_as<float>(ptr, v);
+    case kFloat16:
+      return rope_kv_write_as<__half>(ptr, v);
+    case kBFloat16:
+      return rope_kv_write_as<__nv_bfloat16>(ptr, v);
+  }
+  return cudaErrorInvalidValue;
+}
+
+// The shim's warp shuffles: shuffle_probe_kernel on `threads` threads (one block).
+int vxl_host_shuffle_probe(float* out, unsigned threads, unsigned active) {
+  VXL_LAUNCH(shuffle_probe_kernel, 1, threads, 0, nullptr)(out, active);
+  return cudaGetLastError();
 }
 
 // launch_clip_preprocess (csrc/cuda/clip_preprocess.cu): v = T, H, W, the 3 frame strides, size,

@@ -24,6 +24,7 @@ CACHE = REPO / "build" / "host_kernels"
 FLAGS = ["-std=c++20", "-O1", "-fPIC", "-shared", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror"]
 DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 CUDA_ERROR_INVALID_CONFIGURATION = 9
+CUDA_ERROR_LAUNCH_FAILURE = 719
 
 _i64 = ctypes.c_int64
 _ptr = ctypes.c_void_p
@@ -80,6 +81,11 @@ class HostKernels:
         self.lib.vxl_host_clip_preprocess.argtypes = [ctypes.c_int, _ptr, ctypes.POINTER(_i64), _ptr,
                                                       _ptr, _ptr]
         self.lib.vxl_host_yuv420_to_rgb.argtypes = [ctypes.POINTER(_ptr), ctypes.POINTER(_i64), _ptr]
+        self.lib.vxl_host_fused_add_rms_norm.argtypes = [ctypes.c_int, ctypes.POINTER(_ptr),
+                                                         ctypes.POINTER(_i64), ctypes.c_float]
+        self.lib.vxl_host_silu_and_mul.argtypes = [ctypes.c_int, _ptr, _ptr, ctypes.POINTER(_i64)]
+        self.lib.vxl_host_rope_kv_write.argtypes = [ctypes.c_int, ctypes.POINTER(_ptr), ctypes.POINTER(_i64)]
+        self.lib.vxl_host_shuffle_probe.argtypes = [_ptr, ctypes.c_uint, ctypes.c_uint]
         for name in ("float2half", "float2bfloat16", "half2float"):
             getattr(self.lib, f"vxl_host_{name}").argtypes = [_ptr, _ptr, _i64]
         self.cuda_arch = self.lib.vxl_host_cuda_arch()
@@ -143,6 +149,52 @@ class HostKernels:
         rc = self.lib.vxl_host_yuv420_to_rgb(planes, ints, out.data_ptr())
         assert rc == 0, f"launch_yuv420_to_rgb returned cudaError_t {rc}"
         return out
+
+    def fused_add_rms_norm(self, x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
+                           eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """The CUDA impl (csrc/cuda/fused_add_rms_norm.cu), on the host: rows of [..., D] views."""
+        d = x.shape[-1]
+        x2, r2 = x.reshape(-1, d), residual.reshape(-1, d)
+        out = torch.full(x.shape, float("nan"), dtype=x.dtype)
+        residual_out = torch.full(x.shape, float("nan"), dtype=x.dtype)
+        if x2.shape[0]:
+            ptrs = (_ptr * 5)(out.data_ptr(), residual_out.data_ptr(), x2.data_ptr(), r2.data_ptr(),
+                              weight.data_ptr())
+            ints = (_i64 * 4)(x2.shape[0], d, x2.stride(0), r2.stride(0))
+            rc = self.lib.vxl_host_fused_add_rms_norm(DTYPE_CODES[x.dtype], ptrs, ints, eps)
+            assert rc == 0, f"launch_add_rms_norm returned cudaError_t {rc}"
+        return out, residual_out
+
+    def silu_and_mul(self, x: torch.Tensor) -> torch.Tensor:
+        """The CUDA impl (csrc/cuda/silu_and_mul.cu), on the host: x [..., 2F] -> [..., F]."""
+        x2 = x.reshape(-1, x.shape[-1])
+        out = torch.full((*x.shape[:-1], x.shape[-1] // 2), float("nan"), dtype=x.dtype)
+        if out.numel():
+            ints = (_i64 * 3)(x2.shape[0], x2.shape[1] // 2, x2.stride(0))
+            rc = self.lib.vxl_host_silu_and_mul(DTYPE_CODES[x.dtype], out.data_ptr(), x2.data_ptr(), ints)
+            assert rc == 0, f"launch_silu_and_mul returned cudaError_t {rc}"
+        return out
+
+    def rope_kv_write(self, q, k, v, cos, sin, cache_k, cache_v, start: int) -> torch.Tensor:
+        """The CUDA impl (csrc/cuda/rope_kv_write.cu), on the host: returns q_out [H, n, d]."""
+        n, heads, d = q.shape
+        q_out = torch.full((heads, n, d), float("nan"), dtype=q.dtype)
+        if n and heads + k.shape[1]:
+            tensors = (q_out, cache_k, cache_v, q, k, v, cos, sin)
+            ptrs = (_ptr * 8)(*(t.data_ptr() for t in tensors))
+            ints = (_i64 * 17)(q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
+                               cache_k.stride(0), cache_k.stride(1), cache_v.stride(0), cache_v.stride(1),
+                               cos.stride(0), sin.stride(0), n, heads, k.shape[1], d // 2, start)
+            rc = self.lib.vxl_host_rope_kv_write(DTYPE_CODES[q.dtype], ptrs, ints)
+            assert rc == 0, f"launch_rope_kv_write returned cudaError_t {rc}"
+        return q_out
+
+    def shuffle_probe(self, threads: int, active: int = 32) -> tuple[int, torch.Tensor]:
+        """(cudaError_t, [warps, 5, 32] values read at the 5 butterfly shuffles, NaN where unread)."""
+        warps = (threads + 31) // 32
+        out = torch.full((warps, 5, 32), float("nan"))
+        rc = self.lib.vxl_host_shuffle_probe(out.data_ptr(), threads, active)
+        return rc, out
 
     def convert(self, name: str, x: torch.Tensor, out_dtype: torch.dtype) -> torch.Tensor:
         """The shim's scalar conversion `name` (float2half, float2bfloat16, half2float), elementwise."""

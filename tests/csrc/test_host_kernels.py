@@ -2,7 +2,8 @@
 host shim (tests/csrc/shim) and compared with the CPU impl (torch.ops.vxl_fast) and the reference
 twins on awkward sizes, in index order and in shuffled block/thread orders, with and without
 __CUDA_ARCH__ (the device-only branches). Copies must be bit-exact; kv_compact's RoPE arithmetic
-must lie within a bound derived from fp32 and the storage type's rounding.
+must lie within a bound derived from fp32 and the storage type's rounding; fused_add_rms_norm (a
+warp per row, shuffles) and silu_and_mul must equal their CPU impls bit for bit.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import pytest
 import torch
 
 import vxl_fast._ext as ext
-from vxl_fast.ops import YUV_MATRICES, clip_preprocess_ref, interleave_vst_ref, kv_compact_ref, vst_slots, yuv420_to_rgb_ref
-from host_kernels import CUDA_ERROR_INVALID_CONFIGURATION, host_kernels
+from vxl_fast.ops import (YUV_MATRICES, clip_preprocess_ref, fused_add_rms_norm_ref, interleave_vst_ref,
+                          kv_compact_ref, rope_kv_write_ref, silu_and_mul_ref, vst_slots, yuv420_to_rgb_ref)
+from host_kernels import CUDA_ERROR_INVALID_CONFIGURATION, CUDA_ERROR_LAUNCH_FAILURE, host_kernels
 
 pytestmark = pytest.mark.skipif(not ext.available, reason=f"vxl_fast._C is not built: {ext.error}")
 
@@ -276,3 +278,102 @@ def test_yuv420_to_rgb_on_decoded_video_equals_pyav(kernels, tmp_path):
         y, u, v = (torch.from_numpy(p.copy())[None] for p in frame_planes(frame))
         got = kernels.yuv420_to_rgb(y, u, v, list(YUV_MATRICES).index(conv.matrix), conv.full_range)[0]
         _assert_same_bytes(got, torch.from_numpy(frame.to_ndarray(format="rgb24")), f"frame {i} {conv}")
+
+
+# ---- the shim's warp shuffles ----
+
+def test_shuffles_read_the_partner_lane():
+    k = host_kernels()
+    rc, out = k.shuffle_probe(96)
+    assert rc == 0
+    lanes = torch.arange(32)
+    for w in range(3):
+        for i, o in enumerate((16, 8, 4, 2, 1)):
+            assert torch.equal(out[w, i], (w * 32 + (lanes ^ o)).float())
+
+
+@pytest.mark.parametrize("threads,active", [(32, 16), (32, 1), (48, 32)])
+def test_unbalanced_shuffles_fail_the_launch(threads, active):
+    """Lanes that return before a full-mask shuffle, or a partial warp, fail as on a GPU (undefined
+    there), rather than reading stale values."""
+    rc, _ = host_kernels().shuffle_probe(threads, active)
+    assert rc == CUDA_ERROR_LAUNCH_FAILURE
+
+
+# ---- fused_add_rms_norm: a warp per row; the CPU impl's order of the sum, bit-exact ----
+
+# (leading shape, D, layout): 1 row of 1, primes, partial last chunks, rows past a block's
+# 4 warps, the model's width, strided rows (element-wise path), 3-D
+NORM_CASES = [((1,), 1, "contiguous"), ((1,), 7, "contiguous"), ((5,), 131, "contiguous"),
+              ((9,), 256, "contiguous"), ((2,), 3584, "contiguous"), ((7,), 264, "strided"),
+              ((2, 3), 40, "contiguous"), ((3,), 1000, "strided"), ((0,), 8, "contiguous")]
+
+
+def _strided(lead, d, dtype, g, layout, scale=1.0):
+    if layout == "contiguous":
+        return (scale * torch.randn(*lead, d, generator=g)).to(dtype)
+    return (scale * torch.randn(*lead, d + 5, generator=g)).to(dtype)[..., 2:2 + d]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", NORM_CASES, ids=lambda c: f"{c[0]}x{c[1]}-{c[2]}")
+def test_fused_add_rms_norm_matches_cpu_impl(kernels, dtype, case):
+    lead, d, layout = case
+    g = torch.Generator().manual_seed(d)
+    x = _strided(lead, d, dtype, g, layout)
+    residual = _strided(lead, d, dtype, g, "contiguous", scale=3.0)
+    weight = (1 + torch.randn(d, generator=g) / 4).to(dtype)
+    normed, h = kernels.fused_add_rms_norm(x, residual, weight, 1e-6)
+    cpu_normed, cpu_h = torch.ops.vxl_fast.fused_add_rms_norm(x, residual, weight, 1e-6)
+    what = f"{case} {dtype}"
+    _assert_same_bits(h, cpu_h, f"h vs CPU impl: {what}")
+    _assert_same_bits(normed, cpu_normed, f"normed vs CPU impl: {what}")
+    _assert_same_bits(h, fused_add_rms_norm_ref(x, residual, weight, 1e-6)[1], f"h vs ref: {what}")
+
+
+# ---- silu_and_mul: elementwise, bit-exact with the CPU impl ----
+
+SILU_CASES = [((1,), 1, "contiguous"), ((1,), 7, "contiguous"), ((3,), 37, "contiguous"),
+              ((4,), 136, "contiguous"), ((2,), 520, "strided"), ((2, 3), 16, "contiguous"),
+              ((300,), 8, "contiguous"), ((0,), 8, "contiguous")]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", SILU_CASES, ids=lambda c: f"{c[0]}x{c[1]}-{c[2]}")
+def test_silu_and_mul_matches_cpu_impl(kernels, dtype, case):
+    lead, f, layout = case
+    x = _strided(lead, 2 * f, dtype, torch.Generator().manual_seed(f), layout, scale=4.0)
+    got = kernels.silu_and_mul(x)
+    what = f"{case} {dtype}"
+    _assert_same_bits(got, torch.ops.vxl_fast.silu_and_mul(x), f"vs CPU impl: {what}")
+    if dtype != torch.float32:  # PyTorch's fp32 silu uses another exp; the rounding hides it here
+        _assert_same_bits(got, silu_and_mul_ref(x), f"vs ref: {what}")
+
+
+# ---- rope_kv_write: fp32 RoPE (rope.h) and a copy, bit-exact with the CPU impl ----
+
+# (n, H, Hkv, d, start): one row, d = 2, GQA, the model's head dim, more heads than threads
+ROPE_CASES = [(1, 1, 1, 2, 0), (3, 4, 2, 6, 5), (7, 28, 4, 128, 2), (2, 3, 3, 130, 0), (2, 2, 1, 600, 1)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rope_kv_write_matches_cpu_impl(kernels, dtype):
+    g = torch.Generator().manual_seed(11)
+    for n, heads, kv_heads, d, start in ROPE_CASES:
+        qkv = torch.randn(n, (heads + 2 * kv_heads) * d, generator=g).to(dtype)
+        q, k, v = qkv.split([heads * d, kv_heads * d, kv_heads * d], dim=-1)
+        q, k, v = q.view(n, heads, d), k.view(n, kv_heads, d), v.view(n, kv_heads, d)
+        cap = start + n + 2
+        angles = torch.outer(torch.arange(cap, dtype=torch.float32), torch.linspace(1.0, 1e-4, d // 2))
+        cos, sin = torch.cat([angles.cos()] * 2, 1), torch.cat([angles.sin()] * 2, 1)
+        caches = torch.randn(2, kv_heads, cap, d + 3, generator=g).to(dtype)[..., :d]
+        host, cpu = caches.clone(), caches.clone()
+        what = f"n={n} H={heads} Hkv={kv_heads} d={d} start={start} {dtype}"
+        q_host = kernels.rope_kv_write(q, k, v, cos, sin, host[0], host[1], start)
+        q_cpu = torch.ops.vxl_fast.rope_kv_write(q, k, v, cos, sin, cpu[0], cpu[1], start)
+        _assert_same_bits(q_host, q_cpu, f"q vs CPU impl: {what}")
+        _assert_same_bits(host, cpu, f"caches vs CPU impl: {what}")
+        cache_ref = caches.clone()
+        q_ref = rope_kv_write_ref(q, k, v, cos, sin, cache_ref[0], cache_ref[1], start)
+        _assert_same_bits(q_host, q_ref, f"q vs ref: {what}")
+        _assert_same_bits(host, cache_ref, f"caches vs ref: {what}")

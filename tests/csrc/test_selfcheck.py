@@ -12,7 +12,7 @@ import torch
 
 import vxl_fast._ext as ext
 from vxl_fast import ops
-from vxl_fast.ops import interleave_vst_ref, selfcheck
+from vxl_fast.ops import fused_add_rms_norm_ref, interleave_vst_ref, selfcheck, silu_and_mul_ref
 
 pytestmark = pytest.mark.skipif(not ext.available, reason=f"vxl_fast._C is not built: {ext.error}")
 
@@ -56,9 +56,41 @@ def wrong_interleave_vst():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", ["clip_preprocess", "interleave_vst", "kv_compact"])
+@pytest.mark.parametrize("name", ["clip_preprocess", "fused_add_rms_norm", "interleave_vst", "kv_compact",
+                                  "rope_kv_write", "silu_and_mul", "yuv420_to_rgb"])
 def test_the_cpu_impls_pass_the_check(name, dtype):
     assert selfcheck.check_op(name, CPU, dtype) is None
+
+
+def test_check_catches_wrong_fused_kernels():
+    """A norm 1 % off and a silu_and_mul with gate and up swapped fail their checks; a residual
+    add one ulp off fails exactly."""
+    def wrong_norm(x, residual, weight, eps):
+        with torch._C._AutoDispatchBelowAutograd():
+            normed, h = fused_add_rms_norm_ref(x, residual, weight, eps)
+        if x.dtype == torch.float16:
+            return normed, torch.nextafter(h, torch.full_like(h, float("inf")))
+        return normed * 1.01, h
+
+    def wrong_silu(x):
+        with torch._C._AutoDispatchBelowAutograd():
+            return silu_and_mul_ref(torch.cat(x.chunk(2, dim=-1)[::-1], dim=-1))
+
+    lib = torch.library.Library("vxl_fast", "IMPL")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Overriding a previously registered kernel"
+            lib.impl("fused_add_rms_norm", wrong_norm, "CPU")
+            lib.impl("silu_and_mul", wrong_silu, "CPU")
+        assert selfcheck.check_op("fused_add_rms_norm", CPU, torch.float32).startswith(
+            "normed differs by up to ")
+        assert selfcheck.check_op("fused_add_rms_norm", CPU, torch.float16) == (
+            "680 of 680 h elements differ, the first at [0, 0]")
+        assert selfcheck.check_op("silu_and_mul", CPU, torch.bfloat16).startswith("output differs by up to ")
+    finally:
+        lib._destroy()
+    assert selfcheck.check_op("fused_add_rms_norm", CPU, torch.float16) is None
+    assert selfcheck.check_op("silu_and_mul", CPU, torch.bfloat16) is None
 
 
 def test_check_reports_a_wrong_and_a_raising_kernel(wrong_interleave_vst):

@@ -50,6 +50,26 @@ def test_encoding_never_waits_for_the_device_but_once_at_the_end(rehearsal_128):
     assert rehearsal_128.encode_waits == 1
 
 
+def test_fused_elementwise_ops_run_as_on_the_device(rehearsal_128):
+    """Residual add + RMSNorm, SiLU * up and a window's RoPE + K/V write are one custom op each
+    on CUDA (layers.kernels.FUSED):
+    a window runs 27 layers fully and the last one's input norm on its VSTs (no residual add in
+    layer 0), a decode step all 28; only the first layer's input norm and the final norm stay
+    PyTorch's (one rsqrt each)."""
+    r = rehearsal_128
+    assert r.ops_per_window_layer["fused_add_rms_norm"] * 28 == pytest.approx(2 * 27, abs=0.2)
+    assert r.ops_per_window_layer["silu_and_mul"] * 28 == pytest.approx(27, abs=0.2)
+    assert r.ops_per_decode_step["fused_add_rms_norm"] == 2 * 28 - 1
+    assert r.ops_per_decode_step["silu_and_mul"] == 28
+    assert r.ops_per_decode_step["rsqrt"] == 2
+    assert r.ops_total["silu"] == 0
+    # a window's RoPE and cache write, one op per layer but the last (which keeps only its VSTs'
+    # K/V); the static decode step writes at a device position instead (a host start would be
+    # baked into a captured graph)
+    assert r.ops_per_window_layer["rope_kv_write"] * 28 == pytest.approx(27, abs=0.2)
+    assert r.ops_per_decode_step["rope_kv_write"] == 0 and r.ops_per_decode_step["index_copy_"] == 2 * 28
+
+
 def test_simulated_peak_is_what_the_planner_says(rehearsal_128):
     r = rehearsal_128
     assert abs(r.peak_bytes - r.planned_bytes) <= 0.05 * r.peak_bytes, r.as_dict()

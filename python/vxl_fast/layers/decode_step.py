@@ -58,8 +58,9 @@ class DecodeStep:
     rows: int = 1
     is_visual: bool = False
 
-    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """q: [1, H, d]; k, v: [1, Hkv, d] (before RoPE). Returns [1, H·d]."""
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernels=None) -> torch.Tensor:
+        """q: [1, H, d]; k, v: [1, Hkv, d] (before RoPE). Returns [1, H·d]. (``kernels``: the
+        layer's elementwise ops, unused: RoPE here gathers its rows at the device position.)"""
         cos = self.cos.index_select(0, self.position)
         sin = self.sin.index_select(0, self.position)
         ck, cv = self.k[layer], self.v[layer]

@@ -12,3 +12,11 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     xf = x.float()
     xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
     return weight * xf.to(x.dtype)
+
+
+def add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
+                 eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The decoder's residual add, then RMSNorm: ``h = residual + x`` in x's dtype; returns
+    ``(rms_norm(h, weight, eps), h)``."""
+    h = residual + x
+    return rms_norm(h, weight, eps), h

@@ -18,7 +18,8 @@ import torch
 from .. import ops
 from ..memory.kv import KVCache, VstStage
 from .attention import AttentionBackend
-from .rotary import RotaryTable, apply_rope
+from .kernels import LayerKernels
+from .rotary import RotaryTable
 
 
 @dataclass
@@ -37,18 +38,15 @@ class WindowStep:
     def is_visual(self) -> bool:
         return self.vst_index is not None
 
-    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               kernels: LayerKernels) -> torch.Tensor:
         """q: [rows, H, d]; k, v: [rows, Hkv, d] (before RoPE). Returns [rows, H·d]."""
         n, m = self.rows, self.start
-        cos = self.rope.cos[m:m + n]
-        sin = self.rope.sin[m:m + n]
-        qh = apply_rope(q.transpose(0, 1), cos, sin)
-        kh, vh = k.transpose(0, 1), v.transpose(0, 1)
         ck, cv = self.cache.k[layer], self.cache.v[layer]
-        if self.is_visual:
-            self._stage(kh.index_select(1, self.vst_index), vh.index_select(1, self.vst_index))
-        ck[:, m:m + n] = apply_rope(kh, cos, sin)
-        cv[:, m:m + n] = vh
+        if self.is_visual:  # the VSTs' keys before RoPE, for their final slots
+            self._stage(k.index_select(0, self.vst_index).transpose(0, 1),
+                        v.index_select(0, self.vst_index).transpose(0, 1))
+        qh = kernels.rope_kv_write(q, k, v, self.rope.cos, self.rope.sin, ck, cv, m)
         out = self.attention(qh, ck[:, :m + n], cv[:, :m + n])
         if self.is_visual:
             self._compact(layer)

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import LLMConfig
+from ..layers.kernels import TORCH, LayerKernels
 from ..layers.norm import rms_norm
 from ..layers.step import WindowStep
 
@@ -19,6 +20,14 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return rms_norm(x, self.weight, self.eps)
+
+    def add(self, x: torch.Tensor, residual: torch.Tensor | None,
+            kernels: LayerKernels) -> tuple[torch.Tensor, torch.Tensor]:
+        """(RMSNorm(h), h) with h = residual + x, the residual add fused into the norm; h = x when
+        there is no residual yet (the first layer's input)."""
+        if residual is None:
+            return self(x), x
+        return kernels.add_rms_norm(x, residual, self.weight, self.eps)
 
 
 VST_PROJECTIONS = ("gather", "overwrite")
@@ -75,9 +84,8 @@ class Qwen2MLP(nn.Module):
         self.gate_up_proj = nn.Linear(cfg.hidden_size, 2 * cfg.intermediate_size, bias=False)
         self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
-        return self.down_proj(F.silu(gate) * up)
+    def forward(self, x: torch.Tensor, kernels: LayerKernels) -> torch.Tensor:
+        return self.down_proj(kernels.silu_and_mul(self.gate_up_proj(x)))
 
 
 class Qwen2DecoderLayer(nn.Module):
@@ -88,15 +96,24 @@ class Qwen2DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.mlp = Qwen2MLP(cfg)
 
-    def forward(self, x: torch.Tensor, layer: int, step: WindowStep) -> torch.Tensor:
-        q, k, v = self.self_attn.project(self.input_layernorm(x), step)
-        x = x + self.self_attn.o_proj(step.attend(layer, q, k, v))
-        return x + self.mlp(self.post_attention_layernorm(x))
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None, layer: int, step: WindowStep,
+                kernels: LayerKernels) -> tuple[torch.Tensor, torch.Tensor]:
+        """The hidden state entering the layer is residual + x (x alone for the first layer,
+        residual None); returns (the MLP's output, the hidden state after attention), whose sum
+        leaves the layer. Each residual add happens in the next norm (``RMSNorm.add``)."""
+        h, residual = self.input_layernorm.add(x, residual, kernels)
+        q, k, v = self.self_attn.project(h, step)
+        h, residual = self.post_attention_layernorm.add(
+            self.self_attn.o_proj(step.attend(layer, q, k, v, kernels)), residual, kernels)
+        return self.mlp(h, kernels), residual
 
-    def keep_vst_kv(self, x: torch.Tensor, layer: int, step: WindowStep) -> None:
+    def keep_vst_kv(self, x: torch.Tensor, residual: torch.Tensor | None, layer: int, step: WindowStep,
+                    kernels: LayerKernels) -> None:
         """The last layer of a visual window: only its VSTs' K/V are kept and nothing reads its
         output, so the raw rows' K/V, the attention, ``o_proj`` and the MLP are not computed."""
-        k, v = self.self_attn.project_vst_kv(self.input_layernorm(x[step.vst_index]))
+        rows = step.vst_index
+        h, _ = self.input_layernorm.add(x[rows], None if residual is None else residual[rows], kernels)
+        k, v = self.self_attn.project_vst_kv(h)
         step.keep(layer, k, v)
 
 
@@ -107,14 +124,17 @@ class Qwen2Model(nn.Module):
         self.beacon_embed_tokens = nn.Embedding(1, cfg.hidden_size)  # the VST input embedding
         self.layers = nn.ModuleList(Qwen2DecoderLayer(cfg) for _ in range(cfg.num_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        # NOTE: the PyTorch composition until the runner picks the device's (select_kernels).
+        self.kernels = TORCH
 
     def forward(self, x: torch.Tensor, step: WindowStep) -> torch.Tensor | None:
         """Run one window's rows x [n, D] through every layer; returns the last hidden states
         (None for a visual window, whose only result is the VSTs' K/V in the cache)."""
         last = len(self.layers) - 1
+        residual = None
         for i, layer in enumerate(self.layers):
             if i == last and step.is_visual:
-                layer.keep_vst_kv(x, i, step)
+                layer.keep_vst_kv(x, residual, i, step, self.kernels)
                 return None
-            x = layer(x, i, step)
-        return x
+            x, residual = layer(x, residual, i, step, self.kernels)
+        return residual + x

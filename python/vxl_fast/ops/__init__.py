@@ -16,16 +16,18 @@ import torch
 
 from .. import _ext
 from . import selfcheck
-from .reference import (YUV_MATRICES, clip_preprocess_ref, interleave_vst_ref, kv_compact_ref,
-                        yuv420_to_rgb_ref, yuv_matrix_index)
+from .reference import (YUV_MATRICES, clip_preprocess_ref, fused_add_rms_norm_ref, interleave_vst_ref,
+                        kv_compact_ref, rope_kv_write_ref, silu_and_mul_ref, yuv420_to_rgb_ref, yuv_matrix_index)
 
-__all__ = ["clip_preprocess", "interleave_vst", "kv_compact", "yuv420_to_rgb", "nv12_to_rgb", "vst_slots",
-           "raw_slots", "clip_preprocess_ref", "interleave_vst_ref", "kv_compact_ref", "yuv420_to_rgb_ref",
+__all__ = ["clip_preprocess", "fused_add_rms_norm", "interleave_vst", "kv_compact", "rope_kv_write", "silu_and_mul",
+           "yuv420_to_rgb", "nv12_to_rgb", "vst_slots", "raw_slots", "clip_preprocess_ref", "fused_add_rms_norm_ref",
+           "interleave_vst_ref", "kv_compact_ref", "rope_kv_write_ref", "silu_and_mul_ref", "yuv420_to_rgb_ref",
            "YUV_MATRICES", "reference_only"]
 
 # NOTE: looked up once, so that torch.compile sees a constant rather than a dispatcher query.
 _CUDA_KERNELS = frozenset(
-    name for name in ("clip_preprocess", "interleave_vst", "kv_compact", "yuv420_to_rgb")
+    name for name in ("clip_preprocess", "fused_add_rms_norm", "interleave_vst", "kv_compact", "rope_kv_write",
+                      "silu_and_mul", "yuv420_to_rgb")
     if _ext.available and torch._C._dispatch_has_kernel_for_dispatch_key(f"vxl_fast::{name}", "CUDA"))
 _warned = False
 _use_kernels = True
@@ -185,7 +187,83 @@ def nv12_to_rgb(y: torch.Tensor, uv: torch.Tensor, matrix: str = "bt601",
     return yuv420_to_rgb(y, uv[..., 0::2], uv[..., 1::2], matrix, full_range)
 
 
+def fused_add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
+                       eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The decoder's residual add, then Qwen2 RMSNorm with fp32 statistics, in one pass.
+
+    x, residual: [..., D] float32/float16/bfloat16, same dtype and device, last dims contiguous
+    (other strides arbitrary), D >= 1; weight: [D], same dtype; eps >= 0 finite. Returns (normed, h),
+    new contiguous [..., D] tensors in x's dtype:
+
+        h = residual + x                                   (rounded to the dtype, as the model adds)
+        normed = weight * (h32 / sqrt(mean(h32², -1) + eps)).to(dtype),   h32 = h.float()
+
+    h is bit-identical to ``residual + x``. normed is not bit-identical to the PyTorch composition
+    (``fused_add_rms_norm_ref``): the sum of squares runs in another order (32 lane-strided partial
+    sums and a butterfly, csrc/include/vxl_fast/rms_norm.h) and 1 / sqrt is rounded division of a
+    rounded square root where PyTorch's rsqrt is an approximation. Before the roundings to the dtype,
+    h32 · r is within (4 · ceil(D / 256) + 7) fp32 units of roundoff of its exact value (the sum's
+    m = 8 · ceil(D / 256) terms per lane and 5 butterfly levels, halved by the square root, plus
+    the division, sqrt, reciprocal and product); so in fp32 the two differ by a few ulp, and in
+    bf16/fp16 by one ulp where a value lies that close to a rounding boundary, else not at all.
+    """
+    if _has_kernel("fused_add_rms_norm", x.device, x.dtype):
+        return torch.ops.vxl_fast.fused_add_rms_norm(x, residual, weight, eps)
+    return fused_add_rms_norm_ref(x, residual, weight, eps)
+
+
+def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
+    """The MLP's SiLU-gated product: x [..., 2F] = cat(gate, up) float32/float16/bfloat16, last dim
+    contiguous (other strides arbitrary) -> a new contiguous [..., F] tensor in x's dtype,
+
+        out = T(float(T(silu(float(gate)))) * float(up)),   silu(g) = g / (1 + exp(-g)) in fp32
+
+    the rounding of ``F.silu(gate) * up``. On CUDA it is PyTorch's own formula (CUDA expf, IEEE
+    division); the CPU impl uses libm's exp where PyTorch's CPU silu uses a vectorised exp, so in
+    fp32 the two may differ by an ulp or two of silu before the product.
+    """
+    if _has_kernel("silu_and_mul", x.device, x.dtype):
+        return torch.ops.vxl_fast.silu_and_mul(x)
+    return silu_and_mul_ref(x)
+
+
+def rope_kv_write(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                  cache_k: torch.Tensor, cache_v: torch.Tensor, start: int) -> torch.Tensor:
+    """A text step's RoPE and K/V cache write in one pass; returns the rotated queries.
+
+    q: [n, H, d], k, v: [n, Hkv, d] float32/float16/bfloat16 (any strides but the last, e.g. views
+    of the fused qkv projection); cos, sin: float32 [P, d] full-width RoPE tables; cache_k,
+    cache_v: [Hkv, C, d] one layer's cache in q's dtype; one device, last dims contiguous, d even,
+    0 <= start, start + n <= C and P. For row i at p = start + i, half = d // 2, with x in float32:
+
+        rope(x)[:half] = x[:half] * cos[p, :half] - x[half:] * sin[p, :half]
+        rope(x)[half:] = x[half:] * cos[p, half:] + x[:half] * sin[p, half:]
+
+    cast once to the dtype: cache_k[:, p] = rope(k[i]), cache_v[:, p] = v[i], and the result, a new
+    contiguous [H, n, d] tensor, holds rope(q[i]) at [:, i]. Each product and sum is a separate fp32
+    operation, as in ``layers.rotary.apply_rope``: the same bits.
+    """
+    if _has_kernel("rope_kv_write", q.device, q.dtype):
+        return torch.ops.vxl_fast.rope_kv_write(q, k, v, cos, sin, cache_k, cache_v, start)
+    return rope_kv_write_ref(q, k, v, cos, sin, cache_k, cache_v, start)
+
+
 if _ext.available:
+
+    @torch.library.register_fake("vxl_fast::rope_kv_write")
+    def _rope_kv_write_fake(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor,
+                            sin: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tensor,
+                            start: int) -> torch.Tensor:
+        return q.new_empty((q.shape[1], q.shape[0], q.shape[2]))
+
+    @torch.library.register_fake("vxl_fast::fused_add_rms_norm")
+    def _fused_add_rms_norm_fake(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
+                                 eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+        return x.new_empty(x.shape), x.new_empty(x.shape)
+
+    @torch.library.register_fake("vxl_fast::silu_and_mul")
+    def _silu_and_mul_fake(x: torch.Tensor) -> torch.Tensor:
+        return x.new_empty((*x.shape[:-1], x.shape[-1] // 2))
 
     @torch.library.register_fake("vxl_fast::clip_preprocess")
     def _clip_preprocess_fake(frames: torch.Tensor, size: int, crop: int, mean: list[float],

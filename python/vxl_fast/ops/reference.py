@@ -6,6 +6,7 @@ extension is missing, and raise the same sentences as the C++ checks (``csrc/che
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -154,6 +155,139 @@ def check_kv_compact(cache_k: torch.Tensor, cache_v: torch.Tensor, vst_k: torch.
     if dst + nb > cos.shape[0]:
         raise ValueError(f"{op}: dst + nb = {dst + nb} exceeds the RoPE table length "
                          f"P = {cos.shape[0]}.")
+
+
+def check_fused_add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
+                             eps: float) -> None:
+    """The argument checks of ``fused_add_rms_norm``, in the order of the C++ impl."""
+    op = "fused_add_rms_norm"
+    if x.dim() < 1:
+        raise ValueError(f"{op}: x must have at least one dimension [..., D], got 0.")
+    _check_dim(op, "weight", weight, 1, "[D]")
+    _check_floating(op, "x", x)
+    _check_same_dtype(op, "residual", residual, "x", x)
+    _check_same_dtype(op, "weight", weight, "x", x)
+    _check_same_device(op, "residual", residual, "x", x)
+    _check_same_device(op, "weight", weight, "x", x)
+    if residual.shape != x.shape:
+        raise ValueError(f"{op}: residual must have the shape of x ({_shape(x)}), got {_shape(residual)}.")
+    if x.shape[-1] < 1:
+        raise ValueError(f"{op}: x must have a non-empty last dimension, got D = 0.")
+    if weight.shape[0] != x.shape[-1]:
+        raise ValueError(f"{op}: weight has {weight.shape[0]} elements but the rows of x have "
+                         f"D = {x.shape[-1]}; they must match.")
+    for name, t in (("x", x), ("residual", residual), ("weight", weight)):
+        _check_last_dim_contiguous(op, name, t)
+    if not (math.isfinite(eps) and eps >= 0):
+        raise ValueError(f"{op}: eps must be finite and non-negative, got {eps:g}.")
+
+
+def check_silu_and_mul(x: torch.Tensor) -> None:
+    """The argument checks of ``silu_and_mul``, in the order of the C++ impl."""
+    op = "silu_and_mul"
+    if x.dim() < 1:
+        raise ValueError(f"{op}: x must have at least one dimension [..., 2F], got 0.")
+    _check_floating(op, "x", x)
+    if x.shape[-1] < 2 or x.shape[-1] % 2:
+        raise ValueError(f"{op}: the last dimension of x (gate and up halves) must be a positive even "
+                         f"number, got {x.shape[-1]}.")
+    _check_last_dim_contiguous(op, "x", x)
+
+
+def check_rope_kv_write(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor,
+                        sin: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tensor, start: int) -> None:
+    """The argument checks of ``rope_kv_write``, in the order of the C++ impl."""
+    op = "rope_kv_write"
+    named = {"q": q, "k": k, "v": v, "cos": cos, "sin": sin, "cache_k": cache_k, "cache_v": cache_v}
+    for name, n, shape in (("q", 3, "[n, H, d]"), ("k", 3, "[n, Hkv, d]"), ("v", 3, "[n, Hkv, d]"),
+                           ("cos", 2, "[P, d]"), ("sin", 2, "[P, d]"), ("cache_k", 3, "[Hkv, C, d]"),
+                           ("cache_v", 3, "[Hkv, C, d]")):
+        _check_dim(op, name, named[name], n, shape)
+    _check_floating(op, "q", q)
+    for name in ("k", "v", "cache_k", "cache_v"):
+        _check_same_dtype(op, name, named[name], "q", q)
+    _check_dtype(op, "cos", cos, torch.float32)
+    _check_dtype(op, "sin", sin, torch.float32)
+    for name in ("k", "v", "cos", "sin", "cache_k", "cache_v"):
+        _check_same_device(op, name, named[name], "q", q)
+    if v.shape != k.shape:
+        raise ValueError(f"{op}: v must have the shape of k ({_shape(k)}), got {_shape(v)}.")
+    if k.shape[0] != q.shape[0] or k.shape[2] != q.shape[2]:
+        raise ValueError(f"{op}: k [n, Hkv, d] = {_shape(k)} and q [n, H, d] = {_shape(q)} must have "
+                         f"the same n and d.")
+    if cache_v.shape != cache_k.shape:
+        raise ValueError(f"{op}: cache_v must have the shape of cache_k ({_shape(cache_k)}), "
+                         f"got {_shape(cache_v)}.")
+    if cache_k.shape[0] != k.shape[1] or cache_k.shape[2] != k.shape[2]:
+        raise ValueError(f"{op}: cache_k [Hkv, C, d] = {_shape(cache_k)} and k [n, Hkv, d] = {_shape(k)} "
+                         f"must have the same Hkv and d.")
+    d = q.shape[2]
+    if d <= 0 or d % 2:
+        raise ValueError(f"{op}: the head dim d must be a positive even number, got {d}.")
+    if cos.shape[1] != d:
+        raise ValueError(f"{op}: cos must have d = {d} columns, got {cos.shape[1]}.")
+    if sin.shape != cos.shape:
+        raise ValueError(f"{op}: sin must have the shape of cos ({_shape(cos)}), got {_shape(sin)}.")
+    for name in ("q", "k", "v", "cos", "sin", "cache_k", "cache_v"):
+        _check_last_dim_contiguous(op, name, named[name])
+    n = q.shape[0]
+    if start < 0:
+        raise ValueError(f"{op}: start must be non-negative, got {start}.")
+    if start + n > cache_k.shape[1]:
+        raise ValueError(f"{op}: start + n = {start + n} exceeds the cache length C = {cache_k.shape[1]}.")
+    if start + n > cos.shape[0]:
+        raise ValueError(f"{op}: start + n = {start + n} exceeds the RoPE table length P = {cos.shape[0]}.")
+
+
+def rope_kv_write_ref(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor,
+                      sin: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tensor,
+                      start: int) -> torch.Tensor:
+    """A text step's RoPE and cache write, as the model's PyTorch code does it.
+
+    q: [n, H, d], k, v: [n, Hkv, d] (float32/float16/bfloat16, e.g. views of the fused qkv
+    projection); cos, sin: float32 [P, d] full-width tables; cache_k, cache_v: [Hkv, C, d], q's
+    dtype; one device, last dims contiguous, d even, 0 <= start, start + n <= C and P. With
+    rope(x) = x * cos[p] + rotate_half(x) * sin[p] in float32 cast once, p = start + i:
+
+        cache_k[:, p] = rope(k[i]),  cache_v[:, p] = v[i],  returns q_out [H, n, d], q_out[:, i] = rope(q[i])
+    """
+    check_rope_kv_write(q, k, v, cos, sin, cache_k, cache_v, start)
+    n, half = q.shape[0], q.shape[2] // 2
+    c, s = cos[start:start + n], sin[start:start + n]
+
+    def rope(x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        rotated = torch.cat([-xf[..., half:], xf[..., :half]], dim=-1)
+        return (xf * c + rotated * s).to(x.dtype)
+    cache_k[:, start:start + n] = rope(k.transpose(0, 1))
+    cache_v[:, start:start + n] = v.transpose(0, 1)
+    return rope(q.transpose(0, 1)).contiguous()
+
+
+def fused_add_rms_norm_ref(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
+                           eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The decoder's residual add followed by Qwen2 RMSNorm, as the model's PyTorch code does it.
+
+    x, residual: [..., D] float32/float16/bfloat16, same dtype and device, last dims contiguous;
+    weight: [D], same dtype; eps >= 0. Returns (normed, h), both new contiguous [..., D] tensors:
+
+        h = residual + x                                             (in x's dtype)
+        normed = weight * (h32 * rsqrt(mean(h32², -1) + eps)).to(dtype),   h32 = h.float()
+    """
+    check_fused_add_rms_norm(x, residual, weight, eps)
+    h = residual + x
+    hf = h.float()
+    hf = hf * torch.rsqrt(hf.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * hf.to(x.dtype), h
+
+
+def silu_and_mul_ref(x: torch.Tensor) -> torch.Tensor:
+    """SiLU-gated product of the gate and up halves: x [..., 2F] float32/float16/bfloat16 (last dim
+    contiguous) -> a new contiguous [..., F] tensor ``F.silu(x[..., :F]) * x[..., F:]`` in x's dtype
+    (silu computed in fp32 and rounded, then the product rounded)."""
+    check_silu_and_mul(x)
+    gate, up = x.chunk(2, dim=-1)
+    return torch.nn.functional.silu(gate) * up
 
 
 def interleave_vst_ref(raw: torch.Tensor, vst: torch.Tensor, ratio: int, carry: int) -> torch.Tensor:

@@ -22,7 +22,8 @@ from collections.abc import Callable
 
 import torch
 
-from .reference import YUV_MATRICES, clip_preprocess_ref, interleave_vst_ref, kv_compact_ref, yuv420_to_rgb_ref
+from .reference import (YUV_MATRICES, clip_preprocess_ref, fused_add_rms_norm_ref, interleave_vst_ref,
+                        kv_compact_ref, rope_kv_write_ref, silu_and_mul_ref, yuv420_to_rgb_ref)
 
 MODES = ("off", "check", "trust")
 
@@ -145,12 +146,86 @@ def _check_yuv420_to_rgb(device: torch.device, dtype: torch.dtype) -> str | None
             problem = _differ_exactly(f"{matrix} full_range={full_range} output", got, want)
             if problem:
                 return problem
+
+
+def _differ_by_more(what: str, got: torch.Tensor, want: torch.Tensor, bound: torch.Tensor) -> str | None:
+    if got.shape != want.shape:
+        return f"{what} has shape {list(got.shape)}, expected {list(want.shape)}"
+    err = (got.double() - want.double()).abs()
+    if not bool((err <= bound).all()):
+        return f"{what} differs by up to {float(err.max()):.3g} (bound {float(bound.max()):.3g})"
+    return None
+
+
+def _check_fused_add_rms_norm(device: torch.device, dtype: torch.dtype) -> str | None:
+    # 5 rows of 136 (vector chunks) and 3 strided rows of 131 (element by element)
+    g = _inputs_generator()
+    for rows, d, stride in ((5, 136, 136), (3, 131, 140)):
+        x = torch.randn(rows, stride, generator=g).to(device, dtype)[:, :d]
+        residual = (3 * torch.randn(rows, d, generator=g)).to(device, dtype)
+        weight = (1 + torch.randn(d, generator=g) / 4).to(device, dtype)
+        normed, h = torch.ops.vxl_fast.fused_add_rms_norm(x, residual, weight, 1e-6)
+        want_normed, want_h = fused_add_rms_norm_ref(x, residual, weight, 1e-6)
+        problem = _differ_exactly("h", h, want_h)
+        if problem:
+            return problem
+        # sum order and rsqrt: < 32 eps(fp32) relative before the two roundings to dtype (one ulp)
+        mag = want_normed.double().abs()
+        bound = (2 * torch.finfo(dtype).eps + 32 * torch.finfo(torch.float32).eps) * mag + 1e-30
+        problem = _differ_by_more("normed", normed, want_normed, bound)
+        if problem:
+            return problem
+    return None
+
+
+def _check_silu_and_mul(device: torch.device, dtype: torch.dtype) -> str | None:
+    # 3 rows of 2 x 136 (vector chunks) and 2 strided rows of 2 x 37 (element by element)
+    g = _inputs_generator()
+    for rows, width, stride in ((3, 136, 272), (2, 37, 80)):
+        x = (4 * torch.randn(rows, stride, generator=g)).to(device, dtype)[:, :2 * width]
+        want = silu_and_mul_ref(x)
+        # exp's last bits: silu within 4 eps(fp32), then at most one ulp of dtype in each rounding
+        bound = ((2 * torch.finfo(dtype).eps + 4 * torch.finfo(torch.float32).eps) * want.double().abs()
+                 + torch.finfo(dtype).tiny)
+        problem = _differ_by_more("output", torch.ops.vxl_fast.silu_and_mul(x), want, bound)
+        if problem:
+            return problem
+    return None
+
+
+def _check_rope_kv_write(device: torch.device, dtype: torch.dtype) -> str | None:
+    # 3 rows of 4 query and 2 KV heads of d = 128, views of one qkv row, written at slots 2..4
+    n, heads, kv_heads, d, cap, start = 3, 4, 2, 128, 8, 2
+    g = _inputs_generator()
+    qkv = torch.randn(n, (heads + 2 * kv_heads) * d, generator=g).to(device, dtype)
+    q, k, v = qkv.split([heads * d, kv_heads * d, kv_heads * d], dim=-1)
+    q, k, v = q.view(n, heads, d), k.view(n, kv_heads, d), v.view(n, kv_heads, d)
+    angles = torch.arange(cap, dtype=torch.float32)[:, None] * torch.linspace(1.0, 1e-4, d)[None]
+    cos, sin = angles.cos().to(device), angles.sin().to(device)
+    got = [torch.randn(kv_heads, cap, d, generator=g).to(device, dtype) for _ in range(2)]
+    want = [t.clone() for t in got]
+    q_got = torch.ops.vxl_fast.rope_kv_write(q, k, v, cos, sin, *got, start)
+    q_want = rope_kv_write_ref(q, k, v, cos, sin, *want, start)
+    problem = _differ_exactly("cache_v", got[1], want[1])
+    if problem:
+        return problem
+    # fp32 RoPE as in kv_compact: each side rounded once to dtype after fp32 products and a sum
+    # (a contracting compiler would be off by <= 6 eps(fp32) max |x|)
+    for what, a, b in (("q", q_got, q_want), ("cache_k", got[0], want[0])):
+        bound = (torch.finfo(dtype).eps * b.double().abs()
+                 + 6 * torch.finfo(torch.float32).eps * qkv.float().abs().max().double())
+        problem = _differ_by_more(what, a, b, bound)
+        if problem:
+            return problem
     return None
 
 
 _CHECKS: dict[str, Callable[[torch.device, torch.dtype], str | None]] = {
     "clip_preprocess": _check_clip_preprocess,
+    "fused_add_rms_norm": _check_fused_add_rms_norm,
+    "silu_and_mul": _check_silu_and_mul,
     "interleave_vst": _check_interleave_vst,
     "kv_compact": _check_kv_compact,
+    "rope_kv_write": _check_rope_kv_write,
     "yuv420_to_rgb": _check_yuv420_to_rgb,
 }

@@ -4,27 +4,34 @@
 //   - __global__/__device__/__host__/__forceinline__ as host attributes; VXL_LAUNCH(kernel, grid,
 //     block, smem, stream)(args...) runs the kernel once per (block, thread) with blockIdx,
 //     threadIdx, blockDim, gridDim set, checking the geometry as a launch on a GPU would;
-//   - the grid's blocks and each block's threads in order, or in a shuffled order
-//     (vxl_host_set_order), which a kernel without barriers must not notice;
+//   - the grid's blocks, each block's warps and each warp's lanes in order, or in a shuffled
+//     order (vxl_host_set_order), which a kernel without block barriers must not notice;
 //   - uint2/uint4 etc. as aligned structs; __half/__nv_bfloat16 as bit patterns with
 //     round-to-nearest-even conversions (the algorithms of c10/util/Half.h and BFloat16.h);
 //   - the _rn arithmetic intrinsics as single IEEE operations (build with -ffp-contract=off).
 // Build with -D__CUDA_ARCH__=900 to compile the device branches (#if defined(__CUDA_ARCH__)).
 //
-// NOTE: the threads of a block run one after another to completion, so __syncthreads, __shared__
-// and warp shuffles are left undefined: a kernel using them fails to compile here until a
-// cooperative scheduler (one ucontext per thread, switching at each barrier) is added. Inline
-// PTX, wgmma, TMA and cp.async have no host meaning, and nvcc's FMA contraction is not
-// reproduced.
+//   - __shfl_xor_sync (float, full mask, whole warps of 32): each warp's lanes run as fibers
+//     (ucontext); a lane that reaches a shuffle posts its value and yields, and once every lane
+//     has posted they all resume and read their partner's. Lanes that leave a warp's shuffles
+//     unbalanced (some finished, some waiting) fail the launch (cudaErrorLaunchFailure).
+//
+// NOTE: the warps of a block run one after another, so __syncthreads and __shared__ are left
+// undefined: a kernel using them fails to compile here until the scheduler runs a block's warps
+// together. Inline PTX, wgmma, TMA and cp.async have no host meaning, and nvcc's FMA contraction
+// is not reproduced.
 #pragma once
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <numeric>
 #include <random>
 #include <vector>
+
+#include <ucontext.h>
 
 #define __global__
 #define __device__
@@ -48,7 +55,12 @@ inline uint3 blockIdx, threadIdx;
 inline dim3 blockDim, gridDim;
 
 // ---- runtime API ----
-enum cudaError_t { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorInvalidConfiguration = 9 };
+enum cudaError_t {
+  cudaSuccess = 0,
+  cudaErrorInvalidValue = 1,
+  cudaErrorInvalidConfiguration = 9,
+  cudaErrorLaunchFailure = 719
+};
 using cudaStream_t = struct CUstream_st*;
 
 inline cudaError_t vxl_host_last_error = cudaSuccess;
@@ -60,7 +72,16 @@ inline cudaError_t cudaGetLastError() {
 }
 
 inline const char* cudaGetErrorString(cudaError_t err) {
-  return err == cudaSuccess ? "no error" : "invalid configuration argument";
+  switch (err) {
+    case cudaSuccess:
+      return "no error";
+    case cudaErrorInvalidConfiguration:
+      return "invalid configuration argument";
+    case cudaErrorLaunchFailure:
+      return "unspecified launch failure";
+    default:
+      return "invalid argument";
+  }
 }
 
 // ---- vector types ----
@@ -151,8 +172,95 @@ inline float __fadd_rn(float a, float b) { return a + b; }
 inline float __fsub_rn(float a, float b) { return a - b; }
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fdiv_rn(float a, float b) { return a / b; }
+inline float __fsqrt_rn(float a) { return __builtin_sqrtf(a); }
 inline double __dmul_rn(double a, double b) { return a * b; }
 inline float __double2float_rn(double x) { return static_cast<float>(x); }
+
+// ---- warps: lanes as fibers, for warp shuffles ----
+namespace vxl_host {
+
+inline constexpr unsigned kWarpSize = 32;
+inline constexpr size_t kFiberStack = 256 * 1024;
+
+// The warp being run: its lanes' fibers, and the values posted at the current shuffle (two
+// slots, by the parity of each lane's shuffle count, so that a lane that resumed and reached its
+// next shuffle never overwrites a value its partner has not read yet).
+struct WarpRun {
+  ucontext_t scheduler;
+  ucontext_t fiber[kWarpSize];
+  uint3 thread[kWarpSize];
+  bool done[kWarpSize];
+  unsigned shuffles[kWarpSize];
+  float posted[2][kWarpSize];
+  unsigned lanes = 0, lane = 0;
+  bool failed = false;
+  const std::function<void()>* body = nullptr;
+};
+
+inline WarpRun warp_run;
+
+inline char* fiber_stacks() {
+  static std::vector<char> stacks(kWarpSize * kFiberStack);
+  return stacks.data();
+}
+
+inline void lane_main() {
+  (*warp_run.body)();
+  warp_run.done[warp_run.lane] = true;
+}  // NOTE: returns to uc_link, the scheduler
+
+// Runs the lanes (their threadIdx in w.thread) in `order` until all finish; false if their
+// shuffles were unbalanced or misused.
+inline bool run_warp(WarpRun& w, const std::vector<uint64_t>& order) {
+  for (unsigned i = 0; i < w.lanes; ++i) {
+    w.done[i] = false;
+    w.shuffles[i] = 0;
+    getcontext(&w.fiber[i]);
+    w.fiber[i].uc_stack.ss_sp = fiber_stacks() + i * kFiberStack;
+    w.fiber[i].uc_stack.ss_size = kFiberStack;
+    w.fiber[i].uc_link = &w.scheduler;
+    makecontext(&w.fiber[i], lane_main, 0);
+  }
+  w.failed = false;
+  for (;;) {
+    for (const uint64_t i : order) {
+      if (!w.done[i]) {
+        w.lane = static_cast<unsigned>(i);
+        threadIdx = w.thread[i];
+        swapcontext(&w.scheduler, &w.fiber[i]);
+      }
+    }
+    unsigned finished = 0;
+    for (unsigned i = 0; i < w.lanes; ++i) {
+      finished += w.done[i] ? 1 : 0;
+    }
+    if (w.failed) {
+      return false;
+    }
+    if (finished == w.lanes) {
+      return true;
+    }
+    if (finished != 0) {
+      return false;  // some lanes wait at a shuffle their finished partners never reach
+    }
+  }
+}
+
+}  // namespace vxl_host
+
+inline float __shfl_xor_sync(unsigned mask, float value, int lane_mask, int width = 32) {
+  vxl_host::WarpRun& w = vxl_host::warp_run;
+  const unsigned me = w.lane;
+  if (mask != 0xffffffffu || width != 32 || w.lanes != vxl_host::kWarpSize || lane_mask < 0 ||
+      lane_mask >= 32) {
+    w.failed = true;
+    return value;
+  }
+  const unsigned slot = w.shuffles[me]++ % 2;
+  w.posted[slot][me] = value;
+  swapcontext(&w.fiber[me], &w.scheduler);
+  return w.posted[slot][me ^ static_cast<unsigned>(lane_mask)];
+}
 
 // ---- launches ----
 namespace vxl_host {
@@ -188,15 +296,28 @@ struct Launch {
     std::mt19937_64 rng(order_seed);
     gridDim = grid;
     blockDim = block;
+    const std::function<void()> body = [&] { kernel(args...); };
+    WarpRun& w = warp_run;
+    w.body = &body;
+    const uint64_t warps = (threads + kWarpSize - 1) / kWarpSize;
     for (const uint64_t b : launch_order(uint64_t{grid.x} * grid.y * grid.z, rng)) {
       blockIdx = uint3{static_cast<unsigned>(b % grid.x),
                        static_cast<unsigned>(b / grid.x % grid.y),
                        static_cast<unsigned>(b / grid.x / grid.y)};
-      for (const uint64_t t : launch_order(threads, rng)) {
-        threadIdx = uint3{static_cast<unsigned>(t % block.x),
-                          static_cast<unsigned>(t / block.x % block.y),
-                          static_cast<unsigned>(t / block.x / block.y)};
-        kernel(args...);
+      // NOTE: warps are the linear thread ids 32 k .. 32 k + 31, as on a GPU.
+      for (const uint64_t warp : launch_order(warps, rng)) {
+        const uint64_t first = warp * kWarpSize;
+        w.lanes = static_cast<unsigned>(std::min<uint64_t>(kWarpSize, threads - first));
+        for (unsigned i = 0; i < w.lanes; ++i) {
+          const uint64_t t = first + i;
+          w.thread[i] = uint3{static_cast<unsigned>(t % block.x),
+                              static_cast<unsigned>(t / block.x % block.y),
+                              static_cast<unsigned>(t / block.x / block.y)};
+        }
+        if (!run_warp(w, launch_order(w.lanes, rng))) {
+          vxl_host_last_error = cudaErrorLaunchFailure;
+          return;
+        }
       }
     }
   }

@@ -1,0 +1,104 @@
+"""The decoder's elementwise steps: which implementation each device gets, and that the fused ops,
+wired in as the CUDA runner wires them, run where the PyTorch code ran and give its results —
+bit for bit through their reference twins, within the ops' rounding bounds through the kernels."""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from vxl_fast import _ext, ops
+from vxl_fast.layers.attention import select_backend
+from vxl_fast.layers.kernels import FUSED, TORCH, select_kernels
+from vxl_fast.layers.step import WindowStep
+from vxl_fast.memory.kv import KVCache, VstStage
+
+needs_ext = pytest.mark.skipif(not _ext.available, reason=f"vxl_fast._C not loaded: {_ext.error}")
+CPU = torch.device("cpu")
+
+
+class _CountOps(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.ops: Counter = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops[func.overloadpacket.__name__] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_each_device_gets_its_kernels(tiny_model):
+    assert select_kernels(torch.device("cuda")) is FUSED and select_kernels(CPU) is TORCH
+    assert FUSED.add_rms_norm is ops.fused_add_rms_norm and FUSED.silu_and_mul is ops.silu_and_mul
+    assert FUSED.rope_kv_write is ops.rope_kv_write
+    assert tiny_model.model.llm.kernels is TORCH  # the CPU runner chose the PyTorch code
+
+
+def _window_then_text(tiny_model, llm, dtype):
+    """A visual window of 61 raw rows (ratio 4, carry 1; its last layer keeps only the VSTs' K/V)
+    then 5 text rows: (the text rows' last hidden states, the K/V cache)."""
+    cfg = tiny_model.config.llm
+    g = torch.Generator().manual_seed(0)
+    raw = torch.randn(61, cfg.hidden_size, generator=g).to(dtype)
+    x = ops.interleave_vst(raw, llm.beacon_embed_tokens.weight[0], 4, 1)
+    nb, vst_index = ops.vst_slots(61, 4, 1)
+    raw_index = ops.raw_slots(61, 4, 1)
+    # room for the window's rows after the (no) kept slots; the text rows follow its VSTs
+    cache = KVCache.allocate(cfg.num_layers, cfg.num_kv_heads, x.shape[0] + 5, cfg.head_dim, dtype, CPU)
+    stage = VstStage.allocate(cfg.num_kv_heads, nb, cfg.head_dim, dtype, CPU)
+    rope, attention = tiny_model.runner.rope, select_backend(CPU, dtype)
+    with torch.inference_mode():
+        llm(x, WindowStep(cache, rope, attention, x.shape[0], 0, stage, vst_index, raw_index))
+        cache.length += nb
+        ids = torch.randint(0, cfg.vocab_size, (5,), generator=g)
+        hidden = llm(llm.embed_tokens(ids), WindowStep(cache, rope, attention, 5, nb))
+    return hidden, torch.cat([cache.k, cache.v])
+
+
+@pytest.fixture(scope="module", params=[torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def llm(request, tiny_model):
+    """A copy of the tiny model's language model in the dtype, and the dtype."""
+    return copy.deepcopy(tiny_model.model.llm).to(request.param), request.param
+
+
+@needs_ext
+def test_the_fused_ops_run_in_place_of_the_pytorch_code(tiny_model, llm):
+    model, dtype = llm
+    layers = tiny_model.config.llm.num_layers
+    model.kernels = TORCH
+    want_hidden, want_cache = _window_then_text(tiny_model, model, dtype)
+    model.kernels = FUSED
+    with _CountOps() as counted:
+        hidden, cache = _window_then_text(tiny_model, model, dtype)
+    # window: the input norms of layers 1.. (the last on its VSTs only) and the post-attention
+    # norms of all but the last layer, the MLPs of all but the last; text: every layer's, bar the
+    # first layer's input norm (no residual yet)
+    assert counted.ops["fused_add_rms_norm"] == 2 * (layers - 1) + 2 * layers - 1
+    assert counted.ops["silu_and_mul"] == (layers - 1) + layers
+    assert counted.ops["silu"] == 0
+    # every layer of the text step; the window's but its last (which keeps only its VSTs' K/V)
+    assert counted.ops["rope_kv_write"] == layers + layers - 1
+    # the ops' rounding differs from PyTorch's by a few fp32 ulp in a norm (or one 16-bit ulp
+    # where a value sits on a rounding boundary); through the layers it stays that small
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(hidden.float(), want_hidden.float(), rtol=tol, atol=tol)
+    torch.testing.assert_close(cache.float(), want_cache.float(), rtol=tol, atol=tol)
+
+
+@needs_ext
+def test_the_fused_wiring_through_the_reference_twins_is_bit_exact(tiny_model, llm):
+    """With VXL_KERNELS=off (or a failed self-check) the fused wiring runs the twins: the model's
+    PyTorch code, residual threading included, to the bit."""
+    model, dtype = llm
+    model.kernels = TORCH
+    want_hidden, want_cache = _window_then_text(tiny_model, model, dtype)
+    model.kernels = FUSED
+    with ops.reference_only(), _CountOps() as counted:
+        hidden, cache = _window_then_text(tiny_model, model, dtype)
+    assert counted.ops["fused_add_rms_norm"] == counted.ops["silu_and_mul"] == counted.ops["rope_kv_write"] == 0
+    assert counted.ops["rsqrt"] > 0
+    assert torch.equal(hidden, want_hidden) and torch.equal(cache, want_cache)
