@@ -149,6 +149,7 @@ void check_yuv420_to_rgb(const at::Tensor& y, const at::Tensor& u, const at::Ten
               ", got ", v.sizes(), ".");
   CHECK_VALUE(0 <= matrix && matrix < kNumYuvMatrices, op, ": matrix must lie in [0, ",
               kNumYuvMatrices, ") (bt601, bt709, fcc, smpte240m, bt2020), got ", matrix, ".");
+}
 
 void check_fused_add_rms_norm(const at::Tensor& x, const at::Tensor& residual,
                               const at::Tensor& weight, double eps) {
@@ -235,8 +236,6 @@ void check_rope_kv_write(const at::Tensor& q, const at::Tensor& k, const at::Ten
               " exceeds the cache length C = ", cache_k.size(1), ".");
   CHECK_VALUE(start + n <= cos.size(0), op, ": start + n = ", start + n,
               " exceeds the RoPE table length P = ", cos.size(0), ".");
-}
-
 }
 
 }  // namespace vxl_fast

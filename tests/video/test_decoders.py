@@ -146,18 +146,20 @@ def test_real_nvdec_equals_the_cpu_path(sample, tmp_path):
 # ---- selection and fallback ------------------------------------------------------------------------
 
 def test_auto_picks_nvdec_when_everything_is_there(fake_nvdec):
-    video, caught = _load(VIDEO, num_frames=8)
+    video, caught = _load(VIDEO, num_frames=8)  # load_video's default: host memory, the CPU decoder
+    assert caught == [] and fake_nvdec.opened == []
+    video, caught = _load(VIDEO, num_frames=8, decoder="auto")
     assert caught == [] and fake_nvdec.opened == [str(VIDEO)]
     assert torch.equal(video.frames, load_video(VIDEO, num_frames=8, decoder="cpu").frames)
 
 
 def test_auto_without_cuda_or_pynvvideocodec_is_the_cpu_silently(fake_nvdec, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    _, caught = _load(VIDEO, num_frames=4)
+    _, caught = _load(VIDEO, num_frames=4, decoder="auto")
     assert caught == [] and fake_nvdec.opened == []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setitem(sys.modules, "PyNvVideoCodec", None)  # import raises ImportError
-    _, caught = _load(VIDEO, num_frames=4)
+    _, caught = _load(VIDEO, num_frames=4, decoder="auto")
     assert caught == [] and fake_nvdec.opened == []
 
 

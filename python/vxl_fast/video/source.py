@@ -132,8 +132,9 @@ class VideoSource:
 
 def load_video(source, num_frames: int | None = None, fps: float | None = None,
                max_frames: int | None = None, sampling: str = "exact", strategy: str = "hybrid",
-               decoder: str = "auto") -> LoadedVideo:
-    """Sampled RGB frames of ``source`` (see ``open_video``)."""
+               decoder: str = "cpu") -> LoadedVideo:
+    """Sampled RGB frames of ``source`` (see ``open_video``), in host memory unless ``decoder``
+    asks for NVDEC ("nvdec", or "auto" where it is usable: the frames are then on the GPU)."""
     return open_video(source, num_frames, fps, max_frames, sampling, strategy, decoder=decoder).load()
 
 
@@ -176,7 +177,7 @@ def open_video(source, num_frames: int | None = None, fps: float | None = None,
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     is_file = isinstance(source, (str, os.PathLike)) and not Path(source).is_dir() and not (
         Path(source).suffix.lower() in IMAGE_SUFFIXES and Path(source).exists())
-    if decoder != "auto" and not is_file:
+    if decoder == "nvdec" and not is_file:
         raise ValueError(f"decoder={decoder!r} needs a video file")
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
