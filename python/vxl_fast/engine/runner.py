@@ -42,7 +42,7 @@ class Runner:
         heads = (llm.num_heads, llm.num_kv_heads, llm.head_dim)
         self.attention_name = backend_name(device, dtype, *heads)
         self.attention = select_backend(device, dtype, *heads)
-        # NOTE: chosen once, here: the fused ops (norms, MLP gate, text-step RoPE + K/V write) on
+        # NOTE: chosen once, here: the fused ops (norms, MLP gate, RoPE + K/V write) on
         # CUDA, PyTorch's code on the CPU.
         model.llm.kernels = select_kernels(device)
         # NOTE: upstream draws per-window ratios (several configured ratios) from one

@@ -67,7 +67,8 @@ class AnswerStats:
             compression_ratios=sorted({w.ratio for w in state.windows}) or list(state.ratios),
             prompt_tokens=prompt_tokens, generated_tokens=new_tokens, kv_slots=cache.length,
             kv_capacity=cache.capacity, kv_bytes=cache.nbytes, kv_bytes_used=cache.slot_bytes * cache.length,
-            stage_bytes=state.stage.nbytes, flops_run=flops.run, flops_skipped=flops.skipped, vision_s=0.0, prefill_s=prefill_s, ttft_s=prefill_s,
+            stage_bytes=state.stage.nbytes, flops_run=flops.run, flops_skipped=flops.skipped, vision_s=0.0,
+            prefill_s=prefill_s, ttft_s=prefill_s,
             decode_s=decode_s, decode_tok_s=(new_tokens - 1) / decode_s if new_tokens > 1 else 0.0,
             total_s=prefill_s + decode_s)
 

@@ -80,8 +80,12 @@ def budget(cfg: VideoXLConfig, capacity: int, ratios: Sequence[int], weight_byte
     rows = max_window_rows(cfg.beacon.window, ratios)
     vsts = max_window_vsts(cfg.beacon.window, ratios)
     stage = 2 * llm.num_kv_heads * vsts * llm.head_dim * itemsize
-    llm_ws = _llm_window_bytes(cfg, rows, capacity + rows, itemsize, masked_attention)
-    vision_ws = vision_batch(cfg, itemsize) * _vision_frame_bytes(cfg, itemsize)
+    batch = vision_batch(cfg, itemsize)
+    # while a window runs it also holds its raw tokens, its rows with the VSTs interleaved and
+    # the visual tokens of the vision batch it was taken from
+    held = (cfg.beacon.window + rows + batch * cfg.tokens_per_frame) * llm.hidden_size * itemsize
+    llm_ws = _llm_window_bytes(cfg, rows, capacity + rows, itemsize, masked_attention) + held
+    vision_ws = batch * _vision_frame_bytes(cfg, itemsize)
     logits = 2 * llm.vocab_size * 4
     return MemoryBudget(weight_bytes, (capacity + rows) * kv_slot_bytes(cfg, itemsize), stage,
                         max(llm_ws, vision_ws) + logits, capacity + rows)
