@@ -131,8 +131,8 @@ class VideoXL:
         ``max_frames``); ``sampling="keyframe"`` takes the nearest keyframes instead (faster,
         not upstream's frames). ``decoder``: ``"auto"``, ``"cpu"`` or ``"nvdec"`` (the GPU's
         video decoder, the same pixels; see :func:`vxl_fast.video.open_video`). Frames are
-        decoded in the background, one window at a time, while the model compresses the
-        previous window. ``system`` replaces the default system
+        decoded in the background, a vision batch at a time, while the model compresses the
+        previous windows. ``system`` replaces the default system
         prompt. ``reserve_tokens`` KV slots are kept free for questions and answers (more are
         allocated when a question needs them). ``cancel`` (a ``threading.Event``), once set, stops
         the encode before its next window with ``EncodeCancelled``.

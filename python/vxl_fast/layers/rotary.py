@@ -41,7 +41,7 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 def rope_kv_write(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                   cache_k: torch.Tensor, cache_v: torch.Tensor, start: int) -> torch.Tensor:
-    """A text step's rows i at position ``start + i``: keys RoPE'd and values written into the
+    """A step's rows i at position ``start + i``: keys RoPE'd and values written into the
     cache (cache_k, cache_v: [Hkv, C, d]); returns the RoPE'd queries [H, n, d].
 
     q: [n, H, d]; k, v: [n, Hkv, d]; cos, sin: the full fp32 tables of a :class:`RotaryTable`.

@@ -229,7 +229,7 @@ def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
 
 def rope_kv_write(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                   cache_k: torch.Tensor, cache_v: torch.Tensor, start: int) -> torch.Tensor:
-    """A text step's RoPE and K/V cache write in one pass; returns the rotated queries.
+    """A step's RoPE and K/V cache write in one pass; returns the rotated queries.
 
     q: [n, H, d], k, v: [n, Hkv, d] float32/float16/bfloat16 (any strides but the last, e.g. views
     of the fused qkv projection); cos, sin: float32 [P, d] full-width RoPE tables; cache_k,

@@ -242,7 +242,7 @@ def check_rope_kv_write(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: 
 def rope_kv_write_ref(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor,
                       sin: torch.Tensor, cache_k: torch.Tensor, cache_v: torch.Tensor,
                       start: int) -> torch.Tensor:
-    """A text step's RoPE and cache write, as the model's PyTorch code does it.
+    """A step's RoPE and cache write, as the model's PyTorch code does it.
 
     q: [n, H, d], k, v: [n, Hkv, d] (float32/float16/bfloat16, e.g. views of the fused qkv
     projection); cos, sin: float32 [P, d] full-width tables; cache_k, cache_v: [Hkv, C, d], q's
