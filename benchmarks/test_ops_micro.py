@@ -16,6 +16,7 @@ from vxl_fast.video.preprocess import clip_preprocess_image
 pytestmark = pytest.mark.skipif(not _ext.available, reason=f"vxl_fast._C not loaded: {_ext.error}")
 HIDDEN, KV_HEADS, HEAD_DIM, CAPACITY, INTERMEDIATE = 3584, 4, 128, 20480, 18944
 WINDOW_ROWS = 1440 + 90  # a window of 10 frames at ratio 16
+CLIP_HIDDEN, CLIP_INTERMEDIATE, CLIP_ROWS = 1024, 4096, 8 * 577  # CLIP ViT-L/14-336, 8 frames
 DTYPE = torch.bfloat16
 
 
@@ -109,6 +110,41 @@ def test_silu_and_mul(benchmark, path, rows):
     big = rows > 1 and DEVICE.type == "cpu"
     _time(benchmark, kernel if path == "kernel" else reference, 3 * rows * INTERMEDIATE * DTYPE.itemsize, path,
           f"silu_and_mul {rows}x{INTERMEDIATE}", 0, rounds=4 if big else 20, iterations=2 if big else 5)
+    if path == "kernel":
+        _with_speedup(benchmark, reference)
+
+
+@pytest.mark.parametrize("path", ["kernel", "reference"])
+def test_add_layer_norm(benchmark, path):
+    """The vision tower's residual add + LayerNorm over 8 frames' tokens at CLIP ViT-L's width,
+    bf16. Not an interleave ratio: ratio 0."""
+    x = torch.randn(CLIP_ROWS, CLIP_HIDDEN, device=DEVICE).to(DTYPE)
+    residual = torch.randn(CLIP_ROWS, CLIP_HIDDEN, device=DEVICE).to(DTYPE)
+    weight = torch.randn(CLIP_HIDDEN, device=DEVICE).to(DTYPE)
+    bias = torch.randn(CLIP_HIDDEN, device=DEVICE).to(DTYPE)
+    kernel = lambda: torch.ops.vxl_fast.add_layer_norm(x, residual, weight, bias, 1e-5)  # noqa: E731
+    reference = lambda: ops.add_layer_norm_ref(x, residual, weight, bias, 1e-5)  # noqa: E731
+    # read x, residual; write normed and h (weight and bias stay in cache)
+    big = DEVICE.type == "cpu"
+    _time(benchmark, kernel if path == "kernel" else reference, 4 * CLIP_ROWS * CLIP_HIDDEN * DTYPE.itemsize, path,
+          f"add_layer_norm {CLIP_ROWS}x{CLIP_HIDDEN}", 0, rounds=4 if big else 20, iterations=2 if big else 5)
+    if path == "kernel":
+        _with_speedup(benchmark, reference)
+
+
+@pytest.mark.parametrize("path", ["kernel", "reference"])
+def test_bias_quick_gelu(benchmark, path):
+    """The vision MLP's fc1 bias + quick GELU over 8 frames' tokens at CLIP ViT-L's intermediate
+    size, bf16. Not an interleave ratio: ratio 0."""
+    x = torch.randn(CLIP_ROWS, CLIP_INTERMEDIATE, device=DEVICE).to(DTYPE)
+    bias = torch.randn(CLIP_INTERMEDIATE, device=DEVICE).to(DTYPE)
+    kernel = lambda: torch.ops.vxl_fast.bias_quick_gelu(x, bias)  # noqa: E731
+    reference = lambda: ops.bias_quick_gelu_ref(x, bias)  # noqa: E731
+    # read fc1's product, write the activation (the bias row stays in cache)
+    big = DEVICE.type == "cpu"
+    _time(benchmark, kernel if path == "kernel" else reference, 2 * CLIP_ROWS * CLIP_INTERMEDIATE * DTYPE.itemsize,
+          path, f"bias_quick_gelu {CLIP_ROWS}x{CLIP_INTERMEDIATE}", 0, rounds=4 if big else 20,
+          iterations=2 if big else 5)
     if path == "kernel":
         _with_speedup(benchmark, reference)
 

@@ -173,6 +173,48 @@ void check_fused_add_rms_norm(const at::Tensor& x, const at::Tensor& residual,
               eps, ".");
 }
 
+void check_add_layer_norm(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,
+                          const at::Tensor& bias, double eps) {
+  constexpr const char* op = "add_layer_norm";
+  CHECK_VALUE(x.dim() >= 1, op, ": x must have at least one dimension [..., D], got 0.");
+  CHECK_DIM(op, weight, 1, "[D]");
+  CHECK_DIM(op, bias, 1, "[D]");
+  CHECK_FLOATING(op, x);
+  CHECK_SAME_DTYPE(op, residual, x);
+  CHECK_SAME_DTYPE(op, weight, x);
+  CHECK_SAME_DTYPE(op, bias, x);
+  CHECK_SAME_DEVICE(op, residual, x);
+  CHECK_SAME_DEVICE(op, weight, x);
+  CHECK_SAME_DEVICE(op, bias, x);
+  CHECK_VALUE(residual.sizes() == x.sizes(), op, ": residual must have the shape of x (",
+              x.sizes(), "), got ", residual.sizes(), ".");
+  CHECK_VALUE(x.size(-1) >= 1, op, ": x must have a non-empty last dimension, got D = 0.");
+  CHECK_VALUE(weight.size(0) == x.size(-1), op, ": weight has ", weight.size(0),
+              " elements but the rows of x have D = ", x.size(-1), "; they must match.");
+  CHECK_VALUE(bias.size(0) == x.size(-1), op, ": bias has ", bias.size(0),
+              " elements but the rows of x have D = ", x.size(-1), "; they must match.");
+  CHECK_LAST_DIM_CONTIGUOUS(op, x);
+  CHECK_LAST_DIM_CONTIGUOUS(op, residual);
+  CHECK_LAST_DIM_CONTIGUOUS(op, weight);
+  CHECK_LAST_DIM_CONTIGUOUS(op, bias);
+  CHECK_VALUE(std::isfinite(eps) && eps >= 0, op, ": eps must be finite and non-negative, got ",
+              eps, ".");
+}
+
+void check_bias_quick_gelu(const at::Tensor& x, const at::Tensor& bias) {
+  constexpr const char* op = "bias_quick_gelu";
+  CHECK_VALUE(x.dim() >= 1, op, ": x must have at least one dimension [..., F], got 0.");
+  CHECK_DIM(op, bias, 1, "[F]");
+  CHECK_FLOATING(op, x);
+  CHECK_SAME_DTYPE(op, bias, x);
+  CHECK_SAME_DEVICE(op, bias, x);
+  CHECK_VALUE(x.size(-1) >= 1, op, ": x must have a non-empty last dimension, got F = 0.");
+  CHECK_VALUE(bias.size(0) == x.size(-1), op, ": bias has ", bias.size(0),
+              " elements but the rows of x have F = ", x.size(-1), "; they must match.");
+  CHECK_LAST_DIM_CONTIGUOUS(op, x);
+  CHECK_LAST_DIM_CONTIGUOUS(op, bias);
+}
+
 void check_silu_and_mul(const at::Tensor& x) {
   constexpr const char* op = "silu_and_mul";
   CHECK_VALUE(x.dim() >= 1, op, ": x must have at least one dimension [..., 2F], got 0.");

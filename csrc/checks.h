@@ -79,6 +79,14 @@ void check_yuv420_to_rgb(const at::Tensor& y, const at::Tensor& u, const at::Ten
 void check_fused_add_rms_norm(const at::Tensor& x, const at::Tensor& residual,
                               const at::Tensor& weight, double eps);
 
+// x, residual [..., D] of one float dtype and device, weight and bias [D]; last dims contiguous;
+// D >= 1; eps finite and non-negative.
+void check_add_layer_norm(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,
+                          const at::Tensor& bias, double eps);
+
+// x float [..., F], F >= 1, bias [F] of x's dtype and device; last dims contiguous.
+void check_bias_quick_gelu(const at::Tensor& x, const at::Tensor& bias);
+
 // x float [..., 2F], F >= 1, last dim contiguous.
 void check_silu_and_mul(const at::Tensor& x);
 

@@ -24,9 +24,15 @@ TORCH_LIBRARY(vxl_fast, m) {
   m.def("yuv420_to_rgb(Tensor y, Tensor u, Tensor v, int matrix, bool full_range) -> Tensor");
   // h = residual + x (in x's dtype), then Qwen2 RMSNorm of h with fp32 statistics -> (normed, h).
   m.def("fused_add_rms_norm(Tensor x, Tensor residual, Tensor weight, float eps) -> (Tensor, Tensor)");
+  // h = residual + x (in x's dtype), then CLIP's LayerNorm of h with fp32 statistics -> (normed, h).
+  m.def(
+      "add_layer_norm(Tensor x, Tensor residual, Tensor weight, Tensor bias, float eps) -> "
+      "(Tensor, Tensor)");
+  // quick_gelu(h) = h * sigmoid(1.702 h) of h = x + bias, each step rounded as PyTorch does.
+  m.def("bias_quick_gelu(Tensor x, Tensor bias) -> Tensor");
   // silu(gate) * up of x = [..., 2F] = cat(gate, up) -> [..., F], each step rounded as PyTorch does.
   m.def("silu_and_mul(Tensor x) -> Tensor");
-  // A text step's q [n, H, d] and k RoPE'd at start + i; k, v into the cache at start + i -> q [H, n, d].
+  // A step's q [n, H, d] and k RoPE'd at start + i; k, v into the cache at start + i -> q [H, n, d].
   m.def(
       "rope_kv_write(Tensor q, Tensor k, Tensor v, Tensor cos, Tensor sin, Tensor(a!) cache_k, "
       "Tensor(b!) cache_v, int start) -> Tensor");

@@ -17,6 +17,8 @@
 #include "vxl_fast/clip_preprocess.cuh"
 #include "vxl_fast/interleave_vst.cuh"
 #include "vxl_fast/kv_compact.cuh"
+#include "vxl_fast/layer_norm.cuh"
+#include "vxl_fast/quick_gelu.cuh"
 #include "vxl_fast/rms_norm.cuh"
 #include "vxl_fast/rope_kv_write.cuh"
 #include "vxl_fast/silu_and_mul.cuh"
@@ -91,6 +93,35 @@ cudaError_t add_rms_norm_as(void* const* ptr, const int64_t* v, float eps) {
   p.residual_stride = v[3];
   p.eps = eps;
   return vxl_fast::launch_add_rms_norm<T>(p, nullptr);
+}
+
+template <typename T>
+cudaError_t add_layer_norm_as(void* const* ptr, const int64_t* v, float eps) {
+  vxl_fast::AddLayerNormParams<T> p;
+  p.out = static_cast<T*>(ptr[0]);
+  p.residual_out = static_cast<T*>(ptr[1]);
+  p.x = static_cast<const T*>(ptr[2]);
+  p.residual = static_cast<const T*>(ptr[3]);
+  p.weight = static_cast<const T*>(ptr[4]);
+  p.bias = static_cast<const T*>(ptr[5]);
+  p.rows = v[0];
+  p.d = v[1];
+  p.x_stride = v[2];
+  p.residual_stride = v[3];
+  p.eps = eps;
+  return vxl_fast::launch_add_layer_norm<T>(p, nullptr);
+}
+
+template <typename T>
+cudaError_t bias_quick_gelu_as(void* out, const void* x, const void* bias, const int64_t* v) {
+  vxl_fast::BiasQuickGeluParams<T> p;
+  p.out = static_cast<T*>(out);
+  p.x = static_cast<const T*>(x);
+  p.bias = static_cast<const T*>(bias);
+  p.rows = v[0];
+  p.width = v[1];
+  p.x_stride = v[2];
+  return vxl_fast::launch_bias_quick_gelu<T>(p, nullptr);
 }
 
 template <typename T>
@@ -214,6 +245,33 @@ int vxl_host_fused_add_rms_norm(int dtype, void* const* ptr, const int64_t* v, f
       return add_rms_norm_as<__half>(ptr, v, eps);
     case kBFloat16:
       return add_rms_norm_as<__nv_bfloat16>(ptr, v, eps);
+  }
+  return cudaErrorInvalidValue;
+}
+
+// launch_add_layer_norm (csrc/cuda/add_layer_norm.cu): ptr = out, residual_out, x, residual,
+// weight, bias; v = rows, d, x row stride, residual row stride.
+int vxl_host_add_layer_norm(int dtype, void* const* ptr, const int64_t* v, float eps) {
+  switch (dtype) {
+    case kFloat32:
+      return add_layer_norm_as<float>(ptr, v, eps);
+    case kFloat16:
+      return add_layer_norm_as<__half>(ptr, v, eps);
+    case kBFloat16:
+      return add_layer_norm_as<__nv_bfloat16>(ptr, v, eps);
+  }
+  return cudaErrorInvalidValue;
+}
+
+// launch_bias_quick_gelu (csrc/cuda/bias_quick_gelu.cu): v = rows, F, x row stride.
+int vxl_host_bias_quick_gelu(int dtype, void* out, const void* x, const void* bias, const int64_t* v) {
+  switch (dtype) {
+    case kFloat32:
+      return bias_quick_gelu_as<float>(out, x, bias, v);
+    case kFloat16:
+      return bias_quick_gelu_as<__half>(out, x, bias, v);
+    case kBFloat16:
+      return bias_quick_gelu_as<__nv_bfloat16>(out, x, bias, v);
   }
   return cudaErrorInvalidValue;
 }

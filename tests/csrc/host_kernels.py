@@ -84,6 +84,9 @@ class HostKernels:
         self.lib.vxl_host_fused_add_rms_norm.argtypes = [ctypes.c_int, ctypes.POINTER(_ptr),
                                                          ctypes.POINTER(_i64), ctypes.c_float]
         self.lib.vxl_host_silu_and_mul.argtypes = [ctypes.c_int, _ptr, _ptr, ctypes.POINTER(_i64)]
+        self.lib.vxl_host_add_layer_norm.argtypes = [ctypes.c_int, ctypes.POINTER(_ptr), ctypes.POINTER(_i64),
+                                                     ctypes.c_float]
+        self.lib.vxl_host_bias_quick_gelu.argtypes = [ctypes.c_int, _ptr, _ptr, _ptr, ctypes.POINTER(_i64)]
         self.lib.vxl_host_rope_kv_write.argtypes = [ctypes.c_int, ctypes.POINTER(_ptr), ctypes.POINTER(_i64)]
         self.lib.vxl_host_shuffle_probe.argtypes = [_ptr, ctypes.c_uint, ctypes.c_uint]
         for name in ("float2half", "float2bfloat16", "half2float"):
@@ -164,6 +167,32 @@ class HostKernels:
             rc = self.lib.vxl_host_fused_add_rms_norm(DTYPE_CODES[x.dtype], ptrs, ints, eps)
             assert rc == 0, f"launch_add_rms_norm returned cudaError_t {rc}"
         return out, residual_out
+
+    def add_layer_norm(self, x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                       eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """The CUDA impl (csrc/cuda/add_layer_norm.cu), on the host: rows of [..., D] views."""
+        d = x.shape[-1]
+        x2, r2 = x.reshape(-1, d), residual.reshape(-1, d)
+        out = torch.full(x.shape, float("nan"), dtype=x.dtype)
+        residual_out = torch.full(x.shape, float("nan"), dtype=x.dtype)
+        if x2.shape[0]:
+            ptrs = (_ptr * 6)(out.data_ptr(), residual_out.data_ptr(), x2.data_ptr(), r2.data_ptr(),
+                              weight.data_ptr(), bias.data_ptr())
+            ints = (_i64 * 4)(x2.shape[0], d, x2.stride(0), r2.stride(0))
+            rc = self.lib.vxl_host_add_layer_norm(DTYPE_CODES[x.dtype], ptrs, ints, eps)
+            assert rc == 0, f"launch_add_layer_norm returned cudaError_t {rc}"
+        return out, residual_out
+
+    def bias_quick_gelu(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """The CUDA impl (csrc/cuda/bias_quick_gelu.cu), on the host: x [..., F], bias [F] -> [..., F]."""
+        x2 = x.reshape(-1, x.shape[-1])
+        out = torch.full(x.shape, float("nan"), dtype=x.dtype)
+        if out.numel():
+            ints = (_i64 * 3)(x2.shape[0], x2.shape[1], x2.stride(0))
+            rc = self.lib.vxl_host_bias_quick_gelu(DTYPE_CODES[x.dtype], out.data_ptr(), x2.data_ptr(),
+                                                   bias.data_ptr(), ints)
+            assert rc == 0, f"launch_bias_quick_gelu returned cudaError_t {rc}"
+        return out
 
     def silu_and_mul(self, x: torch.Tensor) -> torch.Tensor:
         """The CUDA impl (csrc/cuda/silu_and_mul.cu), on the host: x [..., 2F] -> [..., F]."""

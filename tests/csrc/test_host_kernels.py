@@ -2,8 +2,9 @@
 host shim (tests/csrc/shim) and compared with the CPU impl (torch.ops.vxl_fast) and the reference
 twins on awkward sizes, in index order and in shuffled block/thread orders, with and without
 __CUDA_ARCH__ (the device-only branches). Copies must be bit-exact; kv_compact's RoPE arithmetic
-must lie within a bound derived from fp32 and the storage type's rounding; fused_add_rms_norm (a
-warp per row, shuffles) and silu_and_mul must equal their CPU impls bit for bit.
+must lie within a bound derived from fp32 and the storage type's rounding; fused_add_rms_norm and
+add_layer_norm (a warp per row, shuffles), silu_and_mul and bias_quick_gelu must equal their CPU
+impls bit for bit.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import pytest
 import torch
 
 import vxl_fast._ext as ext
-from vxl_fast.ops import (YUV_MATRICES, clip_preprocess_ref, fused_add_rms_norm_ref, interleave_vst_ref,
-                          kv_compact_ref, rope_kv_write_ref, silu_and_mul_ref, vst_slots, yuv420_to_rgb_ref)
+from vxl_fast.ops import (YUV_MATRICES, add_layer_norm_ref, bias_quick_gelu_ref, clip_preprocess_ref,
+                          fused_add_rms_norm_ref, interleave_vst_ref, kv_compact_ref, rope_kv_write_ref,
+                          silu_and_mul_ref, vst_slots, yuv420_to_rgb_ref)
 from host_kernels import CUDA_ERROR_INVALID_CONFIGURATION, CUDA_ERROR_LAUNCH_FAILURE, host_kernels
 
 pytestmark = pytest.mark.skipif(not ext.available, reason=f"vxl_fast._C is not built: {ext.error}")
@@ -329,6 +331,52 @@ def test_fused_add_rms_norm_matches_cpu_impl(kernels, dtype, case):
     _assert_same_bits(h, cpu_h, f"h vs CPU impl: {what}")
     _assert_same_bits(normed, cpu_normed, f"normed vs CPU impl: {what}")
     _assert_same_bits(h, fused_add_rms_norm_ref(x, residual, weight, 1e-6)[1], f"h vs ref: {what}")
+
+
+# ---- add_layer_norm: a warp per row, two butterflies; the CPU impl's order of the sums, bit-exact ----
+
+# (leading shape, D, layout): as NORM_CASES, with CLIP ViT-L's width and rows with a large mean
+LAYER_NORM_CASES = [((1,), 1, "contiguous"), ((1,), 7, "contiguous"), ((5,), 131, "contiguous"),
+                    ((9,), 256, "contiguous"), ((3,), 1024, "contiguous"), ((7,), 264, "strided"),
+                    ((2, 3), 40, "contiguous"), ((3,), 1000, "strided"), ((0,), 8, "contiguous")]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", LAYER_NORM_CASES, ids=lambda c: f"{c[0]}x{c[1]}-{c[2]}")
+def test_add_layer_norm_matches_cpu_impl(kernels, dtype, case):
+    lead, d, layout = case
+    g = torch.Generator().manual_seed(d + 1)
+    x = _strided(lead, d, dtype, g, layout)
+    residual = (_strided(lead, d, torch.float32, g, "contiguous", scale=3.0) + 20.0).to(dtype)
+    weight = (1 + torch.randn(d, generator=g) / 4).to(dtype)
+    bias = (torch.randn(d, generator=g) / 2).to(dtype)
+    normed, h = kernels.add_layer_norm(x, residual, weight, bias, 1e-5)
+    cpu_normed, cpu_h = torch.ops.vxl_fast.add_layer_norm(x, residual, weight, bias, 1e-5)
+    what = f"{case} {dtype}"
+    _assert_same_bits(h, cpu_h, f"h vs CPU impl: {what}")
+    _assert_same_bits(normed, cpu_normed, f"normed vs CPU impl: {what}")
+    _assert_same_bits(h, add_layer_norm_ref(x, residual, weight, bias, 1e-5)[1], f"h vs ref: {what}")
+
+
+# ---- bias_quick_gelu: elementwise, bit-exact with the CPU impl ----
+
+GELU_CASES = [((1,), 1, "contiguous"), ((1,), 7, "contiguous"), ((3,), 37, "contiguous"),
+              ((4,), 136, "contiguous"), ((2,), 520, "strided"), ((2, 3), 16, "contiguous"),
+              ((300,), 8, "contiguous"), ((0,), 8, "contiguous")]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", GELU_CASES, ids=lambda c: f"{c[0]}x{c[1]}-{c[2]}")
+def test_bias_quick_gelu_matches_cpu_impl(kernels, dtype, case):
+    lead, f, layout = case
+    g = torch.Generator().manual_seed(f + 2)
+    x = _strided(lead, f, dtype, g, layout, scale=4.0)
+    bias = torch.randn(f, generator=g).to(dtype)
+    got = kernels.bias_quick_gelu(x, bias)
+    what = f"{case} {dtype}"
+    _assert_same_bits(got, torch.ops.vxl_fast.bias_quick_gelu(x, bias), f"vs CPU impl: {what}")
+    if dtype != torch.float32:  # PyTorch's fp32 sigmoid uses another exp; the rounding hides it here
+        _assert_same_bits(got, bias_quick_gelu_ref(x, bias), f"vs ref: {what}")
 
 
 # ---- silu_and_mul: elementwise, bit-exact with the CPU impl ----

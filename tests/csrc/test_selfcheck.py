@@ -12,7 +12,8 @@ import torch
 
 import vxl_fast._ext as ext
 from vxl_fast import ops
-from vxl_fast.ops import fused_add_rms_norm_ref, interleave_vst_ref, selfcheck, silu_and_mul_ref
+from vxl_fast.ops import (add_layer_norm_ref, bias_quick_gelu_ref, fused_add_rms_norm_ref, interleave_vst_ref,
+                          selfcheck, silu_and_mul_ref)
 
 pytestmark = pytest.mark.skipif(not ext.available, reason=f"vxl_fast._C is not built: {ext.error}")
 
@@ -56,8 +57,8 @@ def wrong_interleave_vst():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", ["clip_preprocess", "fused_add_rms_norm", "interleave_vst", "kv_compact",
-                                  "rope_kv_write", "silu_and_mul", "yuv420_to_rgb"])
+@pytest.mark.parametrize("name", ["add_layer_norm", "bias_quick_gelu", "clip_preprocess", "fused_add_rms_norm",
+                                  "interleave_vst", "kv_compact", "rope_kv_write", "silu_and_mul", "yuv420_to_rgb"])
 def test_the_cpu_impls_pass_the_check(name, dtype):
     assert selfcheck.check_op(name, CPU, dtype) is None
 
@@ -91,6 +92,36 @@ def test_check_catches_wrong_fused_kernels():
         lib._destroy()
     assert selfcheck.check_op("fused_add_rms_norm", CPU, torch.float16) is None
     assert selfcheck.check_op("silu_and_mul", CPU, torch.bfloat16) is None
+
+
+def test_check_catches_wrong_vision_kernels():
+    """A LayerNorm without its bias and a quick GELU without fc1's bias fail their checks; a
+    residual add one ulp off fails exactly."""
+    def wrong_norm(x, residual, weight, bias, eps):
+        with torch._C._AutoDispatchBelowAutograd():
+            normed, h = add_layer_norm_ref(x, residual, weight, bias, eps)
+        if x.dtype == torch.float16:
+            return normed, torch.nextafter(h, torch.full_like(h, float("inf")))
+        return normed - bias, h
+
+    def wrong_gelu(x, bias):
+        with torch._C._AutoDispatchBelowAutograd():
+            return bias_quick_gelu_ref(x, torch.zeros_like(bias))
+
+    lib = torch.library.Library("vxl_fast", "IMPL")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Overriding a previously registered kernel"
+            lib.impl("add_layer_norm", wrong_norm, "CPU")
+            lib.impl("bias_quick_gelu", wrong_gelu, "CPU")
+        assert selfcheck.check_op("add_layer_norm", CPU, torch.bfloat16).startswith("normed differs by up to ")
+        assert selfcheck.check_op("add_layer_norm", CPU, torch.float16) == (
+            "680 of 680 h elements differ, the first at [0, 0]")
+        assert selfcheck.check_op("bias_quick_gelu", CPU, torch.float32).startswith("output differs by up to ")
+    finally:
+        lib._destroy()
+    assert selfcheck.check_op("add_layer_norm", CPU, torch.float16) is None
+    assert selfcheck.check_op("bias_quick_gelu", CPU, torch.float32) is None
 
 
 def test_check_reports_a_wrong_and_a_raising_kernel(wrong_interleave_vst):

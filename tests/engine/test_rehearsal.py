@@ -70,6 +70,23 @@ def test_fused_elementwise_ops_run_as_on_the_device(rehearsal_128):
     assert r.ops_per_decode_step["rope_kv_write"] == 0 and r.ops_per_decode_step["index_copy_"] == 2 * 28
 
 
+def test_vision_fused_ops_run_as_on_the_device(rehearsal_128):
+    """The vision tower on CUDA (layers.kernels.FUSED_VISION), per vision-tower call: each layer's
+    post-attention residual add + LayerNorm and the next layer's input one are one add_layer_norm
+    (layer 0's input norm has no residual yet), fc1's bias + quick GELU one bias_quick_gelu; only
+    pre_layrnorm and layer 0's layer_norm1 stay PyTorch's LayerNorm."""
+    from vxl_fast.config import VideoXLConfig
+
+    r = rehearsal_128
+    layers = VideoXLConfig.released().vision.layers_to_run
+    calls = -(-128 // r.vision_batch)
+    assert layers == 23
+    assert r.ops_total["add_layer_norm"] == calls * (2 * layers - 1)
+    assert r.ops_total["bias_quick_gelu"] == calls * layers
+    assert r.ops_total["layer_norm"] + r.ops_total["native_layer_norm"] == calls * 2
+    assert r.ops_total["sigmoid"] == 0
+
+
 def test_simulated_peak_is_what_the_planner_says(rehearsal_128):
     r = rehearsal_128
     assert abs(r.peak_bytes - r.planned_bytes) <= 0.05 * r.peak_bytes, r.as_dict()

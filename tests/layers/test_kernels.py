@@ -1,6 +1,7 @@
-"""The decoder's elementwise steps: which implementation each device gets, and that the fused ops,
-wired in as the CUDA runner wires them, run where the PyTorch code ran and give its results —
-bit for bit through their reference twins, within the ops' rounding bounds through the kernels."""
+"""The decoder's and the vision tower's elementwise steps: which implementation each device gets,
+and that the fused ops, wired in as the CUDA runner wires them, run where the PyTorch code ran and
+give its results — bit for bit through their reference twins, within the ops' rounding bounds
+through the kernels."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ from collections import Counter
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from vxl_fast import _ext, ops
 from vxl_fast.layers.attention import select_backend
-from vxl_fast.layers.kernels import FUSED, TORCH, select_kernels
+from vxl_fast.layers.kernels import (FUSED, FUSED_VISION, TORCH, TORCH_VISION, VisionKernels, select_kernels,
+                                     select_vision_kernels)
+from vxl_fast.layers.mlp import linear_quick_gelu, quick_gelu
 from vxl_fast.layers.step import WindowStep
 from vxl_fast.memory.kv import KVCache, VstStage
 
@@ -102,3 +106,77 @@ def test_the_fused_wiring_through_the_reference_twins_is_bit_exact(tiny_model, l
     assert counted.ops["fused_add_rms_norm"] == counted.ops["silu_and_mul"] == counted.ops["rope_kv_write"] == 0
     assert counted.ops["rsqrt"] > 0
     assert torch.equal(hidden, want_hidden) and torch.equal(cache, want_cache)
+
+
+# ---- the vision tower ------------------------------------------------------------------------------
+
+def test_each_device_gets_its_vision_kernels(tiny_model):
+    assert select_vision_kernels(torch.device("cuda")) is FUSED_VISION and select_vision_kernels(CPU) is TORCH_VISION
+    assert FUSED_VISION.add_layer_norm is ops.add_layer_norm
+    assert TORCH_VISION.linear_quick_gelu is linear_quick_gelu
+    assert tiny_model.model.vision.kernels is TORCH_VISION  # the CPU runner chose the PyTorch code
+
+
+# The PyTorch code with fc1's bias added after its product (the order the fused wiring adds it in)
+BIAS_AFTER_GEMM = VisionKernels("torch, bias after the GEMM", TORCH_VISION.add_layer_norm,
+                                lambda x, weight, bias: quick_gelu(F.linear(x, weight) + bias))
+
+
+@pytest.fixture(scope="module", params=[torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def tower(request, tiny_model):
+    """A copy of the tiny model's vision tower in the dtype, two frames of pixels for it, the dtype."""
+    size = tiny_model.config.vision.image_size
+    pixels = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    tower = copy.deepcopy(tiny_model.model.vision).to(request.param)
+    return tower, pixels.to(request.param), request.param
+
+
+def _layer_norms(counted: _CountOps) -> int:
+    """PyTorch LayerNorm calls (aten::layer_norm, or its decomposition where it has none of its own)."""
+    return counted.ops["layer_norm"] + counted.ops["native_layer_norm"]
+
+
+def _run_tower(tower, pixels, kernels):
+    tower.kernels = kernels
+    with torch.inference_mode():
+        return tower(pixels)
+
+
+@needs_ext
+def test_the_fused_vision_ops_run_in_place_of_the_pytorch_code(tiny_model, tower):
+    model, pixels, dtype = tower
+    layers = tiny_model.config.vision.layers_to_run
+    assert layers >= 2
+    want = _run_tower(model, pixels, TORCH_VISION)
+    with _CountOps() as counted:
+        got = _run_tower(model, pixels, FUSED_VISION)
+    # each layer's post-attention norm and every layer's input norm but the first's (no residual
+    # yet); each layer's fc1 bias + activation; PyTorch's LayerNorm only for pre_layrnorm and the
+    # first layer's input norm
+    assert counted.ops["add_layer_norm"] == 2 * layers - 1
+    assert counted.ops["bias_quick_gelu"] == layers
+    assert _layer_norms(counted) == 2
+    assert counted.ops["sigmoid"] == 0
+    assert got.shape == want.shape == (2, tiny_model.config.vision.num_patches, tiny_model.config.vision.hidden_size)
+    if dtype == torch.float32:  # the norms' rounding differs from PyTorch's by a few ulp
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    else:  # and fc1's bias is added to the rounded product: the error of the bf16 tower, not more
+        exact = _run_tower(copy.deepcopy(tiny_model.model.vision), pixels.float(), TORCH_VISION).double()
+        err, err_torch = (got.double() - exact).abs(), (want.double() - exact).abs()
+        assert float(err.max()) <= 2 * float(err_torch.max())
+        assert float(err.mean()) <= 2 * float(err_torch.mean())
+
+
+@needs_ext
+def test_the_fused_vision_wiring_through_the_reference_twins_is_bit_exact(tower):
+    """With VXL_KERNELS=off (or a failed self-check) the fused wiring runs the twins: the PyTorch
+    code, residual threading included, to the bit, once fc1's bias is added as the wiring adds it
+    (after the GEMM); in fp32 at this width that is the GEMM's own bias add, so the CPU path itself."""
+    model, pixels, dtype = tower
+    with ops.reference_only(), _CountOps() as counted:
+        got = _run_tower(model, pixels, FUSED_VISION)
+    assert counted.ops["add_layer_norm"] == counted.ops["bias_quick_gelu"] == 0
+    assert _layer_norms(counted) == 2 * len(model.encoder.layers) + 1 and counted.ops["sigmoid"] > 0
+    assert torch.equal(got, _run_tower(model, pixels, BIAS_AFTER_GEMM))
+    if dtype == torch.float32:
+        assert torch.equal(got, _run_tower(model, pixels, TORCH_VISION))

@@ -16,7 +16,7 @@ from ..config import VideoXLConfig
 from ..device import itemsize
 from ..layers.attention import backend_name, select_backend
 from ..layers.measure import cuda_seconds
-from ..layers.kernels import select_kernels
+from ..layers.kernels import select_kernels, select_vision_kernels
 from ..layers.rotary import RotaryTable
 from ..layers.step import WindowStep
 from ..memory.budget import MemoryBudget, budget, check_fits, vision_batch
@@ -42,9 +42,11 @@ class Runner:
         heads = (llm.num_heads, llm.num_kv_heads, llm.head_dim)
         self.attention_name = backend_name(device, dtype, *heads)
         self.attention = select_backend(device, dtype, *heads)
-        # NOTE: chosen once, here: the fused ops (norms, MLP gate, RoPE + K/V write) on
-        # CUDA, PyTorch's code on the CPU.
+        # NOTE: chosen once, here: the fused ops (the decoder's norms, MLP gate, RoPE + K/V write;
+        # the vision tower's residual add + LayerNorm and fc1's bias + quick GELU) on CUDA,
+        # PyTorch's code on the CPU.
         model.llm.kernels = select_kernels(device)
+        model.vision.kernels = select_vision_kernels(device)
         # NOTE: upstream draws per-window ratios (several configured ratios) from one
         # default_rng(42) created at load and never reset; keeping it per model reproduces that.
         self.ratio_rng = np.random.default_rng(42)

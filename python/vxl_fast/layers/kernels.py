@@ -1,6 +1,7 @@
 """The decoder's elementwise steps (residual add + RMSNorm, the SiLU-gated product, a window's
-RoPE and K/V cache write) and the seam where their implementation is chosen once per device, by
-the runner, as attention's is."""
+RoPE and K/V cache write), the vision tower's (residual add + LayerNorm, fc1's bias + quick GELU),
+and the seams where their implementation is chosen once per device, by the runner, as attention's
+is."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from typing import Callable
 import torch
 
 from .. import ops
-from .mlp import silu_and_mul
-from .norm import add_rms_norm
+from .mlp import linear_bias_quick_gelu, linear_quick_gelu, silu_and_mul
+from .norm import add_layer_norm, add_rms_norm
 from .rotary import rope_kv_write
 
 
@@ -38,3 +39,25 @@ FUSED = LayerKernels("fused", ops.fused_add_rms_norm, ops.silu_and_mul, ops.rope
 def select_kernels(device: torch.device) -> LayerKernels:
     """FUSED on CUDA; TORCH elsewhere (the CPU keeps the PyTorch code, so the goldens hold)."""
     return FUSED if device.type == "cuda" else TORCH
+
+
+@dataclass(frozen=True)
+class VisionKernels:
+    """add_layer_norm(x, residual, weight, bias, eps) -> (LayerNorm(residual + x), residual + x);
+    linear_quick_gelu(x, weight, bias) -> quick_gelu(x @ weight.T + bias), fc1 and its activation."""
+
+    name: str
+    add_layer_norm: Callable[..., tuple[torch.Tensor, torch.Tensor]]
+    linear_quick_gelu: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+# The PyTorch composition: the CPU path, whose bits the goldens record.
+TORCH_VISION = VisionKernels("torch", add_layer_norm, linear_quick_gelu)
+# One fused op each after the GEMMs (vxl_fast.ops, or its reference twin where the op does not run).
+FUSED_VISION = VisionKernels("fused", ops.add_layer_norm, linear_bias_quick_gelu)
+
+
+def select_vision_kernels(device: torch.device) -> VisionKernels:
+    """FUSED_VISION on CUDA; TORCH_VISION elsewhere (the CPU keeps the PyTorch code, so the goldens
+    hold)."""
+    return FUSED_VISION if device.type == "cuda" else TORCH_VISION

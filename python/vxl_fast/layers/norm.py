@@ -1,6 +1,7 @@
 """Normalisation layers."""
 
 import torch
+import torch.nn.functional as F
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -20,3 +21,11 @@ def add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
     ``(rms_norm(h, weight, eps), h)``."""
     h = residual + x
     return rms_norm(h, weight, eps), h
+
+
+def add_layer_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                   eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The CLIP encoder's residual add, then LayerNorm (``nn.LayerNorm``'s, statistics in fp32 for
+    16-bit inputs): ``h = residual + x`` in x's dtype; returns ``(F.layer_norm(h), h)``."""
+    h = residual + x
+    return F.layer_norm(h, (h.shape[-1],), weight, bias, eps), h

@@ -7,6 +7,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import VisionConfig
+from ..layers.kernels import TORCH_VISION, VisionKernels
+
+
+class LayerNorm(nn.LayerNorm):
+    """``nn.LayerNorm`` (same parameters), and ``add``: the residual add before it, fused in."""
+
+    def add(self, x: torch.Tensor, residual: torch.Tensor | None,
+            kernels: VisionKernels) -> tuple[torch.Tensor, torch.Tensor]:
+        """(LayerNorm(h), h) with h = residual + x; h = x when there is no residual yet (the first
+        layer's input)."""
+        if residual is None:
+            return self(x), x
+        return kernels.add_layer_norm(x, residual, self.weight, self.bias, self.eps)
 
 
 class CLIPAttention(nn.Module):
@@ -30,22 +43,26 @@ class CLIPMLP(nn.Module):
         self.fc1 = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
         self.fc2 = nn.Linear(cfg.intermediate_size, cfg.hidden_size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.fc1(x)
-        return self.fc2(h * torch.sigmoid(1.702 * h))  # quick_gelu
+    def forward(self, x: torch.Tensor, kernels: VisionKernels) -> torch.Tensor:
+        return self.fc2(kernels.linear_quick_gelu(x, self.fc1.weight, self.fc1.bias))
 
 
 class CLIPEncoderLayer(nn.Module):
     def __init__(self, cfg: VisionConfig):
         super().__init__()
-        self.layer_norm1 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.layer_norm1 = LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.self_attn = CLIPAttention(cfg)
-        self.layer_norm2 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.layer_norm2 = LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.mlp = CLIPMLP(cfg)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.self_attn(self.layer_norm1(x))
-        return x + self.mlp(self.layer_norm2(x))
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None,
+                kernels: VisionKernels) -> tuple[torch.Tensor, torch.Tensor]:
+        """The hidden state entering the layer is residual + x (x alone for the first layer,
+        residual None); returns (the MLP's output, the hidden state after attention), whose sum
+        leaves the layer. Each residual add happens in the next norm (``LayerNorm.add``)."""
+        h, residual = self.layer_norm1.add(x, residual, kernels)
+        h, residual = self.layer_norm2.add(self.self_attn(h), residual, kernels)
+        return self.mlp(h, kernels), residual
 
 
 class CLIPEmbeddings(nn.Module):
@@ -86,9 +103,13 @@ class CLIPVisionTower(nn.Module):
         self.embeddings = CLIPEmbeddings(cfg)
         self.pre_layrnorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.encoder = CLIPEncoder(cfg)
+        # NOTE: the PyTorch composition until the runner picks the device's (select_vision_kernels).
+        self.kernels = TORCH_VISION
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         x = self.pre_layrnorm(self.embeddings(pixels))
+        residual = None
         for layer in self.encoder.layers:
-            x = layer(x)
-        return x[:, 1:]
+            x, residual = layer(x, residual, self.kernels)
+        # the last layer's residual add, on the patch rows only
+        return x[:, 1:] if residual is None else residual[:, 1:] + x[:, 1:]

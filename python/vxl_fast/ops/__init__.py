@@ -16,18 +16,20 @@ import torch
 
 from .. import _ext
 from . import selfcheck
-from .reference import (YUV_MATRICES, clip_preprocess_ref, fused_add_rms_norm_ref, interleave_vst_ref,
-                        kv_compact_ref, rope_kv_write_ref, silu_and_mul_ref, yuv420_to_rgb_ref, yuv_matrix_index)
+from .reference import (YUV_MATRICES, add_layer_norm_ref, bias_quick_gelu_ref, clip_preprocess_ref,
+                        fused_add_rms_norm_ref, interleave_vst_ref, kv_compact_ref, rope_kv_write_ref, silu_and_mul_ref,
+                        yuv420_to_rgb_ref, yuv_matrix_index)
 
-__all__ = ["clip_preprocess", "fused_add_rms_norm", "interleave_vst", "kv_compact", "rope_kv_write", "silu_and_mul",
-           "yuv420_to_rgb", "nv12_to_rgb", "vst_slots", "raw_slots", "clip_preprocess_ref", "fused_add_rms_norm_ref",
+__all__ = ["add_layer_norm", "bias_quick_gelu", "clip_preprocess", "fused_add_rms_norm", "interleave_vst", "kv_compact",
+           "rope_kv_write", "silu_and_mul", "yuv420_to_rgb", "nv12_to_rgb", "vst_slots", "raw_slots",
+           "add_layer_norm_ref", "bias_quick_gelu_ref", "clip_preprocess_ref", "fused_add_rms_norm_ref",
            "interleave_vst_ref", "kv_compact_ref", "rope_kv_write_ref", "silu_and_mul_ref", "yuv420_to_rgb_ref",
            "YUV_MATRICES", "reference_only"]
 
 # NOTE: looked up once, so that torch.compile sees a constant rather than a dispatcher query.
 _CUDA_KERNELS = frozenset(
-    name for name in ("clip_preprocess", "fused_add_rms_norm", "interleave_vst", "kv_compact", "rope_kv_write",
-                      "silu_and_mul", "yuv420_to_rgb")
+    name for name in ("add_layer_norm", "bias_quick_gelu", "clip_preprocess", "fused_add_rms_norm", "interleave_vst",
+                      "kv_compact", "rope_kv_write", "silu_and_mul", "yuv420_to_rgb")
     if _ext.available and torch._C._dispatch_has_kernel_for_dispatch_key(f"vxl_fast::{name}", "CUDA"))
 _warned = False
 _use_kernels = True
@@ -227,6 +229,57 @@ def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
     return silu_and_mul_ref(x)
 
 
+def add_layer_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                   eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The CLIP encoder's residual add, then LayerNorm with fp32 statistics, in one pass.
+
+    x, residual: [..., D] float32/float16/bfloat16, same dtype and device, last dims contiguous
+    (other strides arbitrary), D >= 1; weight, bias: [D], same dtype; eps >= 0 finite. Returns
+    (normed, h), new contiguous [..., D] tensors in x's dtype:
+
+        h = residual + x                     (rounded to the dtype, as ``x = x + attn(...)`` adds)
+        normed = ((h32 - mean) * rstd * weight + bias).to(dtype),   h32 = h.float(),
+        mean = mean(h32, -1),  rstd = 1 / sqrt(mean((h32 - mean)², -1) + eps)
+
+    all in fp32 and rounded once to the dtype, as ``nn.LayerNorm`` computes a bf16 row on CUDA. h is
+    bit-identical to ``residual + x``. normed is not bit-identical to ``F.layer_norm``
+    (``add_layer_norm_ref``): the two sums run in another order (32 lane-strided partial sums and a
+    butterfly, csrc/include/vxl_fast/layer_norm.h), the variance is the two-pass one where PyTorch
+    uses Welford's update, and 1 / sqrt is rounded division of a rounded square root where PyTorch's
+    rsqrt is an approximation. With u = 2^-24, m = 8 · ceil(D / 256) + 5 additions along a sum's
+    longest path, z = (h32 - mean) · rstd exact and sigma = 1 / rstd exact, each value before the
+    rounding to the dtype is within
+
+        u · ((m / 2 + 8) · |weight · z| + (m + 2) · |weight| · mean(|h32|) / sigma + 2 · |normed|)
+
+    of its exact value, to first order in u (the mean's error, relative to sigma, is the middle
+    term; the variance's terms are all non-negative, so its error is relative). PyTorch's fp32
+    result has an error of the same order, so in fp32 the two differ by a few ulp, and in bf16/fp16
+    by one ulp where a value lies that close to a rounding boundary, else not at all.
+    """
+    if _has_kernel("add_layer_norm", x.device, x.dtype):
+        return torch.ops.vxl_fast.add_layer_norm(x, residual, weight, bias, eps)
+    return add_layer_norm_ref(x, residual, weight, bias, eps)
+
+
+def bias_quick_gelu(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """CLIP's MLP activation with fc1's bias add fused in: x [..., F] float32/float16/bfloat16 (fc1's
+    product without its bias; last dim contiguous, other strides arbitrary), bias [F] of x's dtype
+    and device -> a new contiguous [..., F] tensor in x's dtype,
+
+        h = T(x + bias),  t = T(1.702 · h),  s = T(1 / (1 + exp(-t))),  y = T(h · s)
+
+    with each step in fp32 and T the rounding to the dtype: exactly PyTorch's rounding of
+    ``h = x + bias; h * torch.sigmoid(1.702 * h)`` (``bias_quick_gelu_ref``), step for step. On
+    CUDA it is PyTorch's own formula (CUDA expf, IEEE division), so the bits are the same; the CPU
+    impl uses libm's exp where PyTorch's CPU sigmoid uses a vectorised exp, so in fp32 the two may
+    differ by an ulp or two of the sigmoid before the product.
+    """
+    if _has_kernel("bias_quick_gelu", x.device, x.dtype):
+        return torch.ops.vxl_fast.bias_quick_gelu(x, bias)
+    return bias_quick_gelu_ref(x, bias)
+
+
 def rope_kv_write(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                   cache_k: torch.Tensor, cache_v: torch.Tensor, start: int) -> torch.Tensor:
     """A step's RoPE and K/V cache write in one pass; returns the rotated queries.
@@ -260,6 +313,15 @@ if _ext.available:
     def _fused_add_rms_norm_fake(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
                                  eps: float) -> tuple[torch.Tensor, torch.Tensor]:
         return x.new_empty(x.shape), x.new_empty(x.shape)
+
+    @torch.library.register_fake("vxl_fast::add_layer_norm")
+    def _add_layer_norm_fake(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                             eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+        return x.new_empty(x.shape), x.new_empty(x.shape)
+
+    @torch.library.register_fake("vxl_fast::bias_quick_gelu")
+    def _bias_quick_gelu_fake(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        return x.new_empty(x.shape)
 
     @torch.library.register_fake("vxl_fast::silu_and_mul")
     def _silu_and_mul_fake(x: torch.Tensor) -> torch.Tensor:

@@ -182,6 +182,51 @@ def check_fused_add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: to
         raise ValueError(f"{op}: eps must be finite and non-negative, got {eps:g}.")
 
 
+def check_add_layer_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                         eps: float) -> None:
+    """The argument checks of ``add_layer_norm``, in the order of the C++ impl."""
+    op = "add_layer_norm"
+    if x.dim() < 1:
+        raise ValueError(f"{op}: x must have at least one dimension [..., D], got 0.")
+    _check_dim(op, "weight", weight, 1, "[D]")
+    _check_dim(op, "bias", bias, 1, "[D]")
+    _check_floating(op, "x", x)
+    for name, t in (("residual", residual), ("weight", weight), ("bias", bias)):
+        _check_same_dtype(op, name, t, "x", x)
+    for name, t in (("residual", residual), ("weight", weight), ("bias", bias)):
+        _check_same_device(op, name, t, "x", x)
+    if residual.shape != x.shape:
+        raise ValueError(f"{op}: residual must have the shape of x ({_shape(x)}), got {_shape(residual)}.")
+    if x.shape[-1] < 1:
+        raise ValueError(f"{op}: x must have a non-empty last dimension, got D = 0.")
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t.shape[0] != x.shape[-1]:
+            raise ValueError(f"{op}: {name} has {t.shape[0]} elements but the rows of x have "
+                             f"D = {x.shape[-1]}; they must match.")
+    for name, t in (("x", x), ("residual", residual), ("weight", weight), ("bias", bias)):
+        _check_last_dim_contiguous(op, name, t)
+    if not (math.isfinite(eps) and eps >= 0):
+        raise ValueError(f"{op}: eps must be finite and non-negative, got {eps:g}.")
+
+
+def check_bias_quick_gelu(x: torch.Tensor, bias: torch.Tensor) -> None:
+    """The argument checks of ``bias_quick_gelu``, in the order of the C++ impl."""
+    op = "bias_quick_gelu"
+    if x.dim() < 1:
+        raise ValueError(f"{op}: x must have at least one dimension [..., F], got 0.")
+    _check_dim(op, "bias", bias, 1, "[F]")
+    _check_floating(op, "x", x)
+    _check_same_dtype(op, "bias", bias, "x", x)
+    _check_same_device(op, "bias", bias, "x", x)
+    if x.shape[-1] < 1:
+        raise ValueError(f"{op}: x must have a non-empty last dimension, got F = 0.")
+    if bias.shape[0] != x.shape[-1]:
+        raise ValueError(f"{op}: bias has {bias.shape[0]} elements but the rows of x have "
+                         f"F = {x.shape[-1]}; they must match.")
+    _check_last_dim_contiguous(op, "x", x)
+    _check_last_dim_contiguous(op, "bias", bias)
+
+
 def check_silu_and_mul(x: torch.Tensor) -> None:
     """The argument checks of ``silu_and_mul``, in the order of the C++ impl."""
     op = "silu_and_mul"
@@ -279,6 +324,36 @@ def fused_add_rms_norm_ref(x: torch.Tensor, residual: torch.Tensor, weight: torc
     hf = h.float()
     hf = hf * torch.rsqrt(hf.pow(2).mean(-1, keepdim=True) + eps)
     return weight * hf.to(x.dtype), h
+
+
+def add_layer_norm_ref(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                       eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The CLIP encoder's residual add followed by LayerNorm, as the model's PyTorch code does it.
+
+    x, residual: [..., D] float32/float16/bfloat16, same dtype and device, last dims contiguous;
+    weight, bias: [D], same dtype; eps >= 0. Returns (normed, h), both new contiguous [..., D]:
+
+        h = residual + x                                                        (in x's dtype)
+        normed = F.layer_norm(h, (D,), weight, bias, eps)
+               = ((h32 - mean(h32)) / sqrt(var(h32) + eps) * weight + bias).to(dtype),   h32 = h.float()
+
+    (the biased variance; PyTorch computes the statistics in fp32 for 16-bit inputs).
+    """
+    check_add_layer_norm(x, residual, weight, bias, eps)
+    h = residual + x
+    return torch.nn.functional.layer_norm(h, (h.shape[-1],), weight, bias, eps), h
+
+
+def bias_quick_gelu_ref(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """CLIP's MLP activation of fc1's product without its bias: x [..., F] float32/float16/bfloat16
+    (last dim contiguous), bias [F] of x's dtype -> a new [..., F] tensor in x's dtype,
+
+        h = x + bias;   h * torch.sigmoid(1.702 * h)
+
+    (each step rounded to the dtype, sigmoid computed in fp32)."""
+    check_bias_quick_gelu(x, bias)
+    h = x + bias
+    return h * torch.sigmoid(1.702 * h)
 
 
 def silu_and_mul_ref(x: torch.Tensor) -> torch.Tensor:

@@ -22,8 +22,9 @@ from collections.abc import Callable
 
 import torch
 
-from .reference import (YUV_MATRICES, clip_preprocess_ref, fused_add_rms_norm_ref, interleave_vst_ref,
-                        kv_compact_ref, rope_kv_write_ref, silu_and_mul_ref, yuv420_to_rgb_ref)
+from .reference import (YUV_MATRICES, add_layer_norm_ref, bias_quick_gelu_ref, clip_preprocess_ref,
+                        fused_add_rms_norm_ref, interleave_vst_ref, kv_compact_ref, rope_kv_write_ref, silu_and_mul_ref,
+                        yuv420_to_rgb_ref)
 
 MODES = ("off", "check", "trust")
 
@@ -193,6 +194,45 @@ def _check_silu_and_mul(device: torch.device, dtype: torch.dtype) -> str | None:
     return None
 
 
+def _check_add_layer_norm(device: torch.device, dtype: torch.dtype) -> str | None:
+    # 5 rows of 136 (vector chunks) and 3 strided rows of 131 (element by element), rows of mean 4
+    g = _inputs_generator()
+    for rows, d, stride in ((5, 136, 136), (3, 131, 140)):
+        x = torch.randn(rows, stride, generator=g).to(device, dtype)[:, :d]
+        residual = (3 * torch.randn(rows, d, generator=g) + 4).to(device, dtype)
+        weight = (1 + torch.randn(d, generator=g) / 4).to(device, dtype)
+        bias = (torch.randn(d, generator=g) / 2).to(device, dtype)
+        normed, h = torch.ops.vxl_fast.add_layer_norm(x, residual, weight, bias, 1e-5)
+        want_normed, want_h = add_layer_norm_ref(x, residual, weight, bias, 1e-5)
+        problem = _differ_exactly("h", h, want_h)
+        if problem:
+            return problem
+        # sum order, Welford and rsqrt: < 64 eps(fp32) of the row's scale before the rounding to
+        # dtype (one ulp), the scale |weight| + |bias| + |normed|
+        scale = weight.double().abs() + bias.double().abs() + want_normed.double().abs()
+        bound = 64 * torch.finfo(torch.float32).eps * scale + 2 * torch.finfo(dtype).eps * want_normed.double().abs()
+        problem = _differ_by_more("normed", normed, want_normed, bound + 1e-30)
+        if problem:
+            return problem
+    return None
+
+
+def _check_bias_quick_gelu(device: torch.device, dtype: torch.dtype) -> str | None:
+    # 3 rows of 136 (vector chunks) and 2 strided rows of 37 (element by element)
+    g = _inputs_generator()
+    for rows, width, stride in ((3, 136, 136), (2, 37, 40)):
+        x = (4 * torch.randn(rows, stride, generator=g)).to(device, dtype)[:, :width]
+        bias = torch.randn(width, generator=g).to(device, dtype)
+        want = bias_quick_gelu_ref(x, bias)
+        # exp's last bits: sigmoid within 4 eps(fp32), then at most one ulp of dtype in each rounding
+        bound = ((2 * torch.finfo(dtype).eps + 4 * torch.finfo(torch.float32).eps) * want.double().abs()
+                 + torch.finfo(dtype).tiny)
+        problem = _differ_by_more("output", torch.ops.vxl_fast.bias_quick_gelu(x, bias), want, bound)
+        if problem:
+            return problem
+    return None
+
+
 def _check_rope_kv_write(device: torch.device, dtype: torch.dtype) -> str | None:
     # 3 rows of 4 query and 2 KV heads of d = 128, views of one qkv row, written at slots 2..4
     n, heads, kv_heads, d, cap, start = 3, 4, 2, 128, 8, 2
@@ -221,6 +261,8 @@ def _check_rope_kv_write(device: torch.device, dtype: torch.dtype) -> str | None
 
 
 _CHECKS: dict[str, Callable[[torch.device, torch.dtype], str | None]] = {
+    "add_layer_norm": _check_add_layer_norm,
+    "bias_quick_gelu": _check_bias_quick_gelu,
     "clip_preprocess": _check_clip_preprocess,
     "fused_add_rms_norm": _check_fused_add_rms_norm,
     "silu_and_mul": _check_silu_and_mul,

@@ -1,0 +1,114 @@
+// CUDA kernel for add_layer_norm: one warp per row, no block barriers (layer_norm.h has the math and
+// the order of the sums).
+//
+// Lane l takes the chunks c = l, l + 32, ... of kChunk elements: first pass h = T(residual + x),
+// stored to residual_out, and the lane's sum of h; a butterfly of warp shuffles gives every lane the
+// row's sum, hence the mean; second pass reads h back for the sum of squared deviations (a second
+// butterfly: rstd); third pass reads h again and writes normed. Rows whose chunks are all 16-byte
+// aligned (kVector) are read and written in vector accesses.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "vxl_fast/chunk.cuh"
+#include "vxl_fast/float_cast.cuh"
+#include "vxl_fast/launch.cuh"
+#include "vxl_fast/layer_norm.h"
+#include "vxl_fast/rms_norm.cuh"
+
+namespace vxl_fast {
+
+// Element strides of the rows; last dimensions are contiguous, outputs are contiguous [rows, d].
+template <typename T>
+struct AddLayerNormParams {
+  T* out;  // [rows, d]
+  T* residual_out;  // [rows, d]
+  const T* x;  // [rows, d], row stride x_stride
+  const T* residual;  // [rows, d], row stride residual_stride
+  const T* weight;  // [d]
+  const T* bias;  // [d]
+  int64_t rows, d, x_stride, residual_stride;
+  float eps;
+};
+
+// The sum of every lane's `value`, in every lane (the butterfly of rms_norm.h).
+__device__ __forceinline__ float warp_butterfly_sum(float value) {
+  for (int o = kNormLanes / 2; o > 0; o /= 2) {
+    value = norm_add(value, __shfl_xor_sync(0xffffffffu, value, o));
+  }
+  return value;
+}
+
+template <typename T, bool kVector>
+__global__ void add_layer_norm_kernel(const AddLayerNormParams<T> p) {
+  const int lane = static_cast<int>(threadIdx.x % kNormLanes);
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * (blockDim.x / kNormLanes) +
+                      threadIdx.x / kNormLanes;
+  if (row >= p.rows) {
+    return;  // NOTE: a whole warp: its lanes share the row
+  }
+  const T* x = p.x + row * p.x_stride;
+  const T* residual = p.residual + row * p.residual_stride;
+  T* h_out = p.residual_out + row * p.d;
+  T* out = p.out + row * p.d;
+  const int64_t first = static_cast<int64_t>(lane) * kChunk, step = kNormLanes * kChunk;
+  float sum = 0.0f;
+  for (int64_t i0 = first; i0 < p.d; i0 += step) {
+    const int64_t n = p.d - i0 < kChunk ? p.d - i0 : kChunk;
+    T xv[kChunk] = {}, rv[kChunk] = {}, hv[kChunk] = {};
+    load_chunk<kVector>(x + i0, n, xv);
+    load_chunk<kVector>(residual + i0, n, rv);
+    for (int j = 0; j < kChunk; ++j) {
+      if (j < n) {
+        hv[j] = from_float<T>(norm_add(to_float(rv[j]), to_float(xv[j])));
+        sum = norm_add(sum, to_float(hv[j]));
+      }
+    }
+    store_chunk<kVector>(h_out + i0, n, hv);
+  }
+  const float mean = row_mean(warp_butterfly_sum(sum), p.d);
+  float squares = 0.0f;
+  for (int64_t i0 = first; i0 < p.d; i0 += step) {
+    const int64_t n = p.d - i0 < kChunk ? p.d - i0 : kChunk;
+    T hv[kChunk] = {};
+    load_chunk<kVector>(h_out + i0, n, hv);  // this lane's own stores
+    for (int j = 0; j < kChunk; ++j) {
+      if (j < n) {
+        const float dev = norm_sub(to_float(hv[j]), mean);
+        squares = norm_add(squares, norm_mul(dev, dev));
+      }
+    }
+  }
+  const float rstd = inv_rms(warp_butterfly_sum(squares), p.d, p.eps);
+  for (int64_t i0 = first; i0 < p.d; i0 += step) {
+    const int64_t n = p.d - i0 < kChunk ? p.d - i0 : kChunk;
+    T hv[kChunk] = {}, wv[kChunk] = {}, bv[kChunk] = {}, yv[kChunk] = {};
+    load_chunk<kVector>(h_out + i0, n, hv);
+    load_chunk<kVector>(p.weight + i0, n, wv);
+    load_chunk<kVector>(p.bias + i0, n, bv);
+    for (int j = 0; j < kChunk; ++j) {
+      if (j < n) {
+        const float dev = norm_sub(to_float(hv[j]), mean);
+        yv[j] = from_float<T>(layer_norm_affine(dev, rstd, to_float(wv[j]), to_float(bv[j])));
+      }
+    }
+    store_chunk<kVector>(out + i0, n, yv);
+  }
+}
+
+// Requires 1 <= rows <= 2^31 * kNormWarpsPerBlock and d >= 1; out and residual_out contiguous.
+template <typename T>
+cudaError_t launch_add_layer_norm(const AddLayerNormParams<T>& p, cudaStream_t stream) {
+  const int64_t blocks = (p.rows + kNormWarpsPerBlock - 1) / kNormWarpsPerBlock;
+  const bool vector = chunk_aligned<T>(p.x, p.x_stride, p.d) &&
+                      chunk_aligned<T>(p.residual, p.residual_stride, p.d) &&
+                      chunk_aligned<T>(p.weight, 0, p.d) && chunk_aligned<T>(p.bias, 0, p.d) &&
+                      chunk_aligned<T>(p.out, p.d, p.d) && chunk_aligned<T>(p.residual_out, p.d, p.d);
+  const auto kernel = vector ? add_layer_norm_kernel<T, true> : add_layer_norm_kernel<T, false>;
+  VXL_LAUNCH(kernel, static_cast<unsigned>(blocks), kNormWarpsPerBlock * kNormLanes, 0, stream)(p);
+  return cudaGetLastError();
+}
+
+}  // namespace vxl_fast

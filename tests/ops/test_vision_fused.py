@@ -1,0 +1,329 @@
+"""The fused elementwise ops of the vision tower (add_layer_norm, bias_quick_gelu): the C++/CUDA
+kernels against their pure-PyTorch twins (the model's PyTorch code) and a float64 oracle, with
+bounds derived from the rounding steps (ops docstrings). CUDA cases skip without a GPU."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vxl_fast import _ext, ops
+from vxl_fast.ops import add_layer_norm_ref, bias_quick_gelu_ref
+
+needs_ext = pytest.mark.skipif(not _ext.available, reason=f"vxl_fast._C not loaded: {_ext.error}")
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU"))]
+DTYPES = [torch.float32, torch.bfloat16, torch.float16]
+U = {torch.float32: 2.0**-24, torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8}  # unit roundoff
+EPS = 1e-5  # CLIP's layer_norm_eps
+SCALE = float(torch.tensor(1.702, dtype=torch.float32))  # the scalar as fp32 opmath sees it
+# (leading shape, D, layout): one row of one element, primes, CLIP ViT-L's width, 3-D, strided rows
+# (row stride D + 3, storage offset 1), leading dims that cannot be viewed as rows (transposed)
+NORM_CASES = [((1,), 1, "contiguous"), ((1,), 7, "contiguous"), ((3,), 131, "contiguous"),
+              ((5,), 1024, "contiguous"), ((2, 3), 64, "contiguous"), ((13,), 257, "strided"),
+              ((4,), 136, "strided"), ((3, 5), 24, "transposed"), ((0,), 16, "contiguous")]
+# (leading shape, F, layout)
+GELU_CASES = [((1,), 1, "contiguous"), ((1,), 7, "contiguous"), ((3,), 37, "contiguous"),
+              ((4,), 4096, "contiguous"), ((2, 3), 64, "contiguous"), ((11,), 131, "strided"),
+              ((5,), 136, "strided"), ((3, 4), 16, "transposed"), ((0,), 8, "contiguous")]
+
+
+def _rows(lead: tuple, d: int, dtype, device, layout: str, g: torch.Generator, scale: float = 1.0,
+          shift: float = 0.0):
+    def draw(*shape):
+        return (scale * torch.randn(*shape, generator=g) + shift).to(device, dtype)
+    if layout == "contiguous":
+        return draw(*lead, d)
+    if layout == "strided":
+        return draw(*lead, d + 3)[..., 1:1 + d]
+    a, b = lead
+    return draw(b, a, d).transpose(0, 1)
+
+
+def _norm_inputs(lead, d, dtype, device, layout, seed=0, shift=0.0):
+    g = torch.Generator().manual_seed(seed + d)
+    x = _rows(lead, d, dtype, device, layout, g)
+    residual = _rows(lead, d, dtype, device, "contiguous", g, scale=3.0, shift=shift)
+    weight = (1 + torch.randn(d, generator=g) / 4).to(device, dtype)
+    bias = (torch.randn(d, generator=g) / 2).to(device, dtype)
+    return x, residual, weight, bias
+
+
+def _norm_oracle(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor):
+    """(weight · z + bias, z, mean|h| / sigma) in float64 from the rounded h: z = (h - mean) / sigma,
+    sigma = sqrt(var + eps) with the biased variance."""
+    h64 = h.double()
+    mean = h64.mean(-1, keepdim=True)
+    sigma = torch.sqrt((h64 - mean).pow(2).mean(-1, keepdim=True) + EPS)
+    z = (h64 - mean) / sigma
+    return weight.double() * z + bias.double(), z, h64.abs().mean(-1, keepdim=True) / sigma
+
+
+def _norm_bound(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, dtype) -> tuple:
+    """(oracle, |op - oracle| allowed): the fp32 bound of ops.add_layer_norm's docstring, then the
+    rounding to dtype (u_T of the value), plus the spacing of dtype at zero."""
+    oracle, z, spread = _norm_oracle(h, weight, bias)
+    d = h.shape[-1]
+    m = 8 * math.ceil(d / 256) + 5
+    w = weight.double().abs()
+    pre = U[torch.float32] * ((m / 2 + 8) * (w * z).abs() + (m + 2) * w * spread + 2 * oracle.abs())
+    bound = (pre + U[dtype] * (oracle.abs() + pre)) * (1 + 1e-6) + torch.finfo(dtype).tiny
+    return oracle, bound
+
+
+@needs_ext
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("lead,d,layout", NORM_CASES)
+def test_add_layer_norm_matches_the_model_and_the_oracle(device, dtype, lead, d, layout):
+    x, residual, weight, bias = _norm_inputs(lead, d, dtype, device, layout)
+    normed, h = torch.ops.vxl_fast.add_layer_norm(x, residual, weight, bias, EPS)
+    want_normed, want_h = add_layer_norm_ref(x, residual, weight, bias, EPS)
+    for out in (normed, h):
+        assert out.shape == x.shape and out.dtype == dtype and out.is_contiguous()
+    # the residual add is the model's (`x = x + attn(...)`), to the bit
+    assert torch.equal(h, residual + x) and torch.equal(h, want_h)
+    assert torch.equal(want_normed, F.layer_norm(residual + x, (d,), weight, bias, EPS))
+    if h.numel() == 0:
+        return
+    oracle, bound = _norm_bound(h, weight, bias, dtype)
+    err = (normed.double() - oracle).abs()
+    assert bool((err <= bound).all()), f"max err {float(err.max()):.3g}, over by {float((err / bound).max()):.3g}x"
+    # against PyTorch's LayerNorm: both within their fp32 error, or one 16-bit ulp flip apart
+    diff = (normed.double() - want_normed.double()).abs()
+    assert bool((diff <= 2 * bound + 2 * U[dtype] * oracle.abs()).all())
+    if dtype != torch.float32 and h.numel() >= 1000:
+        assert float((normed != want_normed).float().mean()) <= 1e-3
+
+
+@needs_ext
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_add_layer_norm_rows_with_a_large_mean(device, dtype):
+    """Rows whose mean is 30x their spread: the two-pass variance does not cancel; the mean's
+    rounding error, relative to sigma, is the bound's middle term."""
+    x, residual, weight, bias = _norm_inputs((6,), 1024, dtype, device, "contiguous", seed=7, shift=100.0)
+    normed, h = torch.ops.vxl_fast.add_layer_norm(x, residual, weight, bias, EPS)
+    oracle, bound = _norm_bound(h, weight, bias, dtype)
+    err = (normed.double() - oracle).abs()
+    assert bool((err <= bound).all()), f"max err {float(err.max()):.3g}"
+    assert float(err.max()) < 1e-3 if dtype == torch.float32 else float(err.max()) < 0.1
+
+
+@needs_ext
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_add_layer_norm_error_is_that_of_the_reference(device, dtype):
+    """The 16-bit op's error against the float64 formula is at most 2x that of PyTorch's 16-bit
+    LayerNorm (CLIP ViT-L's width, a vision batch's worth of rows)."""
+    x, residual, weight, bias = _norm_inputs((577,), 1024, dtype, device, "contiguous", seed=5)
+    normed, h = torch.ops.vxl_fast.add_layer_norm(x, residual, weight, bias, EPS)
+    want, _ = add_layer_norm_ref(x, residual, weight, bias, EPS)
+    oracle, _, _ = _norm_oracle(h, weight, bias)
+    err, err_ref = (normed.double() - oracle).abs(), (want.double() - oracle).abs()
+    assert float(err.max()) <= 2 * float(err_ref.max())
+    assert float(err.mean()) <= 2 * float(err_ref.mean())
+
+
+def _gelu_oracle(x: torch.Tensor, bias: torch.Tensor):
+    """(h · sigmoid(1.702f · h) in float64 from the rounded h = T(x + bias), t = 1.702f · h)."""
+    h = (x + bias).double()
+    t = SCALE * h
+    return h * torch.sigmoid(t), t
+
+
+def _gelu_bound(x: torch.Tensor, bias: torch.Tensor, dtype):
+    """(oracle, |op - oracle| allowed): t rounded to dtype moves sigmoid(t) by u_T |t| (1 - sigmoid(t))
+    relative, the fp32 sigmoid is within 4 u32 (exp within an ulp, the add and the division), then
+    the roundings of s and of the product (u_T each), plus the spacing of dtype at zero."""
+    oracle, t = _gelu_oracle(x, bias)
+    one_minus = torch.sigmoid(-t)
+    rel = U[dtype] * (2 + t.abs() * one_minus) + 4 * U[torch.float32]
+    if dtype == torch.float32:
+        rel = rel + U[dtype]  # t's rounding is real in fp32 too (a separate product)
+    return oracle, oracle.abs() * rel * (1 + 4 * U[dtype]) + torch.finfo(dtype).tiny
+
+
+@needs_ext
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("lead,f,layout", GELU_CASES)
+def test_bias_quick_gelu_matches_the_model_and_the_oracle(device, dtype, lead, f, layout):
+    g = torch.Generator().manual_seed(f)
+    x = _rows(lead, f, dtype, device, layout, g, scale=4.0)
+    bias = torch.randn(f, generator=g).to(device, dtype)
+    out = torch.ops.vxl_fast.bias_quick_gelu(x, bias)
+    assert out.shape == x.shape and out.dtype == dtype and out.is_contiguous()
+    h = x + bias
+    model = h * torch.sigmoid(1.702 * h)  # CLIP's quick_gelu of fc1's output
+    assert torch.equal(bias_quick_gelu_ref(x, bias), model)
+    if out.numel() == 0:
+        return
+    oracle, bound = _gelu_bound(x, bias, dtype)
+    err = (out.double() - oracle).abs()
+    assert bool((err <= bound).all()), f"max err {float(err.max()):.3g}"
+    if dtype == torch.float32 and device == "cpu":  # libm's exp vs PyTorch's vectorised exp: a few ulp
+        assert bool(((out - model).abs() <= 8 * U[dtype] * model.abs() + 1e-38).all())
+    else:
+        assert torch.equal(out, model)
+
+
+@needs_ext
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_bias_quick_gelu_error_is_that_of_the_reference(device, dtype):
+    g = torch.Generator().manual_seed(9)
+    x = (4 * torch.randn(577, 4096, generator=g)).to(device, dtype)
+    bias = torch.randn(4096, generator=g).to(device, dtype)
+    oracle, _ = _gelu_oracle(x, bias)
+    err = (torch.ops.vxl_fast.bias_quick_gelu(x, bias).double() - oracle).abs()
+    err_ref = (bias_quick_gelu_ref(x, bias).double() - oracle).abs()
+    assert float(err.max()) <= 2 * float(err_ref.max())
+    assert float(err.mean()) <= 2 * float(err_ref.mean())
+
+
+@needs_ext
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bias_quick_gelu_edges(dtype):
+    """Saturation: exp(-t) overflows for very negative t (the result -> -0), fp16's 1.702 h
+    overflows to inf for large h; never a NaN, and PyTorch's values."""
+    x = torch.tensor([[-100.0, -60.0, 0.0, -0.0, 20.0, 100.0, 3e4, -3e4, 6e4, -6e4, 1.0, -1.0]]).to(dtype)
+    bias = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0, 1.0]).to(dtype)
+    out = torch.ops.vxl_fast.bias_quick_gelu(x, bias)
+    assert torch.equal(out, bias_quick_gelu_ref(x, bias))
+    assert not bool(out.isnan().any())
+
+
+# ---- torch.library.opcheck ---------------------------------------------------------------------
+
+@needs_ext
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+def test_opcheck_add_layer_norm(device, layout):
+    args = _norm_inputs((13,), 40, torch.bfloat16, device, layout)
+    torch.library.opcheck(torch.ops.vxl_fast.add_layer_norm.default, (*args, EPS))
+
+
+@needs_ext
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+def test_opcheck_bias_quick_gelu(device, layout):
+    g = torch.Generator().manual_seed(1)
+    x = _rows((13,), 48, torch.bfloat16, device, layout, g)
+    bias = torch.randn(48, generator=g).to(device, torch.bfloat16)
+    torch.library.opcheck(torch.ops.vxl_fast.bias_quick_gelu.default, (x, bias))
+
+
+# ---- bad inputs ----------------------------------------------------------------------------------
+
+def _op(name: str, impl: str):
+    return getattr(torch.ops.vxl_fast, name) if impl == "ext" else getattr(ops, f"{name}_ref")
+
+
+def _norm_args(**override):
+    args = dict(x=torch.randn(3, 8), residual=torch.randn(3, 8), weight=torch.ones(8), bias=torch.zeros(8),
+                eps=EPS)
+    args.update(override)
+    return args
+
+
+NORM_ERRORS = [
+    (dict(x=torch.tensor(1.0), residual=torch.tensor(1.0)), ValueError,
+     "add_layer_norm: x must have at least one dimension [..., D], got 0."),
+    (dict(weight=torch.ones(1, 8)), ValueError,
+     "add_layer_norm: weight must be a 1-D tensor [D], got 2 dimensions."),
+    (dict(bias=torch.ones(1, 8)), ValueError,
+     "add_layer_norm: bias must be a 1-D tensor [D], got 2 dimensions."),
+    (dict(x=torch.ones(3, 8, dtype=torch.float64), residual=torch.ones(3, 8, dtype=torch.float64),
+          weight=torch.ones(8, dtype=torch.float64), bias=torch.ones(8, dtype=torch.float64)), TypeError,
+     "add_layer_norm: x must be torch.float32, torch.float16 or torch.bfloat16, got torch.float64."),
+    (dict(residual=torch.randn(3, 8).bfloat16()), TypeError,
+     "add_layer_norm: residual must have the same dtype as x (torch.float32), got torch.bfloat16."),
+    (dict(weight=torch.ones(8, dtype=torch.float16)), TypeError,
+     "add_layer_norm: weight must have the same dtype as x (torch.float32), got torch.float16."),
+    (dict(bias=torch.ones(8, dtype=torch.bfloat16)), TypeError,
+     "add_layer_norm: bias must have the same dtype as x (torch.float32), got torch.bfloat16."),
+    (dict(residual=torch.randn(4, 8)), ValueError,
+     "add_layer_norm: residual must have the shape of x ([3, 8]), got [4, 8]."),
+    (dict(x=torch.randn(3, 0), residual=torch.randn(3, 0), weight=torch.ones(0), bias=torch.ones(0)), ValueError,
+     "add_layer_norm: x must have a non-empty last dimension, got D = 0."),
+    (dict(weight=torch.ones(7)), ValueError,
+     "add_layer_norm: weight has 7 elements but the rows of x have D = 8; they must match."),
+    (dict(bias=torch.ones(9)), ValueError,
+     "add_layer_norm: bias has 9 elements but the rows of x have D = 8; they must match."),
+    (dict(x=torch.randn(8, 3).t()), ValueError,
+     "add_layer_norm: x must have a contiguous last dimension (stride 1), got stride 3."),
+    (dict(residual=torch.randn(3, 16)[:, ::2]), ValueError,
+     "add_layer_norm: residual must have a contiguous last dimension (stride 1), got stride 2."),
+    (dict(bias=torch.ones(16)[::2]), ValueError,
+     "add_layer_norm: bias must have a contiguous last dimension (stride 1), got stride 2."),
+    (dict(eps=-1.0), ValueError, "add_layer_norm: eps must be finite and non-negative, got -1."),
+    (dict(eps=math.nan), ValueError, "add_layer_norm: eps must be finite and non-negative, got nan."),
+]
+
+GELU_ERRORS = [
+    (dict(x=torch.tensor(1.0)), ValueError, "bias_quick_gelu: x must have at least one dimension [..., F], got 0."),
+    (dict(bias=torch.ones(2, 4)), ValueError, "bias_quick_gelu: bias must be a 1-D tensor [F], got 2 dimensions."),
+    (dict(x=torch.ones(2, 4, dtype=torch.int32)), TypeError,
+     "bias_quick_gelu: x must be torch.float32, torch.float16 or torch.bfloat16, got torch.int32."),
+    (dict(bias=torch.ones(4, dtype=torch.float16)), TypeError,
+     "bias_quick_gelu: bias must have the same dtype as x (torch.float32), got torch.float16."),
+    (dict(x=torch.randn(2, 0), bias=torch.ones(0)), ValueError,
+     "bias_quick_gelu: x must have a non-empty last dimension, got F = 0."),
+    (dict(bias=torch.ones(5)), ValueError,
+     "bias_quick_gelu: bias has 5 elements but the rows of x have F = 4; they must match."),
+    (dict(x=torch.randn(4, 2).t()), ValueError,
+     "bias_quick_gelu: x must have a contiguous last dimension (stride 1), got stride 2."),
+    (dict(bias=torch.ones(8)[::2]), ValueError,
+     "bias_quick_gelu: bias must have a contiguous last dimension (stride 1), got stride 2."),
+]
+
+
+@pytest.mark.parametrize("impl", [pytest.param("ext", marks=needs_ext), "ref"])
+@pytest.mark.parametrize("override,error,message", NORM_ERRORS)
+def test_add_layer_norm_rejects(impl, override, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        _op("add_layer_norm", impl)(**_norm_args(**override))
+
+
+@pytest.mark.parametrize("impl", [pytest.param("ext", marks=needs_ext), "ref"])
+@pytest.mark.parametrize("override,error,message", GELU_ERRORS)
+def test_bias_quick_gelu_rejects(impl, override, error, message):
+    args = dict(x=torch.randn(2, 4), bias=torch.zeros(4))
+    args.update(override)
+    with pytest.raises(error, match=re.escape(message)):
+        _op("bias_quick_gelu", impl)(**args)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("impl", [pytest.param("ext", marks=needs_ext), "ref"])
+def test_vision_ops_reject_mixed_devices(impl):
+    with pytest.raises(ValueError, match=re.escape(
+            "add_layer_norm: weight must be on the same device as x (cuda:0), got cpu.")):
+        _op("add_layer_norm", impl)(**_norm_args(x=torch.randn(3, 8, device="cuda"),
+                                                 residual=torch.randn(3, 8, device="cuda")))
+    with pytest.raises(ValueError, match=re.escape(
+            "bias_quick_gelu: bias must be on the same device as x (cuda:0), got cpu.")):
+        _op("bias_quick_gelu", impl)(torch.randn(3, 8, device="cuda"), torch.zeros(8))
+
+
+# ---- the wrappers ----------------------------------------------------------------------------------
+
+@needs_ext
+def test_wrappers_run_the_kernel_unless_reference_only(monkeypatch):
+    calls = []
+    monkeypatch.setattr(ops, "add_layer_norm_ref", lambda *a: calls.append("norm") or add_layer_norm_ref(*a))
+    monkeypatch.setattr(ops, "bias_quick_gelu_ref", lambda *a: calls.append("gelu") or bias_quick_gelu_ref(*a))
+    x, residual, weight, bias = _norm_inputs((3,), 16, torch.float32, "cpu", "contiguous")
+    got = ops.add_layer_norm(x, residual, weight, bias, EPS)
+    out = ops.bias_quick_gelu(x, bias)
+    assert calls == []
+    with ops.reference_only():
+        want = ops.add_layer_norm(x, residual, weight, bias, EPS)
+        assert torch.equal(ops.bias_quick_gelu(x, bias), bias_quick_gelu_ref(x, bias))
+    assert calls == ["norm", "gelu"]
+    assert torch.equal(got[1], want[1]) and torch.equal(out, torch.ops.vxl_fast.bias_quick_gelu(x, bias))
