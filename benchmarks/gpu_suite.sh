@@ -8,15 +8,17 @@
 #
 # Phases, each under `timeout` (budget in s on the GPU; the estimate for an H200 machine):
 #   setup      20   (5)   machine facts; carried wheels (.gpu/wheels/*.whl) pip --target'ed
-#   build     150  (75)   pip --target a temp site dir, TORCH_CUDA_ARCH_LIST=9.0a, build dir kept
+#   build     130  (75)   pip --target a temp site dir, TORCH_CUDA_ARCH_LIST=9.0a, build dir kept
 #                          under build/gpu-suite (a warm machine's second call rebuilds nothing)
 #   selfcheck  40  (15)   every CUDA op once against its reference twin, per dtype (selfcheck.json)
-#   tests     100  (60)   pytest tests/ (tests.xml); PyAV tests skip, CUDA cases run
+#   tests      90  (60)   pytest tests/ (tests.xml); PyAV tests skip, CUDA cases run
 #   micro      40  (20)   benchmarks/test_ops_micro.py (real model shapes, bf16)
-#   e2e       110  (90)   benchmarks/test_e2e.py, full config, 128 and 2048 frames at ratio 16,
-#                          engine and reference (VXL_BENCH_LONG="": no 4096/10000-frame cases)
+#   e2e       140 (105)   benchmarks/test_vision.py (2048 frames: engine, reference, transformers'
+#                          CLIPVisionModel) and test_e2e.py, full config, 128 and 2048 frames at
+#                          ratio 16, engine and reference (VXL_BENCH_LONG="": no 4096/10000-frame
+#                          cases), then the peak-growth check over those two
 #   report     10   (2)   table.md from bench.jsonl
-# Budgets add up to 470 s (7 min 50 s); the estimates to ~4 min 30 s.
+# Budgets add up to 470 s (7 min 50 s); the estimates to ~4 min 45 s.
 # Results: log.txt, phases.jsonl (rc and seconds per phase), selfcheck.json, tests.xml,
 # bench.jsonl (one line per benchmark case as it finishes), table.md.
 # Settings: VXL_GPU_SUITE_DRY_RUN=1; PYTHON (python3); SUITE_PHASES (all of them, space-separated);
@@ -46,7 +48,7 @@ if [ "$dry" = 1 ]; then
 else
   export VXL_BENCH_CONFIG=full VXL_BENCH_FRAMES=${VXL_BENCH_FRAMES-128,2048}
   export VXL_BENCH_RATIOS=${VXL_BENCH_RATIOS-16} VXL_BENCH_LONG=${VXL_BENCH_LONG-}
-  declare -A budget=([setup]=20 [build]=150 [selfcheck]=40 [tests]=100 [micro]=40 [e2e]=110 [report]=10)
+  declare -A budget=([setup]=20 [build]=130 [selfcheck]=40 [tests]=90 [micro]=40 [e2e]=140 [report]=10)
 fi
 
 # phase NAME COMMAND...: runs COMMAND under NAME's budget, logs and records its rc and time.
@@ -123,7 +125,7 @@ phase build build || { echo "== build failed: the later phases need it"; exit 1;
 phase selfcheck selfcheck
 phase tests tests
 phase micro bench benchmarks/test_ops_micro.py
-phase e2e bench benchmarks/test_e2e.py
+phase e2e bench benchmarks/test_vision.py benchmarks/test_e2e.py
 [ -s "$out/bench.jsonl" ] && phase report report
 echo "== $(date +%T) done (status $status); phases:"
 cat "$out/phases.jsonl"

@@ -17,8 +17,8 @@ import sys
 from collections import defaultdict
 
 
-def load(paths: list[str]) -> tuple[list[dict], list[dict], list[dict]]:
-    e2e, op_rows, video = [], [], []
+def load(paths: list[str]) -> tuple[list[dict], list[dict], list[dict], list[dict]]:
+    e2e, op_rows, video, vision = [], [], [], []
     for path in paths:
         if path.endswith(".jsonl"):
             benches = [b for b in map(json.loads, open(path)) if "extra_info" in b]
@@ -26,13 +26,15 @@ def load(paths: list[str]) -> tuple[list[dict], list[dict], list[dict]]:
             benches = json.load(open(path))["benchmarks"]
         for bench in benches:
             info = bench["extra_info"]
-            if "frames" in info and "path" in info:
+            if "frames_s" in info:
+                vision.append(info)
+            elif "frames" in info and "path" in info:
                 e2e.append(info)
             elif "op" in info:
                 op_rows.append(info)
             elif "sampled_frames_s" in info:
                 video.append(info)
-    return e2e, op_rows, video
+    return e2e, op_rows, video, vision
 
 
 def _f(value, fmt: str) -> str:
@@ -63,6 +65,19 @@ def ops_table(rows: list[dict]) -> str:
         speedup = f"{r['us'] / k['us']:.2f}×" if k and r["path"] == "reference" else ""
         out.append(f"| {r['device']} | {r['op']} | {r['ratio']} | {r['path']} | {r['us']:.1f} | {r['gb_s']:.1f} | "
                    f"{_f(r['bandwidth_fraction'], '.2f')} | {speedup} |")
+    return "\n".join(out)
+
+
+def vision_table(rows: list[dict]) -> str:
+    ref = {(r["device"], r["config"], r["frames"]): r for r in rows if r["path"] == "reference"}
+    out = ["| device | config | frames | path | seconds | frames/s | TFLOP/s | of measured matmul rate | "
+           "peak GiB | speed-up vs reference |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["device"], r["config"], r["frames"], r["path"])):
+        base = ref.get((r["device"], r["config"], r["frames"]))
+        speedup = f"{base['seconds'] / r['seconds']:.2f}×" if base and base is not r else ""
+        out.append(f"| {r['device']} | {r['config']} | {r['frames']} | {r['path']} | {r['seconds']:.3f} | "
+                   f"{r['frames_s']:.0f} | {r['tflops']:.3g} | {r['matmul_fraction']:.0%} | "
+                   f"{_f(r['peak_gib'], '.2f')} | {speedup} |")
     return "\n".join(out)
 
 
@@ -107,9 +122,9 @@ def main() -> None:
     parser.add_argument("json", nargs="+")
     parser.add_argument("--plot", help="write a PNG plot of the end-to-end records")
     args = parser.parse_args()
-    e2e, op_rows, video = load(args.json)
-    for title, table, rows in (("End to end", e2e_table, e2e), ("Ops", ops_table, op_rows),
-                               ("Video sampling", video_table, video)):
+    e2e, op_rows, video, vision = load(args.json)
+    for title, table, rows in (("End to end", e2e_table, e2e), ("Vision", vision_table, vision),
+                               ("Ops", ops_table, op_rows), ("Video sampling", video_table, video)):
         if rows:
             print(f"#### {title}\n\n{table(rows)}\n")
     if args.plot and e2e:

@@ -2,8 +2,8 @@
 
 Each case runs on the engine path and on the reference path (every vxl_fast op through its
 pure-PyTorch twin) in the same process; ``report.py`` turns the records into the README table.
-Gates (CUDA only): 2048 frames at ratio 16 fit in 80 GB, and the planned memory is within 5% of
-the measured peak.
+Gates (CUDA only): 2048 frames at ratio 16 fit in 80 GB, the planned memory is within 5% of
+the measured peak, and a run's peak grows with the frame count only by the VST cache it keeps.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ else:
     CASES = [(f, r) for f in env_list("VXL_BENCH_FRAMES", [16, 64]) for r in env_list("VXL_BENCH_RATIOS", [16, 8])]
 GIB = 2 ** 30
 _frames: dict[int, torch.Tensor] = {}
+# (frames, ratio) → (peak bytes above what was allocated before the run, KV cache bytes) of engine runs
+_engine_peaks: dict[tuple[int, int], tuple[int, int]] = {}
 
 
 def frames_on_device(n: int) -> torch.Tensor:
@@ -56,6 +58,7 @@ def test_end_to_end(benchmark, bench_model, frames, ratio, path):
     if CUDA:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated() if CUDA else 0  # the weights and the input frames
     context = ops.reference_only if path == "reference" else contextlib.nullcontext
 
     def run():
@@ -76,6 +79,7 @@ def test_end_to_end(benchmark, bench_model, frames, ratio, path):
         **environment(), "frames": frames, "ratio": ratio, "path": path,
         "peak_gib": torch.cuda.max_memory_allocated() / GIB if CUDA else None,
         "reserved_gib": torch.cuda.max_memory_reserved() / GIB if CUDA else None,
+        "run_peak_gib": (torch.cuda.max_memory_allocated() - before) / GIB if CUDA else None,
         "planned_gib": (planned.total + input_bytes) / GIB,
         "vision_s": s["vision_s"], "prefill_s": s["prefill_s"], "ttft_s": s["ttft_s"],
         "decode_tok_s": s["decode_tok_s"], "vision_frames_s": frames / s["vision_s"],
@@ -87,8 +91,35 @@ def test_end_to_end(benchmark, bench_model, frames, ratio, path):
     print(f"\n{path} {frames} frames r{ratio}: ttft {s['ttft_s']:.2f}s (vision {s['vision_s']:.2f}, "
           f"prefill {s['prefill_s']:.2f}, {prefill_tflops:.1f} TFLOP/s), decode {s['decode_tok_s']:.0f} tok/s, "
           f"peak {record['peak_gib']} GiB, planned {record['planned_gib']:.2f} GiB")
+    if CUDA and path == "engine":
+        _engine_peaks[frames, ratio] = (torch.cuda.max_memory_allocated() - before, s["kv_bytes"])
     if CUDA and CONFIG == "full" and path == "engine":
         if (frames, ratio) == (2048, 16):
             assert record["peak_gib"] < 80, f"2048 frames at ratio 16 took {record['peak_gib']:.1f} GiB"
         assert abs(record["planned_gib"] - record["peak_gib"]) <= 0.05 * record["peak_gib"], \
             f"planned {record['planned_gib']:.2f} GiB vs measured peak {record['peak_gib']:.2f} GiB"
+
+
+def test_peak_grows_only_by_the_vst_cache(benchmark):
+    """Over the engine cases above at one ratio, the run's peak (above the weights and the input
+    frames) at the most frames exceeds the one at the fewest by at most the difference of their KV
+    caches (the VSTs kept) plus 2%: nothing else in the pipeline scales with the video's length."""
+    if not CUDA:
+        pytest.skip("peak memory is measured on CUDA only (the CPU rehearsal checks it on fake tensors)")
+    ratios = {r for _, r in _engine_peaks}
+    pairs = [(min(f for f, r in _engine_peaks if r == ratio), max(f for f, r in _engine_peaks if r == ratio), ratio)
+             for ratio in sorted(ratios)]
+    pairs = [p for p in pairs if p[0] < p[1]]
+    if not pairs:
+        pytest.skip("needs engine runs at two frame counts and one ratio (test_end_to_end, same session)")
+    checks = []
+    for low, high, ratio in pairs:
+        (peak_low, kv_low), (peak_high, kv_high) = _engine_peaks[low, ratio], _engine_peaks[high, ratio]
+        checks.append({"ratio": ratio, "frames": [low, high], "run_peak_gib": [peak_low / GIB, peak_high / GIB],
+                       "kv_growth_gib": (kv_high - kv_low) / GIB, "peak_growth_gib": (peak_high - peak_low) / GIB})
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+    benchmark.extra_info.update({**environment(), "peak_growth": checks})
+    for c in checks:
+        print(f"\nratio {c['ratio']}: {c['frames'][0]} → {c['frames'][1]} frames, run peak "
+              f"{c['run_peak_gib'][0]:.2f} → {c['run_peak_gib'][1]:.2f} GiB, KV cache +{c['kv_growth_gib']:.3f} GiB")
+        assert c["peak_growth_gib"] <= c["kv_growth_gib"] + 0.02 * c["run_peak_gib"][1], c

@@ -48,6 +48,7 @@ class Rehearsal:
     planned_bytes: int  # the memory planner's total (weights included) plus the input frames
     peak_bytes: int  # the largest sum of live tensor bytes seen
     encode_waits: int  # times the host waited for the device while encoding (syncs, event waits)
+    uploads: int  # host→device frame copies on the copy stream, each waited for by the compute stream
     ops_per_window_layer: Counter = field(default_factory=Counter)
     ops_per_decode_step: Counter = field(default_factory=Counter)
     ops_total: Counter = field(default_factory=Counter)
@@ -59,7 +60,7 @@ class Rehearsal:
     def as_dict(self) -> dict:
         return {"frames": self.frames, "ratio": self.ratio, "device": self.device, "dtype": self.dtype,
                 "attention": self.attention, "windows": self.windows, "vsts": self.vsts,
-                "vision_batch": self.vision_batch, "encode_waits": self.encode_waits,
+                "vision_batch": self.vision_batch, "encode_waits": self.encode_waits, "uploads": self.uploads,
                 "planned_gib": self.planned_bytes / GIB,
                 "simulated_peak_gib": self.peak_bytes / GIB, "peak_over_plan": self.peak_over_plan,
                 "ops_per_window_layer": dict(self.ops_per_window_layer),
@@ -99,10 +100,11 @@ class _LiveBytes(TorchDispatchMode):
 def rehearse(num_frames: int, compression_ratio: int = 16, decode_steps: int = 32,
              config: VideoXLConfig | None = None, device: str = "cuda", dtype: torch.dtype = torch.bfloat16,
              question: str = "Describe what happens in this video.", free_bytes: int = 80 * GIB,
-             tokenizer=None, attention: str = "prefix") -> Rehearsal:
+             tokenizer=None, attention: str = "prefix", frames_on: str = "device") -> Rehearsal:
     """Run encode → question prefill → ``decode_steps`` decode steps of the released model (or
     ``config``) on fake ``device`` tensors with the ``attention`` backend; ``free_bytes`` is the
-    device memory the planner sees."""
+    device memory the planner sees. The frames start in ``device`` memory, or on the "host" (a
+    real uint8 tensor, uploaded a vision batch at a time; the planned bytes then leave them out)."""
     from .api import VideoXL
 
     cfg = config or VideoXLConfig.released()
@@ -112,15 +114,18 @@ def rehearse(num_frames: int, compression_ratio: int = 16, decode_steps: int = 3
         tokenizer = load_tokenizer(ensure_demo_checkpoint())
     dev = torch.device(device)
     track = _LiveBytes()
-    waits = Counter()
+    waits, streams = Counter(), Counter()
     # NOTE: the choices a real device makes by timing are named here
     forced = {"VXL_ATTENTION": attention, "VXL_VST_PROJECTION": "gather"}
-    with _pretend_device(dev, free_bytes, waits), mock.patch.dict(os.environ, forced), \
+    with _pretend_device(dev, free_bytes, waits, streams), mock.patch.dict(os.environ, forced), \
             FakeTensorMode(allow_non_fake_inputs=True), track:
         model = VideoXL(cfg, _fake_weights(cfg, dev, dtype), tokenizer, dev, dtype)
         tok = tokenize_prompt(tokenizer, build_prompt(question))
         plan = model.memory_plan(num_frames, compression_ratio, len(tok.after), decode_steps + 1)
-        frames = torch.empty((num_frames, 336, 336, 3), dtype=torch.uint8, device=dev)
+        if frames_on not in ("device", "host"):
+            raise ValueError(f"frames_on={frames_on!r}; choose 'device' or 'host'")
+        frames = torch.empty((num_frames, 336, 336, 3), dtype=torch.uint8,
+                             device=dev if frames_on == "device" else "cpu")
         windows_ops: list[Counter] = []
         model.runner.run_visual = _counting(model.runner.run_visual, track, windows_ops)
         waits.clear()
@@ -136,8 +141,9 @@ def rehearse(num_frames: int, compression_ratio: int = 16, decode_steps: int = 3
     windows = len(memory.windows)
     return Rehearsal(
         frames=num_frames, ratio=compression_ratio, device=str(dev), dtype=str(dtype).removeprefix("torch."),
-        attention=attention, windows=windows, vsts=memory.num_vsts, planned_bytes=plan.total + frames.nbytes, peak_bytes=track.peak,
-        encode_waits=encode_waits, vision_batch=model.runner.vision_batch,
+        attention=attention, windows=windows, vsts=memory.num_vsts,
+        planned_bytes=plan.total + (frames.nbytes if frames_on == "device" else 0), peak_bytes=track.peak,
+        encode_waits=encode_waits, uploads=streams["compute waits for copy"], vision_batch=model.runner.vision_batch,
         ops_per_window_layer=_per(windows_ops[0], cfg.llm.num_layers),
         ops_per_decode_step=_per(decode_ops, decode_steps), ops_total=Counter(track.ops))
 
@@ -166,11 +172,28 @@ class _Event:
         return 0.0
 
 
+class _Stream:
+    """A CUDA stream on the fake device: one stream waiting for another is counted in ``streams``,
+    the host waiting for it in ``waits``."""
+
+    def __init__(self, name: str, waits: Counter, streams: Counter):
+        self.name, self._waits, self._streams = name, waits, streams
+
+    def wait_stream(self, other: "_Stream") -> None:
+        self._streams[f"{self.name} waits for {other.name}"] += 1
+
+    def wait_event(self, event) -> None:
+        self._streams[f"{self.name} waits for an event"] += 1
+
+    def synchronize(self) -> None:
+        self._waits["stream.synchronize"] += 1
+
+
 @contextlib.contextmanager
-def _pretend_device(device: torch.device, free_bytes: int, waits: Counter):
+def _pretend_device(device: torch.device, free_bytes: int, waits: Counter, streams: Counter):
     """What the code asks of a real device, answered for the fake one: free memory, syncs and
-    event waits (counted in ``waits``), and the compiled kernels of the device build (their fake
-    kernels run under FakeTensorMode). The decode step runs eagerly (a graph cannot be captured
+    event waits (counted in ``waits``), streams (``_Stream``; host memory counts as pinned), and
+    the compiled kernels of the device build (their fake kernels run under FakeTensorMode). The decode step runs eagerly (a graph cannot be captured
     on fake tensors). No tensor is kept as a real constant (a one-token tensor
     would otherwise be copied to the real device)."""
     real_has_kernel = ops._has_kernel
@@ -180,9 +203,16 @@ def _pretend_device(device: torch.device, free_bytes: int, waits: Counter):
 
     def synchronize(*args, **kwargs):
         waits["synchronize"] += 1
+    compute = _Stream("compute", waits, streams)
     with mock.patch("vxl_fast.memory.budget.available_bytes", lambda d: free_bytes), \
             mock.patch("torch.cuda.synchronize", synchronize), \
             mock.patch("torch.cuda.Event", lambda **kw: _Event(waits, **kw)), \
+            mock.patch("torch.cuda.Stream", lambda *a, **kw: _Stream("copy", waits, streams)), \
+            mock.patch("torch.cuda.current_stream", lambda *a, **kw: compute), \
+            mock.patch("torch.cuda.stream", lambda stream: contextlib.nullcontext()), \
+            mock.patch.object(torch.Tensor, "is_pinned", lambda self, *a: True), \
+            mock.patch.object(torch.Tensor, "record_stream", lambda self, stream: None), \
+            mock.patch.dict("vxl_fast.video.inputs._COPY_STREAMS", clear=True), \
             mock.patch("torch._subclasses.fake_tensor.CONSTANT_NUMEL_LIMIT", 0), \
             mock.patch("vxl_fast.engine.decode.CUDA_GRAPHS", False), \
             mock.patch.object(ops, "_has_kernel", has_kernel):

@@ -50,6 +50,17 @@ def test_encoding_never_waits_for_the_device_but_once_at_the_end(rehearsal_128):
     assert rehearsal_128.encode_waits == 1
 
 
+def test_frames_from_the_host_are_uploaded_on_the_copy_stream_without_a_wait():
+    """A video's decoded frames start on the host: each vision batch is uploaded on the copy
+    stream, which the compute stream waits for on the device; the host still waits only once."""
+    from vxl_fast.rehearsal import rehearse
+
+    r = rehearse(32, 16, decode_steps=2, frames_on="host")
+    assert r.uploads == -(-32 // r.vision_batch) and r.encode_waits == 1
+    assert r.windows == -(-32 * 144 // 1440)
+    assert abs(r.peak_bytes - r.planned_bytes) <= 0.05 * r.peak_bytes, r.as_dict()
+
+
 def test_fused_elementwise_ops_run_as_on_the_device(rehearsal_128):
     """Residual add + RMSNorm, SiLU * up and a window's RoPE + K/V write are one custom op each
     on CUDA (layers.kernels.FUSED):
@@ -68,6 +79,8 @@ def test_fused_elementwise_ops_run_as_on_the_device(rehearsal_128):
     # baked into a captured graph)
     assert r.ops_per_window_layer["rope_kv_write"] * 28 == pytest.approx(27, abs=0.2)
     assert r.ops_per_decode_step["rope_kv_write"] == 0 and r.ops_per_decode_step["index_copy_"] == 2 * 28
+    # the token's RoPE rows, gathered once per token for all 28 layers (DecodeStep.begin)
+    assert r.ops_per_decode_step["index_select"] == 2
 
 
 def test_vision_fused_ops_run_as_on_the_device(rehearsal_128):

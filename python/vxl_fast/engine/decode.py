@@ -33,6 +33,7 @@ class StaticDecoder:
 
     def _forward(self) -> torch.Tensor:
         x = self.model.llm.embed_tokens(self.inputs[:1])
+        self.step.begin()
         return self.model.logits(self.model.llm(x, self.step))[0]
 
     def __call__(self, token: int, position: int) -> torch.Tensor:

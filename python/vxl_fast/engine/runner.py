@@ -7,6 +7,7 @@ import hashlib
 import os
 import threading
 import warnings
+from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -54,6 +55,7 @@ class Runner:
         self.vst_projection = self._pick_vst_projection()
         self.lock = threading.RLock()
         self._fingerprint: str | None = None
+        self._slots: OrderedDict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
 
     def _pick_vst_projection(self) -> str:
         """How visual windows project q/k/v (``models.qwen2.project_window``): ``VXL_VST_PROJECTION``
@@ -150,15 +152,27 @@ class Runner:
         """One visual window: raw tokens [n_raw, D] with VSTs interleaved; only the VSTs' K/V stay."""
         vst = self.model.llm.beacon_embed_tokens.weight[0]
         x = ops.interleave_vst(raw, vst, w.ratio, w.carry)
-        nb, vst_index = ops.vst_slots(w.n_raw, w.ratio, w.carry)
+        vst_index, raw_index = self._window_slots(w)
+        nb = vst_index.shape[0]
         assert nb == w.n_vst and x.shape[0] == w.rows, "window plan and interleave disagree"
-        vst_index = vst_index.to(self.device, non_blocking=True)
-        raw_index = ops.raw_slots(w.n_raw, w.ratio, w.carry).to(self.device, non_blocking=True)
         start = cache.reserve(w.rows)  # the window's rows sit after the kept slots until compacted
         self.model.llm(x, WindowStep(cache, self.rope, self.attention, w.rows, start, stage, vst_index, raw_index,
                                      self.vst_projection))
         cache.length += nb
         record_step(trace, cache, "visual", w.n_raw, nb, start, w.ratio, w.carry)
+
+    def _window_slots(self, w: VisualWindow) -> tuple[torch.Tensor, torch.Tensor]:
+        """The window's VST rows and raw rows (``ops.vst_slots``, ``ops.raw_slots``) on the device,
+        made once per layout — a video's windows share a few — and kept for the last 64 layouts."""
+        key = (w.n_raw, w.ratio, w.carry)
+        slots = self._slots.pop(key, None)
+        if slots is None:
+            slots = (ops.vst_slots(*key)[1].to(self.device, non_blocking=True),
+                     ops.raw_slots(*key).to(self.device, non_blocking=True))
+        self._slots[key] = slots
+        if len(self._slots) > 64:
+            self._slots.popitem(last=False)
+        return slots
 
     def decode(self, cache: KVCache, token: int) -> torch.Tensor:
         """One generated token fed back: the next token's fp32 logits [vocab], through the static

@@ -57,15 +57,21 @@ class DecodeStep:
     bounds: torch.Tensor  # int32 [2, 2]: [[0, 1], [0, cache capacity]]
     rows: int = 1
     is_visual: bool = False
+    _token: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # cos, sin, used of this token
+
+    def begin(self) -> None:
+        """What every layer of this token shares — its RoPE rows and the slots in use — computed
+        once, from the device position, before the layers run."""
+        self._token = (self.cos.index_select(0, self.position), self.sin.index_select(0, self.position),
+                       (self.position + 1).to(torch.int32))
 
     def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernels=None) -> torch.Tensor:
         """q: [1, H, d]; k, v: [1, Hkv, d] (before RoPE). Returns [1, H·d]. (``kernels``: the
         layer's elementwise ops, unused: RoPE here gathers its rows at the device position.)"""
-        cos = self.cos.index_select(0, self.position)
-        sin = self.sin.index_select(0, self.position)
+        assert self._token is not None, "DecodeStep.begin() runs before the layers"
+        cos, sin, used = self._token
         ck, cv = self.k[layer], self.v[layer]
         ck.index_copy_(1, self.position, apply_rope(k.transpose(0, 1), cos, sin))
         cv.index_copy_(1, self.position, v.transpose(0, 1))
-        used = (self.position + 1).to(torch.int32)
         out = self.attention(apply_rope(q.transpose(0, 1), cos, sin), ck, cv, used, self.bounds)
         return out.reshape(1, -1)

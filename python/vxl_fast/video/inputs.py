@@ -33,13 +33,28 @@ class VisualSource:
     timestamps: list[float] | None = None
 
 
+_COPY_STREAMS: dict[torch.device, torch.cuda.Stream] = {}
+
+
 def to_device(frames: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 frames onto ``device``: through pinned memory without waiting, for a GPU."""
+    """uint8 frames onto ``device``. For a GPU: from pinned memory (video chunks are pinned by
+    their decoding thread) on a copy stream of the device's own, so that the upload overlaps the
+    work already queued on the compute stream, which waits for it on the device — the host never
+    waits."""
     if frames.device == device:
         return frames
-    if device.type == "cuda" and frames.device.type == "cpu":
-        return frames.pin_memory().to(device, non_blocking=True)
-    return frames.to(device)
+    if device.type != "cuda" or frames.device.type != "cpu":
+        return frames.to(device)
+    copy = _COPY_STREAMS.get(device)
+    if copy is None:
+        copy = _COPY_STREAMS[device] = torch.cuda.Stream(device)
+    host = frames if frames.is_pinned() else frames.pin_memory()
+    compute = torch.cuda.current_stream(device)
+    with torch.cuda.stream(copy):
+        out = host.to(device, non_blocking=True)
+    compute.wait_stream(copy)
+    out.record_stream(compute)  # allocated on the copy stream, used and freed on the compute stream
+    return out
 
 
 def frames_source(frames: torch.Tensor | list[torch.Tensor], cfg: VideoXLConfig,
