@@ -39,3 +39,29 @@ def test_one_decoder_per_cache_buffer(tiny_model):
     assert memory.cache.attached["decoder"] is decoder  # the next answer replays the same step
     assert again.token_ids == first.token_ids
     assert memory.cache.view().attached is memory.cache.attached
+
+
+def test_the_tokens_rope_rows_are_gathered_once_for_all_layers(tiny_model):
+    """DecodeStep.begin gathers cos/sin at the device position and the slots in use once per
+    token; every layer reuses them (the tiny model has several layers)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.calls = {}
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func.overloadpacket.__name__
+            self.calls[name] = self.calls.get(name, 0) + 1
+            return func(*args, **(kwargs or {}))
+
+    memory = tiny_model.encode(frames=torch.zeros(3, 32, 32, 3, dtype=torch.uint8), reserve_tokens=8)
+    runner = tiny_model.runner
+    cache = memory.cache.view()
+    decoder = StaticDecoder(tiny_model.model, runner.rope, cache, runner.device, runner.dtype)
+    assert len(tiny_model.model.llm.layers) > 1
+    with torch.inference_mode(), Count() as count:
+        decoder(5, cache.length)
+    assert count.calls["index_select"] == 2  # cos and sin, not two per layer
+    assert count.calls["index_copy_"] == 2 * len(tiny_model.model.llm.layers)  # each layer's K and V

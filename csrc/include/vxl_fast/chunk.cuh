@@ -2,11 +2,34 @@
 // the row allows it (kVector), element by element otherwise. Shared by the elementwise kernels.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+
+#include "vxl_fast/launch.cuh"
 
 namespace vxl_fast {
 
 inline constexpr int kChunk = 8;
+
+// Calls op(row, i0, n) for the chunks [i0, i0 + n), n <= kChunk, of every row of a [rows, width]
+// extent: a thread per chunk, grid-stride over all rows' chunks.
+template <typename Op>
+__device__ __forceinline__ void for_each_chunk(int64_t rows, int64_t width, const Op& op) {
+  const int64_t chunks = (width + kChunk - 1) / kChunk;
+  const int64_t tasks = rows * chunks;
+  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t task = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; task < tasks;
+       task += step) {
+    const int64_t i0 = (task % chunks) * kChunk;
+    op(task / chunks, i0, width - i0 < kChunk ? width - i0 : kChunk);
+  }
+}
+
+// Blocks of kMaxThreads threads for for_each_chunk over [rows, width] (at most kMaxBlocks).
+inline unsigned chunk_blocks(int64_t rows, int64_t width) {
+  const int64_t tasks = rows * ((width + kChunk - 1) / kChunk);
+  return static_cast<unsigned>(std::min<int64_t>((tasks + kMaxThreads - 1) / kMaxThreads, kMaxBlocks));
+}
 
 // kChunk elements, aligned for 16-byte accesses (16 bytes for 16-bit types, 32 for float).
 template <typename T>

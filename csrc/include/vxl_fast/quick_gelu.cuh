@@ -6,7 +6,6 @@
 
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <cstdint>
 
 #include "vxl_fast/chunk.cuh"
@@ -26,14 +25,7 @@ struct BiasQuickGeluParams {
 
 template <typename T, bool kVector>
 __global__ void bias_quick_gelu_kernel(const BiasQuickGeluParams<T> p) {
-  const int64_t chunks = (p.width + kChunk - 1) / kChunk;
-  const int64_t tasks = p.rows * chunks;
-  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t task = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; task < tasks;
-       task += step) {
-    const int64_t row = task / chunks;
-    const int64_t i0 = (task % chunks) * kChunk;
-    const int64_t n = p.width - i0 < kChunk ? p.width - i0 : kChunk;
+  for_each_chunk(p.rows, p.width, [&](int64_t row, int64_t i0, int64_t n) {
     T xv[kChunk] = {}, bv[kChunk] = {}, yv[kChunk] = {};
     load_chunk<kVector>(p.x + row * p.x_stride + i0, n, xv);
     load_chunk<kVector>(p.bias + i0, n, bv);
@@ -46,19 +38,17 @@ __global__ void bias_quick_gelu_kernel(const BiasQuickGeluParams<T> p) {
       }
     }
     store_chunk<kVector>(p.out + row * p.width + i0, n, yv);
-  }
+  });
 }
 
 // Requires rows >= 1, width >= 1.
 template <typename T>
 cudaError_t launch_bias_quick_gelu(const BiasQuickGeluParams<T>& p, cudaStream_t stream) {
-  const int64_t tasks = p.rows * ((p.width + kChunk - 1) / kChunk);
-  const int64_t blocks = std::min<int64_t>((tasks + kMaxThreads - 1) / kMaxThreads, kMaxBlocks);
   const bool vector = chunk_aligned<T>(p.x, p.x_stride, p.width) &&
                       chunk_aligned<T>(p.bias, 0, p.width) &&
                       chunk_aligned<T>(p.out, p.width, p.width);
   const auto kernel = vector ? bias_quick_gelu_kernel<T, true> : bias_quick_gelu_kernel<T, false>;
-  VXL_LAUNCH(kernel, static_cast<unsigned>(blocks), kMaxThreads, 0, stream)(p);
+  VXL_LAUNCH(kernel, chunk_blocks(p.rows, p.width), kMaxThreads, 0, stream)(p);
   return cudaGetLastError();
 }
 

@@ -6,7 +6,6 @@
 
 #include <cuda_runtime.h>
 
-#include <algorithm>
 #include <cstdint>
 
 #include "vxl_fast/chunk.cuh"
@@ -25,14 +24,7 @@ struct SiluAndMulParams {
 
 template <typename T, bool kVector>
 __global__ void silu_and_mul_kernel(const SiluAndMulParams<T> p) {
-  const int64_t chunks = (p.width + kChunk - 1) / kChunk;
-  const int64_t tasks = p.rows * chunks;
-  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t task = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; task < tasks;
-       task += step) {
-    const int64_t row = task / chunks;
-    const int64_t i0 = (task % chunks) * kChunk;
-    const int64_t n = p.width - i0 < kChunk ? p.width - i0 : kChunk;
+  for_each_chunk(p.rows, p.width, [&](int64_t row, int64_t i0, int64_t n) {
     const T* gate = p.x + row * p.x_stride + i0;
     T gv[kChunk] = {}, uv[kChunk] = {}, yv[kChunk] = {};
     load_chunk<kVector>(gate, n, gv);
@@ -44,19 +36,17 @@ __global__ void silu_and_mul_kernel(const SiluAndMulParams<T> p) {
       }
     }
     store_chunk<kVector>(p.out + row * p.width + i0, n, yv);
-  }
+  });
 }
 
 // Requires rows >= 1, width >= 1.
 template <typename T>
 cudaError_t launch_silu_and_mul(const SiluAndMulParams<T>& p, cudaStream_t stream) {
-  const int64_t tasks = p.rows * ((p.width + kChunk - 1) / kChunk);
-  const int64_t blocks = std::min<int64_t>((tasks + kMaxThreads - 1) / kMaxThreads, kMaxBlocks);
   const bool vector = chunk_aligned<T>(p.x, p.x_stride, p.width) &&
                       chunk_aligned<T>(p.x + p.width, p.x_stride, p.width) &&
                       chunk_aligned<T>(p.out, p.width, p.width);
   const auto kernel = vector ? silu_and_mul_kernel<T, true> : silu_and_mul_kernel<T, false>;
-  VXL_LAUNCH(kernel, static_cast<unsigned>(blocks), kMaxThreads, 0, stream)(p);
+  VXL_LAUNCH(kernel, chunk_blocks(p.rows, p.width), kMaxThreads, 0, stream)(p);
   return cudaGetLastError();
 }
 
