@@ -133,6 +133,25 @@ def test_add_layer_norm(benchmark, path):
 
 
 @pytest.mark.parametrize("path", ["kernel", "reference"])
+def test_clip_embed_layer_norm(benchmark, path):
+    """The vision tower's class token + position embedding + pre-LayerNorm over 8 frames' patch
+    embeddings at CLIP ViT-L's width, bf16. Not an interleave ratio: ratio 0."""
+    frames, tokens = 8, CLIP_ROWS // 8
+    patches = torch.randn(frames, tokens - 1, CLIP_HIDDEN, device=DEVICE).to(DTYPE)
+    cls, weight, bias = (torch.randn(CLIP_HIDDEN, device=DEVICE).to(DTYPE) for _ in range(3))
+    pos = torch.randn(tokens, CLIP_HIDDEN, device=DEVICE).to(DTYPE)
+    kernel = lambda: torch.ops.vxl_fast.clip_embed_layer_norm(patches, cls, pos, weight, bias, 1e-5)  # noqa: E731
+    reference = lambda: ops.clip_embed_layer_norm_ref(patches, cls, pos, weight, bias, 1e-5)  # noqa: E731
+    # read the patch embeddings, write the normed rows (pos, cls, weight and bias stay in cache)
+    big = DEVICE.type == "cpu"
+    _time(benchmark, kernel if path == "kernel" else reference, 2 * CLIP_ROWS * CLIP_HIDDEN * DTYPE.itemsize, path,
+          f"clip_embed_layer_norm {frames}x{tokens}x{CLIP_HIDDEN}", 0, rounds=4 if big else 20,
+          iterations=2 if big else 5)
+    if path == "kernel":
+        _with_speedup(benchmark, reference)
+
+
+@pytest.mark.parametrize("path", ["kernel", "reference"])
 def test_bias_quick_gelu(benchmark, path):
     """The vision MLP's fc1 bias + quick GELU over 8 frames' tokens at CLIP ViT-L's intermediate
     size, bf16. Not an interleave ratio: ratio 0."""

@@ -18,7 +18,7 @@ bool is_supported_float(c10::ScalarType dtype) {
 }
 
 void check_clip_preprocess(const at::Tensor& frames, int64_t size, int64_t crop,
-                           c10::ArrayRef<double> mean, c10::ArrayRef<double> stdev) {
+                           c10::ArrayRef<double> mean, c10::ArrayRef<double> stdev, int64_t patch) {
   constexpr const char* op = "clip_preprocess";
   CHECK_DIM(op, frames, 4, "[T, H, W, 3]");
   CHECK_DTYPE(op, frames, c10::kByte);
@@ -36,6 +36,9 @@ void check_clip_preprocess(const at::Tensor& frames, int64_t size, int64_t crop,
               mean.size(), ".");
   CHECK_VALUE(stdev.size() == 3, op, ": std must have 3 values (one per channel), got ",
               stdev.size(), ".");
+  CHECK_VALUE(patch >= 0, op, ": patch must be non-negative (0: no patch rows), got ", patch, ".");
+  CHECK_VALUE(patch == 0 || crop % patch == 0, op, ": crop (", crop,
+              ") must be a multiple of patch, got patch = ", patch, ".");
 }
 
 void check_clip_preprocess_dtype(c10::ScalarType dtype) {
@@ -44,18 +47,30 @@ void check_clip_preprocess_dtype(c10::ScalarType dtype) {
              dtype_name(dtype), ".");
 }
 
+std::vector<int64_t> clip_preprocess_shape(int64_t n_frames, int64_t crop, int64_t patch) {
+  if (patch == 0) {
+    return {n_frames, 3, crop, crop};
+  }
+  const int64_t grid = crop / patch;
+  return {n_frames, grid * grid, 3 * patch * patch};
+}
+
 void check_clip_preprocess_out(const at::Tensor& frames, int64_t size, int64_t crop,
                                c10::ArrayRef<double> mean, c10::ArrayRef<double> stdev,
-                               const at::Tensor& out) {
+                               const at::Tensor& out, int64_t patch) {
   constexpr const char* op = "clip_preprocess";
-  check_clip_preprocess(frames, size, crop, mean, stdev);
-  CHECK_DIM(op, out, 4, "[T, 3, crop, crop]");
+  check_clip_preprocess(frames, size, crop, mean, stdev, patch);
+  if (patch == 0) {
+    CHECK_DIM(op, out, 4, "[T, 3, crop, crop]");
+  } else {
+    CHECK_DIM(op, out, 3, "[T, (crop / patch)^2, 3 * patch^2]");
+  }
   CHECK_FLOATING(op, out);
   CHECK_SAME_DEVICE(op, out, frames);
-  const std::vector<int64_t> expected{frames.size(0), 3, crop, crop};
-  CHECK_VALUE(out.sizes() == c10::IntArrayRef(expected), op,
-              ": out must have shape [T, 3, crop, crop] = ", c10::IntArrayRef(expected), ", got ",
-              out.sizes(), ".");
+  const std::vector<int64_t> expected = clip_preprocess_shape(frames.size(0), crop, patch);
+  CHECK_VALUE(out.sizes() == c10::IntArrayRef(expected), op, ": out must have shape ",
+              patch == 0 ? "[T, 3, crop, crop]" : "[T, (crop / patch)^2, 3 * patch^2]", " = ",
+              c10::IntArrayRef(expected), ", got ", out.sizes(), ".");
   CHECK_LAST_DIM_CONTIGUOUS(op, out);
 }
 
@@ -195,6 +210,44 @@ void check_add_layer_norm(const at::Tensor& x, const at::Tensor& residual, const
               " elements but the rows of x have D = ", x.size(-1), "; they must match.");
   CHECK_LAST_DIM_CONTIGUOUS(op, x);
   CHECK_LAST_DIM_CONTIGUOUS(op, residual);
+  CHECK_LAST_DIM_CONTIGUOUS(op, weight);
+  CHECK_LAST_DIM_CONTIGUOUS(op, bias);
+  CHECK_VALUE(std::isfinite(eps) && eps >= 0, op, ": eps must be finite and non-negative, got ",
+              eps, ".");
+}
+
+void check_clip_embed_layer_norm(const at::Tensor& patches, const at::Tensor& cls,
+                                 const at::Tensor& pos, const at::Tensor& weight,
+                                 const at::Tensor& bias, double eps) {
+  constexpr const char* op = "clip_embed_layer_norm";
+  CHECK_DIM(op, patches, 3, "[F, P, C]");
+  CHECK_DIM(op, cls, 1, "[C]");
+  CHECK_DIM(op, pos, 2, "[P + 1, C]");
+  CHECK_DIM(op, weight, 1, "[C]");
+  CHECK_DIM(op, bias, 1, "[C]");
+  CHECK_FLOATING(op, patches);
+  CHECK_SAME_DTYPE(op, cls, patches);
+  CHECK_SAME_DTYPE(op, pos, patches);
+  CHECK_SAME_DTYPE(op, weight, patches);
+  CHECK_SAME_DTYPE(op, bias, patches);
+  CHECK_SAME_DEVICE(op, cls, patches);
+  CHECK_SAME_DEVICE(op, pos, patches);
+  CHECK_SAME_DEVICE(op, weight, patches);
+  CHECK_SAME_DEVICE(op, bias, patches);
+  const int64_t c = patches.size(2);
+  CHECK_VALUE(c >= 1, op, ": patches must have a non-empty last dimension, got C = 0.");
+  CHECK_VALUE(cls.size(0) == c, op, ": cls has ", cls.size(0),
+              " elements but the rows of patches have C = ", c, "; they must match.");
+  CHECK_VALUE(weight.size(0) == c, op, ": weight has ", weight.size(0),
+              " elements but the rows of patches have C = ", c, "; they must match.");
+  CHECK_VALUE(bias.size(0) == c, op, ": bias has ", bias.size(0),
+              " elements but the rows of patches have C = ", c, "; they must match.");
+  const std::vector<int64_t> pos_shape{patches.size(1) + 1, c};
+  CHECK_VALUE(pos.sizes() == c10::IntArrayRef(pos_shape), op, ": pos must have shape [P + 1, C] = ",
+              c10::IntArrayRef(pos_shape), ", got ", pos.sizes(), ".");
+  CHECK_LAST_DIM_CONTIGUOUS(op, patches);
+  CHECK_LAST_DIM_CONTIGUOUS(op, cls);
+  CHECK_LAST_DIM_CONTIGUOUS(op, pos);
   CHECK_LAST_DIM_CONTIGUOUS(op, weight);
   CHECK_LAST_DIM_CONTIGUOUS(op, bias);
   CHECK_VALUE(std::isfinite(eps) && eps >= 0, op, ": eps must be finite and non-negative, got ",

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #define CHECK_VALUE(cond, ...) TORCH_CHECK_VALUE(cond, __VA_ARGS__)
 #define CHECK_TYPE(cond, ...) TORCH_CHECK_TYPE(cond, __VA_ARGS__)
@@ -49,18 +50,22 @@ std::string dtype_name(c10::ScalarType dtype);
 
 bool is_supported_float(c10::ScalarType dtype);
 
-// frames uint8 [T >= 1, H >= 1, W >= 1, 3], last dim contiguous; 1 <= crop <= size; 3 means/stds.
+// frames uint8 [T >= 1, H >= 1, W >= 1, 3], last dim contiguous; 1 <= crop <= size; 3 means/stds;
+// patch 0 or a divisor of crop.
 void check_clip_preprocess(const at::Tensor& frames, int64_t size, int64_t crop,
-                           c10::ArrayRef<double> mean, c10::ArrayRef<double> stdev);
+                           c10::ArrayRef<double> mean, c10::ArrayRef<double> stdev, int64_t patch);
 
 // The output dtype of the functional clip_preprocess: float32, float16 or bfloat16.
 void check_clip_preprocess_dtype(c10::ScalarType dtype);
 
-// check_clip_preprocess, then out: float [T, 3, crop, crop] on the frames' device, last dim
+// clip_preprocess's output shape: [T, 3, crop, crop] (patch 0) or [T, (crop / patch)^2, 3 patch^2].
+std::vector<int64_t> clip_preprocess_shape(int64_t n_frames, int64_t crop, int64_t patch);
+
+// check_clip_preprocess, then out: float of clip_preprocess_shape on the frames' device, last dim
 // contiguous.
 void check_clip_preprocess_out(const at::Tensor& frames, int64_t size, int64_t crop,
                                c10::ArrayRef<double> mean, c10::ArrayRef<double> stdev,
-                               const at::Tensor& out);
+                               const at::Tensor& out, int64_t patch);
 
 void check_interleave_vst(const at::Tensor& raw, const at::Tensor& vst, int64_t ratio,
                           int64_t carry);
@@ -83,6 +88,12 @@ void check_fused_add_rms_norm(const at::Tensor& x, const at::Tensor& residual,
 // D >= 1; eps finite and non-negative.
 void check_add_layer_norm(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,
                           const at::Tensor& bias, double eps);
+
+// patches [F, P, C], C >= 1, cls, weight and bias [C], pos [P + 1, C], of one float dtype and
+// device; last dims contiguous; eps finite and non-negative.
+void check_clip_embed_layer_norm(const at::Tensor& patches, const at::Tensor& cls,
+                                 const at::Tensor& pos, const at::Tensor& weight,
+                                 const at::Tensor& bias, double eps);
 
 // x float [..., F], F >= 1, bias [F] of x's dtype and device; last dims contiguous.
 void check_bias_quick_gelu(const at::Tensor& x, const at::Tensor& bias);

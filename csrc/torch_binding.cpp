@@ -4,14 +4,15 @@
 #include <torch/library.h>
 
 TORCH_LIBRARY(vxl_fast, m) {
-  // CLIPImageProcessor (Pillow bicubic, bit-exact): uint8 [T, H, W, 3] -> [T, 3, crop, crop].
+  // CLIPImageProcessor (Pillow bicubic, bit-exact): uint8 [T, H, W, 3] -> [T, 3, crop, crop], or
+  // with patch p > 0 the patch rows [T, (crop / p)^2, 3 p^2] (the patch embedding's im2col).
   m.def(
       "clip_preprocess(Tensor frames, int size, int crop, float[] mean, float[] std, "
-      "ScalarType dtype) -> Tensor");
-  // clip_preprocess into a preallocated float [T, 3, crop, crop] out (e.g. a slice of a buffer).
+      "ScalarType dtype, int patch=0) -> Tensor");
+  // clip_preprocess into a preallocated float out of that shape (e.g. a slice of a buffer).
   m.def(
       "clip_preprocess_out(Tensor frames, int size, int crop, float[] mean, float[] std, "
-      "Tensor(a!) out) -> ()");
+      "Tensor(a!) out, int patch=0) -> ()");
   // A window's rows with VST rows interleaved: [Lw, D], [D] -> [Lw + (Lw + carry) // ratio, D].
   m.def("interleave_vst(Tensor raw, Tensor vst, int ratio, int carry) -> Tensor");
   // A window's VST keys (before RoPE, RoPE'd at dst + i) and values into cache slots dst + i.
@@ -28,6 +29,11 @@ TORCH_LIBRARY(vxl_fast, m) {
   m.def(
       "add_layer_norm(Tensor x, Tensor residual, Tensor weight, Tensor bias, float eps) -> "
       "(Tensor, Tensor)");
+  // CLIP's embeddings + pre-LayerNorm: patches [F, P, C], cls [C], pos [P + 1, C] ->
+  // LayerNorm(cat(cls, patches[f]) + pos) [F, P + 1, C], fp32 statistics, add_layer_norm's rows.
+  m.def(
+      "clip_embed_layer_norm(Tensor patches, Tensor cls, Tensor pos, Tensor weight, Tensor bias, "
+      "float eps) -> Tensor");
   // quick_gelu(h) = h * sigmoid(1.702 h) of h = x + bias, each step rounded as PyTorch does.
   m.def("bias_quick_gelu(Tensor x, Tensor bias) -> Tensor");
   // silu(gate) * up of x = [..., 2F] = cat(gate, up) -> [..., F], each step rounded as PyTorch does.

@@ -32,29 +32,8 @@ void add_layer_norm_rows(const at::Tensor& x, const at::Tensor& residual, const 
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 14) / d);
   at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
-      const T* xr = xs + row * x_stride;
-      const T* rr = rs + row * r_stride;
-      T* h = hs + row * d;
-      T* y = ys + row * d;
-      float sums[kNormLanes] = {};
-      for (int64_t i = 0; i < d; ++i) {
-        h[i] = static_cast<T>(norm_add(static_cast<float>(rr[i]), static_cast<float>(xr[i])));
-        float& s = sums[norm_lane(i)];
-        s = norm_add(s, static_cast<float>(h[i]));
-      }
-      const float mean = row_mean(butterfly_sum(sums), d);
-      float squares[kNormLanes] = {};
-      for (int64_t i = 0; i < d; ++i) {
-        const float dev = norm_sub(static_cast<float>(h[i]), mean);
-        float& s = squares[norm_lane(i)];
-        s = norm_add(s, norm_mul(dev, dev));
-      }
-      const float rstd = inv_rms(butterfly_sum(squares), d, eps);
-      for (int64_t i = 0; i < d; ++i) {
-        const float dev = norm_sub(static_cast<float>(h[i]), mean);
-        y[i] = static_cast<T>(
-            layer_norm_affine(dev, rstd, static_cast<float>(w[i]), static_cast<float>(b[i])));
-      }
+      add_layer_norm_row(xs + row * x_stride, rs + row * r_stride, w, b, d, eps, hs + row * d,
+                         ys + row * d);
     }
   });
 }

@@ -69,13 +69,17 @@ void vertical_row(const Pixels& src, int64_t origin, const PilTaps& taps, int64_
   }
 }
 
-// Normalises one row of crop pixels [crop, 3] into out[c, y, :] (channel c at dst + c * c_stride).
+// Normalises row y of frame t's crop pixels [crop, 3] into out as `layout` says: runs of
+// layout.patch consecutive x per channel.
 template <typename T>
-void store_row(const uint8_t* pixels, const std::array<std::array<float, 256>, 3>& lut, T* dst,
-               int64_t c_stride, int64_t crop) {
+void store_row(const uint8_t* pixels, const std::array<std::array<float, 256>, 3>& lut, T* out,
+               const ClipLayout& layout, int64_t t, int64_t y, int64_t crop) {
   for (int64_t c = 0; c < 3; ++c) {
-    for (int64_t x = 0; x < crop; ++x) {
-      dst[c * c_stride + x] = static_cast<T>(lut[c][pixels[3 * x + c]]);
+    for (int64_t x0 = 0; x0 < crop; x0 += layout.patch) {
+      T* run = out + layout.index(t, c, y, x0);
+      for (int64_t k = 0; k < layout.patch; ++k) {
+        run[k] = static_cast<T>(lut[c][pixels[3 * (x0 + k) + c]]);
+      }
     }
   }
 }
@@ -83,7 +87,7 @@ void store_row(const uint8_t* pixels, const std::array<std::array<float, 256>, 3
 template <typename T>
 void clip_preprocess_frames(const at::Tensor& frames, int64_t size, int64_t crop,
                             c10::ArrayRef<double> mean, c10::ArrayRef<double> stdev,
-                            at::Tensor& out) {
+                            int64_t patch, at::Tensor& out) {
   const int64_t n_frames = frames.size(0);
   const auto plan = cached_clip_plan(frames.size(1), frames.size(2), size, crop);
   const ClipPlan& p = *plan;
@@ -97,6 +101,7 @@ void clip_preprocess_frames(const at::Tensor& frames, int64_t size, int64_t crop
   }
   const uint8_t* frames_data = frames.const_data_ptr<uint8_t>();
   T* out_data = out.mutable_data_ptr<T>();
+  const ClipLayout layout = clip_layout(crop, patch, out.strides().data());
   // NOTE: bands of output rows give T = 1 parallelism too; with the horizontal pass first, each
   // band resamples the source rows it reads, so neighbouring bands redo a few rows. Whole frames
   // when there are enough of them.
@@ -116,19 +121,18 @@ void clip_preprocess_frames(const at::Tensor& frames, int64_t size, int64_t crop
       const int64_t y_end = std::min(crop, y_begin + band_rows);
       const uint8_t* frame = frames_data + t * frames.stride(0);
       const int64_t row_stride = frames.stride(1), pixel_stride = frames.stride(2);
-      T* out_frame = out_data + t * out.stride(0);
       if (!p.horizontal) {
         const Pixels src{frame + p.left * pixel_stride, row_stride, pixel_stride};
         for (int64_t y = y_begin; y < y_end; ++y) {
           vertical_row(src, 0, p.vert, y, crop, acc.data(), pixels.data());
-          store_row(pixels.data(), lut, out_frame + y * out.stride(2), out.stride(1), crop);
+          store_row(pixels.data(), lut, out_data, layout, t, y, crop);
         }
       } else if (p.vertical_first) {
         const Pixels src{frame + p.col0 * pixel_stride, row_stride, pixel_stride};
         for (int64_t y = y_begin; y < y_end; ++y) {
           vertical_row(src, 0, p.vert, y, cols, acc.data(), line.data());
           horizontal_row(line.data(), 3, p.col0, p.horiz, pixels.data());
-          store_row(pixels.data(), lut, out_frame + y * out.stride(2), out.stride(1), crop);
+          store_row(pixels.data(), lut, out_data, layout, t, y, crop);
         }
       } else if (y_begin < y_end) {
         int64_t r0 = p.vert.start[y_begin], r1 = 0;
@@ -144,7 +148,7 @@ void clip_preprocess_frames(const at::Tensor& frames, int64_t size, int64_t crop
         const Pixels src{tmp.data(), 3 * crop, 3};
         for (int64_t y = y_begin; y < y_end; ++y) {
           vertical_row(src, r0, p.vert, y, crop, acc.data(), pixels.data());
-          store_row(pixels.data(), lut, out_frame + y * out.stride(2), out.stride(1), crop);
+          store_row(pixels.data(), lut, out_data, layout, t, y, crop);
         }
       }
     }
@@ -152,27 +156,29 @@ void clip_preprocess_frames(const at::Tensor& frames, int64_t size, int64_t crop
 }
 
 void run_clip_preprocess(const at::Tensor& frames, int64_t size, int64_t crop,
-                         c10::ArrayRef<double> mean, c10::ArrayRef<double> stdev, at::Tensor& out) {
+                         c10::ArrayRef<double> mean, c10::ArrayRef<double> stdev, int64_t patch,
+                         at::Tensor& out) {
   VXL_DISPATCH_FLOAT_TYPES(out.scalar_type(), "clip_preprocess", [&] {
-    clip_preprocess_frames<scalar_t>(frames, size, crop, mean, stdev, out);
+    clip_preprocess_frames<scalar_t>(frames, size, crop, mean, stdev, patch, out);
   });
 }
 
 at::Tensor clip_preprocess_cpu(const at::Tensor& frames, int64_t size, int64_t crop,
                                c10::ArrayRef<double> mean, c10::ArrayRef<double> stdev,
-                               c10::ScalarType dtype) {
-  check_clip_preprocess(frames, size, crop, mean, stdev);
+                               c10::ScalarType dtype, int64_t patch) {
+  check_clip_preprocess(frames, size, crop, mean, stdev, patch);
   check_clip_preprocess_dtype(dtype);
-  at::Tensor out = at::empty({frames.size(0), 3, crop, crop}, frames.options().dtype(dtype));
-  run_clip_preprocess(frames, size, crop, mean, stdev, out);
+  at::Tensor out = at::empty(clip_preprocess_shape(frames.size(0), crop, patch),
+                             frames.options().dtype(dtype));
+  run_clip_preprocess(frames, size, crop, mean, stdev, patch, out);
   return out;
 }
 
 void clip_preprocess_out_cpu(const at::Tensor& frames, int64_t size, int64_t crop,
                              c10::ArrayRef<double> mean, c10::ArrayRef<double> stdev,
-                             at::Tensor& out) {
-  check_clip_preprocess_out(frames, size, crop, mean, stdev, out);
-  run_clip_preprocess(frames, size, crop, mean, stdev, out);
+                             at::Tensor& out, int64_t patch) {
+  check_clip_preprocess_out(frames, size, crop, mean, stdev, out, patch);
+  run_clip_preprocess(frames, size, crop, mean, stdev, patch, out);
 }
 
 }  // namespace

@@ -68,7 +68,8 @@ const DevicePlan& device_plan(const at::Tensor& frames, int64_t size, int64_t cr
 }
 
 void run_clip_preprocess(const at::Tensor& frames, int64_t size, int64_t crop,
-                         c10::ArrayRef<double> mean, c10::ArrayRef<double> stdev, at::Tensor& out) {
+                         c10::ArrayRef<double> mean, c10::ArrayRef<double> stdev, int64_t patch,
+                         at::Tensor& out) {
   const c10::cuda::CUDAGuard guard(frames.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   const DevicePlan& d = device_plan(frames, size, crop);
@@ -77,8 +78,8 @@ void run_clip_preprocess(const at::Tensor& frames, int64_t size, int64_t crop,
       at::empty({clip_scratch_bytes(*d.plan, n_frames, crop)}, frames.options());
   VXL_DISPATCH_FLOAT_TYPES(out.scalar_type(), "clip_preprocess", [&] {
     using T = typename CudaType<scalar_t>::type;
-    ToOutput<T> sink{static_cast<T*>(out.mutable_data_ptr()), out.stride(0), out.stride(1),
-                     out.stride(2), {}, {}};
+    ToOutput<T> sink{static_cast<T*>(out.mutable_data_ptr()),
+                     clip_layout(crop, patch, out.strides().data()), {}, {}};
     for (int c = 0; c < 3; ++c) {
       sink.mean[c] = static_cast<float>(mean[c]);
       sink.stdev[c] = static_cast<float>(stdev[c]);
@@ -93,19 +94,20 @@ void run_clip_preprocess(const at::Tensor& frames, int64_t size, int64_t crop,
 
 at::Tensor clip_preprocess_cuda(const at::Tensor& frames, int64_t size, int64_t crop,
                                 c10::ArrayRef<double> mean, c10::ArrayRef<double> stdev,
-                                c10::ScalarType dtype) {
-  check_clip_preprocess(frames, size, crop, mean, stdev);
+                                c10::ScalarType dtype, int64_t patch) {
+  check_clip_preprocess(frames, size, crop, mean, stdev, patch);
   check_clip_preprocess_dtype(dtype);
-  at::Tensor out = at::empty({frames.size(0), 3, crop, crop}, frames.options().dtype(dtype));
-  run_clip_preprocess(frames, size, crop, mean, stdev, out);
+  at::Tensor out = at::empty(clip_preprocess_shape(frames.size(0), crop, patch),
+                             frames.options().dtype(dtype));
+  run_clip_preprocess(frames, size, crop, mean, stdev, patch, out);
   return out;
 }
 
 void clip_preprocess_out_cuda(const at::Tensor& frames, int64_t size, int64_t crop,
                               c10::ArrayRef<double> mean, c10::ArrayRef<double> stdev,
-                              at::Tensor& out) {
-  check_clip_preprocess_out(frames, size, crop, mean, stdev, out);
-  run_clip_preprocess(frames, size, crop, mean, stdev, out);
+                              at::Tensor& out, int64_t patch) {
+  check_clip_preprocess_out(frames, size, crop, mean, stdev, out, patch);
+  run_clip_preprocess(frames, size, crop, mean, stdev, patch, out);
 }
 
 }  // namespace

@@ -61,7 +61,7 @@ template <typename T>
 cudaError_t clip_preprocess_as(const uint8_t* frames, const int64_t* v, const float* mean,
                                const float* stdev, void* out) {
   const int64_t n_frames = v[0], height = v[1], width = v[2], s_t = v[3], s_r = v[4],
-                s_x = v[5], size = v[6], crop = v[7];
+                s_x = v[5], size = v[6], crop = v[7], patch = v[11];
   const vxl_fast::ClipPlan plan = vxl_fast::make_clip_plan(height, width, size, crop);
   // NOTE: "device memory" is host memory here, so the taps are read from the plan itself.
   const vxl_fast::DeviceTaps horiz{plan.horiz.start.data(), plan.horiz.n.data(),
@@ -70,7 +70,8 @@ cudaError_t clip_preprocess_as(const uint8_t* frames, const int64_t* v, const fl
                                   plan.vert.weight.data(), plan.vert.taps};
   std::vector<uint8_t> scratch(
       static_cast<size_t>(vxl_fast::clip_scratch_bytes(plan, n_frames, crop)));
-  vxl_fast::ToOutput<T> sink{static_cast<T*>(out), v[8], v[9], v[10], {}, {}};
+  vxl_fast::ToOutput<T> sink{static_cast<T*>(out), vxl_fast::clip_layout(crop, patch, v + 8), {},
+                             {}};
   for (int c = 0; c < 3; ++c) {
     sink.mean[c] = mean[c];
     sink.stdev[c] = stdev[c];
@@ -110,6 +111,25 @@ cudaError_t add_layer_norm_as(void* const* ptr, const int64_t* v, float eps) {
   p.residual_stride = v[3];
   p.eps = eps;
   return vxl_fast::launch_add_layer_norm<T>(p, nullptr);
+}
+
+template <typename T>
+cudaError_t clip_embed_layer_norm_as(void* const* ptr, const int64_t* v, float eps) {
+  vxl_fast::ClipEmbedLayerNormParams<T> p;
+  p.out = static_cast<T*>(ptr[0]);
+  p.patches = static_cast<const T*>(ptr[1]);
+  p.cls = static_cast<const T*>(ptr[2]);
+  p.pos = static_cast<const T*>(ptr[3]);
+  p.weight = static_cast<const T*>(ptr[4]);
+  p.bias = static_cast<const T*>(ptr[5]);
+  p.frames = v[0];
+  p.n_patches = v[1];
+  p.d = v[2];
+  p.frame_stride = v[3];
+  p.patch_stride = v[4];
+  p.pos_stride = v[5];
+  p.eps = eps;
+  return vxl_fast::launch_clip_embed_layer_norm<T>(p, nullptr);
 }
 
 template <typename T>
@@ -263,6 +283,20 @@ int vxl_host_add_layer_norm(int dtype, void* const* ptr, const int64_t* v, float
   return cudaErrorInvalidValue;
 }
 
+// launch_clip_embed_layer_norm (csrc/cuda/clip_embed_layer_norm.cu): ptr = out, patches, cls, pos,
+// weight, bias; v = frames, P, C, patches' frame and patch strides, pos row stride.
+int vxl_host_clip_embed_layer_norm(int dtype, void* const* ptr, const int64_t* v, float eps) {
+  switch (dtype) {
+    case kFloat32:
+      return clip_embed_layer_norm_as<float>(ptr, v, eps);
+    case kFloat16:
+      return clip_embed_layer_norm_as<__half>(ptr, v, eps);
+    case kBFloat16:
+      return clip_embed_layer_norm_as<__nv_bfloat16>(ptr, v, eps);
+  }
+  return cudaErrorInvalidValue;
+}
+
 // launch_bias_quick_gelu (csrc/cuda/bias_quick_gelu.cu): v = rows, F, x row stride.
 int vxl_host_bias_quick_gelu(int dtype, void* out, const void* x, const void* bias, const int64_t* v) {
   switch (dtype) {
@@ -310,7 +344,8 @@ int vxl_host_shuffle_probe(float* out, unsigned threads, unsigned active) {
 }
 
 // launch_clip_preprocess (csrc/cuda/clip_preprocess.cu): v = T, H, W, the 3 frame strides, size,
-// crop, the 3 output strides (t, c, y); out: [T, 3, crop, crop] of dtype.
+// crop, the output strides (t, c, y for [T, 3, crop, crop]; t, row and unused for patch rows),
+// patch; out: of dtype, as clip_layout lays it out.
 int vxl_host_clip_preprocess(int dtype, const uint8_t* frames, const int64_t* v, const float* mean,
                              const float* stdev, void* out) {
   switch (dtype) {

@@ -86,6 +86,8 @@ class HostKernels:
         self.lib.vxl_host_silu_and_mul.argtypes = [ctypes.c_int, _ptr, _ptr, ctypes.POINTER(_i64)]
         self.lib.vxl_host_add_layer_norm.argtypes = [ctypes.c_int, ctypes.POINTER(_ptr), ctypes.POINTER(_i64),
                                                      ctypes.c_float]
+        self.lib.vxl_host_clip_embed_layer_norm.argtypes = [ctypes.c_int, ctypes.POINTER(_ptr),
+                                                            ctypes.POINTER(_i64), ctypes.c_float]
         self.lib.vxl_host_bias_quick_gelu.argtypes = [ctypes.c_int, _ptr, _ptr, _ptr, ctypes.POINTER(_i64)]
         self.lib.vxl_host_rope_kv_write.argtypes = [ctypes.c_int, ctypes.POINTER(_ptr), ctypes.POINTER(_i64)]
         self.lib.vxl_host_shuffle_probe.argtypes = [_ptr, ctypes.c_uint, ctypes.c_uint]
@@ -131,10 +133,12 @@ class HostKernels:
             assert rc == 0, f"launch_kv_compact returned cudaError_t {rc}"
 
     def clip_preprocess_out(self, frames: torch.Tensor, size: int, crop: int, mean, std,
-                            out: torch.Tensor) -> torch.Tensor:
-        """launch_clip_preprocess into out [T, 3, crop, crop] (last dim contiguous)."""
+                            out: torch.Tensor, patch: int = 0) -> torch.Tensor:
+        """launch_clip_preprocess into out [T, 3, crop, crop], or patch rows [T, g * g, 3 p²] for
+        patch p > 0 (last dim contiguous)."""
         t, h, w, _ = frames.shape
-        ints = (_i64 * 11)(t, h, w, *frames.stride()[:3], size, crop, *out.stride()[:3])
+        strides = (*out.stride(), 0)[:3]
+        ints = (_i64 * 12)(t, h, w, *frames.stride()[:3], size, crop, *strides, patch)
         mean_t = torch.tensor(mean, dtype=torch.float32)
         std_t = torch.tensor(std, dtype=torch.float32)
         rc = self.lib.vxl_host_clip_preprocess(DTYPE_CODES[out.dtype], frames.data_ptr(), ints,
@@ -182,6 +186,19 @@ class HostKernels:
             rc = self.lib.vxl_host_add_layer_norm(DTYPE_CODES[x.dtype], ptrs, ints, eps)
             assert rc == 0, f"launch_add_layer_norm returned cudaError_t {rc}"
         return out, residual_out
+
+    def clip_embed_layer_norm(self, patches: torch.Tensor, cls: torch.Tensor, pos: torch.Tensor,
+                              weight: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
+        """The CUDA impl (csrc/cuda/clip_embed_layer_norm.cu), on the host: -> [F, P + 1, C]."""
+        f, p, c = patches.shape
+        out = torch.full((f, p + 1, c), float("nan"), dtype=patches.dtype)
+        if out.numel():
+            ptrs = (_ptr * 6)(out.data_ptr(), patches.data_ptr(), cls.data_ptr(), pos.data_ptr(),
+                              weight.data_ptr(), bias.data_ptr())
+            ints = (_i64 * 6)(f, p, c, patches.stride(0), patches.stride(1), pos.stride(0))
+            rc = self.lib.vxl_host_clip_embed_layer_norm(DTYPE_CODES[patches.dtype], ptrs, ints, eps)
+            assert rc == 0, f"launch_clip_embed_layer_norm returned cudaError_t {rc}"
+        return out
 
     def bias_quick_gelu(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """The CUDA impl (csrc/cuda/bias_quick_gelu.cu), on the host: x [..., F], bias [F] -> [..., F]."""

@@ -3,7 +3,7 @@ host shim (tests/csrc/shim) and compared with the CPU impl (torch.ops.vxl_fast) 
 twins on awkward sizes, in index order and in shuffled block/thread orders, with and without
 __CUDA_ARCH__ (the device-only branches). Copies must be bit-exact; kv_compact's RoPE arithmetic
 must lie within a bound derived from fp32 and the storage type's rounding; fused_add_rms_norm and
-add_layer_norm (a warp per row, shuffles), silu_and_mul and bias_quick_gelu must equal their CPU
+add_layer_norm and clip_embed_layer_norm (a warp per row, shuffles), silu_and_mul and bias_quick_gelu must equal their CPU
 impls bit for bit.
 """
 
@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import vxl_fast._ext as ext
-from vxl_fast.ops import (YUV_MATRICES, add_layer_norm_ref, bias_quick_gelu_ref, clip_preprocess_ref,
-                          fused_add_rms_norm_ref, interleave_vst_ref, kv_compact_ref, rope_kv_write_ref,
+from vxl_fast.ops import (YUV_MATRICES, add_layer_norm_ref, bias_quick_gelu_ref, clip_embed_layer_norm_ref,
+                          clip_preprocess_ref, fused_add_rms_norm_ref, interleave_vst_ref, kv_compact_ref, rope_kv_write_ref,
                           silu_and_mul_ref, vst_slots, yuv420_to_rgb_ref)
 from host_kernels import CUDA_ERROR_INVALID_CONFIGURATION, CUDA_ERROR_LAUNCH_FAILURE, host_kernels
 
@@ -233,6 +233,30 @@ def test_clip_preprocess_matches_cpu_impl_and_reference(kernels, case):
         assert bool(padded[..., crop:].isnan().all()), f"wrote outside the output: {what}"
 
 
+# (T, H, W, size, crop, pixel stride, patch): horizontal pass first, vertical first, no horizontal
+# pass, CLIP ViT-L/14's 336 crop, 1-pixel patches, one patch per frame
+CLIP_PATCH_CASES = [(2, 37, 53, 24, 20, 3, 5), (1, 100, 60, 42, 28, 4, 7), (1, 30, 45, 30, 28, 3, 7),
+                    (1, 336, 597, 336, 336, 3, 14), (2, 7, 5, 4, 3, 3, 1), (1, 13, 5, 5, 3, 4, 3)]
+
+
+@pytest.mark.parametrize("case", CLIP_PATCH_CASES, ids=lambda c: "x".join(map(str, c)))
+def test_clip_preprocess_patch_rows_match_cpu_impl_and_reference(kernels, case):
+    t, h, w, size, crop, px, patch = case
+    g = torch.Generator().manual_seed(h * w + patch)
+    frames = torch.randint(0, 256, (t, h + 1, w, px), generator=g, dtype=torch.uint8)[:, 1:, :, :3]
+    rows, width = (crop // patch) ** 2, 3 * patch * patch
+    for dtype in DTYPES:
+        padded = torch.full((t, rows, width + 5), float("nan"), dtype=dtype)
+        out = padded[..., :width]  # strided patch rows
+        kernels.clip_preprocess_out(frames, size, crop, MEAN, STD, out, patch)
+        what = f"{case} {dtype}"
+        cpu = torch.ops.vxl_fast.clip_preprocess(frames, size, crop, list(MEAN), list(STD), dtype, patch)
+        _assert_same_bits(out, cpu, f"vs CPU impl: {what}")
+        _assert_same_bits(out, clip_preprocess_ref(frames, size, crop, MEAN, STD, dtype, patch=patch),
+                          f"vs ref: {what}")
+        assert bool(padded[..., width:].isnan().all()), f"wrote outside the output: {what}"
+
+
 # ---- yuv420_to_rgb: integer arithmetic, bit-exact ----
 
 # (T, H, W, NV12-interleaved chroma): 1 pixel, odd sizes (a partial chroma sample), wider than a
@@ -356,6 +380,32 @@ def test_add_layer_norm_matches_cpu_impl(kernels, dtype, case):
     _assert_same_bits(h, cpu_h, f"h vs CPU impl: {what}")
     _assert_same_bits(normed, cpu_normed, f"normed vs CPU impl: {what}")
     _assert_same_bits(h, add_layer_norm_ref(x, residual, weight, bias, 1e-5)[1], f"h vs ref: {what}")
+
+
+# ---- clip_embed_layer_norm: add_layer_norm's warp row over [cls, patches] + pos, bit-exact ----
+
+# (F, P, C, layout): one token, CLIP ViT-L's width, a prime width, strided patch rows (the vector
+# path off), no patches
+EMBED_CASES = [(1, 1, 1, "contiguous"), (2, 5, 136, "contiguous"), (3, 4, 131, "contiguous"),
+               (2, 9, 1024, "contiguous"), (3, 6, 264, "strided"), (2, 0, 16, "contiguous"),
+               (0, 3, 8, "contiguous")]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", EMBED_CASES, ids=lambda c: "x".join(map(str, c)))
+def test_clip_embed_layer_norm_matches_cpu_impl(kernels, dtype, case):
+    f, p, c, layout = case
+    g = torch.Generator().manual_seed(c + 3)
+    patches = (3 * torch.randn(f, p, c + 8, generator=g) + 20).to(dtype)
+    patches = patches[..., 1:1 + c] if layout == "strided" else patches[..., :c].contiguous()
+    cls = torch.randn(c, generator=g).to(dtype)
+    pos = torch.randn(p + 1, c, generator=g).to(dtype)
+    weight = (1 + torch.randn(c, generator=g) / 4).to(dtype)
+    bias = (torch.randn(c, generator=g) / 2).to(dtype)
+    got = kernels.clip_embed_layer_norm(patches, cls, pos, weight, bias, 1e-5)
+    cpu = torch.ops.vxl_fast.clip_embed_layer_norm(patches, cls, pos, weight, bias, 1e-5)
+    _assert_same_bits(got, cpu, f"vs CPU impl: {case} {dtype}")
+    assert got.shape == clip_embed_layer_norm_ref(patches, cls, pos, weight, bias, 1e-5).shape
 
 
 # ---- bias_quick_gelu: elementwise, bit-exact with the CPU impl ----

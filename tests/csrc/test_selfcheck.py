@@ -57,8 +57,9 @@ def wrong_interleave_vst():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", ["add_layer_norm", "bias_quick_gelu", "clip_preprocess", "fused_add_rms_norm",
-                                  "interleave_vst", "kv_compact", "rope_kv_write", "silu_and_mul", "yuv420_to_rgb"])
+@pytest.mark.parametrize("name", ["add_layer_norm", "bias_quick_gelu", "clip_embed_layer_norm", "clip_preprocess",
+                                  "fused_add_rms_norm", "interleave_vst", "kv_compact", "rope_kv_write",
+                                  "silu_and_mul", "yuv420_to_rgb"])
 def test_the_cpu_impls_pass_the_check(name, dtype):
     assert selfcheck.check_op(name, CPU, dtype) is None
 

@@ -20,6 +20,7 @@ from vxl_fast.layers.kernels import (FUSED, FUSED_VISION, TORCH, TORCH_VISION, V
 from vxl_fast.layers.mlp import linear_quick_gelu, quick_gelu
 from vxl_fast.layers.step import WindowStep
 from vxl_fast.memory.kv import KVCache, VstStage
+from vxl_fast.video.preprocess import patch_rows
 
 needs_ext = pytest.mark.skipif(not _ext.available, reason=f"vxl_fast._C not loaded: {_ext.error}")
 CPU = torch.device("cpu")
@@ -113,20 +114,23 @@ def test_the_fused_wiring_through_the_reference_twins_is_bit_exact(tiny_model, l
 def test_each_device_gets_its_vision_kernels(tiny_model):
     assert select_vision_kernels(torch.device("cuda")) is FUSED_VISION and select_vision_kernels(CPU) is TORCH_VISION
     assert FUSED_VISION.add_layer_norm is ops.add_layer_norm
+    assert FUSED_VISION.embed_layer_norm is ops.clip_embed_layer_norm
     assert TORCH_VISION.linear_quick_gelu is linear_quick_gelu
     assert tiny_model.model.vision.kernels is TORCH_VISION  # the CPU runner chose the PyTorch code
 
 
 # The PyTorch code with fc1's bias added after its product (the order the fused wiring adds it in)
-BIAS_AFTER_GEMM = VisionKernels("torch, bias after the GEMM", TORCH_VISION.add_layer_norm,
+BIAS_AFTER_GEMM = VisionKernels("torch, bias after the GEMM", TORCH_VISION.embed_layer_norm,
+                                TORCH_VISION.add_layer_norm,
                                 lambda x, weight, bias: quick_gelu(F.linear(x, weight) + bias))
 
 
 @pytest.fixture(scope="module", params=[torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 def tower(request, tiny_model):
-    """A copy of the tiny model's vision tower in the dtype, two frames of pixels for it, the dtype."""
-    size = tiny_model.config.vision.image_size
-    pixels = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    """A copy of the tiny model's vision tower in the dtype, two frames of patch rows for it, the dtype."""
+    cfg = tiny_model.config.vision
+    pixels = patch_rows(torch.randn(2, 3, cfg.image_size, cfg.image_size, generator=torch.Generator().manual_seed(0)),
+                        cfg.patch_size)
     tower = copy.deepcopy(tiny_model.model.vision).to(request.param)
     return tower, pixels.to(request.param), request.param
 
@@ -150,12 +154,13 @@ def test_the_fused_vision_ops_run_in_place_of_the_pytorch_code(tiny_model, tower
     want = _run_tower(model, pixels, TORCH_VISION)
     with _CountOps() as counted:
         got = _run_tower(model, pixels, FUSED_VISION)
-    # each layer's post-attention norm and every layer's input norm but the first's (no residual
-    # yet); each layer's fc1 bias + activation; PyTorch's LayerNorm only for pre_layrnorm and the
-    # first layer's input norm
+    # the embeddings and pre_layrnorm; each layer's post-attention norm and every layer's input
+    # norm but the first's (no residual yet); each layer's fc1 bias + activation; PyTorch's
+    # LayerNorm only for the first layer's input norm
+    assert counted.ops["clip_embed_layer_norm"] == 1
     assert counted.ops["add_layer_norm"] == 2 * layers - 1
     assert counted.ops["bias_quick_gelu"] == layers
-    assert _layer_norms(counted) == 2
+    assert _layer_norms(counted) == 1
     assert counted.ops["sigmoid"] == 0
     assert got.shape == want.shape == (2, tiny_model.config.vision.num_patches, tiny_model.config.vision.hidden_size)
     if dtype == torch.float32:  # the norms' rounding differs from PyTorch's by a few ulp
@@ -175,7 +180,7 @@ def test_the_fused_vision_wiring_through_the_reference_twins_is_bit_exact(tower)
     model, pixels, dtype = tower
     with ops.reference_only(), _CountOps() as counted:
         got = _run_tower(model, pixels, FUSED_VISION)
-    assert counted.ops["add_layer_norm"] == counted.ops["bias_quick_gelu"] == 0
+    assert counted.ops["add_layer_norm"] == counted.ops["bias_quick_gelu"] == counted.ops["clip_embed_layer_norm"] == 0
     assert _layer_norms(counted) == 2 * len(model.encoder.layers) + 1 and counted.ops["sigmoid"] > 0
     assert torch.equal(got, _run_tower(model, pixels, BIAS_AFTER_GEMM))
     if dtype == torch.float32:

@@ -1,18 +1,27 @@
-"""The vision tower: attention reaches SDPA in the layout its fused kernels need, and the bf16
-tower's error against fp32 is within twice that of a plain bf16 CLIP written out here."""
+"""The vision tower: attention reaches SDPA in the layout its fused kernels need, the bf16 tower's
+error against fp32 is within twice that of a plain bf16 CLIP written out here, and the fused
+embeddings + pre-LayerNorm give the PyTorch tower's result."""
 
 from __future__ import annotations
 
 import copy
 
+from collections import Counter
+
+import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from conftest import GOLDEN, load_model
+from vxl_fast import _ext
+from vxl_fast.layers.kernels import FUSED_VISION, TORCH_VISION
+from vxl_fast.video.preprocess import patch_rows
 
 
 def _plain_clip(tower, pixels):
-    """CLIP as written in the paper: a strided conv for the patches, softmax(q·kᵀ/√d)·v by hand."""
+    """CLIP as written in the paper, on pixels [B, 3, S, S]: a strided conv for the patches,
+    softmax(q·kᵀ/√d)·v by hand."""
     emb = tower.embeddings
     x = F.conv2d(pixels, emb.patch_embedding.weight, stride=emb.patch_embedding.stride).flatten(2).transpose(1, 2)
     cls = emb.class_embedding.expand(x.shape[0], 1, -1)
@@ -36,11 +45,12 @@ def test_bf16_tower_within_twice_the_plain_bf16_error():
     torch.manual_seed(0)
     size = model.config.vision.image_size
     pixels = torch.randn(2, 3, size, size)
+    rows = patch_rows(pixels, model.config.vision.patch_size)
     with torch.inference_mode():
         exact = _plain_clip(tower32, pixels).double()
-        assert (tower32(pixels).double() - exact).abs().max().item() < 1e-4
+        assert (tower32(rows).double() - exact).abs().max().item() < 1e-4
         plain_err = (_plain_clip(tower16, pixels.bfloat16()).double() - exact).abs().max().item()
-        ours_err = (tower16(pixels.bfloat16()).double() - exact).abs().max().item()
+        ours_err = (tower16(rows.bfloat16()).double() - exact).abs().max().item()
     assert 0 < ours_err <= 2 * plain_err, (ours_err, plain_err)
 
 
@@ -61,6 +71,38 @@ def test_attention_calls_sdpa_as_its_fused_kernels_need(monkeypatch):
     monkeypatch.setattr(F, "scaled_dot_product_attention", checked)
     cfg = model.config.vision
     with torch.inference_mode():
-        tower(torch.randn(3, 3, cfg.image_size, cfg.image_size).bfloat16())
+        tower(patch_rows(torch.randn(3, 3, cfg.image_size, cfg.image_size), cfg.patch_size).bfloat16())
     head_dim = cfg.hidden_size // cfg.num_heads
     assert calls == [(3, cfg.num_heads, cfg.num_patches + 1, head_dim)] * cfg.layers_to_run
+
+
+class _CountOps(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.ops: Counter = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops[func.overloadpacket.__name__] += 1
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.skipif(not _ext.available, reason=f"vxl_fast._C not loaded: {_ext.error}")
+def test_fused_embeddings_tower_equals_the_pytorch_tower():
+    """FUSED_VISION on the CPU (the C++ ops): one clip_embed_layer_norm per tower call in place of
+    the class-token cat, the position add and pre_layrnorm; the PyTorch tower's features within
+    the norms' few fp32 ulp."""
+    model = load_model(GOLDEN / "medium-videoxl")
+    tower = copy.deepcopy(model.model.vision)
+    cfg = model.config.vision
+    rows = patch_rows(torch.randn(3, 3, cfg.image_size, cfg.image_size, generator=torch.Generator().manual_seed(1)),
+                      cfg.patch_size)
+    with torch.inference_mode():
+        tower.kernels = TORCH_VISION
+        want = tower(rows)
+        tower.kernels = FUSED_VISION
+        with _CountOps() as counted:
+            got = tower(rows)
+    assert counted.ops["clip_embed_layer_norm"] == 1
+    assert counted.ops["cat"] == 0
+    assert got.shape == want.shape == (3, cfg.num_patches, cfg.hidden_size)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)

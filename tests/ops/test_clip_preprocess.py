@@ -17,7 +17,7 @@ from PIL import Image
 from conftest import GOLDEN, Case
 from vxl_fast import VideoXLConfig, _ext, ops
 from vxl_fast.ops.pil_resize import bicubic_taps, pil_resize_ref, resized_shortest_edge, vertical_first
-from vxl_fast.video.preprocess import clip_preprocess_image
+from vxl_fast.video.preprocess import clip_preprocess_image, patch_rows
 
 
 
@@ -75,21 +75,22 @@ def _case(h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
     return frames, _pillow(frames)
 
 
-def _run(impl: str, frames: torch.Tensor, dtype: torch.dtype = torch.float32, cfg=None) -> torch.Tensor:
+def _run(impl: str, frames: torch.Tensor, dtype: torch.dtype = torch.float32, cfg=None, patch: int = 0
+         ) -> torch.Tensor:
     cfg = cfg or _cfg()
     args = (frames, cfg.size, cfg.crop_size, list(cfg.image_mean), list(cfg.image_std))
     if impl == "ext":
-        return torch.ops.vxl_fast.clip_preprocess(*args, dtype)
-    return ops.clip_preprocess_ref(*args, dtype)
+        return torch.ops.vxl_fast.clip_preprocess(*args, dtype, patch)
+    return ops.clip_preprocess_ref(*args, dtype, patch=patch)
 
 
-def _run_out(impl: str, frames, out, cfg=None):
+def _run_out(impl: str, frames, out, cfg=None, patch: int = 0):
     cfg = cfg or _cfg()
     args = (frames, cfg.size, cfg.crop_size, list(cfg.image_mean), list(cfg.image_std))
     if impl == "ext":
-        torch.ops.vxl_fast.clip_preprocess_out(*args, out)
+        torch.ops.vxl_fast.clip_preprocess_out(*args, out, patch)
     else:
-        ops.clip_preprocess_ref(*args, out=out)
+        ops.clip_preprocess_ref(*args, out=out, patch=patch)
 
 
 def test_extension_loaded():
@@ -203,6 +204,79 @@ def test_wrapper_kernel_reference_and_out(device):
     assert torch.equal(buffer[1:].cpu(), expected) and torch.count_nonzero(buffer[0]) == 0
 
 
+# ---- patch rows: the patch embedding's input, straight from the frames ----------------------------
+
+# no resize, horizontal pass first, vertical pass first (Pillow 13), upscale, 1 pixel
+PATCH_SIZES = [(336, 336), (180, 320), (889, 354), (97, 211), (1, 1)]
+
+
+def _permuted(pixels: torch.Tensor, p: int) -> torch.Tensor:
+    t, _, s, _ = pixels.shape
+    g = s // p
+    return pixels.view(t, 3, g, p, g, p).permute(0, 2, 4, 1, 3, 5).reshape(t, g * g, 3 * p * p)
+
+
+def test_patch_sizes_cover_both_pass_orders():
+    orders = {vertical_first(h, w, *resized_shortest_edge(h, w, 336)) for h, w in PATCH_SIZES
+              if resized_shortest_edge(h, w, 336) != (h, w)}
+    assert orders == {False, True}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("h, w", PATCH_SIZES)
+def test_patch_rows_are_the_permuted_pixels(device, impl, dtype, h, w):
+    """patch=14 at CLIP ViT-L/14-336's crop: [T, 576, 588], the default output permuted, to the bit."""
+    frames, expected = _case(h, w)
+    out = _run(impl, frames.to(device), dtype, patch=14)
+    assert out.shape == (frames.shape[0], 24 * 24, 3 * 14 * 14) and out.dtype == dtype and out.is_contiguous()
+    assert torch.equal(out, _permuted(_run(impl, frames.to(device), dtype), 14))
+    assert torch.equal(out.cpu(), _permuted(expected.to(dtype), 14))
+    assert torch.equal(out.cpu(), patch_rows(expected, 14).to(dtype))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("patch", [1, 2, 5, 10, 20])
+def test_patch_rows_of_other_patch_sizes(device, patch):
+    """A 20-pixel crop of the 24-pixel short side (both passes) in patches of every divisor tried,
+    fp32 and bf16, the op against its twin and the permuted pixels; and into a strided out."""
+    g = torch.Generator().manual_seed(patch)
+    frames = torch.randint(0, 256, (3, 37, 53, 3), generator=g, dtype=torch.uint8).to(device)
+    args = (frames, 24, 20, [0.5, 0.4, 0.3], [0.2, 0.25, 0.3])
+    rows, width = (20 // patch) ** 2, 3 * patch * patch
+    for dtype in (torch.float32, torch.bfloat16):
+        want = _permuted(ops.clip_preprocess_ref(*args, dtype), patch)
+        assert torch.equal(ops.clip_preprocess_ref(*args, dtype, patch=patch), want)
+        if _ext.available:
+            assert torch.equal(torch.ops.vxl_fast.clip_preprocess(*args, dtype, patch), want)
+            buffer = torch.full((3, rows, width + 3), 7.0, dtype=dtype, device=device)
+            torch.ops.vxl_fast.clip_preprocess_out(*args, buffer[..., 1:1 + width], patch)
+            assert torch.equal(buffer[..., 1:1 + width], want)
+            assert bool((buffer[..., 0] == 7).all() and (buffer[..., 1 + width:] == 7).all())
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("impl", IMPLS)
+def test_patch_rows_into_a_slice_of_a_buffer(device, impl):
+    frames, expected = _case(180, 320)
+    t = frames.shape[0]
+    buffer = torch.zeros(t + 2, 576, 588, dtype=torch.bfloat16, device=device)
+    _run_out(impl, frames.to(device), buffer[1:1 + t], patch=14)
+    assert torch.equal(buffer[1:1 + t].cpu(), _permuted(expected.to(torch.bfloat16), 14))
+    assert torch.count_nonzero(buffer[0]) == 0 and torch.count_nonzero(buffer[1 + t:]) == 0
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_wrapper_patch_rows(device):
+    frames, expected = _case(97, 211)
+    args = (frames.to(device), _cfg().size, _cfg().crop_size, _cfg().image_mean, _cfg().image_std)
+    assert torch.equal(ops.clip_preprocess(*args, patch=14).cpu(), _permuted(expected, 14))
+    with ops.reference_only():
+        assert torch.equal(ops.clip_preprocess(*args, dtype=torch.bfloat16, patch=14).cpu(),
+                           _permuted(expected.to(torch.bfloat16), 14))
+
+
 # ---- golden cases ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -276,13 +350,17 @@ def test_opcheck(device, h, w):
                           (frames, 16, 12, mean, std, torch.bfloat16))
     out = torch.zeros(3, 3, 12, 14, device=device)[:2, :, :, 1:13]
     torch.library.opcheck(torch.ops.vxl_fast.clip_preprocess_out.default, (frames, 16, 12, mean, std, out))
+    torch.library.opcheck(torch.ops.vxl_fast.clip_preprocess.default,
+                          (frames, 16, 12, mean, std, torch.float16, 4))
+    rows = torch.zeros(2, 9, 50, device=device)[..., 1:49]
+    torch.library.opcheck(torch.ops.vxl_fast.clip_preprocess_out.default, (frames, 16, 12, mean, std, rows, 4))
 
 
 # ---- bad inputs ----------------------------------------------------------------------------------
 
 def _args(**override):
     args = dict(frames=torch.zeros(2, 20, 30, 3, dtype=torch.uint8), size=16, crop=12,
-                mean=[0.5, 0.5, 0.5], std=[0.2, 0.2, 0.2], dtype=torch.float32)
+                mean=[0.5, 0.5, 0.5], std=[0.2, 0.2, 0.2], dtype=torch.float32, patch=0)
     args.update(override)
     return args
 
@@ -307,6 +385,8 @@ ERRORS = [
     (dict(std=[0.2] * 4), ValueError, "clip_preprocess: std must have 3 values (one per channel), got 4."),
     (dict(dtype=torch.float64), TypeError,
      "clip_preprocess: dtype must be torch.float32, torch.float16 or torch.bfloat16, got torch.float64."),
+    (dict(patch=-1), ValueError, "clip_preprocess: patch must be non-negative (0: no patch rows), got -1."),
+    (dict(patch=5), ValueError, "clip_preprocess: crop (12) must be a multiple of patch, got patch = 5."),
 ]
 
 OUT_ERRORS = [
@@ -322,11 +402,23 @@ OUT_ERRORS = [
      "clip_preprocess: out must have a contiguous last dimension (stride 1), got stride 12."),
 ]
 
+# with patch 4: out [T, 9, 48]
+PATCH_OUT_ERRORS = [
+    (torch.zeros(2, 3, 12, 12), ValueError,
+     "clip_preprocess: out must be a 3-D tensor [T, (crop / patch)^2, 3 * patch^2], got 4 dimensions."),
+    (torch.zeros(2, 9, 48, dtype=torch.float64), TypeError,
+     "clip_preprocess: out must be torch.float32, torch.float16 or torch.bfloat16, got torch.float64."),
+    (torch.zeros(2, 9, 12), ValueError,
+     "clip_preprocess: out must have shape [T, (crop / patch)^2, 3 * patch^2] = [2, 9, 48], got [2, 9, 12]."),
+    (torch.zeros(2, 48, 9).transpose(1, 2), ValueError,
+     "clip_preprocess: out must have a contiguous last dimension (stride 1), got stride 9."),
+]
+
 
 def _call(impl: str, args: dict):
     if impl == "ext":
         return torch.ops.vxl_fast.clip_preprocess(*args.values())
-    return ops.clip_preprocess_ref(*args.values())
+    return ops.clip_preprocess_ref(**args)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -336,27 +428,37 @@ def test_rejects(impl, override, error, message):
         _call(impl, _args(**override))
 
 
+def _call_out(impl: str, args: dict, out: torch.Tensor, patch: int = 0) -> None:
+    if impl == "ext":
+        torch.ops.vxl_fast.clip_preprocess_out(*args.values(), out, patch)
+    else:
+        ops.clip_preprocess_ref(*args.values(), out=out, patch=patch)
+
+
+def _out_args() -> dict:
+    args = _args()
+    del args["dtype"], args["patch"]
+    return args
+
+
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("out, error, message", OUT_ERRORS)
 def test_out_rejects(impl, out, error, message):
-    args = _args()
-    args.pop("dtype")
     with pytest.raises(error, match=re.escape(message)):
-        if impl == "ext":
-            torch.ops.vxl_fast.clip_preprocess_out(*args.values(), out)
-        else:
-            ops.clip_preprocess_ref(*args.values(), out=out)
+        _call_out(impl, _out_args(), out)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("out, error, message", PATCH_OUT_ERRORS)
+def test_patch_out_rejects(impl, out, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        _call_out(impl, _out_args(), out, patch=4)
 
 
 @needs_cuda
 @pytest.mark.parametrize("impl", IMPLS)
 def test_out_rejects_another_device(impl):
-    args = _args()
-    args.pop("dtype")
     out = torch.zeros(2, 3, 12, 12, device="cuda")
     with pytest.raises(ValueError, match=re.escape(
             "clip_preprocess: out must be on the same device as frames (cpu), got cuda:0.")):
-        if impl == "ext":
-            torch.ops.vxl_fast.clip_preprocess_out(*args.values(), out)
-        else:
-            ops.clip_preprocess_ref(*args.values(), out=out)
+        _call_out(impl, _out_args(), out)

@@ -1,4 +1,5 @@
-"""The fused elementwise ops of the vision tower (add_layer_norm, bias_quick_gelu): the C++/CUDA
+"""The fused elementwise ops of the vision tower (clip_embed_layer_norm, add_layer_norm,
+bias_quick_gelu): the C++/CUDA
 kernels against their pure-PyTorch twins (the model's PyTorch code) and a float64 oracle, with
 bounds derived from the rounding steps (ops docstrings). CUDA cases skip without a GPU."""
 
@@ -12,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from vxl_fast import _ext, ops
-from vxl_fast.ops import add_layer_norm_ref, bias_quick_gelu_ref
+from vxl_fast.ops import add_layer_norm_ref, bias_quick_gelu_ref, clip_embed_layer_norm_ref
 
 needs_ext = pytest.mark.skipif(not _ext.available, reason=f"vxl_fast._C not loaded: {_ext.error}")
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
@@ -129,6 +130,76 @@ def test_add_layer_norm_error_is_that_of_the_reference(device, dtype):
     assert float(err.mean()) <= 2 * float(err_ref.mean())
 
 
+# (F, P, C, layout): one token, primes, CLIP ViT-L's width, strided patch rows (a view of a wider
+# product, storage offset 1), frames apart (a slice of a bigger batch), no patches, no frames
+EMBED_CASES = [(1, 0, 1, "contiguous"), (2, 3, 7, "contiguous"), (3, 5, 131, "contiguous"),
+               (2, 9, 1024, "contiguous"), (4, 6, 257, "strided"), (3, 4, 136, "frames apart"),
+               (0, 4, 16, "contiguous")]
+
+
+def _embed_inputs(f, p, c, dtype, device, layout, seed=0):
+    """patches, cls, pos, weight, bias as the tower passes them (patches of mean 4)."""
+    g = torch.Generator().manual_seed(seed + c)
+    if layout == "strided":
+        patches = (3 * torch.randn(f, p, c + 3, generator=g) + 4).to(device, dtype)[..., 1:1 + c]
+    elif layout == "frames apart":
+        patches = (3 * torch.randn(2 * f, p, c, generator=g) + 4).to(device, dtype)[::2]
+    else:
+        patches = (3 * torch.randn(f, p, c, generator=g) + 4).to(device, dtype)
+    cls = torch.randn(c, generator=g).to(device, dtype)
+    pos = torch.randn(p + 1, c, generator=g).to(device, dtype)
+    weight = (1 + torch.randn(c, generator=g) / 4).to(device, dtype)
+    bias = (torch.randn(c, generator=g) / 2).to(device, dtype)
+    return patches, cls, pos, weight, bias
+
+
+def _embed_h(patches, cls, pos):
+    """The model's sum before the norm: cat([cls, patches[f]]) + pos, in the dtype."""
+    return torch.cat([cls.expand(patches.shape[0], 1, -1), patches], 1) + pos
+
+
+@needs_ext
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("f,p,c,layout", EMBED_CASES)
+def test_clip_embed_layer_norm_matches_the_model_and_the_oracle(device, dtype, f, p, c, layout):
+    patches, cls, pos, weight, bias = _embed_inputs(f, p, c, dtype, device, layout)
+    out = torch.ops.vxl_fast.clip_embed_layer_norm(patches, cls, pos, weight, bias, EPS)
+    want = clip_embed_layer_norm_ref(patches, cls, pos, weight, bias, EPS)
+    assert out.shape == (f, p + 1, c) and out.dtype == dtype and out.is_contiguous()
+    h = _embed_h(patches, cls, pos)
+    assert torch.equal(want, F.layer_norm(h, (c,), weight, bias, EPS))  # the model's composition
+    if out.numel() == 0:
+        return
+    # each row is add_layer_norm's row of h: the same bits, the same bound
+    normed, _ = torch.ops.vxl_fast.add_layer_norm(pos.expand_as(h).contiguous(), torch.cat(
+        [cls.expand(f, 1, c), patches], 1), weight, bias, EPS)
+    assert torch.equal(out, normed)
+    oracle, bound = _norm_bound(h, weight, bias, dtype)
+    err = (out.double() - oracle).abs()
+    assert bool((err <= bound).all()), f"max err {float(err.max()):.3g}, over by {float((err / bound).max()):.3g}x"
+    diff = (out.double() - want.double()).abs()
+    assert bool((diff <= 2 * bound + 2 * U[dtype] * oracle.abs()).all())
+    if dtype == torch.float32:  # add_layer_norm's tests' tolerance against PyTorch's LayerNorm
+        torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-5)
+
+
+@needs_ext
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_clip_embed_layer_norm_error_is_that_of_the_reference(device, dtype):
+    """The 16-bit op's error against the float64 formula (of the fp32 inputs) is at most 2x that of
+    the 16-bit PyTorch composition (CLIP ViT-L/14-336: 576 patches of 1024, two frames)."""
+    args32 = _embed_inputs(2, 576, 1024, torch.float32, device, "contiguous", seed=5)
+    args = [t.to(dtype) for t in args32]
+    out = torch.ops.vxl_fast.clip_embed_layer_norm(*args, EPS)
+    want = clip_embed_layer_norm_ref(*args, EPS)
+    oracle, _, _ = _norm_oracle(_embed_h(*args32[:3]), args32[3], args32[4])
+    err, err_ref = (out.double() - oracle).abs(), (want.double() - oracle).abs()
+    assert 0 < float(err.max()) <= 2 * float(err_ref.max())
+    assert float(err.mean()) <= 2 * float(err_ref.mean())
+
+
 def _gelu_oracle(x: torch.Tensor, bias: torch.Tensor):
     """(h · sigmoid(1.702f · h) in float64 from the rounded h = T(x + bias), t = 1.702f · h)."""
     h = (x + bias).double()
@@ -218,6 +289,14 @@ def test_opcheck_bias_quick_gelu(device, layout):
     torch.library.opcheck(torch.ops.vxl_fast.bias_quick_gelu.default, (x, bias))
 
 
+@needs_ext
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+def test_opcheck_clip_embed_layer_norm(device, layout):
+    args = _embed_inputs(3, 5, 40, torch.bfloat16, device, layout)
+    torch.library.opcheck(torch.ops.vxl_fast.clip_embed_layer_norm.default, (*args, EPS))
+
+
 # ---- bad inputs ----------------------------------------------------------------------------------
 
 def _op(name: str, impl: str):
@@ -265,6 +344,56 @@ NORM_ERRORS = [
     (dict(eps=math.nan), ValueError, "add_layer_norm: eps must be finite and non-negative, got nan."),
 ]
 
+def _embed_args(**override):
+    args = dict(patches=torch.randn(2, 3, 8), cls=torch.randn(8), pos=torch.randn(4, 8), weight=torch.ones(8),
+                bias=torch.zeros(8), eps=EPS)
+    args.update(override)
+    return args
+
+
+EMBED_ERRORS = [
+    (dict(patches=torch.randn(3, 8)), ValueError,
+     "clip_embed_layer_norm: patches must be a 3-D tensor [F, P, C], got 2 dimensions."),
+    (dict(cls=torch.randn(1, 8)), ValueError, "clip_embed_layer_norm: cls must be a 1-D tensor [C], got 2 dimensions."),
+    (dict(pos=torch.randn(1, 4, 8)), ValueError,
+     "clip_embed_layer_norm: pos must be a 2-D tensor [P + 1, C], got 3 dimensions."),
+    (dict(weight=torch.ones(1, 8)), ValueError,
+     "clip_embed_layer_norm: weight must be a 1-D tensor [C], got 2 dimensions."),
+    (dict(bias=torch.ones(1, 8)), ValueError, "clip_embed_layer_norm: bias must be a 1-D tensor [C], got 2 dimensions."),
+    (dict(patches=torch.ones(2, 3, 8, dtype=torch.float64), cls=torch.ones(8, dtype=torch.float64),
+          pos=torch.ones(4, 8, dtype=torch.float64), weight=torch.ones(8, dtype=torch.float64),
+          bias=torch.ones(8, dtype=torch.float64)), TypeError,
+     "clip_embed_layer_norm: patches must be torch.float32, torch.float16 or torch.bfloat16, got torch.float64."),
+    (dict(cls=torch.randn(8).bfloat16()), TypeError,
+     "clip_embed_layer_norm: cls must have the same dtype as patches (torch.float32), got torch.bfloat16."),
+    (dict(pos=torch.randn(4, 8).half()), TypeError,
+     "clip_embed_layer_norm: pos must have the same dtype as patches (torch.float32), got torch.float16."),
+    (dict(weight=torch.ones(8, dtype=torch.float16)), TypeError,
+     "clip_embed_layer_norm: weight must have the same dtype as patches (torch.float32), got torch.float16."),
+    (dict(bias=torch.ones(8, dtype=torch.bfloat16)), TypeError,
+     "clip_embed_layer_norm: bias must have the same dtype as patches (torch.float32), got torch.bfloat16."),
+    (dict(patches=torch.randn(2, 3, 0), cls=torch.randn(0), pos=torch.randn(4, 0), weight=torch.ones(0),
+          bias=torch.ones(0)), ValueError, "clip_embed_layer_norm: patches must have a non-empty last dimension, got C = 0."),
+    (dict(cls=torch.randn(7)), ValueError,
+     "clip_embed_layer_norm: cls has 7 elements but the rows of patches have C = 8; they must match."),
+    (dict(weight=torch.ones(9)), ValueError,
+     "clip_embed_layer_norm: weight has 9 elements but the rows of patches have C = 8; they must match."),
+    (dict(bias=torch.ones(7)), ValueError,
+     "clip_embed_layer_norm: bias has 7 elements but the rows of patches have C = 8; they must match."),
+    (dict(pos=torch.randn(3, 8)), ValueError,
+     "clip_embed_layer_norm: pos must have shape [P + 1, C] = [4, 8], got [3, 8]."),
+    (dict(pos=torch.randn(4, 9)), ValueError,
+     "clip_embed_layer_norm: pos must have shape [P + 1, C] = [4, 8], got [4, 9]."),
+    (dict(patches=torch.randn(2, 8, 3).transpose(1, 2)), ValueError,
+     "clip_embed_layer_norm: patches must have a contiguous last dimension (stride 1), got stride 3."),
+    (dict(pos=torch.randn(8, 4).t()), ValueError,
+     "clip_embed_layer_norm: pos must have a contiguous last dimension (stride 1), got stride 4."),
+    (dict(cls=torch.randn(16)[::2]), ValueError,
+     "clip_embed_layer_norm: cls must have a contiguous last dimension (stride 1), got stride 2."),
+    (dict(eps=-1.0), ValueError, "clip_embed_layer_norm: eps must be finite and non-negative, got -1."),
+    (dict(eps=math.inf), ValueError, "clip_embed_layer_norm: eps must be finite and non-negative, got inf."),
+]
+
 GELU_ERRORS = [
     (dict(x=torch.tensor(1.0)), ValueError, "bias_quick_gelu: x must have at least one dimension [..., F], got 0."),
     (dict(bias=torch.ones(2, 4)), ValueError, "bias_quick_gelu: bias must be a 1-D tensor [F], got 2 dimensions."),
@@ -299,6 +428,13 @@ def test_bias_quick_gelu_rejects(impl, override, error, message):
         _op("bias_quick_gelu", impl)(**args)
 
 
+@pytest.mark.parametrize("impl", [pytest.param("ext", marks=needs_ext), "ref"])
+@pytest.mark.parametrize("override,error,message", EMBED_ERRORS)
+def test_clip_embed_layer_norm_rejects(impl, override, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        _op("clip_embed_layer_norm", impl)(**_embed_args(**override))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("impl", [pytest.param("ext", marks=needs_ext), "ref"])
 def test_vision_ops_reject_mixed_devices(impl):
@@ -309,6 +445,10 @@ def test_vision_ops_reject_mixed_devices(impl):
     with pytest.raises(ValueError, match=re.escape(
             "bias_quick_gelu: bias must be on the same device as x (cuda:0), got cpu.")):
         _op("bias_quick_gelu", impl)(torch.randn(3, 8, device="cuda"), torch.zeros(8))
+    with pytest.raises(ValueError, match=re.escape(
+            "clip_embed_layer_norm: pos must be on the same device as patches (cuda:0), got cpu.")):
+        _op("clip_embed_layer_norm", impl)(**_embed_args(patches=torch.randn(2, 3, 8, device="cuda"),
+                                                         cls=torch.randn(8, device="cuda")))
 
 
 # ---- the wrappers ----------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import torch
 
 from conftest import GOLDEN
 from vxl_fast import VideoXLConfig
-from vxl_fast.video.preprocess import clip_preprocess
+from vxl_fast.video.preprocess import clip_preprocess, patch_rows
 
 
 
@@ -58,3 +58,30 @@ def test_values_are_normalised():
     px = clip_preprocess(white, _cfg())
     expected = (1.0 - np.array(_cfg().image_mean, dtype=np.float32)) / np.array(_cfg().image_std, dtype=np.float32)
     assert torch.allclose(px[0, :, 0, 0], torch.from_numpy(expected))
+
+
+def test_patch_rows_are_the_patch_embeddings_im2col():
+    """patch_rows puts the stride-p convolution's input patches in rows: one matmul with the conv
+    weight is the conv."""
+    g = torch.Generator().manual_seed(0)
+    pixels = torch.randn(2, 3, 28, 28, generator=g, dtype=torch.float64)
+    weight = torch.randn(5, 3, 7, 7, generator=g, dtype=torch.float64)
+    conv = torch.nn.functional.conv2d(pixels, weight, stride=7).flatten(2).transpose(1, 2)
+    rows = patch_rows(pixels, 7)
+    assert rows.shape == (2, 16, 3 * 49)
+    torch.testing.assert_close(rows @ weight.view(5, -1).t(), conv)
+
+
+@pytest.mark.parametrize("path", ["op", "no extension"])
+@pytest.mark.parametrize("h, w", [(336, 336), (180, 320)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_patch_rows_are_the_pixels_permuted(h, w, path, dtype, monkeypatch):
+    """With patch=p both paths give patch_rows of their pixel values, bit for bit."""
+    if path == "no extension":
+        import vxl_fast.video.preprocess as pre
+        monkeypatch.setattr(pre._ext, "available", False)
+    frames = _frames(h, w)
+    p = _cfg().patch_size
+    got = clip_preprocess(frames, _cfg(), dtype, patch=p)
+    assert got.is_contiguous() and got.dtype == dtype
+    assert torch.equal(got, patch_rows(clip_preprocess(frames, _cfg(), dtype), p))

@@ -6,7 +6,8 @@
 //     vertical:   v = clip8(2^21 + sum_j src[t, start[r] + j - origin, x, c] * weight[r, j])
 //     horizontal: v = clip8(2^21 + sum_j src[t, r, start[x] + j - origin, c] * weight[x, j])
 // and hands v to a sink: ToPixels stores it in a uint8 [T, rows, cols, 3] buffer for the second
-// pass, ToOutput normalises it and writes out[t, c, r, x] in the output dtype.
+// pass, ToOutput normalises it and writes it where its ClipLayout puts (t, c, r, x), in the output
+// dtype.
 // launch_clip_preprocess chains one or two passes as the ClipPlan says.
 #pragma once
 
@@ -52,16 +53,15 @@ struct ToPixels {
   }
 };
 
-// Normalises pass results into out [T, 3, crop, crop] (last dim contiguous).
+// Normalises pass results into out, laid out as `layout` says.
 template <typename T>
 struct ToOutput {
   T* out;
-  int64_t stride_t, stride_c, stride_y;
+  ClipLayout layout;
   float mean[3], stdev[3];
 
   __device__ void operator()(int64_t t, int64_t r, int64_t x, int64_t c, uint8_t v) const {
-    out[t * stride_t + c * stride_c + r * stride_y + x] =
-        from_float<T>(clip_normalize(v, mean[c], stdev[c]));
+    out[layout.index(t, c, r, x)] = from_float<T>(clip_normalize(v, mean[c], stdev[c]));
   }
 };
 

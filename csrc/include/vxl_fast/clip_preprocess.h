@@ -1,7 +1,8 @@
 // CLIP preprocessing of one frame, as CLIPImageProcessor (Pillow path) does it: bicubic resize of
 // the short side to `size` (pil_resample.h), centre crop [top, top + crop) x [left, left + crop),
 //     x = float32(float64(pixel) * (1 / 255)),   y = (x - mean[c]) / std[c]   (float32),
-// written channel-first. Shared by the CPU impl and the CUDA kernels (clip_preprocess.cuh).
+// written channel-first as [T, 3, crop, crop] or as patch rows (ClipLayout). Shared by the CPU impl
+// and the CUDA kernels (clip_preprocess.cuh).
 #pragma once
 
 #include <algorithm>
@@ -26,6 +27,30 @@ VXL_HOST_DEVICE float clip_normalize(uint8_t pixel, float mean, float stdev) {
   const float x = static_cast<float>(static_cast<double>(pixel) * (1.0 / 255.0));
   return (x - mean) / stdev;
 #endif
+}
+
+// Where output element (t, c, y, x) goes, with p = patch:
+//     t * frame + c * channel + (y / p) * grid_row + (y % p) * row + (x / p) * grid_col + x % p.
+// Pixels [T, 3, crop, crop] are p = crop (one patch); patch rows [T, g * g, 3 p^2], g = crop / p,
+// put the patch (y / p, x / p) in row (y / p) * g + x / p as [3, p, p]: the im2col of a stride-p,
+// p x p convolution.
+struct ClipLayout {
+  int64_t patch, frame, channel, grid_row, row, grid_col;
+
+  VXL_HOST_DEVICE int64_t index(int64_t t, int64_t c, int64_t y, int64_t x) const {
+    return t * frame + c * channel + (y / patch) * grid_row + (y % patch) * row +
+           (x / patch) * grid_col + x % patch;
+  }
+};
+
+// The layout of an output with element strides `strides` (last dim contiguous): [T, 3, crop, crop]
+// for patch 0, else [T, (crop / patch)^2, 3 patch^2] (strides[2] unused).
+inline ClipLayout clip_layout(int64_t crop, int64_t patch, const int64_t* strides) {
+  if (patch == 0) {
+    return ClipLayout{crop, strides[0], strides[1], 0, strides[2], 0};
+  }
+  return ClipLayout{patch, strides[0], patch * patch, (crop / patch) * strides[1], patch,
+                    strides[1]};
 }
 
 // Everything about one input size that does not depend on the pixels: the taps of the crop

@@ -1,5 +1,5 @@
-// CUDA kernel for add_layer_norm: one warp per row, no block barriers (layer_norm.h has the math and
-// the order of the sums).
+// CUDA kernels for add_layer_norm and clip_embed_layer_norm: one warp per row, no block barriers
+// (layer_norm.h has the math and the order of the sums); both run add_layer_norm_warp_row.
 //
 // Lane l takes the chunks c = l, l + 32, ... of kChunk elements: first pass h = T(residual + x),
 // stored to residual_out, and the lane's sum of h; a butterfly of warp shuffles gives every lane the
@@ -41,22 +41,16 @@ __device__ __forceinline__ float warp_butterfly_sum(float value) {
   return value;
 }
 
+// One row, by the calling warp (its lane `lane`): h_out[i] = T(residual[i] + x[i]), then out[i] =
+// normed[i]. out may be h_out (each lane reads its own chunks of h before it overwrites them).
 template <typename T, bool kVector>
-__global__ void add_layer_norm_kernel(const AddLayerNormParams<T> p) {
-  const int lane = static_cast<int>(threadIdx.x % kNormLanes);
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * (blockDim.x / kNormLanes) +
-                      threadIdx.x / kNormLanes;
-  if (row >= p.rows) {
-    return;  // NOTE: a whole warp: its lanes share the row
-  }
-  const T* x = p.x + row * p.x_stride;
-  const T* residual = p.residual + row * p.residual_stride;
-  T* h_out = p.residual_out + row * p.d;
-  T* out = p.out + row * p.d;
+__device__ __forceinline__ void add_layer_norm_warp_row(int lane, const T* x, const T* residual,
+                                                        const T* weight, const T* bias, int64_t d,
+                                                        float eps, T* h_out, T* out) {
   const int64_t first = static_cast<int64_t>(lane) * kChunk, step = kNormLanes * kChunk;
   float sum = 0.0f;
-  for (int64_t i0 = first; i0 < p.d; i0 += step) {
-    const int64_t n = p.d - i0 < kChunk ? p.d - i0 : kChunk;
+  for (int64_t i0 = first; i0 < d; i0 += step) {
+    const int64_t n = d - i0 < kChunk ? d - i0 : kChunk;
     T xv[kChunk] = {}, rv[kChunk] = {}, hv[kChunk] = {};
     load_chunk<kVector>(x + i0, n, xv);
     load_chunk<kVector>(residual + i0, n, rv);
@@ -68,10 +62,10 @@ __global__ void add_layer_norm_kernel(const AddLayerNormParams<T> p) {
     }
     store_chunk<kVector>(h_out + i0, n, hv);
   }
-  const float mean = row_mean(warp_butterfly_sum(sum), p.d);
+  const float mean = row_mean(warp_butterfly_sum(sum), d);
   float squares = 0.0f;
-  for (int64_t i0 = first; i0 < p.d; i0 += step) {
-    const int64_t n = p.d - i0 < kChunk ? p.d - i0 : kChunk;
+  for (int64_t i0 = first; i0 < d; i0 += step) {
+    const int64_t n = d - i0 < kChunk ? d - i0 : kChunk;
     T hv[kChunk] = {};
     load_chunk<kVector>(h_out + i0, n, hv);  // this lane's own stores
     for (int j = 0; j < kChunk; ++j) {
@@ -81,13 +75,13 @@ __global__ void add_layer_norm_kernel(const AddLayerNormParams<T> p) {
       }
     }
   }
-  const float rstd = inv_rms(warp_butterfly_sum(squares), p.d, p.eps);
-  for (int64_t i0 = first; i0 < p.d; i0 += step) {
-    const int64_t n = p.d - i0 < kChunk ? p.d - i0 : kChunk;
+  const float rstd = inv_rms(warp_butterfly_sum(squares), d, eps);
+  for (int64_t i0 = first; i0 < d; i0 += step) {
+    const int64_t n = d - i0 < kChunk ? d - i0 : kChunk;
     T hv[kChunk] = {}, wv[kChunk] = {}, bv[kChunk] = {}, yv[kChunk] = {};
     load_chunk<kVector>(h_out + i0, n, hv);
-    load_chunk<kVector>(p.weight + i0, n, wv);
-    load_chunk<kVector>(p.bias + i0, n, bv);
+    load_chunk<kVector>(weight + i0, n, wv);
+    load_chunk<kVector>(bias + i0, n, bv);
     for (int j = 0; j < kChunk; ++j) {
       if (j < n) {
         const float dev = norm_sub(to_float(hv[j]), mean);
@@ -96,6 +90,49 @@ __global__ void add_layer_norm_kernel(const AddLayerNormParams<T> p) {
     }
     store_chunk<kVector>(out + i0, n, yv);
   }
+}
+
+template <typename T, bool kVector>
+__global__ void add_layer_norm_kernel(const AddLayerNormParams<T> p) {
+  const int lane = static_cast<int>(threadIdx.x % kNormLanes);
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * (blockDim.x / kNormLanes) +
+                      threadIdx.x / kNormLanes;
+  if (row >= p.rows) {
+    return;  // NOTE: a whole warp: its lanes share the row
+  }
+  add_layer_norm_warp_row<T, kVector>(lane, p.x + row * p.x_stride,
+                                      p.residual + row * p.residual_stride, p.weight, p.bias, p.d,
+                                      p.eps, p.residual_out + row * p.d, p.out + row * p.d);
+}
+
+// CLIP's embeddings and pre-LayerNorm: row j of frame f is e = (j == 0 ? cls : patches[f, j - 1]),
+// out[f, j] = LayerNorm(T(e + pos[j])), the add_layer_norm row with out as its h.
+template <typename T>
+struct ClipEmbedLayerNormParams {
+  T* out;  // [frames, tokens, d] contiguous, tokens = n_patches + 1
+  const T* patches;  // [frames, n_patches, d], strides frame_stride, patch_stride
+  const T* cls;  // [d]
+  const T* pos;  // [tokens, d], row stride pos_stride
+  const T* weight;  // [d]
+  const T* bias;  // [d]
+  int64_t frames, n_patches, d, frame_stride, patch_stride, pos_stride;
+  float eps;
+};
+
+template <typename T, bool kVector>
+__global__ void clip_embed_layer_norm_kernel(const ClipEmbedLayerNormParams<T> p) {
+  const int lane = static_cast<int>(threadIdx.x % kNormLanes);
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * (blockDim.x / kNormLanes) +
+                      threadIdx.x / kNormLanes;
+  const int64_t tokens = p.n_patches + 1;
+  if (row >= p.frames * tokens) {
+    return;  // NOTE: a whole warp: its lanes share the row
+  }
+  const int64_t f = row / tokens, j = row % tokens;
+  const T* e = j == 0 ? p.cls : p.patches + f * p.frame_stride + (j - 1) * p.patch_stride;
+  T* out = p.out + row * p.d;
+  add_layer_norm_warp_row<T, kVector>(lane, p.pos + j * p.pos_stride, e, p.weight, p.bias, p.d,
+                                      p.eps, out, out);
 }
 
 // Requires 1 <= rows <= 2^31 * kNormWarpsPerBlock and d >= 1; out and residual_out contiguous.
@@ -107,6 +144,22 @@ cudaError_t launch_add_layer_norm(const AddLayerNormParams<T>& p, cudaStream_t s
                       chunk_aligned<T>(p.weight, 0, p.d) && chunk_aligned<T>(p.bias, 0, p.d) &&
                       chunk_aligned<T>(p.out, p.d, p.d) && chunk_aligned<T>(p.residual_out, p.d, p.d);
   const auto kernel = vector ? add_layer_norm_kernel<T, true> : add_layer_norm_kernel<T, false>;
+  VXL_LAUNCH(kernel, static_cast<unsigned>(blocks), kNormWarpsPerBlock * kNormLanes, 0, stream)(p);
+  return cudaGetLastError();
+}
+
+// Requires 1 <= frames * (n_patches + 1) <= 2^31 * kNormWarpsPerBlock and d >= 1.
+template <typename T>
+cudaError_t launch_clip_embed_layer_norm(const ClipEmbedLayerNormParams<T>& p, cudaStream_t stream) {
+  const int64_t rows = p.frames * (p.n_patches + 1);
+  const int64_t blocks = (rows + kNormWarpsPerBlock - 1) / kNormWarpsPerBlock;
+  const bool vector = chunk_aligned<T>(p.patches, p.frame_stride, p.d) &&
+                      chunk_aligned<T>(p.patches, p.patch_stride, p.d) &&
+                      chunk_aligned<T>(p.cls, 0, p.d) && chunk_aligned<T>(p.pos, p.pos_stride, p.d) &&
+                      chunk_aligned<T>(p.weight, 0, p.d) && chunk_aligned<T>(p.bias, 0, p.d) &&
+                      chunk_aligned<T>(p.out, p.d, p.d);
+  const auto kernel =
+      vector ? clip_embed_layer_norm_kernel<T, true> : clip_embed_layer_norm_kernel<T, false>;
   VXL_LAUNCH(kernel, static_cast<unsigned>(blocks), kNormWarpsPerBlock * kNormLanes, 0, stream)(p);
   return cudaGetLastError();
 }

@@ -12,6 +12,8 @@
 // of the deviations), so it does not cancel for rows with a large mean.
 // NOTE: PyTorch's LayerNorm uses Welford's update in another order and an approximate rsqrt, so
 // `normed` differs from it by a few fp32 ulp (h is bit-identical); see ops.add_layer_norm.
+// add_layer_norm_row is the CPU impls' row (add_layer_norm, clip_embed_layer_norm);
+// layer_norm.cuh has the CUDA kernels' one.
 #pragma once
 
 #include <cstdint>
@@ -41,6 +43,32 @@ VXL_HOST_DEVICE float row_mean(float sum, int64_t d) {
 // The affine step of one element: fl32(fl32(fl32(dev * rstd) * w) + b).
 VXL_HOST_DEVICE float layer_norm_affine(float dev, float rstd, float w, float b) {
   return norm_add(norm_mul(norm_mul(dev, rstd), w), b);
+}
+
+// One row on the host: h[i] = T(residual[i] + x[i]), then y[i] = normed[i]. y may be h (each h[i] is
+// read before y[i] is written).
+template <typename T>
+void add_layer_norm_row(const T* x, const T* residual, const T* weight, const T* bias, int64_t d,
+                        float eps, T* h, T* y) {
+  float sums[kNormLanes] = {};
+  for (int64_t i = 0; i < d; ++i) {
+    h[i] = static_cast<T>(norm_add(static_cast<float>(residual[i]), static_cast<float>(x[i])));
+    float& s = sums[norm_lane(i)];
+    s = norm_add(s, static_cast<float>(h[i]));
+  }
+  const float mean = row_mean(butterfly_sum(sums), d);
+  float squares[kNormLanes] = {};
+  for (int64_t i = 0; i < d; ++i) {
+    const float dev = norm_sub(static_cast<float>(h[i]), mean);
+    float& s = squares[norm_lane(i)];
+    s = norm_add(s, norm_mul(dev, dev));
+  }
+  const float rstd = inv_rms(butterfly_sum(squares), d, eps);
+  for (int64_t i = 0; i < d; ++i) {
+    const float dev = norm_sub(static_cast<float>(h[i]), mean);
+    y[i] = static_cast<T>(layer_norm_affine(dev, rstd, static_cast<float>(weight[i]),
+                                            static_cast<float>(bias[i])));
+  }
 }
 
 }  // namespace vxl_fast

@@ -131,8 +131,8 @@ class Runner:
 
     # ------------------------------------------------------------------ steps
     def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Preprocessed frames [B, 3, S, S] (on the device, in its dtype) → visual tokens
-        [B·tokens_per_frame, D]."""
+        """Preprocessed frames as patch rows [B, P, 3p²] (on the device, in its dtype) → visual
+        tokens [B·tokens_per_frame, D]."""
         return self.model.encode_frames(pixels)
 
     def run_text(self, cache: KVCache, ids: list[int], kind: str, trace: list | None) -> torch.Tensor | None:

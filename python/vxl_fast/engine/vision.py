@@ -15,7 +15,7 @@ from .timing import StageTimer
 class VisualStream:
     """Visual tokens of a :class:`VisualSource`'s items, encoded as the windows ask for them.
 
-    ``encode`` maps pixels [b, 3, S, S] (made on ``device`` in ``dtype``) to tokens
+    ``encode`` maps patch rows [b, P, 3p²] (made on ``device`` in ``dtype``) to tokens
     [b·tokens_per_item, D]; it runs ``batch`` items at
     a time (fewer at the end), ahead of what the windows have asked for, so a stream holds at most
     ``batch`` items of visual tokens beyond the window being compressed. ``timer`` (optional)

@@ -1,5 +1,6 @@
 """The decoder's elementwise steps (residual add + RMSNorm, the SiLU-gated product, a window's
-RoPE and K/V cache write), the vision tower's (residual add + LayerNorm, fc1's bias + quick GELU),
+RoPE and K/V cache write), the vision tower's (the embeddings + pre-LayerNorm, residual add +
+LayerNorm, fc1's bias + quick GELU),
 and the seams where their implementation is chosen once per device, by the runner, as attention's
 is."""
 
@@ -12,7 +13,7 @@ import torch
 
 from .. import ops
 from .mlp import linear_bias_quick_gelu, linear_quick_gelu, silu_and_mul
-from .norm import add_layer_norm, add_rms_norm
+from .norm import add_layer_norm, add_rms_norm, embed_layer_norm
 from .rotary import rope_kv_write
 
 
@@ -43,18 +44,21 @@ def select_kernels(device: torch.device) -> LayerKernels:
 
 @dataclass(frozen=True)
 class VisionKernels:
-    """add_layer_norm(x, residual, weight, bias, eps) -> (LayerNorm(residual + x), residual + x);
+    """embed_layer_norm(patches, cls, pos, weight, bias, eps) -> LayerNorm(cat(cls, patches) + pos),
+    the embeddings and pre_layrnorm (``layers.norm.embed_layer_norm``);
+    add_layer_norm(x, residual, weight, bias, eps) -> (LayerNorm(residual + x), residual + x);
     linear_quick_gelu(x, weight, bias) -> quick_gelu(x @ weight.T + bias), fc1 and its activation."""
 
     name: str
+    embed_layer_norm: Callable[..., torch.Tensor]
     add_layer_norm: Callable[..., tuple[torch.Tensor, torch.Tensor]]
     linear_quick_gelu: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 # The PyTorch composition: the CPU path, whose bits the goldens record.
-TORCH_VISION = VisionKernels("torch", add_layer_norm, linear_quick_gelu)
+TORCH_VISION = VisionKernels("torch", embed_layer_norm, add_layer_norm, linear_quick_gelu)
 # One fused op each after the GEMMs (vxl_fast.ops, or its reference twin where the op does not run).
-FUSED_VISION = VisionKernels("fused", ops.add_layer_norm, linear_bias_quick_gelu)
+FUSED_VISION = VisionKernels("fused", ops.clip_embed_layer_norm, ops.add_layer_norm, linear_bias_quick_gelu)
 
 
 def select_vision_kernels(device: torch.device) -> VisionKernels:

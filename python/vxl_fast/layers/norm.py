@@ -29,3 +29,12 @@ def add_layer_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor
     16-bit inputs): ``h = residual + x`` in x's dtype; returns ``(F.layer_norm(h), h)``."""
     h = residual + x
     return F.layer_norm(h, (h.shape[-1],), weight, bias, eps), h
+
+
+def embed_layer_norm(patches: torch.Tensor, cls: torch.Tensor, pos: torch.Tensor, weight: torch.Tensor,
+                     bias: torch.Tensor, eps: float) -> torch.Tensor:
+    """CLIP's embeddings, then its pre-LayerNorm: the class token [C] before each frame's patch
+    rows [F, P, C], the position embedding [P + 1, C] added (in the dtype); returns
+    ``F.layer_norm`` of that [F, P + 1, C]."""
+    x = torch.cat([cls.expand(patches.shape[0], 1, -1), patches], dim=1) + pos
+    return F.layer_norm(x, (x.shape[-1],), weight, bias, eps)

@@ -73,16 +73,11 @@ class CLIPEmbeddings(nn.Module):
         self.patch_embedding = nn.Conv2d(cfg.num_channels, c, cfg.patch_size, cfg.patch_size, bias=False)
         self.position_embedding = nn.Embedding(cfg.num_patches + 1, c)
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        # The stride-p, p×p convolution as one matmul over non-overlapping patches (no cuDNN, so
-        # no TF32 in float32 on a GPU).
-        b, c, s, _ = pixels.shape
-        p = self.patch_embedding.kernel_size[0]
-        g = s // p
-        patches = pixels.view(b, c, g, p, g, p).permute(0, 2, 4, 1, 3, 5).reshape(b, g * g, c * p * p)
-        patches = patches @ self.patch_embedding.weight.view(self.patch_embedding.out_channels, -1).t()
-        cls = self.class_embedding.expand(patches.shape[0], 1, -1)
-        return torch.cat([cls, patches], dim=1) + self.position_embedding.weight
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        """Patch rows [B, P, 3p²] → the patch embeddings [B, P, C]: the stride-p, p×p convolution as
+        one matmul (no cuDNN, so no TF32 in float32 on a GPU). The class token and the position
+        embedding are added in ``VisionKernels.embed_layer_norm``."""
+        return patches @ self.patch_embedding.weight.view(self.patch_embedding.out_channels, -1).t()
 
 
 class CLIPEncoder(nn.Module):
@@ -92,7 +87,8 @@ class CLIPEncoder(nn.Module):
 
 
 class CLIPVisionTower(nn.Module):
-    """Pixels [B, 3, S, S] → patch features [B, P, C] of ``hidden_states[select_layer]``, CLS dropped.
+    """Patch rows [B, P, 3p²] (``video.preprocess.patch_rows`` of pixels [B, 3, S, S]) → patch features
+    [B, P, C] of ``hidden_states[select_layer]``, CLS dropped.
 
     ``hidden_states[0]`` is the pre-LayerNorm output and ``hidden_states[i]`` the output of block
     ``i``, so only ``select_layer mod (layers + 1)`` blocks run; ``post_layernorm`` is never used.
@@ -106,8 +102,10 @@ class CLIPVisionTower(nn.Module):
         # NOTE: the PyTorch composition until the runner picks the device's (select_vision_kernels).
         self.kernels = TORCH_VISION
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        x = self.pre_layrnorm(self.embeddings(pixels))
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        emb, norm = self.embeddings, self.pre_layrnorm
+        x = self.kernels.embed_layer_norm(emb(patches), emb.class_embedding, emb.position_embedding.weight,
+                                          norm.weight, norm.bias, norm.eps)
         residual = None
         for layer in self.encoder.layers:
             x, residual = layer(x, residual, self.kernels)

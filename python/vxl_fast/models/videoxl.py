@@ -29,7 +29,8 @@ class VideoXLModel(nn.Module):
         self.lm_head = nn.Linear(cfg.llm.hidden_size, cfg.llm.vocab_size, bias=False)
 
     def encode_frames(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Preprocessed frames [B, 3, S, S] → visual tokens [B·tokens_per_frame, D]."""
+        """Preprocessed frames as patch rows [B, P, 3p²] (``video.preprocess.patch_rows``) → visual
+        tokens [B·tokens_per_frame, D]."""
         tokens = self.projector(self.vision(pixels), self.cfg.pool_stride)
         return tokens.reshape(-1, tokens.shape[-1])
 

@@ -16,19 +16,20 @@ import torch
 
 from .. import _ext
 from . import selfcheck
-from .reference import (YUV_MATRICES, add_layer_norm_ref, bias_quick_gelu_ref, clip_preprocess_ref,
-                        fused_add_rms_norm_ref, interleave_vst_ref, kv_compact_ref, rope_kv_write_ref, silu_and_mul_ref,
+from .reference import (YUV_MATRICES, add_layer_norm_ref, bias_quick_gelu_ref, clip_embed_layer_norm_ref,
+                        clip_preprocess_ref, clip_preprocess_shape, fused_add_rms_norm_ref, interleave_vst_ref, kv_compact_ref, rope_kv_write_ref, silu_and_mul_ref,
                         yuv420_to_rgb_ref, yuv_matrix_index)
 
-__all__ = ["add_layer_norm", "bias_quick_gelu", "clip_preprocess", "fused_add_rms_norm", "interleave_vst", "kv_compact",
+__all__ = ["add_layer_norm", "bias_quick_gelu", "clip_embed_layer_norm", "clip_preprocess", "fused_add_rms_norm", "interleave_vst", "kv_compact",
            "rope_kv_write", "silu_and_mul", "yuv420_to_rgb", "nv12_to_rgb", "vst_slots", "raw_slots",
-           "add_layer_norm_ref", "bias_quick_gelu_ref", "clip_preprocess_ref", "fused_add_rms_norm_ref",
+           "add_layer_norm_ref", "bias_quick_gelu_ref", "clip_embed_layer_norm_ref", "clip_preprocess_ref", "fused_add_rms_norm_ref",
            "interleave_vst_ref", "kv_compact_ref", "rope_kv_write_ref", "silu_and_mul_ref", "yuv420_to_rgb_ref",
            "YUV_MATRICES", "reference_only"]
 
 # NOTE: looked up once, so that torch.compile sees a constant rather than a dispatcher query.
 _CUDA_KERNELS = frozenset(
-    name for name in ("add_layer_norm", "bias_quick_gelu", "clip_preprocess", "fused_add_rms_norm", "interleave_vst",
+    name for name in ("add_layer_norm", "bias_quick_gelu", "clip_embed_layer_norm", "clip_preprocess",
+                      "fused_add_rms_norm", "interleave_vst",
                       "kv_compact", "rope_kv_write", "silu_and_mul", "yuv420_to_rgb")
     if _ext.available and torch._C._dispatch_has_kernel_for_dispatch_key(f"vxl_fast::{name}", "CUDA"))
 _warned = False
@@ -94,7 +95,7 @@ def raw_slots(n_raw: int, ratio: int, carry: int) -> torch.Tensor:
 
 def clip_preprocess(frames: torch.Tensor, size: int, crop: int, mean: Sequence[float],
                     std: Sequence[float], dtype: torch.dtype = torch.float32,
-                    out: torch.Tensor | None = None) -> torch.Tensor:
+                    out: torch.Tensor | None = None, patch: int = 0) -> torch.Tensor:
     """CLIP image preprocessing of video frames, bit-exact with ``CLIPImageProcessor`` (Pillow).
 
     frames: uint8 [T, H, W, 3] RGB (T, H, W >= 1, last dim contiguous, other strides arbitrary);
@@ -108,18 +109,21 @@ def clip_preprocess(frames: torch.Tensor, size: int, crop: int, mean: Sequence[f
     3. x = float32(float64(pixel) * (1 / 255)); 4. y = (x - float32(mean[c])) / float32(std[c]).
 
     Returns y as a new [T, 3, crop, crop] tensor in ``dtype`` (float32, float16 or bfloat16: the
-    float32 value cast once) on the frames' device; or, with ``out`` (float32/float16/bfloat16
-    [T, 3, crop, crop] on that device, last dim contiguous, e.g. a slice of a bigger buffer), writes
-    y cast to out's dtype into it and returns it (``dtype`` is then ignored). Only the pixels of the
-    crop window are resampled.
+    float32 value cast once) on the frames' device. With ``patch`` p > 0 (a divisor of crop) it
+    returns the patch embedding's input instead, patch rows [T, g * g, 3 p²], g = crop // p, with
+    y[t, c, y, x] at [t, (y // p) * g + x // p, c * p² + (y % p) * p + x % p] (the same values as
+    the default layout permuted, bit for bit). With ``out`` (float32/float16/bfloat16 of that
+    shape on that device, last dim contiguous, e.g. a slice of a bigger buffer), writes y cast to
+    out's dtype into it and returns it (``dtype`` is then ignored). Only the pixels of the crop
+    window are resampled.
     """
     if _has_kernel("clip_preprocess", frames.device, dtype if out is None else out.dtype):
         mean, std = [float(m) for m in mean], [float(s) for s in std]
         if out is None:
-            return torch.ops.vxl_fast.clip_preprocess(frames, size, crop, mean, std, dtype)
-        torch.ops.vxl_fast.clip_preprocess_out(frames, size, crop, mean, std, out)
+            return torch.ops.vxl_fast.clip_preprocess(frames, size, crop, mean, std, dtype, patch)
+        torch.ops.vxl_fast.clip_preprocess_out(frames, size, crop, mean, std, out, patch)
         return out
-    return clip_preprocess_ref(frames, size, crop, mean, std, dtype, out=out)
+    return clip_preprocess_ref(frames, size, crop, mean, std, dtype, out=out, patch=patch)
 
 
 def interleave_vst(raw: torch.Tensor, vst: torch.Tensor, ratio: int, carry: int) -> torch.Tensor:
@@ -262,6 +266,27 @@ def add_layer_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor
     return add_layer_norm_ref(x, residual, weight, bias, eps)
 
 
+def clip_embed_layer_norm(patches: torch.Tensor, cls: torch.Tensor, pos: torch.Tensor, weight: torch.Tensor,
+                          bias: torch.Tensor, eps: float) -> torch.Tensor:
+    """CLIP's embeddings and pre-LayerNorm in one pass: the class token before each frame's patch
+    rows, the position embedding added, then LayerNorm with fp32 statistics.
+
+    patches: [F, P, C] float32/float16/bfloat16 (the patch embedding's product, any strides but the
+    last); cls: [C]; pos: [P + 1, C]; weight, bias: [C]; one dtype and device, last dims contiguous,
+    C >= 1; eps >= 0 finite. Returns a new contiguous [F, P + 1, C] in patches' dtype:
+
+        h[f] = cat([cls, patches[f]]) + pos             (rounded to the dtype, as the model adds)
+        out = ((h32 - mean) * rstd * weight + bias).to(dtype),   h32 = h.float()
+
+    each row as ``add_layer_norm`` normalises its h (same kernel row), so with the same bound
+    against ``F.layer_norm`` (``clip_embed_layer_norm_ref``): a few fp32 ulp, and in bf16/fp16 one
+    ulp where a value lies that close to a rounding boundary, else none.
+    """
+    if _has_kernel("clip_embed_layer_norm", patches.device, patches.dtype):
+        return torch.ops.vxl_fast.clip_embed_layer_norm(patches, cls, pos, weight, bias, eps)
+    return clip_embed_layer_norm_ref(patches, cls, pos, weight, bias, eps)
+
+
 def bias_quick_gelu(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """CLIP's MLP activation with fc1's bias add fused in: x [..., F] float32/float16/bfloat16 (fc1's
     product without its bias; last dim contiguous, other strides arbitrary), bias [F] of x's dtype
@@ -319,6 +344,12 @@ if _ext.available:
                              eps: float) -> tuple[torch.Tensor, torch.Tensor]:
         return x.new_empty(x.shape), x.new_empty(x.shape)
 
+    @torch.library.register_fake("vxl_fast::clip_embed_layer_norm")
+    def _clip_embed_layer_norm_fake(patches: torch.Tensor, cls: torch.Tensor, pos: torch.Tensor, weight: torch.Tensor,
+                                    bias: torch.Tensor, eps: float) -> torch.Tensor:
+        f, p, c = patches.shape
+        return patches.new_empty((f, p + 1, c))
+
     @torch.library.register_fake("vxl_fast::bias_quick_gelu")
     def _bias_quick_gelu_fake(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         return x.new_empty(x.shape)
@@ -329,12 +360,12 @@ if _ext.available:
 
     @torch.library.register_fake("vxl_fast::clip_preprocess")
     def _clip_preprocess_fake(frames: torch.Tensor, size: int, crop: int, mean: list[float],
-                              std: list[float], dtype: torch.dtype) -> torch.Tensor:
-        return frames.new_empty((frames.shape[0], 3, crop, crop), dtype=dtype)
+                              std: list[float], dtype: torch.dtype, patch: int = 0) -> torch.Tensor:
+        return frames.new_empty(clip_preprocess_shape(frames.shape[0], crop, patch), dtype=dtype)
 
     @torch.library.register_fake("vxl_fast::clip_preprocess_out")
     def _clip_preprocess_out_fake(frames: torch.Tensor, size: int, crop: int, mean: list[float],
-                                  std: list[float], out: torch.Tensor) -> None:
+                                  std: list[float], out: torch.Tensor, patch: int = 0) -> None:
         return None
 
     @torch.library.register_fake("vxl_fast::interleave_vst")

@@ -55,7 +55,7 @@ def _check_last_dim_contiguous(op: str, name: str, t: torch.Tensor) -> None:
 
 
 def check_clip_preprocess(frames: torch.Tensor, size: int, crop: int, mean: Sequence[float],
-                          std: Sequence[float]) -> None:
+                          std: Sequence[float], patch: int = 0) -> None:
     """The argument checks of ``clip_preprocess``, in the order of the C++ impl."""
     op = "clip_preprocess"
     _check_dim(op, "frames", frames, 4, "[T, H, W, 3]")
@@ -76,19 +76,31 @@ def check_clip_preprocess(frames: torch.Tensor, size: int, crop: int, mean: Sequ
     for name, values in (("mean", mean), ("std", std)):
         if len(values) != 3:
             raise ValueError(f"{op}: {name} must have 3 values (one per channel), got {len(values)}.")
+    if patch < 0:
+        raise ValueError(f"{op}: patch must be non-negative (0: no patch rows), got {patch}.")
+    if patch and crop % patch:
+        raise ValueError(f"{op}: crop ({crop}) must be a multiple of patch, got patch = {patch}.")
+
+
+def clip_preprocess_shape(n_frames: int, crop: int, patch: int) -> list[int]:
+    """``clip_preprocess``'s output shape: [T, 3, crop, crop] (patch 0) or [T, (crop / patch)², 3 patch²]."""
+    if patch == 0:
+        return [n_frames, 3, crop, crop]
+    return [n_frames, (crop // patch) ** 2, 3 * patch * patch]
 
 
 def check_clip_preprocess_out(frames: torch.Tensor, size: int, crop: int, mean: Sequence[float],
-                              std: Sequence[float], out: torch.Tensor) -> None:
+                              std: Sequence[float], out: torch.Tensor, patch: int = 0) -> None:
     """The argument checks of ``clip_preprocess_out``, in the order of the C++ impl."""
     op = "clip_preprocess"
-    check_clip_preprocess(frames, size, crop, mean, std)
-    _check_dim(op, "out", out, 4, "[T, 3, crop, crop]")
+    check_clip_preprocess(frames, size, crop, mean, std, patch)
+    shape = "[T, 3, crop, crop]" if patch == 0 else "[T, (crop / patch)^2, 3 * patch^2]"
+    _check_dim(op, "out", out, 4 if patch == 0 else 3, shape)
     _check_floating(op, "out", out)
     _check_same_device(op, "out", out, "frames", frames)
-    expected = [frames.shape[0], 3, crop, crop]
+    expected = clip_preprocess_shape(frames.shape[0], crop, patch)
     if list(out.shape) != expected:
-        raise ValueError(f"{op}: out must have shape [T, 3, crop, crop] = {expected}, got {_shape(out)}.")
+        raise ValueError(f"{op}: out must have shape {shape} = {expected}, got {_shape(out)}.")
     _check_last_dim_contiguous(op, "out", out)
 
 
@@ -204,6 +216,35 @@ def check_add_layer_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.
             raise ValueError(f"{op}: {name} has {t.shape[0]} elements but the rows of x have "
                              f"D = {x.shape[-1]}; they must match.")
     for name, t in (("x", x), ("residual", residual), ("weight", weight), ("bias", bias)):
+        _check_last_dim_contiguous(op, name, t)
+    if not (math.isfinite(eps) and eps >= 0):
+        raise ValueError(f"{op}: eps must be finite and non-negative, got {eps:g}.")
+
+
+def check_clip_embed_layer_norm(patches: torch.Tensor, cls: torch.Tensor, pos: torch.Tensor,
+                                weight: torch.Tensor, bias: torch.Tensor, eps: float) -> None:
+    """The argument checks of ``clip_embed_layer_norm``, in the order of the C++ impl."""
+    op = "clip_embed_layer_norm"
+    named = {"patches": patches, "cls": cls, "pos": pos, "weight": weight, "bias": bias}
+    for name, n, shape in (("patches", 3, "[F, P, C]"), ("cls", 1, "[C]"), ("pos", 2, "[P + 1, C]"),
+                           ("weight", 1, "[C]"), ("bias", 1, "[C]")):
+        _check_dim(op, name, named[name], n, shape)
+    _check_floating(op, "patches", patches)
+    for name in ("cls", "pos", "weight", "bias"):
+        _check_same_dtype(op, name, named[name], "patches", patches)
+    for name in ("cls", "pos", "weight", "bias"):
+        _check_same_device(op, name, named[name], "patches", patches)
+    c = patches.shape[2]
+    if c < 1:
+        raise ValueError(f"{op}: patches must have a non-empty last dimension, got C = 0.")
+    for name in ("cls", "weight", "bias"):
+        if named[name].shape[0] != c:
+            raise ValueError(f"{op}: {name} has {named[name].shape[0]} elements but the rows of patches have "
+                             f"C = {c}; they must match.")
+    expected = [patches.shape[1] + 1, c]
+    if list(pos.shape) != expected:
+        raise ValueError(f"{op}: pos must have shape [P + 1, C] = {expected}, got {_shape(pos)}.")
+    for name, t in named.items():
         _check_last_dim_contiguous(op, name, t)
     if not (math.isfinite(eps) and eps >= 0):
         raise ValueError(f"{op}: eps must be finite and non-negative, got {eps:g}.")
@@ -344,6 +385,24 @@ def add_layer_norm_ref(x: torch.Tensor, residual: torch.Tensor, weight: torch.Te
     return torch.nn.functional.layer_norm(h, (h.shape[-1],), weight, bias, eps), h
 
 
+def clip_embed_layer_norm_ref(patches: torch.Tensor, cls: torch.Tensor, pos: torch.Tensor, weight: torch.Tensor,
+                              bias: torch.Tensor, eps: float) -> torch.Tensor:
+    """CLIP's embeddings and pre-LayerNorm, as the model's PyTorch code does it.
+
+    patches: [F, P, C] float32/float16/bfloat16 (the patch embedding's product); cls: [C]; pos:
+    [P + 1, C]; weight, bias: [C]; one dtype and device, last dims contiguous; eps >= 0. Returns a
+    new contiguous [F, P + 1, C]:
+
+        F.layer_norm(torch.cat([cls.expand(F, 1, C), patches], 1) + pos, (C,), weight, bias, eps)
+
+    (the sum rounded to the dtype, the statistics in fp32 for 16-bit inputs).
+    """
+    check_clip_embed_layer_norm(patches, cls, pos, weight, bias, eps)
+    f, _, c = patches.shape
+    x = torch.cat([cls.expand(f, 1, c), patches], 1) + pos
+    return torch.nn.functional.layer_norm(x, (c,), weight, bias, eps)
+
+
 def bias_quick_gelu_ref(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """CLIP's MLP activation of fc1's product without its bias: x [..., F] float32/float16/bfloat16
     (last dim contiguous), bias [F] of x's dtype -> a new [..., F] tensor in x's dtype,
@@ -410,29 +469,32 @@ def kv_compact_ref(cache_k: torch.Tensor, cache_v: torch.Tensor, vst_k: torch.Te
 
 def clip_preprocess_ref(frames: torch.Tensor, size: int, crop: int, mean: Sequence[float],
                         std: Sequence[float], dtype: torch.dtype = torch.float32,
-                        out: torch.Tensor | None = None) -> torch.Tensor:
+                        out: torch.Tensor | None = None, patch: int = 0) -> torch.Tensor:
     """CLIP image preprocessing of video frames, bit-exact with ``CLIPImageProcessor`` (Pillow).
 
     frames: uint8 [T, H, W, 3] RGB, T, H, W >= 1, last dim contiguous; 1 <= crop <= size; mean,
-    std: 3 floats each. Per frame: resize so the short side is ``size`` and the long side
-    ``int(size * long / short)`` with Pillow 13's bicubic (``pil_resize``: two passes, uint8 in
-    between, in Pillow's order; a pass whose size does not change is skipped); take the centre
-    crop [top:top + crop, left:left + crop], top = (out_h - crop) // 2, left likewise; then
+    std: 3 floats each; patch: 0 or a divisor p of crop. Per frame: resize so the short side is
+    ``size`` and the long side ``int(size * long / short)`` with Pillow 13's bicubic (``pil_resize``:
+    two passes, uint8 in between, in Pillow's order; a pass whose size does not change is skipped);
+    take the centre crop [top:top + crop, left:left + crop], top = (out_h - crop) // 2, left
+    likewise; then
 
         x = float32(float64(pixel) * (1 / 255)),   y = (x - float32(mean[c])) / float32(std[c])
 
-    in float32. Returns [T, 3, crop, crop] in ``dtype`` (float32, float16 or bfloat16: y cast
-    once) on the frames' device, or, when ``out`` is given (float [T, 3, crop, crop] on the same
-    device, last dim contiguous), writes y cast to out's dtype into it and returns it.
+    in float32. Returns y as [T, 3, crop, crop] in ``dtype`` (float32, float16 or bfloat16: y cast
+    once) on the frames' device; with patch p, as patch rows [T, g * g, 3 p²], g = crop // p,
+    ``y.view(T, 3, g, p, g, p).permute(0, 2, 4, 1, 3, 5).reshape(T, g * g, 3 * p * p)``. When ``out``
+    is given (float of that shape on the same device, last dim contiguous), writes y cast to out's
+    dtype into it and returns it.
     """
     if out is None:
-        check_clip_preprocess(frames, size, crop, mean, std)
+        check_clip_preprocess(frames, size, crop, mean, std, patch)
         if dtype not in _FLOATS:
             raise TypeError(f"clip_preprocess: dtype must be torch.float32, torch.float16 or "
                             f"torch.bfloat16, got {dtype}.")
     else:
-        check_clip_preprocess_out(frames, size, crop, mean, std, out)
-    _, h, w, _ = frames.shape
+        check_clip_preprocess_out(frames, size, crop, mean, std, out, patch)
+    t, h, w, _ = frames.shape
     out_h, out_w = resized_shortest_edge(h, w, size)
     top, left = (out_h - crop) // 2, (out_w - crop) // 2
     x = pil_resize_window(frames, out_h, out_w, top, left, crop, crop)  # [T, crop, crop, 3] int32
@@ -440,6 +502,9 @@ def clip_preprocess_ref(frames: torch.Tensor, size: int, crop: int, mean: Sequen
     mean_t = torch.tensor(mean, dtype=torch.float32, device=frames.device)
     std_t = torch.tensor(std, dtype=torch.float32, device=frames.device)
     y = ((scaled - mean_t) / std_t).permute(0, 3, 1, 2)
+    if patch:
+        g = crop // patch
+        y = y.reshape(t, 3, g, patch, g, patch).permute(0, 2, 4, 1, 3, 5).reshape(t, g * g, 3 * patch * patch)
     if out is None:
         return y.to(dtype).contiguous()
     out.copy_(y)

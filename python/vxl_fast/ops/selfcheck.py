@@ -22,8 +22,8 @@ from collections.abc import Callable
 
 import torch
 
-from .reference import (YUV_MATRICES, add_layer_norm_ref, bias_quick_gelu_ref, clip_preprocess_ref,
-                        fused_add_rms_norm_ref, interleave_vst_ref, kv_compact_ref, rope_kv_write_ref, silu_and_mul_ref,
+from .reference import (YUV_MATRICES, add_layer_norm_ref, bias_quick_gelu_ref, clip_embed_layer_norm_ref,
+                        clip_preprocess_ref, clip_preprocess_shape, fused_add_rms_norm_ref, interleave_vst_ref, kv_compact_ref, rope_kv_write_ref, silu_and_mul_ref,
                         yuv420_to_rgb_ref)
 
 MODES = ("off", "check", "trust")
@@ -120,18 +120,23 @@ def _check_kv_compact(device: torch.device, dtype: torch.dtype) -> str | None:
 
 
 def _check_clip_preprocess(device: torch.device, dtype: torch.dtype) -> str | None:
-    # 2 frames of 37 x 53 to a 20 x 20 crop of the 24-pixel short side: both resampling passes
+    # 2 frames of 37 x 53 to a 20 x 20 crop of the 24-pixel short side: both resampling passes;
+    # as pixels and as patch rows of 5 x 5 patches
     g = _inputs_generator()
     frames = torch.randint(0, 256, (2, 37, 53, 3), generator=g, dtype=torch.uint8).to(device)
     mean, std = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
-    want = clip_preprocess_ref(frames, 24, 20, mean, std, dtype)
-    problem = _differ_exactly("output", torch.ops.vxl_fast.clip_preprocess(frames, 24, 20, mean, std,
-                                                                           dtype), want)
-    if problem:
-        return problem
-    out = torch.full((2, 3, 20, 20), float("nan"), device=device, dtype=dtype)
-    torch.ops.vxl_fast.clip_preprocess_out(frames, 24, 20, mean, std, out)
-    return _differ_exactly("clip_preprocess_out output", out, want)
+    for patch in (0, 5):
+        want = clip_preprocess_ref(frames, 24, 20, mean, std, dtype, patch=patch)
+        got = torch.ops.vxl_fast.clip_preprocess(frames, 24, 20, mean, std, dtype, patch)
+        problem = _differ_exactly(f"patch={patch} output", got, want)
+        if problem:
+            return problem
+        out = torch.full(clip_preprocess_shape(2, 20, patch), float("nan"), device=device, dtype=dtype)
+        torch.ops.vxl_fast.clip_preprocess_out(frames, 24, 20, mean, std, out, patch)
+        problem = _differ_exactly(f"patch={patch} clip_preprocess_out output", out, want)
+        if problem:
+            return problem
+    return None
 
 
 def _check_yuv420_to_rgb(device: torch.device, dtype: torch.dtype) -> str | None:
@@ -217,6 +222,27 @@ def _check_add_layer_norm(device: torch.device, dtype: torch.dtype) -> str | Non
     return None
 
 
+def _check_clip_embed_layer_norm(device: torch.device, dtype: torch.dtype) -> str | None:
+    # 2 frames of 5 patch rows of 136 (vector chunks), then of 131 as strided views (element by
+    # element); rows of mean 4
+    g = _inputs_generator()
+    for d, stride in ((136, 136), (131, 140)):
+        patches = (3 * torch.randn(2, 5, stride, generator=g) + 4).to(device, dtype)[..., :d]
+        cls = torch.randn(d, generator=g).to(device, dtype)
+        pos = torch.randn(6, d, generator=g).to(device, dtype)
+        weight = (1 + torch.randn(d, generator=g) / 4).to(device, dtype)
+        bias = (torch.randn(d, generator=g) / 2).to(device, dtype)
+        got = torch.ops.vxl_fast.clip_embed_layer_norm(patches, cls, pos, weight, bias, 1e-5)
+        want = clip_embed_layer_norm_ref(patches, cls, pos, weight, bias, 1e-5)
+        # add_layer_norm's bound
+        scale = weight.double().abs() + bias.double().abs() + want.double().abs()
+        bound = 64 * torch.finfo(torch.float32).eps * scale + 2 * torch.finfo(dtype).eps * want.double().abs()
+        problem = _differ_by_more("output", got, want, bound + 1e-30)
+        if problem:
+            return problem
+    return None
+
+
 def _check_bias_quick_gelu(device: torch.device, dtype: torch.dtype) -> str | None:
     # 3 rows of 136 (vector chunks) and 2 strided rows of 37 (element by element)
     g = _inputs_generator()
@@ -263,6 +289,7 @@ def _check_rope_kv_write(device: torch.device, dtype: torch.dtype) -> str | None
 _CHECKS: dict[str, Callable[[torch.device, torch.dtype], str | None]] = {
     "add_layer_norm": _check_add_layer_norm,
     "bias_quick_gelu": _check_bias_quick_gelu,
+    "clip_embed_layer_norm": _check_clip_embed_layer_norm,
     "clip_preprocess": _check_clip_preprocess,
     "fused_add_rms_norm": _check_fused_add_rms_norm,
     "silu_and_mul": _check_silu_and_mul,

@@ -1,4 +1,4 @@
-"""The caller's visual input — frames, a video, one image — as pieces of CLIP pixels to encode.
+"""The caller's visual input — frames, a video, one image — as pieces of CLIP patch rows to encode.
 
 One place decides what was given and checks that the sampling options fit it; the result is a
 :class:`VisualInput` whose ``sources(per_piece)`` produces :class:`VisualSource` pieces (a window's
@@ -18,15 +18,16 @@ from PIL import Image
 
 from ..config import VideoXLConfig
 from .anyres import anyres_tiles
-from .preprocess import check_frames, clip_preprocess, clip_preprocess_image
+from .preprocess import check_frames, clip_preprocess, clip_preprocess_image, patch_rows
 from .source import IMAGE_SUFFIXES, check_decoder, open_video, read_image
 
 
 @dataclass(frozen=True)
 class VisualSource:
     """``count`` items (frames or image tiles); ``pixels(i, j, device, dtype)`` gives items i..j-1
-    as CLIP pixel values [j-i, 3, S, S] in ``dtype`` on ``device``. Frames travel to the device as
-    uint8 and are preprocessed there (never converted to float on the host for a GPU)."""
+    as the vision tower's input, CLIP pixel values as patch rows [j-i, P, 3p²] (``patch_rows``) in
+    ``dtype`` on ``device``. Frames travel to the device as uint8 and are preprocessed there, straight
+    into patch rows (never converted to float on the host for a GPU)."""
 
     count: int
     pixels: Callable[[int, int, torch.device, torch.dtype], torch.Tensor]
@@ -59,11 +60,11 @@ def to_device(frames: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 def frames_source(frames: torch.Tensor | list[torch.Tensor], cfg: VideoXLConfig,
                   timestamps: list[float] | None = None) -> VisualSource:
-    """Frames as a source of CLIP pixels: uint8 [T, H, W, 3], or a list of uint8 [H, W, 3] images of
-    any sizes, each preprocessed on its own like a video frame (batched by size, same pixels)."""
+    """Frames as a source of CLIP patch rows: uint8 [T, H, W, 3], or a list of uint8 [H, W, 3] images
+    of any sizes, each preprocessed on its own like a video frame (batched by size, same pixels)."""
     if isinstance(frames, torch.Tensor):
         return VisualSource(frames.shape[0], lambda i, j, device, dtype: clip_preprocess(
-            to_device(frames[i:j], device), cfg.vision, dtype), timestamps)
+            to_device(frames[i:j], device), cfg.vision, dtype, cfg.vision.patch_size), timestamps)
     return VisualSource(len(frames), lambda i, j, device, dtype: _preprocess_mixed(frames[i:j], cfg, device, dtype),
                         timestamps)
 
@@ -75,7 +76,8 @@ def _preprocess_mixed(images: list[torch.Tensor], cfg: VideoXLConfig, device: to
         by_size.setdefault(tuple(image.shape), []).append(k)
     out = None
     for rows in by_size.values():
-        pixels = clip_preprocess(to_device(torch.stack([images[k] for k in rows]), device), cfg.vision, dtype)
+        pixels = clip_preprocess(to_device(torch.stack([images[k] for k in rows]), device), cfg.vision, dtype,
+                                 cfg.vision.patch_size)
         if out is None:
             out = pixels.new_empty((len(images), *pixels.shape[1:]))
         out[rows] = pixels
@@ -137,8 +139,8 @@ def _image_input(images, cfg: VideoXLConfig) -> VisualInput:
         images = images[0]
     tiles = anyres_tiles(Image.fromarray(_read(images, "the image")), cfg.image_grid_pinpoints,
                          cfg.vision.image_size)
-    pixels = lambda i, j, device, dtype: torch.stack(  # noqa: E731
-        [clip_preprocess_image(t, cfg.vision) for t in tiles[i:j]]).to(device, dtype)
+    pixels = lambda i, j, device, dtype: patch_rows(torch.stack(  # noqa: E731
+        [clip_preprocess_image(t, cfg.vision) for t in tiles[i:j]]), cfg.vision.patch_size).to(device, dtype)
     return VisualInput("image", len(tiles), lambda n: iter([VisualSource(len(tiles), pixels)]))
 
 

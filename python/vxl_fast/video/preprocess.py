@@ -51,9 +51,19 @@ def clip_preprocess_image(image: Image.Image, cfg: VisionConfig) -> torch.Tensor
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
 
 
-def clip_preprocess(frames: torch.Tensor, cfg: VisionConfig, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def patch_rows(pixels: torch.Tensor, patch: int) -> torch.Tensor:
+    """Pixel values [B, 3, S, S] → the patch embedding's input, patch rows [B, (S / p)², 3p²]: row
+    (y // p) * (S / p) + x // p holds that patch's [3, p, p] (the im2col of the stride-p conv)."""
+    b, c, s, _ = pixels.shape
+    g = s // patch
+    return pixels.reshape(b, c, g, patch, g, patch).permute(0, 2, 4, 1, 3, 5).reshape(b, g * g, c * patch * patch)
+
+
+def clip_preprocess(frames: torch.Tensor, cfg: VisionConfig, dtype: torch.dtype = torch.float32,
+                    patch: int = 0) -> torch.Tensor:
     """uint8 frames [T, H, W, 3] → pixel values [T, 3, crop, crop] in ``dtype`` (computed in
-    float32, cast once) on the frames' device.
+    float32, cast once) on the frames' device; with ``patch`` p > 0, the same values as patch rows
+    [T, (crop / p)², 3p²] (``patch_rows``), the vision tower's input.
 
     Through the ``clip_preprocess`` op (C++ on the CPU, CUDA on a GPU; Pillow's resampler
     reproduced bit for bit). Without the compiled extension: frames whose short side already has
@@ -62,13 +72,16 @@ def clip_preprocess(frames: torch.Tensor, cfg: VisionConfig, dtype: torch.dtype 
     op's pure-PyTorch twin).
     """
     if _ext.available or frames.is_cuda:
-        return ops.clip_preprocess(frames, cfg.size, cfg.crop_size, cfg.image_mean, cfg.image_std, dtype)
+        return ops.clip_preprocess(frames, cfg.size, cfg.crop_size, cfg.image_mean, cfg.image_std, dtype,
+                                   patch=patch)
     t, h, w, _ = frames.shape
     if min(h, w) != cfg.size:
-        return torch.stack([clip_preprocess_image(Image.fromarray(f.numpy()), cfg) for f in frames]).to(dtype)
-    c = cfg.crop_size
-    top, left = (h - c) // 2, (w - c) // 2
-    x = (frames[:, top:top + c, left:left + c].double() * (1 / 255)).float()
-    mean = torch.tensor(cfg.image_mean, dtype=torch.float32)
-    std = torch.tensor(cfg.image_std, dtype=torch.float32)
-    return ((x - mean) / std).permute(0, 3, 1, 2).to(dtype).contiguous()
+        pixels = torch.stack([clip_preprocess_image(Image.fromarray(f.numpy()), cfg) for f in frames])
+    else:
+        c = cfg.crop_size
+        top, left = (h - c) // 2, (w - c) // 2
+        x = (frames[:, top:top + c, left:left + c].double() * (1 / 255)).float()
+        mean = torch.tensor(cfg.image_mean, dtype=torch.float32)
+        std = torch.tensor(cfg.image_std, dtype=torch.float32)
+        pixels = ((x - mean) / std).permute(0, 3, 1, 2)
+    return (patch_rows(pixels, patch) if patch else pixels).to(dtype).contiguous()
