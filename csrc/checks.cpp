@@ -3,11 +3,63 @@
 #include <c10/core/ScalarType.h>
 
 #include <cmath>
+#include <initializer_list>
 #include <vector>
 
 #include "vxl_fast/yuv_to_rgb.h"
 
 namespace vxl_fast {
+
+namespace {
+
+// A tensor argument and the name the messages give it.
+struct Arg {
+  const char* name;
+  const at::Tensor& t;
+};
+#define ARG(t) Arg{#t, (t)}
+
+// Each of `args` has ref's dtype (checked in order).
+void check_same_dtype(const char* op, const Arg& ref, std::initializer_list<Arg> args) {
+  for (const Arg& a : args) {
+    CHECK_TYPE(a.t.scalar_type() == ref.t.scalar_type(), op, ": ", a.name,
+               " must have the same dtype as ", ref.name, " (", dtype_name(ref.t.scalar_type()),
+               "), got ", dtype_name(a.t.scalar_type()), ".");
+  }
+}
+
+// Each of `args` is on ref's device (checked in order).
+void check_same_device(const char* op, const Arg& ref, std::initializer_list<Arg> args) {
+  for (const Arg& a : args) {
+    CHECK_VALUE(a.t.device() == ref.t.device(), op, ": ", a.name, " must be on the same device as ",
+                ref.name, " (", ref.t.device(), "), got ", a.t.device(), ".");
+  }
+}
+
+// Each of `args` has a contiguous last dimension (stride 1, or at most one element).
+void check_last_dim_contiguous(const char* op, std::initializer_list<Arg> args) {
+  for (const Arg& a : args) {
+    CHECK_VALUE(a.t.size(-1) <= 1 || a.t.stride(-1) == 1, op, ": ", a.name,
+                " must have a contiguous last dimension (stride 1), got stride ", a.t.stride(-1),
+                ".");
+  }
+}
+
+// eps is finite and non-negative.
+void check_eps(const char* op, double eps) {
+  CHECK_VALUE(std::isfinite(eps) && eps >= 0, op, ": eps must be finite and non-negative, got ",
+              eps, ".");
+}
+
+// vec [n] holds one value per element of the rows of `rows`, which have `width` (named `dim`).
+void check_row_length(const char* op, const Arg& vec, int64_t width, const char* rows,
+                      const char* dim) {
+  CHECK_VALUE(vec.t.size(0) == width, op, ": ", vec.name, " has ", vec.t.size(0),
+              " elements but the rows of ", rows, " have ", dim, " = ", width,
+              "; they must match.");
+}
+
+}  // namespace
 
 std::string dtype_name(c10::ScalarType dtype) {
   return "torch." + std::string(c10::getDtypeNames(dtype).first);
@@ -29,7 +81,7 @@ void check_clip_preprocess(const at::Tensor& frames, int64_t size, int64_t crop,
   CHECK_VALUE(frames.size(1) >= 1 && frames.size(2) >= 1, op,
               ": frames must have a non-empty spatial size, got H = ", frames.size(1),
               ", W = ", frames.size(2), ".");
-  CHECK_LAST_DIM_CONTIGUOUS(op, frames);
+  check_last_dim_contiguous(op, {ARG(frames)});
   CHECK_VALUE(crop >= 1, op, ": crop must be at least 1, got ", crop, ".");
   CHECK_VALUE(size >= crop, op, ": size must be at least crop (", crop, "), got ", size, ".");
   CHECK_VALUE(mean.size() == 3, op, ": mean must have 3 values (one per channel), got ",
@@ -66,12 +118,12 @@ void check_clip_preprocess_out(const at::Tensor& frames, int64_t size, int64_t c
     CHECK_DIM(op, out, 3, "[T, (crop / patch)^2, 3 * patch^2]");
   }
   CHECK_FLOATING(op, out);
-  CHECK_SAME_DEVICE(op, out, frames);
+  check_same_device(op, ARG(frames), {ARG(out)});
   const std::vector<int64_t> expected = clip_preprocess_shape(frames.size(0), crop, patch);
   CHECK_VALUE(out.sizes() == c10::IntArrayRef(expected), op, ": out must have shape ",
               patch == 0 ? "[T, 3, crop, crop]" : "[T, (crop / patch)^2, 3 * patch^2]", " = ",
               c10::IntArrayRef(expected), ", got ", out.sizes(), ".");
-  CHECK_LAST_DIM_CONTIGUOUS(op, out);
+  check_last_dim_contiguous(op, {ARG(out)});
 }
 
 void check_interleave_vst(const at::Tensor& raw, const at::Tensor& vst, int64_t ratio,
@@ -80,13 +132,11 @@ void check_interleave_vst(const at::Tensor& raw, const at::Tensor& vst, int64_t 
   CHECK_DIM(op, raw, 2, "[Lw, D]");
   CHECK_DIM(op, vst, 1, "[D]");
   CHECK_FLOATING(op, raw);
-  CHECK_SAME_DTYPE(op, vst, raw);
-  CHECK_SAME_DEVICE(op, vst, raw);
-  CHECK_VALUE(vst.size(0) == raw.size(1), op, ": vst has ", vst.size(0),
-              " elements but the rows of raw have D = ", raw.size(1), "; they must match.");
+  check_same_dtype(op, ARG(raw), {ARG(vst)});
+  check_same_device(op, ARG(raw), {ARG(vst)});
+  check_row_length(op, ARG(vst), raw.size(1), "raw", "D");
   CHECK_VALUE(raw.size(0) >= 1, op, ": raw must have at least one row.");
-  CHECK_LAST_DIM_CONTIGUOUS(op, raw);
-  CHECK_LAST_DIM_CONTIGUOUS(op, vst);
+  check_last_dim_contiguous(op, {ARG(raw), ARG(vst)});
   CHECK_VALUE(ratio >= 1, op, ": ratio must be at least 1, got ", ratio, ".");
   CHECK_VALUE(0 <= carry && carry < ratio, op, ": carry must satisfy 0 <= carry < ratio (",
               ratio, "), got ", carry, ".");
@@ -103,16 +153,10 @@ void check_kv_compact(const at::Tensor& cache_k, const at::Tensor& cache_v,
   CHECK_DIM(op, cos, 2, "[P, d]");
   CHECK_DIM(op, sin, 2, "[P, d]");
   CHECK_FLOATING(op, cache_k);
-  CHECK_SAME_DTYPE(op, cache_v, cache_k);
-  CHECK_SAME_DTYPE(op, vst_k, cache_k);
-  CHECK_SAME_DTYPE(op, vst_v, cache_k);
+  check_same_dtype(op, ARG(cache_k), {ARG(cache_v), ARG(vst_k), ARG(vst_v)});
   CHECK_DTYPE(op, cos, c10::kFloat);
   CHECK_DTYPE(op, sin, c10::kFloat);
-  CHECK_SAME_DEVICE(op, cache_v, cache_k);
-  CHECK_SAME_DEVICE(op, vst_k, cache_k);
-  CHECK_SAME_DEVICE(op, vst_v, cache_k);
-  CHECK_SAME_DEVICE(op, cos, cache_k);
-  CHECK_SAME_DEVICE(op, sin, cache_k);
+  check_same_device(op, ARG(cache_k), {ARG(cache_v), ARG(vst_k), ARG(vst_v), ARG(cos), ARG(sin)});
   CHECK_VALUE(cache_v.sizes() == cache_k.sizes(), op, ": cache_v must have the shape of cache_k (",
               cache_k.sizes(), "), got ", cache_v.sizes(), ".");
   CHECK_VALUE(vst_v.sizes() == vst_k.sizes(), op, ": vst_v must have the shape of vst_k (",
@@ -127,12 +171,8 @@ void check_kv_compact(const at::Tensor& cache_k, const at::Tensor& cache_v,
               ".");
   CHECK_VALUE(sin.sizes() == cos.sizes(), op, ": sin must have the shape of cos (", cos.sizes(),
               "), got ", sin.sizes(), ".");
-  CHECK_LAST_DIM_CONTIGUOUS(op, cache_k);
-  CHECK_LAST_DIM_CONTIGUOUS(op, cache_v);
-  CHECK_LAST_DIM_CONTIGUOUS(op, vst_k);
-  CHECK_LAST_DIM_CONTIGUOUS(op, vst_v);
-  CHECK_LAST_DIM_CONTIGUOUS(op, cos);
-  CHECK_LAST_DIM_CONTIGUOUS(op, sin);
+  check_last_dim_contiguous(op, {ARG(cache_k), ARG(cache_v), ARG(vst_k), ARG(vst_v), ARG(cos),
+                                 ARG(sin)});
   const int64_t nb = vst_k.size(1);
   CHECK_VALUE(dst >= 0, op, ": dst must be non-negative, got ", dst, ".");
   CHECK_VALUE(dst + nb <= cache_k.size(1), op, ": dst + nb = ", dst + nb,
@@ -150,8 +190,7 @@ void check_yuv420_to_rgb(const at::Tensor& y, const at::Tensor& u, const at::Ten
   CHECK_DTYPE(op, y, c10::kByte);
   CHECK_DTYPE(op, u, c10::kByte);
   CHECK_DTYPE(op, v, c10::kByte);
-  CHECK_SAME_DEVICE(op, u, y);
-  CHECK_SAME_DEVICE(op, v, y);
+  check_same_device(op, ARG(y), {ARG(u), ARG(v)});
   CHECK_VALUE(y.size(0) >= 1 && y.size(1) >= 1 && y.size(2) >= 1, op,
               ": y must hold at least one frame of at least one pixel, got shape ", y.sizes(),
               ".");
@@ -172,20 +211,14 @@ void check_fused_add_rms_norm(const at::Tensor& x, const at::Tensor& residual,
   CHECK_VALUE(x.dim() >= 1, op, ": x must have at least one dimension [..., D], got 0.");
   CHECK_DIM(op, weight, 1, "[D]");
   CHECK_FLOATING(op, x);
-  CHECK_SAME_DTYPE(op, residual, x);
-  CHECK_SAME_DTYPE(op, weight, x);
-  CHECK_SAME_DEVICE(op, residual, x);
-  CHECK_SAME_DEVICE(op, weight, x);
+  check_same_dtype(op, ARG(x), {ARG(residual), ARG(weight)});
+  check_same_device(op, ARG(x), {ARG(residual), ARG(weight)});
   CHECK_VALUE(residual.sizes() == x.sizes(), op, ": residual must have the shape of x (",
               x.sizes(), "), got ", residual.sizes(), ".");
   CHECK_VALUE(x.size(-1) >= 1, op, ": x must have a non-empty last dimension, got D = 0.");
-  CHECK_VALUE(weight.size(0) == x.size(-1), op, ": weight has ", weight.size(0),
-              " elements but the rows of x have D = ", x.size(-1), "; they must match.");
-  CHECK_LAST_DIM_CONTIGUOUS(op, x);
-  CHECK_LAST_DIM_CONTIGUOUS(op, residual);
-  CHECK_LAST_DIM_CONTIGUOUS(op, weight);
-  CHECK_VALUE(std::isfinite(eps) && eps >= 0, op, ": eps must be finite and non-negative, got ",
-              eps, ".");
+  check_row_length(op, ARG(weight), x.size(-1), "x", "D");
+  check_last_dim_contiguous(op, {ARG(x), ARG(residual), ARG(weight)});
+  check_eps(op, eps);
 }
 
 void check_add_layer_norm(const at::Tensor& x, const at::Tensor& residual, const at::Tensor& weight,
@@ -195,25 +228,15 @@ void check_add_layer_norm(const at::Tensor& x, const at::Tensor& residual, const
   CHECK_DIM(op, weight, 1, "[D]");
   CHECK_DIM(op, bias, 1, "[D]");
   CHECK_FLOATING(op, x);
-  CHECK_SAME_DTYPE(op, residual, x);
-  CHECK_SAME_DTYPE(op, weight, x);
-  CHECK_SAME_DTYPE(op, bias, x);
-  CHECK_SAME_DEVICE(op, residual, x);
-  CHECK_SAME_DEVICE(op, weight, x);
-  CHECK_SAME_DEVICE(op, bias, x);
+  check_same_dtype(op, ARG(x), {ARG(residual), ARG(weight), ARG(bias)});
+  check_same_device(op, ARG(x), {ARG(residual), ARG(weight), ARG(bias)});
   CHECK_VALUE(residual.sizes() == x.sizes(), op, ": residual must have the shape of x (",
               x.sizes(), "), got ", residual.sizes(), ".");
   CHECK_VALUE(x.size(-1) >= 1, op, ": x must have a non-empty last dimension, got D = 0.");
-  CHECK_VALUE(weight.size(0) == x.size(-1), op, ": weight has ", weight.size(0),
-              " elements but the rows of x have D = ", x.size(-1), "; they must match.");
-  CHECK_VALUE(bias.size(0) == x.size(-1), op, ": bias has ", bias.size(0),
-              " elements but the rows of x have D = ", x.size(-1), "; they must match.");
-  CHECK_LAST_DIM_CONTIGUOUS(op, x);
-  CHECK_LAST_DIM_CONTIGUOUS(op, residual);
-  CHECK_LAST_DIM_CONTIGUOUS(op, weight);
-  CHECK_LAST_DIM_CONTIGUOUS(op, bias);
-  CHECK_VALUE(std::isfinite(eps) && eps >= 0, op, ": eps must be finite and non-negative, got ",
-              eps, ".");
+  check_row_length(op, ARG(weight), x.size(-1), "x", "D");
+  check_row_length(op, ARG(bias), x.size(-1), "x", "D");
+  check_last_dim_contiguous(op, {ARG(x), ARG(residual), ARG(weight), ARG(bias)});
+  check_eps(op, eps);
 }
 
 void check_clip_embed_layer_norm(const at::Tensor& patches, const at::Tensor& cls,
@@ -226,32 +249,18 @@ void check_clip_embed_layer_norm(const at::Tensor& patches, const at::Tensor& cl
   CHECK_DIM(op, weight, 1, "[C]");
   CHECK_DIM(op, bias, 1, "[C]");
   CHECK_FLOATING(op, patches);
-  CHECK_SAME_DTYPE(op, cls, patches);
-  CHECK_SAME_DTYPE(op, pos, patches);
-  CHECK_SAME_DTYPE(op, weight, patches);
-  CHECK_SAME_DTYPE(op, bias, patches);
-  CHECK_SAME_DEVICE(op, cls, patches);
-  CHECK_SAME_DEVICE(op, pos, patches);
-  CHECK_SAME_DEVICE(op, weight, patches);
-  CHECK_SAME_DEVICE(op, bias, patches);
+  check_same_dtype(op, ARG(patches), {ARG(cls), ARG(pos), ARG(weight), ARG(bias)});
+  check_same_device(op, ARG(patches), {ARG(cls), ARG(pos), ARG(weight), ARG(bias)});
   const int64_t c = patches.size(2);
   CHECK_VALUE(c >= 1, op, ": patches must have a non-empty last dimension, got C = 0.");
-  CHECK_VALUE(cls.size(0) == c, op, ": cls has ", cls.size(0),
-              " elements but the rows of patches have C = ", c, "; they must match.");
-  CHECK_VALUE(weight.size(0) == c, op, ": weight has ", weight.size(0),
-              " elements but the rows of patches have C = ", c, "; they must match.");
-  CHECK_VALUE(bias.size(0) == c, op, ": bias has ", bias.size(0),
-              " elements but the rows of patches have C = ", c, "; they must match.");
+  check_row_length(op, ARG(cls), c, "patches", "C");
+  check_row_length(op, ARG(weight), c, "patches", "C");
+  check_row_length(op, ARG(bias), c, "patches", "C");
   const std::vector<int64_t> pos_shape{patches.size(1) + 1, c};
   CHECK_VALUE(pos.sizes() == c10::IntArrayRef(pos_shape), op, ": pos must have shape [P + 1, C] = ",
               c10::IntArrayRef(pos_shape), ", got ", pos.sizes(), ".");
-  CHECK_LAST_DIM_CONTIGUOUS(op, patches);
-  CHECK_LAST_DIM_CONTIGUOUS(op, cls);
-  CHECK_LAST_DIM_CONTIGUOUS(op, pos);
-  CHECK_LAST_DIM_CONTIGUOUS(op, weight);
-  CHECK_LAST_DIM_CONTIGUOUS(op, bias);
-  CHECK_VALUE(std::isfinite(eps) && eps >= 0, op, ": eps must be finite and non-negative, got ",
-              eps, ".");
+  check_last_dim_contiguous(op, {ARG(patches), ARG(cls), ARG(pos), ARG(weight), ARG(bias)});
+  check_eps(op, eps);
 }
 
 void check_bias_quick_gelu(const at::Tensor& x, const at::Tensor& bias) {
@@ -259,13 +268,11 @@ void check_bias_quick_gelu(const at::Tensor& x, const at::Tensor& bias) {
   CHECK_VALUE(x.dim() >= 1, op, ": x must have at least one dimension [..., F], got 0.");
   CHECK_DIM(op, bias, 1, "[F]");
   CHECK_FLOATING(op, x);
-  CHECK_SAME_DTYPE(op, bias, x);
-  CHECK_SAME_DEVICE(op, bias, x);
+  check_same_dtype(op, ARG(x), {ARG(bias)});
+  check_same_device(op, ARG(x), {ARG(bias)});
   CHECK_VALUE(x.size(-1) >= 1, op, ": x must have a non-empty last dimension, got F = 0.");
-  CHECK_VALUE(bias.size(0) == x.size(-1), op, ": bias has ", bias.size(0),
-              " elements but the rows of x have F = ", x.size(-1), "; they must match.");
-  CHECK_LAST_DIM_CONTIGUOUS(op, x);
-  CHECK_LAST_DIM_CONTIGUOUS(op, bias);
+  check_row_length(op, ARG(bias), x.size(-1), "x", "F");
+  check_last_dim_contiguous(op, {ARG(x), ARG(bias)});
 }
 
 void check_silu_and_mul(const at::Tensor& x) {
@@ -275,7 +282,7 @@ void check_silu_and_mul(const at::Tensor& x) {
   CHECK_VALUE(x.size(-1) >= 2 && x.size(-1) % 2 == 0, op,
               ": the last dimension of x (gate and up halves) must be a positive even number, "
               "got ", x.size(-1), ".");
-  CHECK_LAST_DIM_CONTIGUOUS(op, x);
+  check_last_dim_contiguous(op, {ARG(x)});
 }
 
 void check_rope_kv_write(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
@@ -290,18 +297,10 @@ void check_rope_kv_write(const at::Tensor& q, const at::Tensor& k, const at::Ten
   CHECK_DIM(op, cache_k, 3, "[Hkv, C, d]");
   CHECK_DIM(op, cache_v, 3, "[Hkv, C, d]");
   CHECK_FLOATING(op, q);
-  CHECK_SAME_DTYPE(op, k, q);
-  CHECK_SAME_DTYPE(op, v, q);
-  CHECK_SAME_DTYPE(op, cache_k, q);
-  CHECK_SAME_DTYPE(op, cache_v, q);
+  check_same_dtype(op, ARG(q), {ARG(k), ARG(v), ARG(cache_k), ARG(cache_v)});
   CHECK_DTYPE(op, cos, c10::kFloat);
   CHECK_DTYPE(op, sin, c10::kFloat);
-  CHECK_SAME_DEVICE(op, k, q);
-  CHECK_SAME_DEVICE(op, v, q);
-  CHECK_SAME_DEVICE(op, cos, q);
-  CHECK_SAME_DEVICE(op, sin, q);
-  CHECK_SAME_DEVICE(op, cache_k, q);
-  CHECK_SAME_DEVICE(op, cache_v, q);
+  check_same_device(op, ARG(q), {ARG(k), ARG(v), ARG(cos), ARG(sin), ARG(cache_k), ARG(cache_v)});
   CHECK_VALUE(v.sizes() == k.sizes(), op, ": v must have the shape of k (", k.sizes(), "), got ",
               v.sizes(), ".");
   CHECK_VALUE(k.size(0) == q.size(0) && k.size(2) == q.size(2), op, ": k [n, Hkv, d] = ",
@@ -318,13 +317,8 @@ void check_rope_kv_write(const at::Tensor& q, const at::Tensor& k, const at::Ten
               ".");
   CHECK_VALUE(sin.sizes() == cos.sizes(), op, ": sin must have the shape of cos (", cos.sizes(),
               "), got ", sin.sizes(), ".");
-  CHECK_LAST_DIM_CONTIGUOUS(op, q);
-  CHECK_LAST_DIM_CONTIGUOUS(op, k);
-  CHECK_LAST_DIM_CONTIGUOUS(op, v);
-  CHECK_LAST_DIM_CONTIGUOUS(op, cos);
-  CHECK_LAST_DIM_CONTIGUOUS(op, sin);
-  CHECK_LAST_DIM_CONTIGUOUS(op, cache_k);
-  CHECK_LAST_DIM_CONTIGUOUS(op, cache_v);
+  check_last_dim_contiguous(op, {ARG(q), ARG(k), ARG(v), ARG(cos), ARG(sin), ARG(cache_k),
+                                 ARG(cache_v)});
   const int64_t n = q.size(0);
   CHECK_VALUE(start >= 0, op, ": start must be non-negative, got ", start, ".");
   CHECK_VALUE(start + n <= cache_k.size(1), op, ": start + n = ", start + n,

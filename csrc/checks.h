@@ -18,16 +18,6 @@
   CHECK_VALUE((t).dim() == (n), op, ": " #t " must be a " #n "-D tensor " shape ", got ",      \
               (t).dim(), " dimensions.")
 
-#define CHECK_SAME_DEVICE(op, t, ref)                                                         \
-  CHECK_VALUE((t).device() == (ref).device(), op, ": " #t " must be on the same device as " #ref \
-              " (", (ref).device(), "), got ", (t).device(), ".")
-
-#define CHECK_SAME_DTYPE(op, t, ref)                                                          \
-  CHECK_TYPE((t).scalar_type() == (ref).scalar_type(),                                        \
-             op, ": " #t " must have the same dtype as " #ref " (",                            \
-             vxl_fast::dtype_name((ref).scalar_type()), "), got ",                            \
-             vxl_fast::dtype_name((t).scalar_type()), ".")
-
 #define CHECK_DTYPE(op, t, dtype)                                                             \
   CHECK_TYPE((t).scalar_type() == (dtype), op, ": " #t " must be ",                           \
              vxl_fast::dtype_name(dtype), ", got ", vxl_fast::dtype_name((t).scalar_type()), \
@@ -37,11 +27,6 @@
   CHECK_TYPE(vxl_fast::is_supported_float((t).scalar_type()),                                 \
              op, ": " #t " must be torch.float32, torch.float16 or torch.bfloat16, got ",      \
              vxl_fast::dtype_name((t).scalar_type()), ".")
-
-#define CHECK_LAST_DIM_CONTIGUOUS(op, t)                                                      \
-  CHECK_VALUE((t).size(-1) <= 1 || (t).stride(-1) == 1,                                       \
-              op, ": " #t " must have a contiguous last dimension (stride 1), got stride ",    \
-              (t).stride(-1), ".")
 
 namespace vxl_fast {
 

@@ -11,14 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vxl_fast import _ext, ops
+from op_cases import DEVICES, DTYPES, U, needs_ext, op, rows
+from vxl_fast import ops
 from vxl_fast.ops import fused_add_rms_norm_ref, rope_kv_write_ref, silu_and_mul_ref
 
-needs_ext = pytest.mark.skipif(not _ext.available, reason=f"vxl_fast._C not loaded: {_ext.error}")
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="needs a CUDA GPU"))]
-DTYPES = [torch.float32, torch.bfloat16, torch.float16]
-U = {torch.float32: 2.0**-24, torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8}  # unit roundoff
 EPS = 1e-6
 # (leading shape, D, layout): one row of one element, primes, the model's width, 3-D, strided rows
 # (row stride D + 3, storage offset 1) and leading dims that cannot be viewed as rows (transposed)
@@ -31,19 +27,10 @@ SILU_CASES = [((1,), 1, "contiguous"), ((1,), 7, "contiguous"), ((3,), 37, "cont
               ((5,), 136, "strided"), ((3, 4), 16, "transposed"), ((0,), 8, "contiguous")]
 
 
-def _rows(lead: tuple, d: int, dtype, device, layout: str, g: torch.Generator, scale: float = 1.0):
-    if layout == "contiguous":
-        return (scale * torch.randn(*lead, d, generator=g)).to(device, dtype)
-    if layout == "strided":
-        return (scale * torch.randn(*lead, d + 3, generator=g)).to(device, dtype)[..., 1:1 + d]
-    a, b = lead
-    return (scale * torch.randn(b, a, d, generator=g)).to(device, dtype).transpose(0, 1)
-
-
 def _norm_inputs(lead, d, dtype, device, layout, seed=0):
     g = torch.Generator().manual_seed(seed + d)
-    x = _rows(lead, d, dtype, device, layout, g)
-    residual = _rows(lead, d, dtype, device, "contiguous", g, scale=3.0)
+    x = rows(lead, d, dtype, device, layout, g)
+    residual = rows(lead, d, dtype, device, "contiguous", g, scale=3.0)
     weight = (1 + torch.randn(d, generator=g) / 4).to(device, dtype)
     return x, residual, weight
 
@@ -135,7 +122,7 @@ def _silu_bound(x: torch.Tensor, dtype) -> torch.Tensor:
 @pytest.mark.parametrize("lead,f,layout", SILU_CASES)
 def test_silu_and_mul_matches_the_model_and_the_oracle(device, dtype, lead, f, layout):
     g = torch.Generator().manual_seed(f)
-    x = _rows(lead, 2 * f, dtype, device, layout, g, scale=4.0)
+    x = rows(lead, 2 * f, dtype, device, layout, g, scale=4.0)
     out = torch.ops.vxl_fast.silu_and_mul(x)
     assert out.shape == (*lead, f) and out.dtype == dtype and out.is_contiguous()
     gate, up = x.chunk(2, dim=-1)
@@ -188,15 +175,11 @@ def test_opcheck_fused_add_rms_norm(device, layout):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("layout", ["contiguous", "strided"])
 def test_opcheck_silu_and_mul(device, layout):
-    x = _rows((13,), 48, torch.bfloat16, device, layout, torch.Generator().manual_seed(1))
+    x = rows((13,), 48, torch.bfloat16, device, layout, torch.Generator().manual_seed(1))
     torch.library.opcheck(torch.ops.vxl_fast.silu_and_mul.default, (x,))
 
 
 # ---- bad inputs ----------------------------------------------------------------------------------
-
-def _op(name: str, impl: str):
-    return getattr(torch.ops.vxl_fast, name) if impl == "ext" else getattr(ops, f"{name}_ref")
-
 
 def _norm_args(**override):
     args = dict(x=torch.randn(3, 8), residual=torch.randn(3, 8), weight=torch.ones(8), eps=EPS)
@@ -249,14 +232,14 @@ SILU_ERRORS = [
 @pytest.mark.parametrize("override,error,message", NORM_ERRORS)
 def test_fused_add_rms_norm_rejects(impl, override, error, message):
     with pytest.raises(error, match=re.escape(message)):
-        _op("fused_add_rms_norm", impl)(**_norm_args(**override))
+        op("fused_add_rms_norm", impl)(**_norm_args(**override))
 
 
 @pytest.mark.parametrize("impl", [pytest.param("ext", marks=needs_ext), "ref"])
 @pytest.mark.parametrize("x,error,message", SILU_ERRORS)
 def test_silu_and_mul_rejects(impl, x, error, message):
     with pytest.raises(error, match=re.escape(message)):
-        _op("silu_and_mul", impl)(x)
+        op("silu_and_mul", impl)(x)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -264,7 +247,7 @@ def test_silu_and_mul_rejects(impl, x, error, message):
 def test_fused_add_rms_norm_rejects_mixed_devices(impl):
     with pytest.raises(ValueError, match=re.escape(
             "fused_add_rms_norm: weight must be on the same device as x (cuda:0), got cpu.")):
-        _op("fused_add_rms_norm", impl)(**_norm_args(x=torch.randn(3, 8, device="cuda"),
+        op("fused_add_rms_norm", impl)(**_norm_args(x=torch.randn(3, 8, device="cuda"),
                                                      residual=torch.randn(3, 8, device="cuda")))
 
 
@@ -397,4 +380,4 @@ ROPE_ERRORS = [
 @pytest.mark.parametrize("override,error,message", ROPE_ERRORS)
 def test_rope_kv_write_rejects(impl, override, error, message):
     with pytest.raises(error, match=re.escape(message)):
-        _op("rope_kv_write", impl)(**_rope_args(**override))
+        op("rope_kv_write", impl)(**_rope_args(**override))

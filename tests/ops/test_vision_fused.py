@@ -12,14 +12,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vxl_fast import _ext, ops
+from op_cases import DEVICES, DTYPES, U, needs_ext, op, rows
+from vxl_fast import ops
 from vxl_fast.ops import add_layer_norm_ref, bias_quick_gelu_ref, clip_embed_layer_norm_ref
 
-needs_ext = pytest.mark.skipif(not _ext.available, reason=f"vxl_fast._C not loaded: {_ext.error}")
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="needs a CUDA GPU"))]
-DTYPES = [torch.float32, torch.bfloat16, torch.float16]
-U = {torch.float32: 2.0**-24, torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8}  # unit roundoff
 EPS = 1e-5  # CLIP's layer_norm_eps
 SCALE = float(torch.tensor(1.702, dtype=torch.float32))  # the scalar as fp32 opmath sees it
 # (leading shape, D, layout): one row of one element, primes, CLIP ViT-L's width, 3-D, strided rows
@@ -33,22 +29,10 @@ GELU_CASES = [((1,), 1, "contiguous"), ((1,), 7, "contiguous"), ((3,), 37, "cont
               ((5,), 136, "strided"), ((3, 4), 16, "transposed"), ((0,), 8, "contiguous")]
 
 
-def _rows(lead: tuple, d: int, dtype, device, layout: str, g: torch.Generator, scale: float = 1.0,
-          shift: float = 0.0):
-    def draw(*shape):
-        return (scale * torch.randn(*shape, generator=g) + shift).to(device, dtype)
-    if layout == "contiguous":
-        return draw(*lead, d)
-    if layout == "strided":
-        return draw(*lead, d + 3)[..., 1:1 + d]
-    a, b = lead
-    return draw(b, a, d).transpose(0, 1)
-
-
 def _norm_inputs(lead, d, dtype, device, layout, seed=0, shift=0.0):
     g = torch.Generator().manual_seed(seed + d)
-    x = _rows(lead, d, dtype, device, layout, g)
-    residual = _rows(lead, d, dtype, device, "contiguous", g, scale=3.0, shift=shift)
+    x = rows(lead, d, dtype, device, layout, g)
+    residual = rows(lead, d, dtype, device, "contiguous", g, scale=3.0, shift=shift)
     weight = (1 + torch.randn(d, generator=g) / 4).to(device, dtype)
     bias = (torch.randn(d, generator=g) / 2).to(device, dtype)
     return x, residual, weight, bias
@@ -225,7 +209,7 @@ def _gelu_bound(x: torch.Tensor, bias: torch.Tensor, dtype):
 @pytest.mark.parametrize("lead,f,layout", GELU_CASES)
 def test_bias_quick_gelu_matches_the_model_and_the_oracle(device, dtype, lead, f, layout):
     g = torch.Generator().manual_seed(f)
-    x = _rows(lead, f, dtype, device, layout, g, scale=4.0)
+    x = rows(lead, f, dtype, device, layout, g, scale=4.0)
     bias = torch.randn(f, generator=g).to(device, dtype)
     out = torch.ops.vxl_fast.bias_quick_gelu(x, bias)
     assert out.shape == x.shape and out.dtype == dtype and out.is_contiguous()
@@ -284,7 +268,7 @@ def test_opcheck_add_layer_norm(device, layout):
 @pytest.mark.parametrize("layout", ["contiguous", "strided"])
 def test_opcheck_bias_quick_gelu(device, layout):
     g = torch.Generator().manual_seed(1)
-    x = _rows((13,), 48, torch.bfloat16, device, layout, g)
+    x = rows((13,), 48, torch.bfloat16, device, layout, g)
     bias = torch.randn(48, generator=g).to(device, torch.bfloat16)
     torch.library.opcheck(torch.ops.vxl_fast.bias_quick_gelu.default, (x, bias))
 
@@ -298,10 +282,6 @@ def test_opcheck_clip_embed_layer_norm(device, layout):
 
 
 # ---- bad inputs ----------------------------------------------------------------------------------
-
-def _op(name: str, impl: str):
-    return getattr(torch.ops.vxl_fast, name) if impl == "ext" else getattr(ops, f"{name}_ref")
-
 
 def _norm_args(**override):
     args = dict(x=torch.randn(3, 8), residual=torch.randn(3, 8), weight=torch.ones(8), bias=torch.zeros(8),
@@ -416,7 +396,7 @@ GELU_ERRORS = [
 @pytest.mark.parametrize("override,error,message", NORM_ERRORS)
 def test_add_layer_norm_rejects(impl, override, error, message):
     with pytest.raises(error, match=re.escape(message)):
-        _op("add_layer_norm", impl)(**_norm_args(**override))
+        op("add_layer_norm", impl)(**_norm_args(**override))
 
 
 @pytest.mark.parametrize("impl", [pytest.param("ext", marks=needs_ext), "ref"])
@@ -425,14 +405,14 @@ def test_bias_quick_gelu_rejects(impl, override, error, message):
     args = dict(x=torch.randn(2, 4), bias=torch.zeros(4))
     args.update(override)
     with pytest.raises(error, match=re.escape(message)):
-        _op("bias_quick_gelu", impl)(**args)
+        op("bias_quick_gelu", impl)(**args)
 
 
 @pytest.mark.parametrize("impl", [pytest.param("ext", marks=needs_ext), "ref"])
 @pytest.mark.parametrize("override,error,message", EMBED_ERRORS)
 def test_clip_embed_layer_norm_rejects(impl, override, error, message):
     with pytest.raises(error, match=re.escape(message)):
-        _op("clip_embed_layer_norm", impl)(**_embed_args(**override))
+        op("clip_embed_layer_norm", impl)(**_embed_args(**override))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -440,14 +420,14 @@ def test_clip_embed_layer_norm_rejects(impl, override, error, message):
 def test_vision_ops_reject_mixed_devices(impl):
     with pytest.raises(ValueError, match=re.escape(
             "add_layer_norm: weight must be on the same device as x (cuda:0), got cpu.")):
-        _op("add_layer_norm", impl)(**_norm_args(x=torch.randn(3, 8, device="cuda"),
+        op("add_layer_norm", impl)(**_norm_args(x=torch.randn(3, 8, device="cuda"),
                                                  residual=torch.randn(3, 8, device="cuda")))
     with pytest.raises(ValueError, match=re.escape(
             "bias_quick_gelu: bias must be on the same device as x (cuda:0), got cpu.")):
-        _op("bias_quick_gelu", impl)(torch.randn(3, 8, device="cuda"), torch.zeros(8))
+        op("bias_quick_gelu", impl)(torch.randn(3, 8, device="cuda"), torch.zeros(8))
     with pytest.raises(ValueError, match=re.escape(
             "clip_embed_layer_norm: pos must be on the same device as patches (cuda:0), got cpu.")):
-        _op("clip_embed_layer_norm", impl)(**_embed_args(patches=torch.randn(2, 3, 8, device="cuda"),
+        op("clip_embed_layer_norm", impl)(**_embed_args(patches=torch.randn(2, 3, 8, device="cuda"),
                                                          cls=torch.randn(8, device="cuda")))
 
 
