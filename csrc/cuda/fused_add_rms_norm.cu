@@ -1,15 +1,12 @@
 // CUDA impl of vxl_fast::fused_add_rms_norm (kernel: include/vxl_fast/rms_norm.cuh).
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
-#include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
 #include <tuple>
 
 #include "checks.h"
 #include "dispatch.h"
-#include "cuda/cuda_check.h"
+#include "cuda/add_norm_launch.h"
 #include "cuda/cuda_type.h"
 #include "vxl_fast/rms_norm.cuh"
 
@@ -20,32 +17,15 @@ std::tuple<at::Tensor, at::Tensor> fused_add_rms_norm_cuda(const at::Tensor& x,
                                                            const at::Tensor& residual,
                                                            const at::Tensor& weight, double eps) {
   check_fused_add_rms_norm(x, residual, weight, eps);
-  const c10::cuda::CUDAGuard guard(x.device());
-  at::Tensor out = at::empty(x.sizes(), x.options());
-  at::Tensor residual_out = at::empty(x.sizes(), x.options());
-  const int64_t d = x.size(-1);
-  const at::Tensor x2 = x.reshape({-1, d});
-  const at::Tensor r2 = residual.reshape({-1, d});
-  if (x2.size(0) == 0) {
-    return {out, residual_out};
-  }
+  std::tuple<at::Tensor, at::Tensor> result;
   VXL_DISPATCH_FLOAT_TYPES(x.scalar_type(), "fused_add_rms_norm", [&] {
     using T = typename CudaType<scalar_t>::type;
     AddRmsNormParams<T> p;
-    p.out = static_cast<T*>(out.mutable_data_ptr());
-    p.residual_out = static_cast<T*>(residual_out.mutable_data_ptr());
-    p.x = static_cast<const T*>(x2.const_data_ptr());
-    p.residual = static_cast<const T*>(r2.const_data_ptr());
     p.weight = static_cast<const T*>(weight.const_data_ptr());
-    p.rows = x2.size(0);
-    p.d = d;
-    p.x_stride = x2.stride(0);
-    p.residual_stride = r2.stride(0);
     p.eps = static_cast<float>(eps);
-    const cudaError_t err = launch_add_rms_norm<T>(p, c10::cuda::getCurrentCUDAStream());
-    CHECK_CUDA_LAUNCH("fused_add_rms_norm", err);
+    result = add_norm_launch<T>(x, residual, p, "fused_add_rms_norm", launch_add_rms_norm<T>);
   });
-  return {out, residual_out};
+  return result;
 }
 
 }  // namespace

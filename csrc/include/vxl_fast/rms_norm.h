@@ -72,4 +72,23 @@ inline float butterfly_sum(const float (&partial)[kNormLanes]) {
   return p[0];
 }
 
+// One row on the host (the CPU impl; rms_norm.cuh has the CUDA kernel's): h[i] = T(residual[i] +
+// x[i]), then y[i] = normed[i].
+template <typename T>
+void add_rms_norm_row(const T* x, const T* residual, const T* weight, int64_t d, float eps, T* h,
+                      T* y) {
+  float partial[kNormLanes] = {};
+  for (int64_t i = 0; i < d; ++i) {
+    h[i] = static_cast<T>(norm_add(static_cast<float>(residual[i]), static_cast<float>(x[i])));
+    const float hf = static_cast<float>(h[i]);
+    float& p = partial[norm_lane(i)];
+    p = norm_add(p, norm_mul(hf, hf));
+  }
+  const float r = inv_rms(butterfly_sum(partial), d, eps);
+  for (int64_t i = 0; i < d; ++i) {
+    const float normed = static_cast<float>(static_cast<T>(norm_mul(static_cast<float>(h[i]), r)));
+    y[i] = static_cast<T>(norm_mul(static_cast<float>(weight[i]), normed));
+  }
+}
+
 }  // namespace vxl_fast
