@@ -45,7 +45,7 @@ class Rehearsal:
     windows: int
     vsts: int
     vision_batch: int  # frames per vision-tower call
-    planned_bytes: int  # the memory planner's total (weights included) plus the input frames
+    planned_bytes: int  # the memory planner's total (weights included), plus the input frames on the device
     peak_bytes: int  # the largest sum of live tensor bytes seen
     encode_waits: int  # times the host waited for the device while encoding (syncs, event waits)
     uploads: int  # host→device frame copies on the copy stream, each waited for by the compute stream
@@ -182,9 +182,6 @@ class _Stream:
     def wait_stream(self, other: "_Stream") -> None:
         self._streams[f"{self.name} waits for {other.name}"] += 1
 
-    def wait_event(self, event) -> None:
-        self._streams[f"{self.name} waits for an event"] += 1
-
     def synchronize(self) -> None:
         self._waits["stream.synchronize"] += 1
 
@@ -193,9 +190,9 @@ class _Stream:
 def _pretend_device(device: torch.device, free_bytes: int, waits: Counter, streams: Counter):
     """What the code asks of a real device, answered for the fake one: free memory, syncs and
     event waits (counted in ``waits``), streams (``_Stream``; host memory counts as pinned), and
-    the compiled kernels of the device build (their fake kernels run under FakeTensorMode). The decode step runs eagerly (a graph cannot be captured
-    on fake tensors). No tensor is kept as a real constant (a one-token tensor
-    would otherwise be copied to the real device)."""
+    the compiled kernels of the device build (their fake kernels run under FakeTensorMode). The
+    decode step runs eagerly (a graph cannot be captured on fake tensors). No tensor is kept as a
+    real constant (a one-token tensor would otherwise be copied to the real device)."""
     real_has_kernel = ops._has_kernel
 
     def has_kernel(name, dev, dtype):
