@@ -49,6 +49,8 @@ def test_append_images_to_a_live_memory(tiny_model, case):
     assert torch.equal(live.cache.k[:, :, :live.kv_slots], whole.cache.k[:, :, :whole.kv_slots])
 
 
+# NOTE: PNGs decode to read-only arrays, which torch warns about (once per process) unless copied
+@pytest.mark.filterwarnings("error:The given NumPy array is not writable")
 def test_folder_of_differently_sized_images_as_video(tiny_model, case, tmp_path):
     for i, image in enumerate(case.images()):
         Image.fromarray(image).save(tmp_path / f"{i}.png")

@@ -110,7 +110,8 @@ class VideoSource:
         if isinstance(batch[0], torch.Tensor):  # decoded on the GPU (NVDEC): already on the device
             frames = torch.stack(batch)
         elif len({f.shape for f in batch}) > 1:  # images of several sizes: one tensor each
-            frames = [torch.from_numpy(np.ascontiguousarray(f)) for f in batch]
+            # NOTE: decoded images can be read-only arrays; torch wants writable memory
+            frames = [torch.from_numpy(np.require(f, requirements=("C", "W"))) for f in batch]
         else:
             frames = torch.from_numpy(np.stack(batch))
             if pin:
