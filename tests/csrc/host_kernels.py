@@ -160,31 +160,27 @@ class HostKernels:
     def fused_add_rms_norm(self, x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
                            eps: float) -> tuple[torch.Tensor, torch.Tensor]:
         """The CUDA impl (csrc/cuda/fused_add_rms_norm.cu), on the host: rows of [..., D] views."""
-        d = x.shape[-1]
-        x2, r2 = x.reshape(-1, d), residual.reshape(-1, d)
-        out = torch.full(x.shape, float("nan"), dtype=x.dtype)
-        residual_out = torch.full(x.shape, float("nan"), dtype=x.dtype)
-        if x2.shape[0]:
-            ptrs = (_ptr * 5)(out.data_ptr(), residual_out.data_ptr(), x2.data_ptr(), r2.data_ptr(),
-                              weight.data_ptr())
-            ints = (_i64 * 4)(x2.shape[0], d, x2.stride(0), r2.stride(0))
-            rc = self.lib.vxl_host_fused_add_rms_norm(DTYPE_CODES[x.dtype], ptrs, ints, eps)
-            assert rc == 0, f"launch_add_rms_norm returned cudaError_t {rc}"
-        return out, residual_out
+        return self._add_norm("fused_add_rms_norm", "launch_add_rms_norm", x, residual, (weight,), eps)
 
     def add_layer_norm(self, x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
                        eps: float) -> tuple[torch.Tensor, torch.Tensor]:
         """The CUDA impl (csrc/cuda/add_layer_norm.cu), on the host: rows of [..., D] views."""
+        return self._add_norm("add_layer_norm", "launch_add_layer_norm", x, residual, (weight, bias), eps)
+
+    def _add_norm(self, op: str, launch: str, x: torch.Tensor, residual: torch.Tensor, params: tuple,
+                  eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """What csrc/cuda/add_norm_launch.h does for a residual-add norm: outputs (NaN-filled, so
+        that an unwritten element shows), rows of x and residual, then the op's parameters."""
         d = x.shape[-1]
         x2, r2 = x.reshape(-1, d), residual.reshape(-1, d)
         out = torch.full(x.shape, float("nan"), dtype=x.dtype)
         residual_out = torch.full(x.shape, float("nan"), dtype=x.dtype)
         if x2.shape[0]:
-            ptrs = (_ptr * 6)(out.data_ptr(), residual_out.data_ptr(), x2.data_ptr(), r2.data_ptr(),
-                              weight.data_ptr(), bias.data_ptr())
+            tensors = (out, residual_out, x2, r2, *params)
+            ptrs = (_ptr * len(tensors))(*(t.data_ptr() for t in tensors))
             ints = (_i64 * 4)(x2.shape[0], d, x2.stride(0), r2.stride(0))
-            rc = self.lib.vxl_host_add_layer_norm(DTYPE_CODES[x.dtype], ptrs, ints, eps)
-            assert rc == 0, f"launch_add_layer_norm returned cudaError_t {rc}"
+            rc = getattr(self.lib, f"vxl_host_{op}")(DTYPE_CODES[x.dtype], ptrs, ints, eps)
+            assert rc == 0, f"{launch} returned cudaError_t {rc}"
         return out, residual_out
 
     def clip_embed_layer_norm(self, patches: torch.Tensor, cls: torch.Tensor, pos: torch.Tensor,

@@ -33,14 +33,6 @@ struct AddLayerNormParams {
   float eps;
 };
 
-// The sum of every lane's `value`, in every lane (the butterfly of rms_norm.h).
-__device__ __forceinline__ float warp_butterfly_sum(float value) {
-  for (int o = kNormLanes / 2; o > 0; o /= 2) {
-    value = norm_add(value, __shfl_xor_sync(0xffffffffu, value, o));
-  }
-  return value;
-}
-
 // One row, by the calling warp (its lane `lane`): h_out[i] = T(residual[i] + x[i]), then out[i] =
 // normed[i]. out may be h_out (each lane reads its own chunks of h before it overwrites them).
 template <typename T, bool kVector>
@@ -94,9 +86,8 @@ __device__ __forceinline__ void add_layer_norm_warp_row(int lane, const T* x, co
 
 template <typename T, bool kVector>
 __global__ void add_layer_norm_kernel(const AddLayerNormParams<T> p) {
-  const int lane = static_cast<int>(threadIdx.x % kNormLanes);
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * (blockDim.x / kNormLanes) +
-                      threadIdx.x / kNormLanes;
+  const int lane = norm_warp_lane();
+  const int64_t row = norm_warp_row();
   if (row >= p.rows) {
     return;  // NOTE: a whole warp: its lanes share the row
   }
@@ -121,9 +112,8 @@ struct ClipEmbedLayerNormParams {
 
 template <typename T, bool kVector>
 __global__ void clip_embed_layer_norm_kernel(const ClipEmbedLayerNormParams<T> p) {
-  const int lane = static_cast<int>(threadIdx.x % kNormLanes);
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * (blockDim.x / kNormLanes) +
-                      threadIdx.x / kNormLanes;
+  const int lane = norm_warp_lane();
+  const int64_t row = norm_warp_row();
   const int64_t tokens = p.n_patches + 1;
   if (row >= p.frames * tokens) {
     return;  // NOTE: a whole warp: its lanes share the row
@@ -138,21 +128,18 @@ __global__ void clip_embed_layer_norm_kernel(const ClipEmbedLayerNormParams<T> p
 // Requires 1 <= rows <= 2^31 * kNormWarpsPerBlock and d >= 1; out and residual_out contiguous.
 template <typename T>
 cudaError_t launch_add_layer_norm(const AddLayerNormParams<T>& p, cudaStream_t stream) {
-  const int64_t blocks = (p.rows + kNormWarpsPerBlock - 1) / kNormWarpsPerBlock;
   const bool vector = chunk_aligned<T>(p.x, p.x_stride, p.d) &&
                       chunk_aligned<T>(p.residual, p.residual_stride, p.d) &&
                       chunk_aligned<T>(p.weight, 0, p.d) && chunk_aligned<T>(p.bias, 0, p.d) &&
                       chunk_aligned<T>(p.out, p.d, p.d) && chunk_aligned<T>(p.residual_out, p.d, p.d);
   const auto kernel = vector ? add_layer_norm_kernel<T, true> : add_layer_norm_kernel<T, false>;
-  VXL_LAUNCH(kernel, static_cast<unsigned>(blocks), kNormWarpsPerBlock * kNormLanes, 0, stream)(p);
+  VXL_LAUNCH(kernel, norm_blocks(p.rows), kNormThreads, 0, stream)(p);
   return cudaGetLastError();
 }
 
 // Requires 1 <= frames * (n_patches + 1) <= 2^31 * kNormWarpsPerBlock and d >= 1.
 template <typename T>
 cudaError_t launch_clip_embed_layer_norm(const ClipEmbedLayerNormParams<T>& p, cudaStream_t stream) {
-  const int64_t rows = p.frames * (p.n_patches + 1);
-  const int64_t blocks = (rows + kNormWarpsPerBlock - 1) / kNormWarpsPerBlock;
   const bool vector = chunk_aligned<T>(p.patches, p.frame_stride, p.d) &&
                       chunk_aligned<T>(p.patches, p.patch_stride, p.d) &&
                       chunk_aligned<T>(p.cls, 0, p.d) && chunk_aligned<T>(p.pos, p.pos_stride, p.d) &&
@@ -160,7 +147,7 @@ cudaError_t launch_clip_embed_layer_norm(const ClipEmbedLayerNormParams<T>& p, c
                       chunk_aligned<T>(p.out, p.d, p.d);
   const auto kernel =
       vector ? clip_embed_layer_norm_kernel<T, true> : clip_embed_layer_norm_kernel<T, false>;
-  VXL_LAUNCH(kernel, static_cast<unsigned>(blocks), kNormWarpsPerBlock * kNormLanes, 0, stream)(p);
+  VXL_LAUNCH(kernel, norm_blocks(p.frames * (p.n_patches + 1)), kNormThreads, 0, stream)(p);
   return cudaGetLastError();
 }
 

@@ -21,6 +21,29 @@ namespace vxl_fast {
 static_assert(kChunk == kNormChunk, "the kernel's chunks must be the sum order's chunks");
 
 inline constexpr int kNormWarpsPerBlock = 4;
+inline constexpr int kNormThreads = kNormWarpsPerBlock * kNormLanes;
+
+// Blocks for `rows` rows, one warp each.
+inline unsigned norm_blocks(int64_t rows) {
+  return static_cast<unsigned>((rows + kNormWarpsPerBlock - 1) / kNormWarpsPerBlock);
+}
+
+// The row of the calling thread's warp, and its lane in it.
+__device__ __forceinline__ int64_t norm_warp_row() {
+  return static_cast<int64_t>(blockIdx.x) * (blockDim.x / kNormLanes) + threadIdx.x / kNormLanes;
+}
+
+__device__ __forceinline__ int norm_warp_lane() {
+  return static_cast<int>(threadIdx.x % kNormLanes);
+}
+
+// The sum of every lane's `value`, in every lane (the butterfly of rms_norm.h).
+__device__ __forceinline__ float warp_butterfly_sum(float value) {
+  for (int o = kNormLanes / 2; o > 0; o /= 2) {
+    value = norm_add(value, __shfl_xor_sync(0xffffffffu, value, o));
+  }
+  return value;
+}
 
 // Element strides of the rows; last dimensions are contiguous, outputs are contiguous [rows, d].
 template <typename T>
@@ -36,9 +59,8 @@ struct AddRmsNormParams {
 
 template <typename T, bool kVector>
 __global__ void add_rms_norm_kernel(const AddRmsNormParams<T> p) {
-  const int lane = static_cast<int>(threadIdx.x % kNormLanes);
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * (blockDim.x / kNormLanes) +
-                      threadIdx.x / kNormLanes;
+  const int lane = norm_warp_lane();
+  const int64_t row = norm_warp_row();
   if (row >= p.rows) {
     return;  // NOTE: a whole warp: its lanes share the row
   }
@@ -61,10 +83,7 @@ __global__ void add_rms_norm_kernel(const AddRmsNormParams<T> p) {
     }
     store_chunk<kVector>(h_out + i0, n, hv);
   }
-  for (int o = kNormLanes / 2; o > 0; o /= 2) {
-    sum = norm_add(sum, __shfl_xor_sync(0xffffffffu, sum, o));
-  }
-  const float r = inv_rms(sum, p.d, p.eps);
+  const float r = inv_rms(warp_butterfly_sum(sum), p.d, p.eps);
   for (int64_t i0 = static_cast<int64_t>(lane) * kChunk; i0 < p.d; i0 += kNormLanes * kChunk) {
     const int64_t n = p.d - i0 < kChunk ? p.d - i0 : kChunk;
     T hv[kChunk] = {}, wv[kChunk] = {}, yv[kChunk] = {};
@@ -83,13 +102,12 @@ __global__ void add_rms_norm_kernel(const AddRmsNormParams<T> p) {
 // Requires 1 <= rows <= 2^31 * kNormWarpsPerBlock and d >= 1; out and residual_out contiguous.
 template <typename T>
 cudaError_t launch_add_rms_norm(const AddRmsNormParams<T>& p, cudaStream_t stream) {
-  const int64_t blocks = (p.rows + kNormWarpsPerBlock - 1) / kNormWarpsPerBlock;
   const bool vector = chunk_aligned<T>(p.x, p.x_stride, p.d) &&
                       chunk_aligned<T>(p.residual, p.residual_stride, p.d) &&
                       chunk_aligned<T>(p.weight, 0, p.d) && chunk_aligned<T>(p.out, p.d, p.d) &&
                       chunk_aligned<T>(p.residual_out, p.d, p.d);
   const auto kernel = vector ? add_rms_norm_kernel<T, true> : add_rms_norm_kernel<T, false>;
-  VXL_LAUNCH(kernel, static_cast<unsigned>(blocks), kNormWarpsPerBlock * kNormLanes, 0, stream)(p);
+  VXL_LAUNCH(kernel, norm_blocks(p.rows), kNormThreads, 0, stream)(p);
   return cudaGetLastError();
 }
 
