@@ -54,6 +54,18 @@ def _check_last_dim_contiguous(op: str, name: str, t: torch.Tensor) -> None:
                          f"got stride {t.stride(-1)}.")
 
 
+def _check_row_length(op: str, name: str, t: torch.Tensor, width: int, rows: str, dim: str) -> None:
+    """``t`` [n] holds one value per element of the rows of ``rows``, which have ``width`` (``dim``)."""
+    if t.shape[0] != width:
+        raise ValueError(f"{op}: {name} has {t.shape[0]} elements but the rows of {rows} have "
+                         f"{dim} = {width}; they must match.")
+
+
+def _check_eps(op: str, eps: float) -> None:
+    if not (math.isfinite(eps) and eps >= 0):
+        raise ValueError(f"{op}: eps must be finite and non-negative, got {eps:g}.")
+
+
 def check_clip_preprocess(frames: torch.Tensor, size: int, crop: int, mean: Sequence[float],
                           std: Sequence[float], patch: int = 0) -> None:
     """The argument checks of ``clip_preprocess``, in the order of the C++ impl."""
@@ -112,9 +124,7 @@ def check_interleave_vst(raw: torch.Tensor, vst: torch.Tensor, ratio: int, carry
     _check_floating(op, "raw", raw)
     _check_same_dtype(op, "vst", vst, "raw", raw)
     _check_same_device(op, "vst", vst, "raw", raw)
-    if vst.shape[0] != raw.shape[1]:
-        raise ValueError(f"{op}: vst has {vst.shape[0]} elements but the rows of raw have "
-                         f"D = {raw.shape[1]}; they must match.")
+    _check_row_length(op, "vst", vst, raw.shape[1], "raw", "D")
     if raw.shape[0] < 1:
         raise ValueError(f"{op}: raw must have at least one row.")
     _check_last_dim_contiguous(op, "raw", raw)
@@ -185,13 +195,10 @@ def check_fused_add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: to
         raise ValueError(f"{op}: residual must have the shape of x ({_shape(x)}), got {_shape(residual)}.")
     if x.shape[-1] < 1:
         raise ValueError(f"{op}: x must have a non-empty last dimension, got D = 0.")
-    if weight.shape[0] != x.shape[-1]:
-        raise ValueError(f"{op}: weight has {weight.shape[0]} elements but the rows of x have "
-                         f"D = {x.shape[-1]}; they must match.")
+    _check_row_length(op, "weight", weight, x.shape[-1], "x", "D")
     for name, t in (("x", x), ("residual", residual), ("weight", weight)):
         _check_last_dim_contiguous(op, name, t)
-    if not (math.isfinite(eps) and eps >= 0):
-        raise ValueError(f"{op}: eps must be finite and non-negative, got {eps:g}.")
+    _check_eps(op, eps)
 
 
 def check_add_layer_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
@@ -212,13 +219,10 @@ def check_add_layer_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.
     if x.shape[-1] < 1:
         raise ValueError(f"{op}: x must have a non-empty last dimension, got D = 0.")
     for name, t in (("weight", weight), ("bias", bias)):
-        if t.shape[0] != x.shape[-1]:
-            raise ValueError(f"{op}: {name} has {t.shape[0]} elements but the rows of x have "
-                             f"D = {x.shape[-1]}; they must match.")
+        _check_row_length(op, name, t, x.shape[-1], "x", "D")
     for name, t in (("x", x), ("residual", residual), ("weight", weight), ("bias", bias)):
         _check_last_dim_contiguous(op, name, t)
-    if not (math.isfinite(eps) and eps >= 0):
-        raise ValueError(f"{op}: eps must be finite and non-negative, got {eps:g}.")
+    _check_eps(op, eps)
 
 
 def check_clip_embed_layer_norm(patches: torch.Tensor, cls: torch.Tensor, pos: torch.Tensor,
@@ -238,16 +242,13 @@ def check_clip_embed_layer_norm(patches: torch.Tensor, cls: torch.Tensor, pos: t
     if c < 1:
         raise ValueError(f"{op}: patches must have a non-empty last dimension, got C = 0.")
     for name in ("cls", "weight", "bias"):
-        if named[name].shape[0] != c:
-            raise ValueError(f"{op}: {name} has {named[name].shape[0]} elements but the rows of patches have "
-                             f"C = {c}; they must match.")
+        _check_row_length(op, name, named[name], c, "patches", "C")
     expected = [patches.shape[1] + 1, c]
     if list(pos.shape) != expected:
         raise ValueError(f"{op}: pos must have shape [P + 1, C] = {expected}, got {_shape(pos)}.")
     for name, t in named.items():
         _check_last_dim_contiguous(op, name, t)
-    if not (math.isfinite(eps) and eps >= 0):
-        raise ValueError(f"{op}: eps must be finite and non-negative, got {eps:g}.")
+    _check_eps(op, eps)
 
 
 def check_bias_quick_gelu(x: torch.Tensor, bias: torch.Tensor) -> None:
@@ -261,9 +262,7 @@ def check_bias_quick_gelu(x: torch.Tensor, bias: torch.Tensor) -> None:
     _check_same_device(op, "bias", bias, "x", x)
     if x.shape[-1] < 1:
         raise ValueError(f"{op}: x must have a non-empty last dimension, got F = 0.")
-    if bias.shape[0] != x.shape[-1]:
-        raise ValueError(f"{op}: bias has {bias.shape[0]} elements but the rows of x have "
-                         f"F = {x.shape[-1]}; they must match.")
+    _check_row_length(op, "bias", bias, x.shape[-1], "x", "F")
     _check_last_dim_contiguous(op, "x", x)
     _check_last_dim_contiguous(op, "bias", bias)
 
