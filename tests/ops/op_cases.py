@@ -12,6 +12,7 @@ needs_ext = pytest.mark.skipif(not _ext.available, reason=f"vxl_fast._C not load
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA GPU"))]
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
+IMPLS = [pytest.param("ext", marks=needs_ext), "ref"]  # the compiled op and its reference twin
 U = {torch.float32: 2.0**-24, torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8}  # unit roundoff
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from op_cases import DEVICES, DTYPES, U, needs_ext, op, rows
+from op_cases import DEVICES, DTYPES, IMPLS, U, needs_ext, op, rows
 from vxl_fast import ops
 from vxl_fast.ops import fused_add_rms_norm_ref, rope_kv_write_ref, silu_and_mul_ref
 
@@ -228,14 +228,14 @@ SILU_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("impl", [pytest.param("ext", marks=needs_ext), "ref"])
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("override,error,message", NORM_ERRORS)
 def test_fused_add_rms_norm_rejects(impl, override, error, message):
     with pytest.raises(error, match=re.escape(message)):
         op("fused_add_rms_norm", impl)(**_norm_args(**override))
 
 
-@pytest.mark.parametrize("impl", [pytest.param("ext", marks=needs_ext), "ref"])
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("x,error,message", SILU_ERRORS)
 def test_silu_and_mul_rejects(impl, x, error, message):
     with pytest.raises(error, match=re.escape(message)):
@@ -243,7 +243,7 @@ def test_silu_and_mul_rejects(impl, x, error, message):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("impl", [pytest.param("ext", marks=needs_ext), "ref"])
+@pytest.mark.parametrize("impl", IMPLS)
 def test_fused_add_rms_norm_rejects_mixed_devices(impl):
     with pytest.raises(ValueError, match=re.escape(
             "fused_add_rms_norm: weight must be on the same device as x (cuda:0), got cpu.")):
@@ -376,7 +376,7 @@ ROPE_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("impl", [pytest.param("ext", marks=needs_ext), "ref"])
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("override,error,message", ROPE_ERRORS)
 def test_rope_kv_write_rejects(impl, override, error, message):
     with pytest.raises(error, match=re.escape(message)):

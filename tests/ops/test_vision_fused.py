@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from op_cases import DEVICES, DTYPES, U, needs_ext, op, rows
+from op_cases import DEVICES, DTYPES, IMPLS, U, needs_ext, op, rows
 from vxl_fast import ops
 from vxl_fast.ops import add_layer_norm_ref, bias_quick_gelu_ref, clip_embed_layer_norm_ref
 
@@ -392,14 +392,14 @@ GELU_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("impl", [pytest.param("ext", marks=needs_ext), "ref"])
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("override,error,message", NORM_ERRORS)
 def test_add_layer_norm_rejects(impl, override, error, message):
     with pytest.raises(error, match=re.escape(message)):
         op("add_layer_norm", impl)(**_norm_args(**override))
 
 
-@pytest.mark.parametrize("impl", [pytest.param("ext", marks=needs_ext), "ref"])
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("override,error,message", GELU_ERRORS)
 def test_bias_quick_gelu_rejects(impl, override, error, message):
     args = dict(x=torch.randn(2, 4), bias=torch.zeros(4))
@@ -408,7 +408,7 @@ def test_bias_quick_gelu_rejects(impl, override, error, message):
         op("bias_quick_gelu", impl)(**args)
 
 
-@pytest.mark.parametrize("impl", [pytest.param("ext", marks=needs_ext), "ref"])
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("override,error,message", EMBED_ERRORS)
 def test_clip_embed_layer_norm_rejects(impl, override, error, message):
     with pytest.raises(error, match=re.escape(message)):
@@ -416,7 +416,7 @@ def test_clip_embed_layer_norm_rejects(impl, override, error, message):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("impl", [pytest.param("ext", marks=needs_ext), "ref"])
+@pytest.mark.parametrize("impl", IMPLS)
 def test_vision_ops_reject_mixed_devices(impl):
     with pytest.raises(ValueError, match=re.escape(
             "add_layer_norm: weight must be on the same device as x (cuda:0), got cpu.")):
