@@ -263,17 +263,15 @@ def test_vst_projection(benchmark, variant):
     the faster on a GPU). The real model's widths on a GPU; a quarter of them on the CPU."""
     from torch import nn
 
-    from vxl_fast.layers.step import WindowStep
-    from vxl_fast.models.qwen2 import project_window
+    from vxl_fast.layers.step import project_window
 
     hidden, width = (HIDDEN, 4608) if DEVICE.type == "cuda" else (HIDDEN // 4, 4608 // 4)
     base, beacon = (nn.Linear(hidden, width).to(DEVICE, DTYPE) for _ in range(2))
     nb, vst_index = ops.vst_slots(1440, 16, 0)
     h = torch.randn(1440 + nb, hidden, device=DEVICE).to(DTYPE)
-    step = WindowStep(None, None, None, h.shape[0], 0, None, vst_index.to(DEVICE),
-                      ops.raw_slots(1440, 16, 0).to(DEVICE), variant)
+    vst_index, raw_index = vst_index.to(DEVICE), ops.raw_slots(1440, 16, 0).to(DEVICE)
     with torch.inference_mode():
-        _time(benchmark, lambda: project_window(base, beacon, h, step), 2 * h.numel() + 2 * width * hidden * 2,
+        _time(benchmark, lambda: project_window(base, beacon, h, vst_index, raw_index, variant), 2 * h.numel() + 2 * width * hidden * 2,
               variant, "vst_projection", 16, rounds=5, iterations=2)
     flops = 2 * (1440 + nb + (nb if variant == "overwrite" else 0)) * hidden * width
     benchmark.extra_info["tflop_s"] = flops / benchmark.stats.stats.median / 1e12

@@ -22,6 +22,7 @@ from .memory.plan import parse_ratios
 from .models.videoxl import VideoXLModel
 from .options import GenerationOptions
 from .prompt import IMAGE_MARKER, build_prompt, prefix_ids, prefix_text, system_of, tokenize_prompt
+from .runtime import RuntimeOptions
 from .stream import TextStream
 from .video.inputs import visual_input
 from .video.preprocess import check_frames, clip_preprocess
@@ -43,10 +44,10 @@ class VideoXL:
     """
 
     def __init__(self, config: VideoXLConfig, model: VideoXLModel, tokenizer, device: torch.device,
-                 dtype: torch.dtype, path: str = "<random>"):
+                 dtype: torch.dtype, path: str = "<random>", runtime: RuntimeOptions | None = None):
         self.config, self.tokenizer = config, tokenizer
         self.path = path  # where the weights came from (the server names the model after it)
-        self.runner = Runner(config, model, device, dtype)
+        self.runner = Runner(config, model, device, dtype, runtime or RuntimeOptions.from_env())
 
     @property
     def model(self) -> VideoXLModel:
@@ -67,22 +68,24 @@ class VideoXL:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device | None = None,
-                        dtype: str | torch.dtype | None = None) -> "VideoXL":
+                        dtype: str | torch.dtype | None = None, runtime: RuntimeOptions | None = None) -> "VideoXL":
         """Load a checkpoint folder laid out like ``sy1998/Video_XL`` (or a hub id when online).
 
         device: default CUDA when available, else CPU. dtype: default bfloat16 on CUDA, float32
-        on CPU (float32 reproduces the reference goldens).
+        on CPU (float32 reproduces the reference goldens). runtime: how to run it (attention
+        backend, VST projection, CUDA graphs, kernel policy); default ``RuntimeOptions.from_env()``.
         """
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
         folder = resolve_checkpoint(path)
         cfg = VideoXLConfig.from_dir(folder)
         tokenizer = load_tokenizer(folder)
-        return cls(cfg, load_model(folder, cfg, dev, dt), tokenizer, dev, dt, str(folder))
+        return cls(cfg, load_model(folder, cfg, dev, dt), tokenizer, dev, dt, str(folder), runtime)
 
     @classmethod
     def random(cls, config: VideoXLConfig | None = None, device: str | torch.device | None = None,
-               dtype: str | torch.dtype | None = None, seed: int = 0, tokenizer=None) -> "VideoXL":
+               dtype: str | torch.dtype | None = None, seed: int = 0, tokenizer=None,
+               runtime: RuntimeOptions | None = None) -> "VideoXL":
         """A model with random weights built directly on ``device`` (no checkpoint, no CPU init).
 
         ``config`` defaults to the released Video-XL configuration. The modules and code path are
@@ -98,7 +101,7 @@ class VideoXL:
         if tokenizer is None:
             from .demo import ensure_demo_checkpoint
             tokenizer = load_tokenizer(ensure_demo_checkpoint())
-        return cls(cfg, model.eval(), tokenizer, dev, dt)
+        return cls(cfg, model.eval(), tokenizer, dev, dt, runtime=runtime)
 
     # ------------------------------------------------------------------ vision
     def preprocess(self, frames) -> torch.Tensor:

@@ -19,7 +19,7 @@ def test_static_step_equals_a_text_step(tiny_model):
         via_text = [runner.logits(runner.run_text(a, [t], "decode", None))[0] for t in (5, 9, 17)]
         text_k = memory.cache.k[:, :, a.length - 3:a.length].clone()
         memory.cache.k.copy_(k_before)
-        decoder = StaticDecoder(tiny_model.model, runner.rope, b, runner.device, runner.dtype)
+        decoder = StaticDecoder(tiny_model.model, runner.rope, b, runner.decode_attention, runner.cuda_graphs)
         via_static = []
         for t in (5, 9, 17):
             via_static.append(decoder(t, b.length).clone())
@@ -59,7 +59,7 @@ def test_the_tokens_rope_rows_are_gathered_once_for_all_layers(tiny_model):
     memory = tiny_model.encode(frames=torch.zeros(3, 32, 32, 3, dtype=torch.uint8), reserve_tokens=8)
     runner = tiny_model.runner
     cache = memory.cache.view()
-    decoder = StaticDecoder(tiny_model.model, runner.rope, cache, runner.device, runner.dtype)
+    decoder = StaticDecoder(tiny_model.model, runner.rope, cache, runner.decode_attention, runner.cuda_graphs)
     assert len(tiny_model.model.llm.layers) > 1
     with torch.inference_mode(), Count() as count:
         decoder(5, cache.length)

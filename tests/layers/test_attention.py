@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vxl_fast.layers import attention
-from vxl_fast.layers.attention import (_check_fused, _flash_cpu, choose, masked_attention, select_backend,
+from vxl_fast.layers.attention import (_check_fused, _flash_cpu, choose, masked_attention, select_attention,
                                        split_attention, split_attention_cpu)
 
 
@@ -38,7 +38,7 @@ def test_cpu_backends_match_explicit_softmax(heads, kv_heads, d, m, n):
     q = torch.randn(heads, n, d)
     k, v = _prefix(kv_heads, m, n, d)
     expected = _explicit(q, k, v)
-    for fn in (split_attention_cpu, masked_attention, select_backend(torch.device("cpu"), torch.float32)):
+    for fn in (split_attention_cpu, masked_attention, _selected(torch.device("cpu"), torch.float32)):
         got = fn(q, k, v)
         assert got.shape == (n, heads, d) and got.dtype == torch.float32
         assert (got.double() - expected).abs().max().item() < 2e-6, fn.__name__
@@ -113,18 +113,15 @@ def test_choose_takes_the_fastest_that_agrees():
         assert choose({"cudnn": unsupported, "split": split_attention_cpu}, (q, k, v), lambda fn, _: 0.0) == "split"
 
 
-def test_vxl_attention_forces_a_backend(monkeypatch):
+def _selected(device, dtype, forced="auto"):
+    return select_attention(device, dtype, 8, 2, 64, forced)[1]
+
+
+def test_the_runtime_option_forces_a_backend():
     cpu = torch.device("cpu")
-    monkeypatch.setenv("VXL_ATTENTION", "masked")
-    assert select_backend(cpu, torch.float32) is masked_attention
-    monkeypatch.setenv("VXL_ATTENTION", "fast")
-    with pytest.raises(ValueError, match=re.escape("VXL_ATTENTION='fast' is not a backend; choose one of "
-                                                   "split, prefix, cudnn, masked")):
-        select_backend(cpu, torch.float32)
-    monkeypatch.setenv("VXL_ATTENTION", "prefix")
-    with pytest.raises(ValueError, match=re.escape("VXL_ATTENTION='prefix' cannot run on cpu in torch.float32 "
+    assert select_attention(cpu, torch.float32, 8, 2, 64, "masked") == ("masked", masked_attention)
+    with pytest.raises(ValueError, match=re.escape("attention='prefix' cannot run on cpu in torch.float32 "
                                                    "(available: split, masked)")):
-        select_backend(cpu, torch.float32)
-    monkeypatch.delenv("VXL_ATTENTION")
-    assert select_backend(cpu, torch.bfloat16) is split_attention_cpu
-    assert select_backend(torch.device("cuda"), torch.float32) is masked_attention  # flash has no fp32
+        _selected(cpu, torch.float32, "prefix")
+    assert select_attention(cpu, torch.bfloat16, 8, 2, 64) == ("split", split_attention_cpu)
+    assert _selected(torch.device("cuda"), torch.float32) is masked_attention  # flash has no fp32

@@ -52,7 +52,7 @@ def test_raw_visual_kv_is_discarded(tiny_model):
     """A visual window writes its rows after the kept slots, then only its VSTs stay: slots
     [5, 5 + nb) hold the VSTs' K/V (keys RoPE'd at those slots), the slots before are untouched."""
     from vxl_fast import ops
-    from vxl_fast.layers.step import WindowStep
+    from vxl_fast.layers.step import Slots, WindowStep
     from vxl_fast.memory.kv import KVCache, VstStage
 
     llm_cfg = tiny_model.config.llm
@@ -68,8 +68,9 @@ def test_raw_visual_kv_is_discarded(tiny_model):
     cache.length = 5
     stage = VstStage.allocate(llm_cfg.num_kv_heads, nb, llm_cfg.head_dim, torch.float32, torch.device("cpu"))
     runner = tiny_model.runner
-    step = WindowStep(cache, runner.rope, runner.attention, x.shape[0], 5, stage, vst_index,
-                      torch.nonzero(~is_vst)[:, 0])
+    step = WindowStep(cache_k=cache.k, cache_v=cache.v, cos=runner.rope.cos, sin=runner.rope.sin,
+                      attention=runner.attention, rows=x.shape[0], start=5,
+                      slots=Slots(vst_index, torch.nonzero(~is_vst)[:, 0]), stage_k=stage.k, stage_v=stage.v)
     with torch.inference_mode():
         llm(x, step)
     assert torch.count_nonzero(cache.k[:, :, :5]) == 0  # memory slots before are untouched

@@ -14,8 +14,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from conftest import GOLDEN, load_model
-from vxl_fast import _ext
-from vxl_fast.layers.kernels import FUSED_VISION, TORCH_VISION
+from vxl_fast import _ext, ops
 from vxl_fast.video.preprocess import patch_rows
 
 
@@ -88,7 +87,7 @@ class _CountOps(TorchDispatchMode):
 
 @pytest.mark.skipif(not _ext.available, reason=f"vxl_fast._C not loaded: {_ext.error}")
 def test_fused_embeddings_tower_equals_the_pytorch_tower():
-    """FUSED_VISION on the CPU (the C++ ops): one clip_embed_layer_norm per tower call in place of
+    """The fused ops on the CPU (their C++ kernels): one clip_embed_layer_norm per tower call in place of
     the class-token cat, the position add and pre_layrnorm; the PyTorch tower's features within
     the norms' few fp32 ulp."""
     model = load_model(GOLDEN / "medium-videoxl")
@@ -97,10 +96,8 @@ def test_fused_embeddings_tower_equals_the_pytorch_tower():
     rows = patch_rows(torch.randn(3, 3, cfg.image_size, cfg.image_size, generator=torch.Generator().manual_seed(1)),
                       cfg.patch_size)
     with torch.inference_mode():
-        tower.kernels = TORCH_VISION
         want = tower(rows)
-        tower.kernels = FUSED_VISION
-        with _CountOps() as counted:
+        with ops.using(ops.KernelPolicy(every_cpu_kernel=True)), _CountOps() as counted:
             got = tower(rows)
     assert counted.ops["clip_embed_layer_norm"] == 1
     assert counted.ops["cat"] == 0

@@ -8,9 +8,8 @@ import pytest
 import torch
 
 from conftest import GOLDEN, load_model
-from vxl_fast import ops
-from vxl_fast.layers.step import WindowStep
-from vxl_fast.models.qwen2 import project_window
+from vxl_fast import RuntimeOptions, ops
+from vxl_fast.layers.step import project_window
 
 
 @pytest.mark.parametrize("ratio, carry", [(16, 0), (8, 3), (2, 1)])
@@ -23,9 +22,9 @@ def test_gather_and_overwrite_project_the_same(ratio, carry):
     h = torch.randn(n_raw + nb, model.config.llm.hidden_size)
     out = {}
     for name in ("gather", "overwrite"):
-        step = WindowStep(None, None, None, h.shape[0], 0, None, vst_index, ops.raw_slots(n_raw, ratio, carry), name)
         with torch.inference_mode():
-            out[name] = project_window(attn.qkv_proj, attn.beacon_qkv_proj, h, step)
+            out[name] = project_window(attn.qkv_proj, attn.beacon_qkv_proj, h, vst_index,
+                                       ops.raw_slots(n_raw, ratio, carry), name)
     torch.testing.assert_close(out["overwrite"], out["gather"], atol=1e-5, rtol=1e-5)
     # VST rows went through the beacon projection, raw rows through the base one
     with torch.inference_mode():
@@ -34,18 +33,24 @@ def test_gather_and_overwrite_project_the_same(ratio, carry):
         torch.testing.assert_close(out["gather"][raw], attn.qkv_proj(h[raw]))
 
 
-def test_overwrite_keeps_the_goldens_answer(monkeypatch):
+def test_overwrite_keeps_the_goldens_answer():
     from vxl_fast import VideoXL
 
     frames = torch.randint(0, 256, (25, 32, 32, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(4))
     answers = {}
     for name in ("gather", "overwrite"):
-        monkeypatch.setenv("VXL_VST_PROJECTION", name)
-        model = VideoXL.from_pretrained(GOLDEN / "tiny-videoxl")
+        model = VideoXL.from_pretrained(GOLDEN / "tiny-videoxl", runtime=RuntimeOptions(vst_projection=name))
         assert model.runner.vst_projection == name
         answers[name] = model.generate(frames=frames, prompt="What happens?", max_new_tokens=6, ignore_eos=True)
     assert answers["overwrite"].token_ids == answers["gather"].token_ids
     torch.testing.assert_close(answers["overwrite"].logits, answers["gather"].logits, atol=1e-4, rtol=1e-4)
+
+def test_the_vst_projection_is_read_from_the_environment_at_load(monkeypatch):
+    from vxl_fast import VideoXL
+
+    monkeypatch.setenv("VXL_VST_PROJECTION", "overwrite")
+    assert VideoXL.from_pretrained(GOLDEN / "tiny-videoxl").runner.vst_projection == "overwrite"
     monkeypatch.setenv("VXL_VST_PROJECTION", "grouped")
-    with pytest.raises(ValueError, match=re.escape("VXL_VST_PROJECTION='grouped'; choose one of gather, overwrite")):
+    with pytest.raises(ValueError, match=re.escape(
+            "VXL_VST_PROJECTION: vst_projection='grouped' is not one of auto, gather, overwrite")):
         VideoXL.from_pretrained(GOLDEN / "tiny-videoxl")

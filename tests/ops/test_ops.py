@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from vxl_fast import _ext, ops
-from vxl_fast.ops import interleave_vst_ref, kv_compact_ref, raw_slots, vst_slots
+from vxl_fast.ops import bounds, interleave_vst_ref, kv_compact_ref, raw_slots, vst_slots
 
 needs_ext = pytest.mark.skipif(not _ext.available, reason=f"vxl_fast._C not loaded: {_ext.error}")
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
@@ -164,29 +164,8 @@ def _outside(t: torch.Tensor) -> torch.Tensor:
     return base
 
 
-def _rope_bound(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, out: torch.Tensor,
-                dtype: torch.dtype) -> torch.Tensor:
-    """Largest |kernel - reference| a correct kernel may show, elementwise.
-
-    x: [..., d] keys in fp32, cos/sin: [.., d], out: the fp32 result. out[c] = fl(fl(a) ± fl(b))
-    with a = lo·cos, b = hi·sin; a kernel that contracts this into one FMA differs from the
-    reference by at most 2·eps32·(|a| + |b|) before the final cast. Two fp32 values that close may
-    then round to neighbouring values of the cache dtype: one more ulp, at most eps_T·|out| (plus
-    the subnormal spacing for tiny values).
-    """
-    half = x.shape[-1] // 2
-    x = x.double()
-    partner = torch.cat((x[..., half:], x[..., :half]), dim=-1)
-    bound = 2 * torch.finfo(torch.float32).eps * (x.abs() * cos.double().abs()
-                                                   + partner.abs() * sin.double().abs())
-    if dtype != torch.float32:
-        info = torch.finfo(dtype)
-        bound += info.eps * out.double().abs() + info.smallest_normal * info.eps
-    return bound
-
-
 def _expected_keys(case: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """The kept keys [Hkv, nb, d] by the formula, in fp32 on the CPU, and their _rope_bound."""
+    """The kept keys [Hkv, nb, d] by the formula, in fp32 on the CPU, and their ``bounds.rope_bound``."""
     dst, nb = case["dst"], case["vst_k"].shape[1]
     half = case["cache_k"].shape[2] // 2
     x = case["vst_k"].cpu().float()
@@ -194,7 +173,7 @@ def _expected_keys(case: dict) -> tuple[torch.Tensor, torch.Tensor]:
     lo, hi = x[..., :half], x[..., half:]
     keys = torch.cat((lo * cos[:, :half] - hi * sin[:, :half],
                       hi * cos[:, half:] + lo * sin[:, half:]), dim=-1)
-    return keys, _rope_bound(x, cos, sin, keys, case["cache_k"].dtype)
+    return keys, bounds.rope_bound(x, cos, sin, keys, case["cache_k"].dtype)
 
 
 @needs_ext
@@ -395,8 +374,7 @@ def test_wrappers_fall_back_to_ref_with_one_warning(monkeypatch):
 
     monkeypatch.setattr(_ext, "available", False)
     monkeypatch.setattr(_ext, "error", "ImportError: simulated")
-    monkeypatch.setattr(ops, "_warned", False)
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, ops.using(ops.KernelPolicy()):
         warnings.simplefilter("always")
         out_ref = ops.interleave_vst(raw, vst, 8, 3)
         ops.kv_compact(**without_ext)
@@ -411,11 +389,11 @@ def test_wrappers_fall_back_to_ref_with_one_warning(monkeypatch):
 
 @needs_ext
 def test_cuda_tensors_without_cuda_kernels_fall_back(monkeypatch):
-    monkeypatch.setattr(ops, "_CUDA_KERNELS", frozenset())
-    monkeypatch.setattr(ops, "_warned", False)
+    monkeypatch.setattr(ops.dispatch, "CUDA_KERNELS", frozenset())
+    policy = ops.KernelPolicy()
     with pytest.warns(RuntimeWarning, match=re.escape("vxl_fast._C was built without CUDA kernels")):
-        assert not ops._has_kernel("kv_compact", torch.device("cuda"), torch.float32)
-    assert ops._has_kernel("kv_compact", torch.device("cpu"), torch.float32)
+        assert not policy.compiled("kv_compact", torch.device("cuda"), torch.float32)
+    assert policy.compiled("kv_compact", torch.device("cpu"), torch.float32)
 
 
 @needs_ext

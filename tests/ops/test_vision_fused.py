@@ -14,10 +14,10 @@ import torch.nn.functional as F
 
 from op_cases import DEVICES, DTYPES, IMPLS, U, needs_ext, op, rows
 from vxl_fast import ops
+from vxl_fast.ops import bounds
 from vxl_fast.ops import add_layer_norm_ref, bias_quick_gelu_ref, clip_embed_layer_norm_ref
 
 EPS = 1e-5  # CLIP's layer_norm_eps
-SCALE = float(torch.tensor(1.702, dtype=torch.float32))  # the scalar as fp32 opmath sees it
 # (leading shape, D, layout): one row of one element, primes, CLIP ViT-L's width, 3-D, strided rows
 # (row stride D + 3, storage offset 1), leading dims that cannot be viewed as rows (transposed)
 NORM_CASES = [((1,), 1, "contiguous"), ((1,), 7, "contiguous"), ((3,), 131, "contiguous"),
@@ -39,25 +39,13 @@ def _norm_inputs(lead, d, dtype, device, layout, seed=0, shift=0.0):
 
 
 def _norm_oracle(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor):
-    """(weight · z + bias, z, mean|h| / sigma) in float64 from the rounded h: z = (h - mean) / sigma,
-    sigma = sqrt(var + eps) with the biased variance."""
-    h64 = h.double()
-    mean = h64.mean(-1, keepdim=True)
-    sigma = torch.sqrt((h64 - mean).pow(2).mean(-1, keepdim=True) + EPS)
-    z = (h64 - mean) / sigma
-    return weight.double() * z + bias.double(), z, h64.abs().mean(-1, keepdim=True) / sigma
+    """(weight · z + bias) in float64 from the rounded h, z = (h - mean) / sqrt(var + eps)."""
+    return bounds.layer_norm_bound(h, weight, bias, EPS, h.dtype)[0]
 
 
 def _norm_bound(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, dtype) -> tuple:
-    """(oracle, |op - oracle| allowed): the fp32 bound of ops.add_layer_norm's docstring, then the
-    rounding to dtype (u_T of the value), plus the spacing of dtype at zero."""
-    oracle, z, spread = _norm_oracle(h, weight, bias)
-    d = h.shape[-1]
-    m = 8 * math.ceil(d / 256) + 5
-    w = weight.double().abs()
-    pre = U[torch.float32] * ((m / 2 + 8) * (w * z).abs() + (m + 2) * w * spread + 2 * oracle.abs())
-    bound = (pre + U[dtype] * (oracle.abs() + pre)) * (1 + 1e-6) + torch.finfo(dtype).tiny
-    return oracle, bound
+    """(oracle, |op - oracle| allowed): ``ops.bounds.layer_norm_bound``, shared with the self-check."""
+    return bounds.layer_norm_bound(h, weight, bias, EPS, dtype)
 
 
 @needs_ext
@@ -108,7 +96,7 @@ def test_add_layer_norm_error_is_that_of_the_reference(device, dtype):
     x, residual, weight, bias = _norm_inputs((577,), 1024, dtype, device, "contiguous", seed=5)
     normed, h = torch.ops.vxl_fast.add_layer_norm(x, residual, weight, bias, EPS)
     want, _ = add_layer_norm_ref(x, residual, weight, bias, EPS)
-    oracle, _, _ = _norm_oracle(h, weight, bias)
+    oracle = _norm_oracle(h, weight, bias)
     err, err_ref = (normed.double() - oracle).abs(), (want.double() - oracle).abs()
     assert float(err.max()) <= 2 * float(err_ref.max())
     assert float(err.mean()) <= 2 * float(err_ref.mean())
@@ -178,29 +166,15 @@ def test_clip_embed_layer_norm_error_is_that_of_the_reference(device, dtype):
     args = [t.to(dtype) for t in args32]
     out = torch.ops.vxl_fast.clip_embed_layer_norm(*args, EPS)
     want = clip_embed_layer_norm_ref(*args, EPS)
-    oracle, _, _ = _norm_oracle(_embed_h(*args32[:3]), args32[3], args32[4])
+    oracle = _norm_oracle(_embed_h(*args32[:3]), args32[3], args32[4])
     err, err_ref = (out.double() - oracle).abs(), (want.double() - oracle).abs()
     assert 0 < float(err.max()) <= 2 * float(err_ref.max())
     assert float(err.mean()) <= 2 * float(err_ref.mean())
 
 
-def _gelu_oracle(x: torch.Tensor, bias: torch.Tensor):
-    """(h · sigmoid(1.702f · h) in float64 from the rounded h = T(x + bias), t = 1.702f · h)."""
-    h = (x + bias).double()
-    t = SCALE * h
-    return h * torch.sigmoid(t), t
-
-
 def _gelu_bound(x: torch.Tensor, bias: torch.Tensor, dtype):
-    """(oracle, |op - oracle| allowed): t rounded to dtype moves sigmoid(t) by u_T |t| (1 - sigmoid(t))
-    relative, the fp32 sigmoid is within 4 u32 (exp within an ulp, the add and the division), then
-    the roundings of s and of the product (u_T each), plus the spacing of dtype at zero."""
-    oracle, t = _gelu_oracle(x, bias)
-    one_minus = torch.sigmoid(-t)
-    rel = U[dtype] * (2 + t.abs() * one_minus) + 4 * U[torch.float32]
-    if dtype == torch.float32:
-        rel = rel + U[dtype]  # t's rounding is real in fp32 too (a separate product)
-    return oracle, oracle.abs() * rel * (1 + 4 * U[dtype]) + torch.finfo(dtype).tiny
+    """(oracle, |op - oracle| allowed): ``ops.bounds.quick_gelu_bound``, shared with the self-check."""
+    return bounds.quick_gelu_bound(x, bias, dtype)
 
 
 @needs_ext
@@ -234,7 +208,7 @@ def test_bias_quick_gelu_error_is_that_of_the_reference(device, dtype):
     g = torch.Generator().manual_seed(9)
     x = (4 * torch.randn(577, 4096, generator=g)).to(device, dtype)
     bias = torch.randn(4096, generator=g).to(device, dtype)
-    oracle, _ = _gelu_oracle(x, bias)
+    oracle, _ = _gelu_bound(x, bias, dtype)
     err = (torch.ops.vxl_fast.bias_quick_gelu(x, bias).double() - oracle).abs()
     err_ref = (bias_quick_gelu_ref(x, bias).double() - oracle).abs()
     assert float(err.max()) <= 2 * float(err_ref.max())
@@ -439,8 +413,9 @@ def test_wrappers_run_the_kernel_unless_reference_only(monkeypatch):
     monkeypatch.setattr(ops, "add_layer_norm_ref", lambda *a: calls.append("norm") or add_layer_norm_ref(*a))
     monkeypatch.setattr(ops, "bias_quick_gelu_ref", lambda *a: calls.append("gelu") or bias_quick_gelu_ref(*a))
     x, residual, weight, bias = _norm_inputs((3,), 16, torch.float32, "cpu", "contiguous")
-    got = ops.add_layer_norm(x, residual, weight, bias, EPS)
-    out = ops.bias_quick_gelu(x, bias)
+    with ops.using(ops.KernelPolicy(every_cpu_kernel=True)):
+        got = ops.add_layer_norm(x, residual, weight, bias, EPS)
+        out = ops.bias_quick_gelu(x, bias)
     assert calls == []
     with ops.reference_only():
         want = ops.add_layer_norm(x, residual, weight, bias, EPS)

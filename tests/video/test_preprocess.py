@@ -1,8 +1,10 @@
-"""CLIP preprocessing against transformers' CLIPImageProcessor (the upstream processor) and
-between our two paths (Pillow resize; torch crop+normalise when no resize is needed)."""
+"""CLIP preprocessing against transformers' CLIPImageProcessor (the upstream processor): through the
+compiled op and through its reference twin (the path without the extension), and the image path
+(Pillow, ``clip_preprocess_image``) against the frames' path."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
 
@@ -32,18 +34,23 @@ def _frames(h, w, n=2, seed=0):
 @pytest.mark.parametrize("path", ["op", "no extension"])
 @pytest.mark.parametrize("h, w", SIZES)
 def test_matches_hf_clip_image_processor(hf_processor, h, w, path, monkeypatch):
-    if path == "no extension":
-        import vxl_fast.video.preprocess as pre
-        monkeypatch.setattr(pre._ext, "available", False)
+    from vxl_fast import _ext, ops
+
     frames = _frames(h, w)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         theirs = hf_processor(images=list(frames.numpy()), return_tensors="pt")["pixel_values"]
-    assert torch.equal(clip_preprocess(frames, _cfg()), theirs)
+    if path == "no extension":
+        monkeypatch.setattr(_ext, "available", False)
+        with pytest.warns(RuntimeWarning, match="fall back to the pure-PyTorch reference"), \
+                ops.using(ops.KernelPolicy()):
+            assert torch.equal(clip_preprocess(frames, _cfg()), theirs)
+    else:
+        assert torch.equal(clip_preprocess(frames, _cfg()), theirs)
 
 
 @pytest.mark.parametrize("h, w", [(336, 336), (336, 500), (777, 336)])
-def test_torch_path_equals_pillow_path(h, w):
+def test_frames_path_equals_the_image_path(h, w):
     from PIL import Image
 
     from vxl_fast.video.preprocess import clip_preprocess_image
@@ -77,11 +84,11 @@ def test_patch_rows_are_the_patch_embeddings_im2col():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_patch_rows_are_the_pixels_permuted(h, w, path, dtype, monkeypatch):
     """With patch=p both paths give patch_rows of their pixel values, bit for bit."""
-    if path == "no extension":
-        import vxl_fast.video.preprocess as pre
-        monkeypatch.setattr(pre._ext, "available", False)
+    from vxl_fast import ops
+
     frames = _frames(h, w)
     p = _cfg().patch_size
-    got = clip_preprocess(frames, _cfg(), dtype, patch=p)
-    assert got.is_contiguous() and got.dtype == dtype
-    assert torch.equal(got, patch_rows(clip_preprocess(frames, _cfg(), dtype), p))
+    with ops.reference_only() if path == "no extension" else contextlib.nullcontext():
+        got = clip_preprocess(frames, _cfg(), dtype, patch=p)
+        assert got.is_contiguous() and got.dtype == dtype
+        assert torch.equal(got, patch_rows(clip_preprocess(frames, _cfg(), dtype), p))

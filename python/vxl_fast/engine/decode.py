@@ -4,14 +4,10 @@ same code) elsewhere."""
 
 from __future__ import annotations
 
-import os
-
 import torch
 
-from ..layers.decode_step import DecodeStep, select_decode_attention
+from ..layers.decode_step import DecodeAttention, DecodeStep
 from ..memory.kv import KVCache
-
-CUDA_GRAPHS = os.environ.get("VXL_CUDA_GRAPH", "1") != "0"
 
 
 class StaticDecoder:
@@ -20,16 +16,16 @@ class StaticDecoder:
     ``token`` at slot ``position`` and returns the next token's fp32 logits [vocab] (a buffer
     that the next call overwrites)."""
 
-    def __init__(self, model, rope, cache: KVCache, device: torch.device, dtype: torch.dtype):
-        self.model, self.device = model, device
+    def __init__(self, model, rope, cache: KVCache, attention: DecodeAttention, graph: bool):
+        device = self.device = cache.k.device
+        self.model = model
         self.inputs = torch.zeros(2, dtype=torch.int64, device=device)  # token id, position
         self._host = torch.zeros(2, dtype=torch.int64, pin_memory=device.type == "cuda")
         bounds = torch.tensor([[0, 1], [0, cache.capacity]], dtype=torch.int32).to(device)
-        self.step = DecodeStep(cache.k, cache.v, rope.cos, rope.sin, select_decode_attention(device, dtype),
-                               self.inputs[1:], bounds)
+        self.step = DecodeStep(cache.k, cache.v, rope.cos, rope.sin, attention, self.inputs[1:], bounds)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.logits: torch.Tensor | None = None
-        self.use_graph = CUDA_GRAPHS and device.type == "cuda"
+        self.use_graph = graph
 
     def _forward(self) -> torch.Tensor:
         x = self.model.llm.embed_tokens(self.inputs[:1])

@@ -3,8 +3,8 @@ a text step, a visual window step and a decode step of the language model."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import os
 import threading
 import warnings
 from collections import OrderedDict
@@ -15,70 +15,55 @@ import torch
 from .. import ops
 from ..config import VideoXLConfig
 from ..device import itemsize
-from ..layers.attention import backend_name, select_backend
-from ..layers.measure import cuda_seconds
-from ..layers.kernels import select_kernels, select_vision_kernels
+from ..layers.attention import select_attention
+from ..layers.decode_step import select_decode_attention
 from ..layers.rotary import RotaryTable
-from ..layers.step import WindowStep
+from ..layers.step import Slots, WindowStep, select_projection
 from ..memory.budget import MemoryBudget, budget, check_fits, vision_batch
 from ..memory.kv import KVCache, VstStage
 from ..memory.plan import VisualWindow, max_window_rows, max_window_vsts
-from ..models.qwen2 import VST_PROJECTIONS, project_window
 from ..models.videoxl import VideoXLModel
+from ..runtime import RuntimeOptions
 from .decode import StaticDecoder
 from .stats import record_step
 
 
 class Runner:
-    """Runs a :class:`VideoXLModel` on one device in one dtype.
+    """Runs a :class:`VideoXLModel` on one device in one dtype, as its :class:`RuntimeOptions` say.
 
-    Device work is serialised by ``lock`` (re-entrant): calls from several threads run one at a
-    time and give the results sequential calls give.
+    Every implementation choice is made here, once, from those options: the window attention
+    backend, the VST projection, the compiled ops' policy (``ops.KernelPolicy``, active inside
+    ``session``) and the decode mode. Device work is serialised by ``lock`` (re-entrant): calls
+    from several threads run one at a time and give the results sequential calls give.
     """
 
-    def __init__(self, config: VideoXLConfig, model: VideoXLModel, device: torch.device, dtype: torch.dtype):
+    def __init__(self, config: VideoXLConfig, model: VideoXLModel, device: torch.device, dtype: torch.dtype,
+                 runtime: RuntimeOptions | None = None):
         self.config, self.model, self.device, self.dtype = config, model, device, dtype
+        self.runtime = runtime = runtime or RuntimeOptions()
         llm = config.llm
         self.rope = RotaryTable(llm.head_dim, llm.rope_theta, llm.max_position_embeddings, device)
-        heads = (llm.num_heads, llm.num_kv_heads, llm.head_dim)
-        self.attention_name = backend_name(device, dtype, *heads)
-        self.attention = select_backend(device, dtype, *heads)
-        # NOTE: chosen once, here: the fused ops (the decoder's norms, MLP gate, RoPE + K/V write;
-        # the vision tower's residual add + LayerNorm and fc1's bias + quick GELU) on CUDA,
-        # PyTorch's code on the CPU.
-        model.llm.kernels = select_kernels(device)
-        model.vision.kernels = select_vision_kernels(device)
+        self.kernels = ops.KernelPolicy(runtime.kernels)
+        self.attention_name, self.attention = select_attention(device, dtype, llm.num_heads, llm.num_kv_heads,
+                                                               llm.head_dim, runtime.attention)
+        attn = model.llm.layers[0].self_attn
+        self.vst_projection = select_projection(attn.qkv_proj, attn.beacon_qkv_proj, config.beacon.window, device,
+                                                dtype, runtime.vst_projection)
+        self.decode_attention = select_decode_attention(device, dtype)
+        self.cuda_graphs = runtime.cuda_graphs and device.type == "cuda"
         # NOTE: upstream draws per-window ratios (several configured ratios) from one
         # default_rng(42) created at load and never reset; keeping it per model reproduces that.
         self.ratio_rng = np.random.default_rng(42)
         self.vision_batch = vision_batch(config, itemsize(dtype))  # frames per vision-tower call
-        self.vst_projection = self._pick_vst_projection()
         self.lock = threading.RLock()
         self._fingerprint: str | None = None
         self._slots: OrderedDict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
 
-    def _pick_vst_projection(self) -> str:
-        """How visual windows project q/k/v (``models.qwen2.project_window``): ``VXL_VST_PROJECTION``
-        if set; on CUDA the faster of the two on a window of the model's first layer; else "gather"."""
-        forced = os.environ.get("VXL_VST_PROJECTION", "")
-        if forced:
-            if forced not in VST_PROJECTIONS:
-                raise ValueError(f"VXL_VST_PROJECTION={forced!r}; choose one of {', '.join(VST_PROJECTIONS)}")
-            return forced
-        if self.device.type != "cuda":
-            return "gather"
-        window = self.config.beacon.window
-        nb, vst_index = ops.vst_slots(window, 16, 0)
-        raw_index = ops.raw_slots(window, 16, 0).to(self.device)
-        h = torch.randn(window + nb, self.config.llm.hidden_size, device=self.device, dtype=self.dtype)
-        attn = self.model.llm.layers[0].self_attn
-        seconds = {}
-        with torch.inference_mode():
-            for name in VST_PROJECTIONS:
-                step = WindowStep(None, self.rope, self.attention, h.shape[0], 0, None, vst_index.to(self.device),
-                                  raw_index, name)
-                seconds[name] = cuda_seconds(project_window, (attn.qkv_proj, attn.beacon_qkv_proj, h, step))
-        return min(seconds, key=seconds.get)
+    @contextlib.contextmanager
+    def session(self):
+        """One engine call: the lock held, inference mode, and this runner's kernel policy active."""
+        with self.lock, torch.inference_mode(), ops.using(self.kernels):
+            yield self
 
     @property
     def fingerprint(self) -> str:
@@ -142,7 +127,7 @@ class Runner:
         n = len(ids)
         start = cache.reserve(n)
         x = self.model.llm.embed_tokens(torch.tensor(ids).to(self.device, non_blocking=True))
-        hidden = self.model.llm(x, WindowStep(cache, self.rope, self.attention, n, start))
+        hidden = self.model.llm(x, self._step(cache, n, start))
         cache.length += n
         record_step(trace, cache, kind, n, 0, start, None, None)
         return hidden
@@ -156,10 +141,16 @@ class Runner:
         nb = vst_index.shape[0]
         assert nb == w.n_vst and x.shape[0] == w.rows, "window plan and interleave disagree"
         start = cache.reserve(w.rows)  # the window's rows sit after the kept slots until compacted
-        self.model.llm(x, WindowStep(cache, self.rope, self.attention, w.rows, start, stage, vst_index, raw_index,
-                                     self.vst_projection))
+        self.model.llm(x, self._step(cache, w.rows, start, Slots(vst_index, raw_index, self.vst_projection), stage))
         cache.length += nb
         record_step(trace, cache, "visual", w.n_raw, nb, start, w.ratio, w.carry)
+
+    def _step(self, cache: KVCache, rows: int, start: int, slots: Slots | None = None,
+              stage: VstStage | None = None) -> WindowStep:
+        """A window step over views of ``cache`` (and of ``stage`` for a visual window)."""
+        return WindowStep(cache_k=cache.k, cache_v=cache.v, cos=self.rope.cos, sin=self.rope.sin,
+                          attention=self.attention, rows=rows, start=start, slots=slots,
+                          stage_k=None if stage is None else stage.k, stage_v=None if stage is None else stage.v)
 
     def _window_slots(self, w: VisualWindow) -> tuple[torch.Tensor, torch.Tensor]:
         """The window's VST rows and raw rows (``ops.vst_slots``, ``ops.raw_slots``) on the device,
@@ -180,7 +171,8 @@ class Runner:
         position = cache.reserve(1)
         decoder = cache.attached.get("decoder")
         if decoder is None:
-            decoder = cache.attached["decoder"] = StaticDecoder(self.model, self.rope, cache, self.device, self.dtype)
+            decoder = cache.attached["decoder"] = StaticDecoder(self.model, self.rope, cache, self.decode_attention,
+                                                                self.cuda_graphs)
         logits = decoder(token, position)
         cache.length += 1
         return logits

@@ -12,13 +12,12 @@ CUDA), ``prefix`` (one flash call over the prefix; the CUDA flash kernel aligns 
 bottom right when there are more keys than queries, the CPU one to the top left, so CUDA only),
 ``cudnn`` (``split`` through cuDNN's fused attention; CUDA), ``masked`` (one SDPA call with a
 boolean mask: the reference, and the path for fp32 on CUDA).
-``VXL_ATTENTION=<name>`` forces one; otherwise on CUDA in bf16/fp16 the first use per (device,
-dtype, heads) checks each candidate against the reference and times those that agree.
+``RuntimeOptions.attention`` forces one; otherwise (``"auto"``) on CUDA in bf16/fp16 the runner's
+``select_attention`` checks each candidate against the reference and times those that agree.
 """
 
 from __future__ import annotations
 
-import os
 import warnings
 from typing import Callable
 
@@ -28,8 +27,6 @@ import torch.nn.functional as F
 from .measure import cuda_seconds
 
 AttentionBackend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-BACKENDS = ("split", "prefix", "cudnn", "masked")
-_chosen: dict[tuple, str] = {}
 
 
 def _check_fused(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
@@ -118,29 +115,22 @@ def _implementations(device: torch.device, dtype: torch.dtype) -> dict[str, Atte
     return {"masked": masked_attention}
 
 
-def select_backend(device: torch.device, dtype: torch.dtype, heads: int = 8, kv_heads: int = 2,
-                   head_dim: int = 64) -> AttentionBackend:
-    """The attention backend for ``device``, ``dtype`` and the head shape (chosen once per
-    process for each; the runner calls this at construction)."""
-    return _implementations(device, dtype)[backend_name(device, dtype, heads, kv_heads, head_dim)]
-
-
-def backend_name(device: torch.device, dtype: torch.dtype, heads: int, kv_heads: int, head_dim: int) -> str:
+def select_attention(device: torch.device, dtype: torch.dtype, heads: int, kv_heads: int, head_dim: int,
+                     forced: str = "auto") -> tuple[str, AttentionBackend]:
+    """The attention backend for ``device``, ``dtype`` and the head shape, with its name: ``forced``
+    (a name of ``runtime.ATTENTION_BACKENDS``) if it can run there; with "auto" the only one, the
+    CPU's first, or on CUDA the fastest that agrees with the reference (``choose``)."""
     available = _implementations(device, dtype)
-    forced = os.environ.get("VXL_ATTENTION", "")
-    if forced:
-        if forced not in BACKENDS:
-            raise ValueError(f"VXL_ATTENTION={forced!r} is not a backend; choose one of {', '.join(BACKENDS)}")
+    if forced != "auto":
         if forced not in available:
-            raise ValueError(f"VXL_ATTENTION={forced!r} cannot run on {device.type} in {dtype} "
+            raise ValueError(f"attention={forced!r} cannot run on {device.type} in {dtype} "
                              f"(available: {', '.join(available)})")
-        return forced
-    if len(available) == 1 or device.type == "cpu":
-        return next(iter(available))
-    key = (str(device), dtype, heads, kv_heads, head_dim)
-    if key not in _chosen:
-        _chosen[key] = choose(available, _probe_inputs(device, dtype, heads, kv_heads, head_dim), cuda_seconds)
-    return _chosen[key]
+        name = forced
+    elif len(available) == 1 or device.type == "cpu":
+        name = next(iter(available))
+    else:
+        name = choose(available, _probe_inputs(device, dtype, heads, kv_heads, head_dim), cuda_seconds)
+    return name, available[name]
 
 
 def choose(available: dict[str, AttentionBackend], inputs: tuple[torch.Tensor, ...],

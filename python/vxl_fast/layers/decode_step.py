@@ -13,8 +13,9 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from .rotary import apply_rope
+from ..ops import apply_rope
 
 # q [H, 1, d]; k, v [Hkv, C, d] (the whole cache layer); used: int32 [1] slots in use;
 # bounds: int32 [2, 2] = [[0, 1], [0, C]] (the varlen kernel's sequence bounds) → [1, H, d]
@@ -55,9 +56,13 @@ class DecodeStep:
     attention: DecodeAttention
     position: torch.Tensor
     bounds: torch.Tensor  # int32 [2, 2]: [[0, 1], [0, cache capacity]]
-    rows: int = 1
-    is_visual: bool = False
     _token: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # cos, sin, used of this token
+
+    rows = 1  # the Step protocol: one text row, no VSTs
+    is_visual = False
+
+    def project(self, base: nn.Linear, beacon: nn.Linear, h: torch.Tensor) -> torch.Tensor:
+        return base(h)
 
     def begin(self) -> None:
         """What every layer of this token shares — its RoPE rows and the slots in use — computed
@@ -65,9 +70,9 @@ class DecodeStep:
         self._token = (self.cos.index_select(0, self.position), self.sin.index_select(0, self.position),
                        (self.position + 1).to(torch.int32))
 
-    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kernels=None) -> torch.Tensor:
-        """q: [1, H, d]; k, v: [1, Hkv, d] (before RoPE). Returns [1, H·d]. (``kernels``: the
-        layer's elementwise ops, unused: RoPE here gathers its rows at the device position.)"""
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """q: [1, H, d]; k, v: [1, Hkv, d] (before RoPE). Returns [1, H·d]. RoPE gathers its rows at
+        the device position (``begin``), so no host value changes between tokens."""
         assert self._token is not None, "DecodeStep.begin() runs before the layers"
         cos, sin, used = self._token
         ck, cv = self.k[layer], self.v[layer]

@@ -7,63 +7,142 @@ cache slots of those positions, straight after the kept slots; every query then 
 contiguous prefix ``[0, start + rows)`` with bottom-right causality. After a visual step the VSTs'
 K/V (keys re-RoPE'd at their final positions) are compacted to ``[start, start + nb)`` and the
 rest of the window's slots is left to be overwritten by the next window.
+
+The models see a step only through the :class:`Step` protocol (:class:`VisualStep` for what only a
+visual window does); steps hold tensor views (cache buffers, RoPE tables), never memory objects.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
+from torch import nn
 
 from .. import ops
-from ..memory.kv import KVCache, VstStage
+from ..runtime import VST_PROJECTIONS
 from .attention import AttentionBackend
-from .kernels import LayerKernels
-from .rotary import RotaryTable
+from .measure import cuda_seconds
+
+
+class Step(Protocol):
+    """What a decoder layer asks of the step it runs in."""
+
+    rows: int
+    is_visual: bool
+
+    def project(self, base: nn.Linear, beacon: nn.Linear, h: torch.Tensor) -> torch.Tensor:
+        """The fused q/k/v [rows, width] of the step's hidden rows h [rows, D]."""
+
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """q: [rows, H, d]; k, v: [rows, Hkv, d] (before RoPE) → [rows, H·d]; K/V kept as the step says."""
+
+
+class VisualStep(Step, Protocol):
+    """A visual window: its VST rows, and their K/V kept without attending (the last layer)."""
+
+    vst_index: torch.Tensor
+
+    def keep(self, layer: int, k_vst: torch.Tensor, v_vst: torch.Tensor) -> None:
+        """Keep the VSTs' K/V [nb, Hkv, d] (before RoPE) at their final slots."""
+
+
+def project_window(base: nn.Linear, beacon: nn.Linear, h: torch.Tensor, vst_index: torch.Tensor,
+                   raw_index: torch.Tensor, how: str) -> torch.Tensor:
+    """A visual window's fused q/k/v [n, width]: raw rows through ``base``, VST rows through ``beacon``.
+    ``how`` (``runtime.VST_PROJECTIONS``): "gather" runs each projection on its own rows (two GEMMs over
+    gathered rows), "overwrite" runs ``base`` over every row and writes the VST rows' own results over
+    it (one more GEMM row per VST, no gather of the raw rows)."""
+    if how == "overwrite":
+        qkv = base(h)
+    else:
+        qkv = h.new_empty(h.shape[0], base.out_features)
+        qkv[raw_index] = base(h[raw_index])
+    qkv[vst_index] = beacon(h[vst_index])
+    return qkv
+
+
+@dataclass(frozen=True)
+class Slots:
+    """A visual window's VST rows [nb] and raw rows [n_raw] (device int64), and how to project them."""
+
+    vst_index: torch.Tensor
+    raw_index: torch.Tensor
+    projection: str = "gather"
 
 
 @dataclass
 class WindowStep:
-    cache: KVCache
-    rope: RotaryTable
+    """A text or visual window over the cache buffers ``cache_k``, ``cache_v`` ([layers, Hkv, C, d]);
+    a visual one (``slots`` set) stages its VSTs' K/V in ``stage_k``, ``stage_v`` ([Hkv, max nb, d])."""
+
+    cache_k: torch.Tensor
+    cache_v: torch.Tensor
+    cos: torch.Tensor  # the RoPE table [P, d], fp32
+    sin: torch.Tensor
     attention: AttentionBackend
     rows: int
     start: int  # kv slots kept before this window (= its first row's position)
-    stage: VstStage | None = None  # set for visual windows
-    vst_index: torch.Tensor | None = None  # [nb] VST row indices (visual windows)
-    raw_index: torch.Tensor | None = None  # [n_raw] raw row indices (visual windows)
-    vst_projection: str = "gather"  # how a visual window's q/k/v are projected (models.qwen2)
+    slots: Slots | None = None  # set for visual windows
+    stage_k: torch.Tensor | None = None
+    stage_v: torch.Tensor | None = None
 
     @property
     def is_visual(self) -> bool:
-        return self.vst_index is not None
+        return self.slots is not None
 
-    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-               kernels: LayerKernels) -> torch.Tensor:
-        """q: [rows, H, d]; k, v: [rows, Hkv, d] (before RoPE). Returns [rows, H·d]."""
+    @property
+    def vst_index(self) -> torch.Tensor:
+        return self.slots.vst_index
+
+    def project(self, base: nn.Linear, beacon: nn.Linear, h: torch.Tensor) -> torch.Tensor:
+        if not self.is_visual:
+            return base(h)
+        return project_window(base, beacon, h, self.slots.vst_index, self.slots.raw_index, self.slots.projection)
+
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         n, m = self.rows, self.start
-        ck, cv = self.cache.k[layer], self.cache.v[layer]
+        ck, cv = self.cache_k[layer], self.cache_v[layer]
         if self.is_visual:  # the VSTs' keys before RoPE, for their final slots
             self._stage(k.index_select(0, self.vst_index).transpose(0, 1),
                         v.index_select(0, self.vst_index).transpose(0, 1))
-        qh = kernels.rope_kv_write(q, k, v, self.rope.cos, self.rope.sin, ck, cv, m)
+        qh = ops.rope_kv_write(q, k, v, self.cos, self.sin, ck, cv, m)
         out = self.attention(qh, ck[:, :m + n], cv[:, :m + n])
         if self.is_visual:
             self._compact(layer)
         return out.reshape(n, -1)
 
     def keep(self, layer: int, k_vst: torch.Tensor, v_vst: torch.Tensor) -> None:
-        """Keep the VSTs' K/V [nb, Hkv, d] (before RoPE) at their final slots without attending
-        (a visual window's last layer), through the same ``kv_compact`` as ``attend``."""
+        """Through the same ``kv_compact`` as ``attend``."""
         self._stage(k_vst.transpose(0, 1), v_vst.transpose(0, 1))
         self._compact(layer)
 
     def _stage(self, k_vst: torch.Tensor, v_vst: torch.Tensor) -> None:
         nb = k_vst.shape[1]
-        self.stage.k[:, :nb] = k_vst
-        self.stage.v[:, :nb] = v_vst
+        self.stage_k[:, :nb] = k_vst
+        self.stage_v[:, :nb] = v_vst
 
     def _compact(self, layer: int) -> None:
         nb = self.vst_index.shape[0]
-        ops.kv_compact(self.cache.k[layer], self.cache.v[layer], self.stage.k[:, :nb], self.stage.v[:, :nb],
-                       self.rope.cos, self.rope.sin, self.start)
+        ops.kv_compact(self.cache_k[layer], self.cache_v[layer], self.stage_k[:, :nb], self.stage_v[:, :nb],
+                       self.cos, self.sin, self.start)
+
+
+def select_projection(base: nn.Linear, beacon: nn.Linear, window: int, device: torch.device,
+                      dtype: torch.dtype, forced: str = "auto") -> str:
+    """How visual windows project q/k/v (``project_window``): ``forced`` if not "auto"; on CUDA the
+    faster of the two on a full window at ratio 16 (the released checkpoint's densest VSTs) of
+    these projections (the first layer's); else "gather"."""
+    if forced != "auto":
+        return forced
+    if device.type != "cuda":
+        return "gather"
+    nb, vst_index = ops.vst_slots(window, 16, 0)
+    raw_index = ops.raw_slots(window, 16, 0).to(device)
+    h = torch.randn(window + nb, base.in_features, device=device, dtype=dtype)
+    seconds = {}
+    with torch.inference_mode():
+        for how in VST_PROJECTIONS:
+            seconds[how] = cuda_seconds(project_window, (base, beacon, h, vst_index.to(device), raw_index, how))
+    return min(seconds, key=seconds.get)

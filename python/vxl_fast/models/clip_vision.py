@@ -6,20 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import ops
 from ..config import VisionConfig
-from ..layers.kernels import TORCH_VISION, VisionKernels
-
-
-class LayerNorm(nn.LayerNorm):
-    """``nn.LayerNorm`` (same parameters), and ``add``: the residual add before it, fused in."""
-
-    def add(self, x: torch.Tensor, residual: torch.Tensor | None,
-            kernels: VisionKernels) -> tuple[torch.Tensor, torch.Tensor]:
-        """(LayerNorm(h), h) with h = residual + x; h = x when there is no residual yet (the first
-        layer's input)."""
-        if residual is None:
-            return self(x), x
-        return kernels.add_layer_norm(x, residual, self.weight, self.bias, self.eps)
+from ..layers.norm import LayerNorm
 
 
 class CLIPAttention(nn.Module):
@@ -43,8 +32,8 @@ class CLIPMLP(nn.Module):
         self.fc1 = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
         self.fc2 = nn.Linear(cfg.intermediate_size, cfg.hidden_size)
 
-    def forward(self, x: torch.Tensor, kernels: VisionKernels) -> torch.Tensor:
-        return self.fc2(kernels.linear_quick_gelu(x, self.fc1.weight, self.fc1.bias))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(ops.linear_quick_gelu(x, self.fc1.weight, self.fc1.bias))
 
 
 class CLIPEncoderLayer(nn.Module):
@@ -55,14 +44,13 @@ class CLIPEncoderLayer(nn.Module):
         self.layer_norm2 = LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.mlp = CLIPMLP(cfg)
 
-    def forward(self, x: torch.Tensor, residual: torch.Tensor | None,
-                kernels: VisionKernels) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """The hidden state entering the layer is residual + x (x alone for the first layer,
         residual None); returns (the MLP's output, the hidden state after attention), whose sum
         leaves the layer. Each residual add happens in the next norm (``LayerNorm.add``)."""
-        h, residual = self.layer_norm1.add(x, residual, kernels)
-        h, residual = self.layer_norm2.add(self.self_attn(h), residual, kernels)
-        return self.mlp(h, kernels), residual
+        h, residual = self.layer_norm1.add(x, residual)
+        h, residual = self.layer_norm2.add(self.self_attn(h), residual)
+        return self.mlp(h), residual
 
 
 class CLIPEmbeddings(nn.Module):
@@ -76,7 +64,7 @@ class CLIPEmbeddings(nn.Module):
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
         """Patch rows [B, P, 3p²] → the patch embeddings [B, P, C]: the stride-p, p×p convolution as
         one matmul (no cuDNN, so no TF32 in float32 on a GPU). The class token and the position
-        embedding are added in ``VisionKernels.embed_layer_norm``."""
+        embedding are added in ``ops.clip_embed_layer_norm``."""
         return patches @ self.patch_embedding.weight.view(self.patch_embedding.out_channels, -1).t()
 
 
@@ -99,15 +87,13 @@ class CLIPVisionTower(nn.Module):
         self.embeddings = CLIPEmbeddings(cfg)
         self.pre_layrnorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.encoder = CLIPEncoder(cfg)
-        # NOTE: the PyTorch composition until the runner picks the device's (select_vision_kernels).
-        self.kernels = TORCH_VISION
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
         emb, norm = self.embeddings, self.pre_layrnorm
-        x = self.kernels.embed_layer_norm(emb(patches), emb.class_embedding, emb.position_embedding.weight,
-                                          norm.weight, norm.bias, norm.eps)
+        x = ops.clip_embed_layer_norm(emb(patches), emb.class_embedding, emb.position_embedding.weight,
+                                      norm.weight, norm.bias, norm.eps)
         residual = None
         for layer in self.encoder.layers:
-            x, residual = layer(x, residual, self.kernels)
+            x, residual = layer(x, residual)
         # the last layer's residual add, on the patch rows only
         return x[:, 1:] if residual is None else residual[:, 1:] + x[:, 1:]

@@ -1,73 +1,20 @@
-"""First-contact self-check of the compiled ops: before a custom op first runs on a CUDA device for
-a dtype, it runs once on a small input and is compared with its reference twin (a few ms, once
-per process, op, device and dtype). An op that disagrees, or raises, is disabled there with one
-warning naming it, and the wrappers in ``ops/__init__.py`` take the reference path instead.
+"""First-contact self-check of the compiled ops: before a custom op first runs on a CUDA device for a
+dtype, it runs once on a small input and is compared with its reference twin, within the bounds the
+op tests use (``bounds.py``). ``dispatch.KernelPolicy`` runs it (a few ms, once per policy, op,
+device and dtype) and disables an op that disagrees or raises there.
 
-``VXL_KERNELS`` (read at import) sets the policy:
-
-- ``check`` (default): the self-check above;
-- ``trust``: run the compiled ops without checking them;
-- ``off``: never run the compiled ops; the pure-PyTorch reference everywhere.
-
-The CPU impls are not checked here (CI tests them); ``CHECKED_DEVICE_TYPES`` lists the device
-types that are. NOTE: the check allocates and synchronises, so the first call for an (op, device,
-dtype) must not happen inside CUDA graph capture; a warm-up run before capture makes that call.
+NOTE: the check allocates and synchronises, so the first call for an (op, device, dtype) must not
+happen inside CUDA graph capture; a warm-up run before capture makes that call.
 """
 
 from __future__ import annotations
 
-import os
-import warnings
-from collections.abc import Callable
-
 import torch
 
-from .reference import (YUV_MATRICES, add_layer_norm_ref, bias_quick_gelu_ref, clip_embed_layer_norm_ref,
-                        clip_preprocess_ref, clip_preprocess_shape, fused_add_rms_norm_ref, interleave_vst_ref, kv_compact_ref, rope_kv_write_ref, silu_and_mul_ref,
-                        yuv420_to_rgb_ref)
-
-MODES = ("off", "check", "trust")
-
-
-def _mode_from_env() -> str:
-    value = os.environ.get("VXL_KERNELS", "check").strip().lower() or "check"
-    if value not in MODES:
-        raise ValueError(f"VXL_KERNELS must be one of off, check or trust, got {value!r}.")
-    return value
-
-
-MODE = _mode_from_env()
-CHECKED_DEVICE_TYPES = frozenset({"cuda"})
-# (op, device, dtype) -> whether the compiled op agreed with its reference twin there
-_verdicts: dict[tuple[str, torch.device, torch.dtype], bool] = {}
-
-
-def kernel_enabled(name: str, device: torch.device, dtype: torch.dtype) -> bool:
-    """Whether the compiled op ``name`` may run on ``device`` for ``dtype`` under ``MODE``; in
-    check mode the first call for a checked device type runs ``check_op`` (warning if it fails)."""
-    if MODE == "off":
-        return False
-    if MODE == "trust" or device.type not in CHECKED_DEVICE_TYPES:
-        return True
-    key = (name, device, dtype)
-    if key not in _verdicts:
-        problem = check_op(name, device, dtype)
-        _verdicts[key] = problem is None
-        if problem is not None:
-            warnings.warn(f"vxl_fast: the {name} kernel failed its self-check on {device} for {dtype} "
-                          f"({problem}); {name} uses the pure-PyTorch reference there "
-                          f"(VXL_KERNELS=trust skips the check).", RuntimeWarning, stacklevel=4)
-    return _verdicts[key]
-
-
-def check_op(name: str, device: torch.device, dtype: torch.dtype) -> str | None:
-    """Runs ``torch.ops.vxl_fast.<name>`` (and its ``_out`` variant) once on a small input on
-    ``device`` in ``dtype`` and compares it with the reference twin: None if they agree, else
-    what differed (or what the op raised)."""
-    try:
-        return _CHECKS[name](device, dtype)
-    except Exception as exc:  # noqa: BLE001 - a kernel that raises is as broken as a wrong one
-        return f"it raised {type(exc).__name__}: {exc}"
+from . import bounds
+from .checks import clip_preprocess_shape
+from .reference import (YUV_MATRICES, add_layer_norm_ref, clip_preprocess_ref, fused_add_rms_norm_ref,
+                        interleave_vst_ref, kv_compact_ref, rope_kv_write_ref, yuv420_to_rgb_ref)
 
 
 def _inputs_generator() -> torch.Generator:
@@ -84,7 +31,7 @@ def _differ_exactly(what: str, got: torch.Tensor, want: torch.Tensor) -> str | N
     return None
 
 
-def _check_interleave_vst(device: torch.device, dtype: torch.dtype) -> str | None:
+def interleave_vst(device: torch.device, dtype: torch.dtype) -> str | None:
     # 41 raw rows of 136 elements, ratio 4, carry 1: full and partial groups, several copy units
     g = _inputs_generator()
     raw = torch.randn(41, 136, generator=g).to(device, dtype)
@@ -93,7 +40,7 @@ def _check_interleave_vst(device: torch.device, dtype: torch.dtype) -> str | Non
     return _differ_exactly("output", got, interleave_vst_ref(raw, vst, 4, 1))
 
 
-def _check_kv_compact(device: torch.device, dtype: torch.dtype) -> str | None:
+def kv_compact(device: torch.device, dtype: torch.dtype) -> str | None:
     # 2 KV heads, head dim 128 (64 threads a block), 3 VSTs written at slots 2..4 of 8
     heads, nb, d, cap, dst = 2, 3, 128, 8, 2
 
@@ -109,17 +56,17 @@ def _check_kv_compact(device: torch.device, dtype: torch.dtype) -> str | None:
     problem = _differ_exactly("cache_v", got[1], want[1])
     if problem:
         return problem
-    # keys: fp32 RoPE, each side rounded once to dtype (<= eps(dtype) |y|) after fp32 products
-    # and a sum (<= 3 eps(fp32) of |x| (|cos| + |sin|) <= 6 eps(fp32) max |x|)
-    err = (got[0].float() - want[0].float()).abs()
-    bound = (torch.finfo(dtype).eps * want[0].float().abs()
-             + 6 * torch.finfo(torch.float32).eps * want[2].float().abs().max())
-    if not bool((err <= bound).all()):
-        return f"cache_k differs by up to {float(err.max()):.3g} (bound {float(bound.max()):.3g})"
-    return None
+    half = d // 2
+    x = want[2].float()
+    c, sn = cos[dst:dst + nb], sin[dst:dst + nb]
+    keys = torch.cat((x[..., :half] * c[:, :half] - x[..., half:] * sn[:, :half],
+                      x[..., half:] * c[:, half:] + x[..., :half] * sn[:, half:]), dim=-1)
+    kept = torch.cat((got[0][:, :dst], got[0][:, dst + nb:]), 1), torch.cat((want[0][:, :dst], want[0][:, dst + nb:]), 1)
+    return (_differ_exactly("cache_k outside the VST slots", *kept)
+            or _differ_by_more("cache_k", got[0][:, dst:dst + nb], keys, bounds.rope_bound(x, c, sn, keys, dtype)))
 
 
-def _check_clip_preprocess(device: torch.device, dtype: torch.dtype) -> str | None:
+def clip_preprocess(device: torch.device, dtype: torch.dtype) -> str | None:
     # 2 frames of 37 x 53 to a 20 x 20 crop of the 24-pixel short side: both resampling passes;
     # as pixels and as patch rows of 5 x 5 patches
     g = _inputs_generator()
@@ -139,7 +86,7 @@ def _check_clip_preprocess(device: torch.device, dtype: torch.dtype) -> str | No
     return None
 
 
-def _check_yuv420_to_rgb(device: torch.device, dtype: torch.dtype) -> str | None:
+def yuv420_to_rgb(device: torch.device, dtype: torch.dtype) -> str | None:
     # 2 frames of 7 x 13 (odd sizes: a partial chroma sample in both directions), NV12-style
     # strided chroma, every matrix in both ranges
     g = _inputs_generator()
@@ -152,6 +99,7 @@ def _check_yuv420_to_rgb(device: torch.device, dtype: torch.dtype) -> str | None
             problem = _differ_exactly(f"{matrix} full_range={full_range} output", got, want)
             if problem:
                 return problem
+    return None
 
 
 def _differ_by_more(what: str, got: torch.Tensor, want: torch.Tensor, bound: torch.Tensor) -> str | None:
@@ -163,7 +111,7 @@ def _differ_by_more(what: str, got: torch.Tensor, want: torch.Tensor, bound: tor
     return None
 
 
-def _check_fused_add_rms_norm(device: torch.device, dtype: torch.dtype) -> str | None:
+def fused_add_rms_norm(device: torch.device, dtype: torch.dtype) -> str | None:
     # 5 rows of 136 (vector chunks) and 3 strided rows of 131 (element by element)
     g = _inputs_generator()
     for rows, d, stride in ((5, 136, 136), (3, 131, 140)):
@@ -175,31 +123,24 @@ def _check_fused_add_rms_norm(device: torch.device, dtype: torch.dtype) -> str |
         problem = _differ_exactly("h", h, want_h)
         if problem:
             return problem
-        # sum order and rsqrt: < 32 eps(fp32) relative before the two roundings to dtype (one ulp)
-        mag = want_normed.double().abs()
-        bound = (2 * torch.finfo(dtype).eps + 32 * torch.finfo(torch.float32).eps) * mag + 1e-30
-        problem = _differ_by_more("normed", normed, want_normed, bound)
+        problem = _differ_by_more("normed", normed, *bounds.rms_norm_bound(h, weight, 1e-6, dtype))
         if problem:
             return problem
     return None
 
 
-def _check_silu_and_mul(device: torch.device, dtype: torch.dtype) -> str | None:
+def silu_and_mul(device: torch.device, dtype: torch.dtype) -> str | None:
     # 3 rows of 2 x 136 (vector chunks) and 2 strided rows of 2 x 37 (element by element)
     g = _inputs_generator()
     for rows, width, stride in ((3, 136, 272), (2, 37, 80)):
         x = (4 * torch.randn(rows, stride, generator=g)).to(device, dtype)[:, :2 * width]
-        want = silu_and_mul_ref(x)
-        # exp's last bits: silu within 4 eps(fp32), then at most one ulp of dtype in each rounding
-        bound = ((2 * torch.finfo(dtype).eps + 4 * torch.finfo(torch.float32).eps) * want.double().abs()
-                 + torch.finfo(dtype).tiny)
-        problem = _differ_by_more("output", torch.ops.vxl_fast.silu_and_mul(x), want, bound)
+        problem = _differ_by_more("output", torch.ops.vxl_fast.silu_and_mul(x), *bounds.silu_and_mul_bound(x, dtype))
         if problem:
             return problem
     return None
 
 
-def _check_add_layer_norm(device: torch.device, dtype: torch.dtype) -> str | None:
+def add_layer_norm(device: torch.device, dtype: torch.dtype) -> str | None:
     # 5 rows of 136 (vector chunks) and 3 strided rows of 131 (element by element), rows of mean 4
     g = _inputs_generator()
     for rows, d, stride in ((5, 136, 136), (3, 131, 140)):
@@ -212,17 +153,13 @@ def _check_add_layer_norm(device: torch.device, dtype: torch.dtype) -> str | Non
         problem = _differ_exactly("h", h, want_h)
         if problem:
             return problem
-        # sum order, Welford and rsqrt: < 64 eps(fp32) of the row's scale before the rounding to
-        # dtype (one ulp), the scale |weight| + |bias| + |normed|
-        scale = weight.double().abs() + bias.double().abs() + want_normed.double().abs()
-        bound = 64 * torch.finfo(torch.float32).eps * scale + 2 * torch.finfo(dtype).eps * want_normed.double().abs()
-        problem = _differ_by_more("normed", normed, want_normed, bound + 1e-30)
+        problem = _differ_by_more("normed", normed, *bounds.layer_norm_bound(h, weight, bias, 1e-5, dtype))
         if problem:
             return problem
     return None
 
 
-def _check_clip_embed_layer_norm(device: torch.device, dtype: torch.dtype) -> str | None:
+def clip_embed_layer_norm(device: torch.device, dtype: torch.dtype) -> str | None:
     # 2 frames of 5 patch rows of 136 (vector chunks), then of 131 as strided views (element by
     # element); rows of mean 4
     g = _inputs_generator()
@@ -233,33 +170,27 @@ def _check_clip_embed_layer_norm(device: torch.device, dtype: torch.dtype) -> st
         weight = (1 + torch.randn(d, generator=g) / 4).to(device, dtype)
         bias = (torch.randn(d, generator=g) / 2).to(device, dtype)
         got = torch.ops.vxl_fast.clip_embed_layer_norm(patches, cls, pos, weight, bias, 1e-5)
-        want = clip_embed_layer_norm_ref(patches, cls, pos, weight, bias, 1e-5)
-        # add_layer_norm's bound
-        scale = weight.double().abs() + bias.double().abs() + want.double().abs()
-        bound = 64 * torch.finfo(torch.float32).eps * scale + 2 * torch.finfo(dtype).eps * want.double().abs()
-        problem = _differ_by_more("output", got, want, bound + 1e-30)
+        h = torch.cat([cls.expand(2, 1, d), patches], 1) + pos  # the sum, rounded as the model adds
+        problem = _differ_by_more("output", got, *bounds.layer_norm_bound(h, weight, bias, 1e-5, dtype))
         if problem:
             return problem
     return None
 
 
-def _check_bias_quick_gelu(device: torch.device, dtype: torch.dtype) -> str | None:
+def bias_quick_gelu(device: torch.device, dtype: torch.dtype) -> str | None:
     # 3 rows of 136 (vector chunks) and 2 strided rows of 37 (element by element)
     g = _inputs_generator()
     for rows, width, stride in ((3, 136, 136), (2, 37, 40)):
         x = (4 * torch.randn(rows, stride, generator=g)).to(device, dtype)[:, :width]
         bias = torch.randn(width, generator=g).to(device, dtype)
-        want = bias_quick_gelu_ref(x, bias)
-        # exp's last bits: sigmoid within 4 eps(fp32), then at most one ulp of dtype in each rounding
-        bound = ((2 * torch.finfo(dtype).eps + 4 * torch.finfo(torch.float32).eps) * want.double().abs()
-                 + torch.finfo(dtype).tiny)
-        problem = _differ_by_more("output", torch.ops.vxl_fast.bias_quick_gelu(x, bias), want, bound)
+        problem = _differ_by_more("output", torch.ops.vxl_fast.bias_quick_gelu(x, bias),
+                                  *bounds.quick_gelu_bound(x, bias, dtype))
         if problem:
             return problem
     return None
 
 
-def _check_rope_kv_write(device: torch.device, dtype: torch.dtype) -> str | None:
+def rope_kv_write(device: torch.device, dtype: torch.dtype) -> str | None:
     # 3 rows of 4 query and 2 KV heads of d = 128, views of one qkv row, written at slots 2..4
     n, heads, kv_heads, d, cap, start = 3, 4, 2, 128, 8, 2
     g = _inputs_generator()
@@ -275,26 +206,10 @@ def _check_rope_kv_write(device: torch.device, dtype: torch.dtype) -> str | None
     problem = _differ_exactly("cache_v", got[1], want[1])
     if problem:
         return problem
-    # fp32 RoPE as in kv_compact: each side rounded once to dtype after fp32 products and a sum
-    # (a contracting compiler would be off by <= 6 eps(fp32) max |x|)
-    for what, a, b in (("q", q_got, q_want), ("cache_k", got[0], want[0])):
-        bound = (torch.finfo(dtype).eps * b.double().abs()
-                 + 6 * torch.finfo(torch.float32).eps * qkv.float().abs().max().double())
-        problem = _differ_by_more(what, a, b, bound)
+    c, sn = cos[start:start + n], sin[start:start + n]
+    for what, x, a, b in (("q", q.transpose(0, 1), q_got, q_want),
+                          ("cache_k", k.transpose(0, 1), got[0][:, start:start + n], want[0][:, start:start + n])):
+        problem = _differ_by_more(what, a, b, bounds.rope_bound(x.float(), c, sn, b.float(), dtype))
         if problem:
             return problem
-    return None
-
-
-_CHECKS: dict[str, Callable[[torch.device, torch.dtype], str | None]] = {
-    "add_layer_norm": _check_add_layer_norm,
-    "bias_quick_gelu": _check_bias_quick_gelu,
-    "clip_embed_layer_norm": _check_clip_embed_layer_norm,
-    "clip_preprocess": _check_clip_preprocess,
-    "fused_add_rms_norm": _check_fused_add_rms_norm,
-    "silu_and_mul": _check_silu_and_mul,
-    "interleave_vst": _check_interleave_vst,
-    "kv_compact": _check_kv_compact,
-    "rope_kv_write": _check_rope_kv_write,
-    "yuv420_to_rgb": _check_yuv420_to_rgb,
-}
+    return _differ_exactly("cache_k", got[0][:, :start], want[0][:, :start])

@@ -6,8 +6,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .. import _ext, ops
+from .. import ops
 from ..config import VisionConfig
+from ..ops.pil_resize import resized_shortest_edge
 
 
 def check_frames(frames) -> torch.Tensor:
@@ -31,10 +32,7 @@ def check_frames(frames) -> torch.Tensor:
 
 def resize_shortest_edge(image: Image.Image, size: int, resample: int) -> Image.Image:
     """Resize so the short side is ``size``; the long side is ``int(size · long / short)``."""
-    w, h = image.size
-    short, long = (w, h) if w <= h else (h, w)
-    new_long = int(size * long / short)
-    new_w, new_h = (size, new_long) if w <= h else (new_long, size)
+    new_h, new_w = resized_shortest_edge(image.size[1], image.size[0], size)
     return image.resize((new_w, new_h), resample=resample)
 
 
@@ -63,25 +61,6 @@ def clip_preprocess(frames: torch.Tensor, cfg: VisionConfig, dtype: torch.dtype 
                     patch: int = 0) -> torch.Tensor:
     """uint8 frames [T, H, W, 3] → pixel values [T, 3, crop, crop] in ``dtype`` (computed in
     float32, cast once) on the frames' device; with ``patch`` p > 0, the same values as patch rows
-    [T, (crop / p)², 3p²] (``patch_rows``), the vision tower's input.
-
-    Through the ``clip_preprocess`` op (C++ on the CPU, CUDA on a GPU; Pillow's resampler
-    reproduced bit for bit). Without the compiled extension: frames whose short side already has
-    the target size are cropped and normalised with torch (the same float64 rescale and float32
-    normalise as upstream), others go through Pillow frame by frame on the CPU (on a GPU, the
-    op's pure-PyTorch twin).
-    """
-    if _ext.available or frames.is_cuda:
-        return ops.clip_preprocess(frames, cfg.size, cfg.crop_size, cfg.image_mean, cfg.image_std, dtype,
-                                   patch=patch)
-    t, h, w, _ = frames.shape
-    if min(h, w) != cfg.size:
-        pixels = torch.stack([clip_preprocess_image(Image.fromarray(f.numpy()), cfg) for f in frames])
-    else:
-        c = cfg.crop_size
-        top, left = (h - c) // 2, (w - c) // 2
-        x = (frames[:, top:top + c, left:left + c].double() * (1 / 255)).float()
-        mean = torch.tensor(cfg.image_mean, dtype=torch.float32)
-        std = torch.tensor(cfg.image_std, dtype=torch.float32)
-        pixels = ((x - mean) / std).permute(0, 3, 1, 2)
-    return (patch_rows(pixels, patch) if patch else pixels).to(dtype).contiguous()
+    [T, (crop / p)², 3p²] (``patch_rows``), the vision tower's input. Through ``ops.clip_preprocess``
+    (Pillow's resampler reproduced bit for bit, by the compiled op or its reference twin)."""
+    return ops.clip_preprocess(frames, cfg.size, cfg.crop_size, cfg.image_mean, cfg.image_std, dtype, patch=patch)

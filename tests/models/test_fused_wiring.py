@@ -1,7 +1,8 @@
-"""The decoder's and the vision tower's elementwise steps: which implementation each device gets,
-and that the fused ops, wired in as the CUDA runner wires them, run where the PyTorch code ran and
-give its results — bit for bit through their reference twins, within the ops' rounding bounds
-through the kernels."""
+"""The decoder's and the vision tower's elementwise steps: which implementation the one rule of
+``ops.dispatch`` gives each device, and that the fused ops, run where a GPU runs them (here their
+C++ CPU kernels, ``KernelPolicy(every_cpu_kernel=True)``), replace the PyTorch code and give its
+results — bit for bit through their reference twins, within the ops' rounding bounds through the
+kernels."""
 
 from __future__ import annotations
 
@@ -10,20 +11,16 @@ from collections import Counter
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from vxl_fast import _ext, ops
-from vxl_fast.layers.attention import select_backend
-from vxl_fast.layers.kernels import (FUSED, FUSED_VISION, TORCH, TORCH_VISION, VisionKernels, select_kernels,
-                                     select_vision_kernels)
-from vxl_fast.layers.mlp import linear_quick_gelu, quick_gelu
-from vxl_fast.layers.step import WindowStep
-from vxl_fast.memory.kv import KVCache, VstStage
+from vxl_fast.layers.attention import select_attention
+from vxl_fast.layers.step import Slots, WindowStep
 from vxl_fast.video.preprocess import patch_rows
 
 needs_ext = pytest.mark.skipif(not _ext.available, reason=f"vxl_fast._C not loaded: {_ext.error}")
 CPU = torch.device("cpu")
+FUSED_ON_CPU = ops.KernelPolicy("check", every_cpu_kernel=True)
 
 
 class _CountOps(TorchDispatchMode):
@@ -36,11 +33,16 @@ class _CountOps(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def test_each_device_gets_its_kernels(tiny_model):
-    assert select_kernels(torch.device("cuda")) is FUSED and select_kernels(CPU) is TORCH
-    assert FUSED.add_rms_norm is ops.fused_add_rms_norm and FUSED.silu_and_mul is ops.silu_and_mul
-    assert FUSED.rope_kv_write is ops.rope_kv_write
-    assert tiny_model.model.llm.kernels is TORCH  # the CPU runner chose the PyTorch code
+@needs_ext
+def test_the_rule_runs_only_exact_cpu_kernels():
+    policy = ops.KernelPolicy()
+    exact = {name for name, spec in ops.OPS.items() if spec.cpu_exact}
+    assert exact == {"clip_preprocess", "interleave_vst", "kv_compact", "rope_kv_write", "yuv420_to_rgb"}
+    for name in ops.OPS:
+        assert policy.compiled(name, CPU, torch.float32) == (name in exact)
+        assert FUSED_ON_CPU.compiled(name, CPU, torch.float32)
+        assert not ops.KernelPolicy("off").compiled(name, CPU, torch.float32)
+        assert not policy.compiled(name, torch.device("meta"), torch.float32)
 
 
 def _window_then_text(tiny_model, llm, dtype):
@@ -51,17 +53,19 @@ def _window_then_text(tiny_model, llm, dtype):
     raw = torch.randn(61, cfg.hidden_size, generator=g).to(dtype)
     x = ops.interleave_vst(raw, llm.beacon_embed_tokens.weight[0], 4, 1)
     nb, vst_index = ops.vst_slots(61, 4, 1)
-    raw_index = ops.raw_slots(61, 4, 1)
+    slots = Slots(vst_index, ops.raw_slots(61, 4, 1))
     # room for the window's rows after the (no) kept slots; the text rows follow its VSTs
-    cache = KVCache.allocate(cfg.num_layers, cfg.num_kv_heads, x.shape[0] + 5, cfg.head_dim, dtype, CPU)
-    stage = VstStage.allocate(cfg.num_kv_heads, nb, cfg.head_dim, dtype, CPU)
-    rope, attention = tiny_model.runner.rope, select_backend(CPU, dtype)
+    shape = (cfg.num_layers, cfg.num_kv_heads, x.shape[0] + 5, cfg.head_dim)
+    cache_k, cache_v = torch.zeros(shape, dtype=dtype), torch.zeros(shape, dtype=dtype)
+    stage_k, stage_v = (torch.zeros(cfg.num_kv_heads, nb, cfg.head_dim, dtype=dtype) for _ in range(2))
+    rope = tiny_model.runner.rope
+    _, attention = select_attention(CPU, dtype, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim)
+    views = dict(cache_k=cache_k, cache_v=cache_v, cos=rope.cos, sin=rope.sin, attention=attention)
     with torch.inference_mode():
-        llm(x, WindowStep(cache, rope, attention, x.shape[0], 0, stage, vst_index, raw_index))
-        cache.length += nb
+        llm(x, WindowStep(**views, rows=x.shape[0], start=0, slots=slots, stage_k=stage_k, stage_v=stage_v))
         ids = torch.randint(0, cfg.vocab_size, (5,), generator=g)
-        hidden = llm(llm.embed_tokens(ids), WindowStep(cache, rope, attention, 5, nb))
-    return hidden, torch.cat([cache.k, cache.v])
+        hidden = llm(llm.embed_tokens(ids), WindowStep(**views, rows=5, start=nb))
+    return hidden, torch.cat([cache_k, cache_v])
 
 
 @pytest.fixture(scope="module", params=[torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
@@ -74,10 +78,8 @@ def llm(request, tiny_model):
 def test_the_fused_ops_run_in_place_of_the_pytorch_code(tiny_model, llm):
     model, dtype = llm
     layers = tiny_model.config.llm.num_layers
-    model.kernels = TORCH
     want_hidden, want_cache = _window_then_text(tiny_model, model, dtype)
-    model.kernels = FUSED
-    with _CountOps() as counted:
+    with ops.using(FUSED_ON_CPU), _CountOps() as counted:
         hidden, cache = _window_then_text(tiny_model, model, dtype)
     # window: the input norms of layers 1.. (the last on its VSTs only) and the post-attention
     # norms of all but the last layer, the MLPs of all but the last; text: every layer's, bar the
@@ -95,34 +97,19 @@ def test_the_fused_ops_run_in_place_of_the_pytorch_code(tiny_model, llm):
 
 
 @needs_ext
-def test_the_fused_wiring_through_the_reference_twins_is_bit_exact(tiny_model, llm):
-    """With VXL_KERNELS=off (or a failed self-check) the fused wiring runs the twins: the model's
-    PyTorch code, residual threading included, to the bit."""
+def test_the_cpu_path_is_the_reference_twins_to_the_bit(tiny_model, llm):
+    """The CPU path (the exact kernels only) equals the twins everywhere (``reference_only``, the
+    path VXL_KERNELS=off or a failed self-check takes): the model's PyTorch code to the bit."""
     model, dtype = llm
-    model.kernels = TORCH
-    want_hidden, want_cache = _window_then_text(tiny_model, model, dtype)
-    model.kernels = FUSED
+    with _CountOps() as counted:
+        want_hidden, want_cache = _window_then_text(tiny_model, model, dtype)
+    assert counted.ops["fused_add_rms_norm"] == counted.ops["silu_and_mul"] == 0
+    assert counted.ops["rope_kv_write"] > 0 and counted.ops["kv_compact"] > 0
     with ops.reference_only(), _CountOps() as counted:
         hidden, cache = _window_then_text(tiny_model, model, dtype)
-    assert counted.ops["fused_add_rms_norm"] == counted.ops["silu_and_mul"] == counted.ops["rope_kv_write"] == 0
+    assert counted.ops["rope_kv_write"] == counted.ops["kv_compact"] == counted.ops["interleave_vst"] == 0
     assert counted.ops["rsqrt"] > 0
     assert torch.equal(hidden, want_hidden) and torch.equal(cache, want_cache)
-
-
-# ---- the vision tower ------------------------------------------------------------------------------
-
-def test_each_device_gets_its_vision_kernels(tiny_model):
-    assert select_vision_kernels(torch.device("cuda")) is FUSED_VISION and select_vision_kernels(CPU) is TORCH_VISION
-    assert FUSED_VISION.add_layer_norm is ops.add_layer_norm
-    assert FUSED_VISION.embed_layer_norm is ops.clip_embed_layer_norm
-    assert TORCH_VISION.linear_quick_gelu is linear_quick_gelu
-    assert tiny_model.model.vision.kernels is TORCH_VISION  # the CPU runner chose the PyTorch code
-
-
-# The PyTorch code with fc1's bias added after its product (the order the fused wiring adds it in)
-BIAS_AFTER_GEMM = VisionKernels("torch, bias after the GEMM", TORCH_VISION.embed_layer_norm,
-                                TORCH_VISION.add_layer_norm,
-                                lambda x, weight, bias: quick_gelu(F.linear(x, weight) + bias))
 
 
 @pytest.fixture(scope="module", params=[torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
@@ -140,9 +127,8 @@ def _layer_norms(counted: _CountOps) -> int:
     return counted.ops["layer_norm"] + counted.ops["native_layer_norm"]
 
 
-def _run_tower(tower, pixels, kernels):
-    tower.kernels = kernels
-    with torch.inference_mode():
+def _run_tower(tower, pixels, policy=None):
+    with torch.inference_mode(), ops.using(policy or ops.KernelPolicy()):
         return tower(pixels)
 
 
@@ -151,9 +137,9 @@ def test_the_fused_vision_ops_run_in_place_of_the_pytorch_code(tiny_model, tower
     model, pixels, dtype = tower
     layers = tiny_model.config.vision.layers_to_run
     assert layers >= 2
-    want = _run_tower(model, pixels, TORCH_VISION)
+    want = _run_tower(model, pixels)
     with _CountOps() as counted:
-        got = _run_tower(model, pixels, FUSED_VISION)
+        got = _run_tower(model, pixels, FUSED_ON_CPU)
     # the embeddings and pre_layrnorm; each layer's post-attention norm and every layer's input
     # norm but the first's (no residual yet); each layer's fc1 bias + activation; PyTorch's
     # LayerNorm only for the first layer's input norm
@@ -161,27 +147,25 @@ def test_the_fused_vision_ops_run_in_place_of_the_pytorch_code(tiny_model, tower
     assert counted.ops["add_layer_norm"] == 2 * layers - 1
     assert counted.ops["bias_quick_gelu"] == layers
     assert _layer_norms(counted) == 1
-    assert counted.ops["sigmoid"] == 0
+    assert counted.ops["sigmoid"] == counted.ops["cat"] == 0
     assert got.shape == want.shape == (2, tiny_model.config.vision.num_patches, tiny_model.config.vision.hidden_size)
     if dtype == torch.float32:  # the norms' rounding differs from PyTorch's by a few ulp
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     else:  # and fc1's bias is added to the rounded product: the error of the bf16 tower, not more
-        exact = _run_tower(copy.deepcopy(tiny_model.model.vision), pixels.float(), TORCH_VISION).double()
+        exact = _run_tower(copy.deepcopy(tiny_model.model.vision), pixels.float()).double()
         err, err_torch = (got.double() - exact).abs(), (want.double() - exact).abs()
         assert float(err.max()) <= 2 * float(err_torch.max())
         assert float(err.mean()) <= 2 * float(err_torch.mean())
 
 
 @needs_ext
-def test_the_fused_vision_wiring_through_the_reference_twins_is_bit_exact(tower):
-    """With VXL_KERNELS=off (or a failed self-check) the fused wiring runs the twins: the PyTorch
-    code, residual threading included, to the bit, once fc1's bias is added as the wiring adds it
-    (after the GEMM); in fp32 at this width that is the GEMM's own bias add, so the CPU path itself."""
-    model, pixels, dtype = tower
-    with ops.reference_only(), _CountOps() as counted:
-        got = _run_tower(model, pixels, FUSED_VISION)
+def test_the_vision_tower_on_the_cpu_is_the_pytorch_code(tower):
+    """The CPU tower runs no fused op: the twins (fc1's bias inside the GEMM), to the bit of
+    ``reference_only``."""
+    model, pixels, _ = tower
+    with _CountOps() as counted:
+        got = _run_tower(model, pixels)
     assert counted.ops["add_layer_norm"] == counted.ops["bias_quick_gelu"] == counted.ops["clip_embed_layer_norm"] == 0
     assert _layer_norms(counted) == 2 * len(model.encoder.layers) + 1 and counted.ops["sigmoid"] > 0
-    assert torch.equal(got, _run_tower(model, pixels, BIAS_AFTER_GEMM))
-    if dtype == torch.float32:
-        assert torch.equal(got, _run_tower(model, pixels, TORCH_VISION))
+    with ops.reference_only():
+        assert torch.equal(got, _run_tower(model, pixels, ops.KernelPolicy("off")))

@@ -1,6 +1,6 @@
-"""The first-contact self-check (vxl_fast.ops.selfcheck), exercised on the CPU: the CPU kernel of
-an op is replaced by one that is wrong on purpose (torch.library), and the CPU is made a checked
-device type, as CUDA is in a real run."""
+"""The first-contact self-check (vxl_fast.ops.selfcheck, run by ops.dispatch.KernelPolicy), exercised
+on the CPU: the CPU kernel of an op is replaced by one that is wrong on purpose (torch.library), and
+the CPU is made a checked device type of the policy, as CUDA is in a real run."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import torch
 import vxl_fast._ext as ext
 from vxl_fast import ops
 from vxl_fast.ops import (add_layer_norm_ref, bias_quick_gelu_ref, fused_add_rms_norm_ref, interleave_vst_ref,
-                          selfcheck, silu_and_mul_ref)
+                          silu_and_mul_ref)
+from vxl_fast.ops.dispatch import check_op
 
 pytestmark = pytest.mark.skipif(not ext.available, reason=f"vxl_fast._C is not built: {ext.error}")
 
@@ -21,12 +22,19 @@ CPU = torch.device("cpu")
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
+def _checking_cpu(mode: str = "check") -> ops.KernelPolicy:
+    """A policy that runs every CPU kernel and checks it at first use, as a real run checks CUDA's."""
+    policy = ops.KernelPolicy(mode, every_cpu_kernel=True)
+    policy.checked_devices = frozenset({"cpu", "cuda"})
+    return policy
+
+
 @pytest.fixture
-def checked_cpu(monkeypatch):
-    """The CPU as a checked device type, with no verdicts yet."""
-    monkeypatch.setattr(selfcheck, "CHECKED_DEVICE_TYPES", frozenset({"cpu", "cuda"}))
-    monkeypatch.setattr(selfcheck, "_verdicts", {})
-    monkeypatch.setattr(selfcheck, "MODE", "check")
+def checked_cpu():
+    """The CPU as a checked device type, with no verdicts yet (the policy is active while the test runs)."""
+    policy = _checking_cpu()
+    with ops.using(policy):
+        yield policy
 
 
 @pytest.fixture
@@ -61,7 +69,10 @@ def wrong_interleave_vst():
                                   "fused_add_rms_norm", "interleave_vst", "kv_compact", "rope_kv_write",
                                   "silu_and_mul", "yuv420_to_rgb"])
 def test_the_cpu_impls_pass_the_check(name, dtype):
-    assert selfcheck.check_op(name, CPU, dtype) is None
+    assert check_op(name, CPU, dtype) is None
+    assert set(ops.OPS) == {"add_layer_norm", "bias_quick_gelu", "clip_embed_layer_norm", "clip_preprocess",
+                            "fused_add_rms_norm", "interleave_vst", "kv_compact", "rope_kv_write", "silu_and_mul",
+                            "yuv420_to_rgb"}
 
 
 def test_check_catches_wrong_fused_kernels():
@@ -84,15 +95,15 @@ def test_check_catches_wrong_fused_kernels():
             warnings.simplefilter("ignore")  # "Overriding a previously registered kernel"
             lib.impl("fused_add_rms_norm", wrong_norm, "CPU")
             lib.impl("silu_and_mul", wrong_silu, "CPU")
-        assert selfcheck.check_op("fused_add_rms_norm", CPU, torch.float32).startswith(
+        assert check_op("fused_add_rms_norm", CPU, torch.float32).startswith(
             "normed differs by up to ")
-        assert selfcheck.check_op("fused_add_rms_norm", CPU, torch.float16) == (
+        assert check_op("fused_add_rms_norm", CPU, torch.float16) == (
             "680 of 680 h elements differ, the first at [0, 0]")
-        assert selfcheck.check_op("silu_and_mul", CPU, torch.bfloat16).startswith("output differs by up to ")
+        assert check_op("silu_and_mul", CPU, torch.bfloat16).startswith("output differs by up to ")
     finally:
         lib._destroy()
-    assert selfcheck.check_op("fused_add_rms_norm", CPU, torch.float16) is None
-    assert selfcheck.check_op("silu_and_mul", CPU, torch.bfloat16) is None
+    assert check_op("fused_add_rms_norm", CPU, torch.float16) is None
+    assert check_op("silu_and_mul", CPU, torch.bfloat16) is None
 
 
 def test_check_catches_wrong_vision_kernels():
@@ -115,21 +126,21 @@ def test_check_catches_wrong_vision_kernels():
             warnings.simplefilter("ignore")  # "Overriding a previously registered kernel"
             lib.impl("add_layer_norm", wrong_norm, "CPU")
             lib.impl("bias_quick_gelu", wrong_gelu, "CPU")
-        assert selfcheck.check_op("add_layer_norm", CPU, torch.bfloat16).startswith("normed differs by up to ")
-        assert selfcheck.check_op("add_layer_norm", CPU, torch.float16) == (
+        assert check_op("add_layer_norm", CPU, torch.bfloat16).startswith("normed differs by up to ")
+        assert check_op("add_layer_norm", CPU, torch.float16) == (
             "680 of 680 h elements differ, the first at [0, 0]")
-        assert selfcheck.check_op("bias_quick_gelu", CPU, torch.float32).startswith("output differs by up to ")
+        assert check_op("bias_quick_gelu", CPU, torch.float32).startswith("output differs by up to ")
     finally:
         lib._destroy()
-    assert selfcheck.check_op("add_layer_norm", CPU, torch.float16) is None
-    assert selfcheck.check_op("bias_quick_gelu", CPU, torch.float32) is None
+    assert check_op("add_layer_norm", CPU, torch.float16) is None
+    assert check_op("bias_quick_gelu", CPU, torch.float32) is None
 
 
 def test_check_reports_a_wrong_and_a_raising_kernel(wrong_interleave_vst):
-    assert selfcheck.check_op("interleave_vst", CPU, torch.float32) is None
-    problem = selfcheck.check_op("interleave_vst", CPU, torch.float16)
+    assert check_op("interleave_vst", CPU, torch.float32) is None
+    problem = check_op("interleave_vst", CPU, torch.float16)
     assert problem == "272 of 6936 output elements differ, the first at [0, 0]"
-    assert selfcheck.check_op("interleave_vst", CPU, torch.bfloat16) == (
+    assert check_op("interleave_vst", CPU, torch.bfloat16) == (
         "it raised RuntimeError: planted failure")
 
 
@@ -151,7 +162,7 @@ def test_a_failing_kernel_is_disabled_with_one_warning(checked_cpu, wrong_interl
         raw32 = raw.float()
         assert torch.equal(ops.interleave_vst(raw32, vst.float(), 4, 2), interleave_vst_ref(raw32, vst.float(), 4, 2))
     assert wrong_interleave_vst == [torch.float16, torch.float32, torch.float32]
-    assert selfcheck._verdicts == {("interleave_vst", CPU, torch.float16): False,
+    assert checked_cpu.verdicts == {("interleave_vst", CPU, torch.float16): False,
                                    ("interleave_vst", CPU, torch.float32): True}
 
 
@@ -162,43 +173,35 @@ def test_a_raising_kernel_is_disabled(checked_cpu, wrong_interleave_vst):
     assert torch.equal(out, interleave_vst_ref(raw, vst, 2, 1))
 
 
-def test_trust_runs_the_kernel_unchecked(checked_cpu, wrong_interleave_vst, monkeypatch):
-    monkeypatch.setattr(selfcheck, "MODE", "trust")
+def test_trust_runs_the_kernel_unchecked(wrong_interleave_vst):
+    policy = _checking_cpu("trust")
     raw, vst = torch.randn(11, 8, dtype=torch.float16), torch.randn(8, dtype=torch.float16)
-    out = ops.interleave_vst(raw, vst, 4, 2)
+    with ops.using(policy):
+        out = ops.interleave_vst(raw, vst, 4, 2)
     assert not torch.equal(out, interleave_vst_ref(raw, vst, 4, 2))  # the wrong kernel's result
-    assert wrong_interleave_vst == [torch.float16] and selfcheck._verdicts == {}
+    assert wrong_interleave_vst == [torch.float16] and policy.verdicts == {}
 
 
-def test_off_never_runs_a_kernel(wrong_interleave_vst, monkeypatch):
-    monkeypatch.setattr(selfcheck, "MODE", "off")
+def test_off_never_runs_a_kernel(wrong_interleave_vst):
+    policy = _checking_cpu("off")
     raw, vst = torch.randn(11, 8, dtype=torch.float16), torch.randn(8, dtype=torch.float16)
-    assert torch.equal(ops.interleave_vst(raw, vst, 4, 2), interleave_vst_ref(raw, vst, 4, 2))
-    assert not ops._has_kernel("kv_compact", CPU, torch.float32)
+    with ops.using(policy):
+        assert torch.equal(ops.interleave_vst(raw, vst, 4, 2), interleave_vst_ref(raw, vst, 4, 2))
+    assert not policy.compiled("kv_compact", CPU, torch.float32)
     assert wrong_interleave_vst == []
+    with ops.reference_only():
+        assert not ops.dispatch.active().compiled("kv_compact", CPU, torch.float32)
 
 
-def test_unchecked_device_types_are_not_checked(wrong_interleave_vst, monkeypatch):
-    monkeypatch.setattr(selfcheck, "MODE", "check")
-    monkeypatch.setattr(selfcheck, "_verdicts", {})
-    assert selfcheck.kernel_enabled("interleave_vst", CPU, torch.float16)
-    assert wrong_interleave_vst == [] and selfcheck._verdicts == {}
+def test_unchecked_device_types_are_not_checked(wrong_interleave_vst):
+    policy = ops.KernelPolicy("check", every_cpu_kernel=True)
+    assert policy.compiled("interleave_vst", CPU, torch.float16)
+    assert wrong_interleave_vst == [] and policy.verdicts == {}
 
 
-@pytest.mark.parametrize("value,mode", [(None, "check"), ("", "check"), ("off", "off"), (" Trust ", "trust"),
-                                        ("check", "check")])
-def test_mode_from_the_environment(monkeypatch, value, mode):
-    if value is None:
-        monkeypatch.delenv("VXL_KERNELS", raising=False)
-    else:
-        monkeypatch.setenv("VXL_KERNELS", value)
-    assert selfcheck._mode_from_env() == mode
-
-
-def test_a_bad_mode_is_named(monkeypatch):
-    monkeypatch.setenv("VXL_KERNELS", "fast")
-    with pytest.raises(ValueError, match=re.escape("VXL_KERNELS must be one of off, check or trust, got 'fast'.")):
-        selfcheck._mode_from_env()
+def test_a_bad_mode_is_named():
+    with pytest.raises(ValueError, match=re.escape("kernels must be one of check, trust, off, got 'fast'")):
+        ops.KernelPolicy("fast")
 
 
 def test_yuv420_to_rgb_passes_and_a_wrong_one_is_caught(checked_cpu):
@@ -206,7 +209,7 @@ def test_yuv420_to_rgb_passes_and_a_wrong_one_is_caught(checked_cpu):
     and the wrapper gives the reference's pixels."""
     from vxl_fast.ops import yuv420_to_rgb_ref
 
-    assert selfcheck.check_op("yuv420_to_rgb", CPU, torch.uint8) is None
+    assert check_op("yuv420_to_rgb", CPU, torch.uint8) is None
     lib = torch.library.Library("vxl_fast", "IMPL")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "Overriding a previously registered kernel"
