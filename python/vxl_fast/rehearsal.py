@@ -13,7 +13,6 @@ math-attention fallback would show as its score matrices.
 from __future__ import annotations
 
 import contextlib
-import os
 import weakref
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,11 +23,11 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from . import ops
 from .config import VideoXLConfig
 from .engine import answer as answering
 from .models.videoxl import VideoXLModel, set_parameters
 from .prompt import build_prompt, tokenize_prompt
+from .runtime import RuntimeOptions
 
 GIB = 2 ** 30
 
@@ -115,11 +114,11 @@ def rehearse(num_frames: int, compression_ratio: int = 16, decode_steps: int = 3
     dev = torch.device(device)
     track = _LiveBytes()
     waits, streams = Counter(), Counter()
-    # NOTE: the choices a real device makes by timing are named here
-    forced = {"VXL_ATTENTION": attention, "VXL_VST_PROJECTION": "gather"}
-    with _pretend_device(dev, free_bytes, waits, streams), mock.patch.dict(os.environ, forced), \
-            FakeTensorMode(allow_non_fake_inputs=True), track:
-        model = VideoXL(cfg, _fake_weights(cfg, dev, dtype), tokenizer, dev, dtype)
+    # NOTE: the choices a real device makes by timing are named here; the compiled kernels run
+    # unchecked (their fake kernels under FakeTensorMode); a graph cannot be captured on fake tensors
+    runtime = RuntimeOptions(attention=attention, vst_projection="gather", cuda_graphs=False, kernels="trust")
+    with _pretend_device(dev, free_bytes, waits, streams), FakeTensorMode(allow_non_fake_inputs=True), track:
+        model = VideoXL(cfg, _fake_weights(cfg, dev, dtype), tokenizer, dev, dtype, runtime=runtime)
         tok = tokenize_prompt(tokenizer, build_prompt(question))
         plan = model.memory_plan(num_frames, compression_ratio, len(tok.after), decode_steps + 1)
         if frames_on not in ("device", "host"):
@@ -189,15 +188,9 @@ class _Stream:
 @contextlib.contextmanager
 def _pretend_device(device: torch.device, free_bytes: int, waits: Counter, streams: Counter):
     """What the code asks of a real device, answered for the fake one: free memory, syncs and
-    event waits (counted in ``waits``), streams (``_Stream``; host memory counts as pinned), and
-    the compiled kernels of the device build (their fake kernels run under FakeTensorMode). The
-    decode step runs eagerly (a graph cannot be captured on fake tensors). No tensor is kept as a
-    real constant (a one-token tensor would otherwise be copied to the real device)."""
-    real_has_kernel = ops._has_kernel
-
-    def has_kernel(name, dev, dtype):
-        return True if dev.type == device.type else real_has_kernel(name, dev, dtype)
-
+    event waits (counted in ``waits``), streams (``_Stream``; host memory counts as pinned). No
+    tensor is kept as a real constant (a one-token tensor would otherwise be copied to the real
+    device)."""
     def synchronize(*args, **kwargs):
         waits["synchronize"] += 1
     compute = _Stream("compute", waits, streams)
@@ -210,9 +203,7 @@ def _pretend_device(device: torch.device, free_bytes: int, waits: Counter, strea
             mock.patch.object(torch.Tensor, "is_pinned", lambda self, *a: True), \
             mock.patch.object(torch.Tensor, "record_stream", lambda self, stream: None), \
             mock.patch.dict("vxl_fast.video.inputs._COPY_STREAMS", clear=True), \
-            mock.patch("torch._subclasses.fake_tensor.CONSTANT_NUMEL_LIMIT", 0), \
-            mock.patch("vxl_fast.engine.decode.CUDA_GRAPHS", False), \
-            mock.patch.object(ops, "_has_kernel", has_kernel):
+            mock.patch("torch._subclasses.fake_tensor.CONSTANT_NUMEL_LIMIT", 0):
         yield
 
 

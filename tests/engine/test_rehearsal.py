@@ -63,7 +63,7 @@ def test_frames_from_the_host_are_uploaded_on_the_copy_stream_without_a_wait():
 
 def test_fused_elementwise_ops_run_as_on_the_device(rehearsal_128):
     """Residual add + RMSNorm, SiLU * up and a window's RoPE + K/V write are one custom op each
-    on CUDA (layers.kernels.FUSED):
+    on CUDA (the rule of ops.dispatch):
     a window runs 27 layers fully and the last one's input norm on its VSTs (no residual add in
     layer 0), a decode step all 28; only the first layer's input norm and the final norm stay
     PyTorch's (one rsqrt each)."""
@@ -84,7 +84,7 @@ def test_fused_elementwise_ops_run_as_on_the_device(rehearsal_128):
 
 
 def test_vision_fused_ops_run_as_on_the_device(rehearsal_128):
-    """The vision tower on CUDA (layers.kernels.FUSED_VISION), per vision-tower call: the class
+    """The vision tower on CUDA (the rule of ops.dispatch), per vision-tower call: the class
     token, position embedding and pre_layrnorm are one clip_embed_layer_norm, each layer's
     post-attention residual add + LayerNorm and the next layer's input one are one add_layer_norm
     (layer 0's input norm has no residual yet), fc1's bias + quick GELU one bias_quick_gelu; only
