@@ -328,7 +328,7 @@ def _encode(args) -> int:
 
 
 def _demo(args) -> int:
-    from .demo import ensure_demo
+    from .testing.tiny import ensure_demo
 
     options = _options(args)
     _check_video_options(args)

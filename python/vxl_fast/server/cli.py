@@ -73,7 +73,7 @@ def run(args) -> int:
 
     media_dir = args.allowed_local_media_path
     if args.demo:
-        from ..demo import ensure_demo
+        from ..testing.tiny import ensure_demo
 
         if args.model:
             raise ValueError("give --model or --demo, not both")

@@ -2,9 +2,9 @@
 # One call on a fresh GPU machine: build vxl_fast there, self-check the CUDA ops, run the tests and
 # the benchmarks, and leave everything that finished in OUT, also when a phase runs out of time.
 #
-#   benchmarks/gpu_suite.sh OUT
-#   run(command="bash benchmarks/gpu_suite.sh $OUT", timeout_s=540)       # the device tool; no carry
-#   VXL_GPU_SUITE_DRY_RUN=1 benchmarks/gpu_suite.sh OUT    # every phase on this CPU, medium config
+#   .ci/gpu_suite.sh OUT
+#   run(command="bash .ci/gpu_suite.sh $OUT", timeout_s=540)       # the device tool; no carry
+#   VXL_GPU_SUITE_DRY_RUN=1 .ci/gpu_suite.sh OUT    # every phase on this CPU, medium config
 #
 # Phases, each under `timeout` (budget in s on the GPU; the estimate for an H200 machine):
 #   setup      20   (5)   machine facts; carried wheels (.gpu/wheels/*.whl) pip --target'ed
