@@ -6,14 +6,13 @@ through the kernels."""
 from __future__ import annotations
 
 import copy
-from collections import Counter
 
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
 
-from vxl_fast import _ext, ops
+from conftest import CountOps, needs_ext
+from vxl_fast import ops
 from vxl_fast.layers.attention import select_backend
 from vxl_fast.layers.kernels import (FUSED, FUSED_VISION, TORCH, TORCH_VISION, VisionKernels, select_kernels,
                                      select_vision_kernels)
@@ -22,18 +21,7 @@ from vxl_fast.layers.step import WindowStep
 from vxl_fast.memory.kv import KVCache, VstStage
 from vxl_fast.video.preprocess import patch_rows
 
-needs_ext = pytest.mark.skipif(not _ext.available, reason=f"vxl_fast._C not loaded: {_ext.error}")
 CPU = torch.device("cpu")
-
-
-class _CountOps(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.ops: Counter = Counter()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops[func.overloadpacket.__name__] += 1
-        return func(*args, **(kwargs or {}))
 
 
 def test_each_device_gets_its_kernels(tiny_model):
@@ -77,7 +65,7 @@ def test_the_fused_ops_run_in_place_of_the_pytorch_code(tiny_model, llm):
     model.kernels = TORCH
     want_hidden, want_cache = _window_then_text(tiny_model, model, dtype)
     model.kernels = FUSED
-    with _CountOps() as counted:
+    with CountOps() as counted:
         hidden, cache = _window_then_text(tiny_model, model, dtype)
     # window: the input norms of layers 1.. (the last on its VSTs only) and the post-attention
     # norms of all but the last layer, the MLPs of all but the last; text: every layer's, bar the
@@ -102,7 +90,7 @@ def test_the_fused_wiring_through_the_reference_twins_is_bit_exact(tiny_model, l
     model.kernels = TORCH
     want_hidden, want_cache = _window_then_text(tiny_model, model, dtype)
     model.kernels = FUSED
-    with ops.reference_only(), _CountOps() as counted:
+    with ops.reference_only(), CountOps() as counted:
         hidden, cache = _window_then_text(tiny_model, model, dtype)
     assert counted.ops["fused_add_rms_norm"] == counted.ops["silu_and_mul"] == counted.ops["rope_kv_write"] == 0
     assert counted.ops["rsqrt"] > 0
@@ -135,7 +123,7 @@ def tower(request, tiny_model):
     return tower, pixels.to(request.param), request.param
 
 
-def _layer_norms(counted: _CountOps) -> int:
+def _layer_norms(counted: CountOps) -> int:
     """PyTorch LayerNorm calls (aten::layer_norm, or its decomposition where it has none of its own)."""
     return counted.ops["layer_norm"] + counted.ops["native_layer_norm"]
 
@@ -152,7 +140,7 @@ def test_the_fused_vision_ops_run_in_place_of_the_pytorch_code(tiny_model, tower
     layers = tiny_model.config.vision.layers_to_run
     assert layers >= 2
     want = _run_tower(model, pixels, TORCH_VISION)
-    with _CountOps() as counted:
+    with CountOps() as counted:
         got = _run_tower(model, pixels, FUSED_VISION)
     # the embeddings and pre_layrnorm; each layer's post-attention norm and every layer's input
     # norm but the first's (no residual yet); each layer's fc1 bias + activation; PyTorch's
@@ -178,7 +166,7 @@ def test_the_fused_vision_wiring_through_the_reference_twins_is_bit_exact(tower)
     code, residual threading included, to the bit, once fc1's bias is added as the wiring adds it
     (after the GEMM); in fp32 at this width that is the GEMM's own bias add, so the CPU path itself."""
     model, pixels, dtype = tower
-    with ops.reference_only(), _CountOps() as counted:
+    with ops.reference_only(), CountOps() as counted:
         got = _run_tower(model, pixels, FUSED_VISION)
     assert counted.ops["add_layer_norm"] == counted.ops["bias_quick_gelu"] == counted.ops["clip_embed_layer_norm"] == 0
     assert _layer_norms(counted) == 2 * len(model.encoder.layers) + 1 and counted.ops["sigmoid"] > 0
