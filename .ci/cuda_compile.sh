@@ -65,6 +65,6 @@ PY
 )
 
 # The CUDA code path at full model size on fake CUDA tensors (no GPU): fused attention, custom ops,
-# simulated peak vs the planner (tests/engine/test_rehearsal.py, ~1 min).
+# simulated peak vs the planner (tests/testing/test_rehearsal.py, ~1 min).
 "$venv/bin/pip" install -q safetensors "transformers>=4.44" tokenizers numpy pillow tqdm pytest
-"$venv/bin/python" -m pytest tests/engine/test_rehearsal.py -q -p no:cacheprovider
+"$venv/bin/python" -m pytest tests/testing/test_rehearsal.py -q -p no:cacheprovider

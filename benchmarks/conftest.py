@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from vxl_fast import VideoXL, VideoXLConfig
-from vxl_fast.demo import ensure_demo_checkpoint, write_tiny_checkpoint
+from vxl_fast.testing.tiny import ensure_demo_checkpoint, write_tiny_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 CUDA = torch.cuda.is_available()

@@ -15,7 +15,7 @@ GIB = 2 ** 30
 
 @pytest.mark.parametrize("frames", env_list("VXL_REHEARSAL_FRAMES", [128, 2048]))
 def test_rehearsal_peak_vs_plan(benchmark, frames):
-    from vxl_fast.rehearsal import rehearse
+    from vxl_fast.testing.rehearsal import rehearse
 
     r = benchmark.pedantic(rehearse, args=(frames, 16), kwargs={"decode_steps": 32}, rounds=1, iterations=1)
     rehearsed = r.as_dict()

@@ -6,11 +6,15 @@ import importlib
 import json
 import os
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from vxl_fast import _ext
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = Path(os.environ.get("VXL_GOLDEN", REPO / "tests" / "golden"))
@@ -76,8 +80,21 @@ def _importable(module: str) -> bool:
 
 
 _MODELS: dict[tuple[Path, str], object] = {}
+needs_ext = pytest.mark.skipif(not _ext.available, reason=f"vxl_fast._C not loaded: {_ext.error}")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 needs_av = pytest.mark.skipif(not _importable("av"), reason="needs PyAV")
+
+
+class CountOps(TorchDispatchMode):
+    """Counts the aten ops run under it by name (``counted.ops["add"]``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops: Counter = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops[func.overloadpacket.__name__] += 1
+        return func(*args, **(kwargs or {}))
 
 
 def load_model(path: Path, device: str = "cpu"):

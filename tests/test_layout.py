@@ -15,16 +15,24 @@ import vxl_fast
 
 PACKAGE = Path(vxl_fast.__file__).resolve().parent
 OPTIONAL = {"fastapi", "uvicorn", "openai", "httpx", "ray", "av"}  # extras a module may need
-FACADE = {"api", "cli", "chat", "stream", "video_memory", "info", "server", "distributed", "rehearsal", "__main__"}
+FACADE = {"api", "cli", "chat", "stream", "video_memory", "info", "server", "distributed", "__main__"}
 # folder (or module) → what it may not import
 FORBIDDEN = {
-    "memory": FACADE | {"engine", "models", "layers"},
-    "layers": FACADE | {"engine", "models"},
-    "models": FACADE | {"engine"},
-    "ops": FACADE | {"engine", "models", "layers", "memory"},
-    "engine": FACADE,
-    "video": FACADE | {"engine", "models", "layers"},
+    "memory": FACADE | {"engine", "models", "layers", "testing"},
+    "layers": FACADE | {"engine", "models", "memory", "testing"},
+    "models": FACADE | {"engine", "testing"},
+    "ops": FACADE | {"engine", "models", "layers", "memory", "testing"},
+    "engine": FACADE | {"testing"},
+    "video": FACADE | {"engine", "models", "layers", "testing"},
+    **{area: {"models", "layers", "testing"} for area in FACADE},
+    **{area: {"testing"} for area in ("", "_ext", "config", "device", "errors", "loader", "options", "prompt",
+                                      "runtime")},
 }
+# testing/ holds the development tools (the tiny demo checkpoint, the fake-device rehearsal); the
+# runtime never imports them, except the user-facing `demo` commands, which import the tiny
+# checkpoint's writer inside the function that runs the command.
+DEMO_COMMANDS = {"vxl_fast.cli", "vxl_fast.server.cli"}
+DEMO_IMPORTS = {"vxl_fast.testing", "vxl_fast.testing.tiny"}
 
 
 def _modules() -> dict[str, Path]:
@@ -65,27 +73,36 @@ def _area(module: str) -> str:
     return parts[1] if len(parts) > 1 else ""
 
 
-def _violations(name: str, targets: set[str]) -> list[str]:
+def _violations(name: str, targets: set[str], top_level: set[str] = frozenset()) -> list[str]:
+    """Imports of ``name`` (``targets``, of which ``top_level`` run at import time) that break the rules."""
     rules = FORBIDDEN.get(_area(name), set())
+    if name in DEMO_COMMANDS:  # the lazy imports of its demo command are allowed
+        targets = {t for t in targets if t not in DEMO_IMPORTS or t in top_level}
     return [f"{name} imports {t}" for t in sorted(targets) if _area(t) in rules]
 
 
 def test_import_direction():
-    bad = [v for name, path in _modules().items() for v in _violations(name, _imports(name, path, False))]
+    bad = [v for name, path in _modules().items()
+           for v in _violations(name, _imports(name, path, False), _imports(name, path, True))]
     assert bad == []
 
 
-def test_no_import_cycle():
-    graph = {name: _imports(name, path, top_level_only=True) for name, path in _modules().items()}
+def test_every_runtime_area_has_rules():
+    """A new folder or top-level module gets a line in FORBIDDEN (at least: it may not import testing/)."""
+    areas = {_area(m) for m in _modules()} - {"testing"}
+    assert areas - set(FORBIDDEN) == set()
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import cycles of ``graph`` (module → modules it imports), each as a closed path."""
     # a package's __init__ importing its own submodules is not a cycle back into it
-    for name in graph:
-        graph[name] = {t for t in graph[name] if not name.startswith(t + ".")}
+    graph = {name: {t for t in targets if not name.startswith(t + ".")} for name, targets in graph.items()}
     state: dict[str, int] = {}
     cycles = []
 
     def visit(node, stack):
         state[node] = 1
-        for nxt in sorted(graph[node]):
+        for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
                 cycles.append(stack[stack.index(nxt):] + [nxt])
             elif nxt not in state:
@@ -95,7 +112,22 @@ def test_no_import_cycle():
     for node in sorted(graph):
         if node not in state:
             visit(node, [node])
-    assert cycles == []
+    return cycles
+
+
+def test_no_import_cycle():
+    """No cycle, counting every import: those inside functions too (they close a circle when they run)."""
+    assert _cycles({name: _imports(name, path, top_level_only=False) for name, path in _modules().items()}) == []
+
+
+def test_no_folder_cycle():
+    """Nor between folders and top-level modules (e.g. server/ → distributed/ → server/), every import
+    counted; the package root, which every import passes through, is left out."""
+    graph: dict[str, set[str]] = {}
+    for name, path in _modules().items():
+        graph.setdefault(_area(name), set()).update(
+            _area(t) for t in _imports(name, path, top_level_only=False) if _area(t) not in ("", _area(name)))
+    assert _cycles(graph) == []
 
 
 def test_the_rules_find_a_planted_violation(tmp_path):
@@ -108,6 +140,23 @@ def test_the_rules_find_a_planted_violation(tmp_path):
         "vxl_fast.memory.kv imports vxl_fast.api", "vxl_fast.memory.kv imports vxl_fast.engine",
         "vxl_fast.memory.kv imports vxl_fast.engine.runner"]
     assert _imports("vxl_fast.memory.kv", planted, top_level_only=True) == {"vxl_fast.api"}
+    graph = {"vxl_fast.engine.runner": {"vxl_fast.memory.kv"}, "vxl_fast.memory.kv": found}
+    assert _cycles(graph) == [["vxl_fast.engine.runner", "vxl_fast.memory.kv", "vxl_fast.engine.runner"]]
+
+
+def test_the_runtime_may_not_import_the_development_tools(tmp_path):
+    """testing/ is off limits, but for the demo commands' imports of the tiny checkpoint inside a function."""
+    planted = tmp_path / "cli.py"
+    planted.write_text("def demo():\n    from .testing.tiny import ensure_demo\n\n\n"
+                       "def rehearse():\n    from .testing.rehearsal import rehearse\n")
+    found, top = _imports("vxl_fast.cli", planted, False), _imports("vxl_fast.cli", planted, True)
+    assert _violations("vxl_fast.cli", found, top) == ["vxl_fast.cli imports vxl_fast.testing.rehearsal"]
+    assert _violations("vxl_fast.info", found, top) == [
+        "vxl_fast.info imports vxl_fast.testing.rehearsal", "vxl_fast.info imports vxl_fast.testing.tiny"]
+    planted.write_text("from .testing.tiny import ensure_demo\n")
+    top = _imports("vxl_fast.cli", planted, True)
+    assert _violations("vxl_fast.cli", top, top) == ["vxl_fast.cli imports vxl_fast.testing.tiny"]
+    assert _violations("vxl_fast.api", {"vxl_fast.models.videoxl"}) == ["vxl_fast.api imports vxl_fast.models.videoxl"]
 
 
 _IMPORT_EACH = """

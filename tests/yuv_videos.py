@@ -1,5 +1,6 @@
-"""Small videos for the YUV -> RGB tests, written with PyAV: codec, pixel format, size and
-colorspace tag chosen by the caller, content smooth (moving gradients) or random noise."""
+"""Small videos for the YUV -> RGB and decoder tests, written with PyAV: codec, pixel format, size
+and colorspace tag chosen by the caller, content smooth (moving gradients) or random noise; and a
+copy of a video damaged in the middle."""
 
 from __future__ import annotations
 
@@ -66,3 +67,13 @@ VIDEO_CASES = [
     ("odd-mjpeg-17x33", "mjpeg", "mkv", "yuvj420p", (17, 33), None, None),
     ("ffv1-1x1", "ffv1", "mkv", "yuv420p", (1, 1), None, None),
 ]
+
+
+def damaged_copy(good: Path) -> Path:
+    """``damaged.mp4`` beside ``good``: its bytes with 400 scrambled a third of the way in."""
+    data = bytearray(good.read_bytes())
+    for i in range(len(data) // 3, len(data) // 3 + 400):
+        data[i] = (data[i] * 7 + 13) % 256
+    damaged = good.parent / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    return damaged

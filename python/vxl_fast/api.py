@@ -16,10 +16,9 @@ from .engine import compress
 from .engine.runner import Runner
 from .engine.stats import GenerationOutput
 from .engine.vision import VisualStream
-from .loader import load_model, load_tokenizer, resolve_checkpoint
+from .loader import load_model, load_tokenizer, random_model, resolve_checkpoint, tiny_tokenizer
 from .memory.budget import MemoryBudget, plan_memory
 from .memory.plan import parse_ratios
-from .models.videoxl import VideoXLModel
 from .options import GenerationOptions
 from .prompt import IMAGE_MARKER, build_prompt, prefix_ids, prefix_text, system_of, tokenize_prompt
 from .runtime import RuntimeOptions
@@ -43,14 +42,14 @@ class VideoXL:
     runner), so concurrent calls give the answers sequential calls give.
     """
 
-    def __init__(self, config: VideoXLConfig, model: VideoXLModel, tokenizer, device: torch.device,
+    def __init__(self, config: VideoXLConfig, model: torch.nn.Module, tokenizer, device: torch.device,
                  dtype: torch.dtype, path: str = "<random>", runtime: RuntimeOptions | None = None):
         self.config, self.tokenizer = config, tokenizer
         self.path = path  # where the weights came from (the server names the model after it)
         self.runner = Runner(config, model, device, dtype, runtime or RuntimeOptions.from_env())
 
     @property
-    def model(self) -> VideoXLModel:
+    def model(self) -> torch.nn.Module:
         return self.runner.model
 
     @property
@@ -86,22 +85,19 @@ class VideoXL:
     def random(cls, config: VideoXLConfig | None = None, device: str | torch.device | None = None,
                dtype: str | torch.dtype | None = None, seed: int = 0, tokenizer=None,
                runtime: RuntimeOptions | None = None) -> "VideoXL":
-        """A model with random weights built directly on ``device`` (no checkpoint, no CPU init).
+        """A model with random weights built directly on ``device`` (no checkpoint, no CPU init, no file).
 
         ``config`` defaults to the released Video-XL configuration. The modules and code path are
         those of a loaded checkpoint; for benchmarks and memory planning. The tokenizer defaults
-        to the demo checkpoint's (prompt ids stay below its vocabulary of ~1000 tokens).
+        to :func:`vxl_fast.loader.tiny_tokenizer`, the demo checkpoint's, built in memory (prompt
+        ids stay below its vocabulary of 646 tokens).
         """
         cfg = config or VideoXLConfig.released()
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
-        with torch.device("meta"):
-            model = VideoXLModel(cfg)
-        model.init_random(dev, dt, seed)
         if tokenizer is None:
-            from .demo import ensure_demo_checkpoint
-            tokenizer = load_tokenizer(ensure_demo_checkpoint())
-        return cls(cfg, model.eval(), tokenizer, dev, dt, runtime=runtime)
+            tokenizer = tiny_tokenizer()
+        return cls(cfg, random_model(cfg, dev, dt, seed), tokenizer, dev, dt, runtime=runtime)
 
     # ------------------------------------------------------------------ vision
     def preprocess(self, frames) -> torch.Tensor:

@@ -17,6 +17,7 @@ import json
 import os
 import sys
 
+from .runtime import default_model
 from .config import EXTENDED_RATIOS, SUPPORTED_RATIOS
 from .errors import MemoryPlanError
 
@@ -59,9 +60,10 @@ def _parser() -> argparse.ArgumentParser:
     _add_demo_command(sub)
     # NOTE: neither needs its optional packages (FastAPI, Ray) to add its options.
     from .distributed.cli import add_parser as add_batch_parser
+    from .distributed.cli import add_ray_options
     from .server.cli import add_parser as add_serve_parser
 
-    add_serve_parser(sub)
+    add_ray_options(add_serve_parser(sub))
     add_batch_parser(sub)
     return parser
 
@@ -128,7 +130,7 @@ def _memory_option(p: argparse.ArgumentParser) -> None:
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=os.environ.get("VXL_FAST_MODEL"),
+    p.add_argument("--model", default=default_model(),
                    help="checkpoint folder or hub id (default: $VXL_FAST_MODEL)")
     p.add_argument("--device", default=None, help="cuda, cuda:N or cpu (default: cuda when available)")
     p.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: bfloat16 on cuda)")
@@ -328,7 +330,7 @@ def _encode(args) -> int:
 
 
 def _demo(args) -> int:
-    from .demo import ensure_demo
+    from .testing.tiny import ensure_demo
 
     options = _options(args)
     _check_video_options(args)

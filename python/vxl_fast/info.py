@@ -6,10 +6,9 @@ import torch
 
 from .config import VideoXLConfig
 from .device import itemsize, resolve_dtype
-from .loader import load_tokenizer, resolve_checkpoint
+from .loader import load_tokenizer, parameter_count, resolve_checkpoint, tiny_tokenizer
 from .memory.budget import plan_memory
 from .memory.plan import parse_ratios
-from .models.videoxl import VideoXLModel
 from .prompt import prefix_ids, prefix_text
 
 GIB = 2 ** 30
@@ -23,7 +22,8 @@ def plan_summary(checkpoint: str, frames: int, ratio: int, question_tokens: int,
     """The checkpoint's shapes and the plan of one request over ``frames`` frames at ``ratio``.
 
     ``checkpoint="released"`` plans sy1998/Video_XL's configuration without its files; its prompt
-    is then counted with the demo checkpoint's tokenizer (the Qwen2 tokenizer is not bundled).
+    is then counted with the demo checkpoint's tokenizer, built in memory (the Qwen2 tokenizer is not
+    bundled).
     """
     for name, value, low in (("--frames", frames, 1), ("--question-tokens", question_tokens, 0),
                              ("--max-new-tokens", max_new_tokens, 1)):
@@ -31,18 +31,15 @@ def plan_summary(checkpoint: str, frames: int, ratio: int, question_tokens: int,
             raise ValueError(f"{name} must be at least {low}, got {value}")
     dt = resolve_dtype(dtype, torch.device("cpu"))
     if checkpoint == "released":
-        from .demo import ensure_demo_checkpoint
-
         folder, cfg, tokenizer_of = "released Video-XL configuration", VideoXLConfig.released(), "demo"
-        tokenizer = load_tokenizer(ensure_demo_checkpoint())
+        tokenizer = tiny_tokenizer()
     else:
         folder = resolve_checkpoint(checkpoint)
         cfg, tokenizer_of = VideoXLConfig.from_dir(folder), "checkpoint"
         tokenizer = load_tokenizer(folder)
     ratios = parse_ratios(ratio, cfg.beacon.ratios)
     sink = len(prefix_ids(tokenizer, prefix_text()))
-    with torch.device("meta"):
-        weights = sum(p.numel() for p in VideoXLModel(cfg).parameters()) * itemsize(dt)
+    weights = parameter_count(cfg) * itemsize(dt)
     plan, need = plan_memory(cfg, sink, frames, ratios, question_tokens, max_new_tokens, weights, itemsize(dt))
     llm, vis = cfg.llm, cfg.vision
     fits = [name for name, size in GPU_SIZES.items() if need.total <= size * GIB]

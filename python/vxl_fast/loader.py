@@ -1,4 +1,5 @@
-"""Find a checkpoint folder and read its safetensors weights (mmap, straight to the device)."""
+"""Find a checkpoint folder and read its safetensors weights (mmap, straight to the device); or build
+the random stand-ins of a checkpoint in memory (:func:`random_model`, :func:`tiny_tokenizer`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
+
+import numpy as np
 
 from .config import VideoXLConfig
 from .errors import CheckpointError
@@ -154,3 +157,63 @@ def load_tokenizer(folder: Path):
         raise CheckpointError(f"cannot load the tokenizer from {folder}: it does not reproduce text "
                               f"({_PROBE!r} came back as {back!r}); are its vocab/merges files missing?")
     return tokenizer
+
+
+def random_model(config: VideoXLConfig, device: torch.device, dtype: torch.dtype, seed: int = 0) -> VideoXLModel:
+    """The Video-XL modules of ``config`` with random weights built directly on ``device`` (no CPU init)."""
+    with torch.device("meta"):
+        model = VideoXLModel(config)
+    model.init_random(device, dtype, seed)
+    return model.eval()
+
+
+def parameter_count(config: VideoXLConfig) -> int:
+    """The number of weights of the Video-XL modules of ``config`` (counted on the meta device)."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in VideoXLModel(config).parameters())
+
+
+SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+# Qwen2's pre-tokenisation pattern.
+_QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+_CORPUS_WORDS = (
+    "the a man woman person people walks runs sits stands holds picks up cup ball car dog cat "
+    "room street kitchen table chair door window video frame scene moment start end first "
+    "then next after before during while what who where when why how many which color red "
+    "green blue yellow white black left right top bottom moving bar square circle appears "
+    "question answer describe summarize main events happening is are was were does do in on "
+    "at of to with and or but this that it he she they one two three four five six seven eight "
+    "nine ten minutes seconds hour long short fast slow bright dark light shows shown camera"
+).split()
+
+
+def tiny_bpe(vocab_size: int = 1000):
+    """A small Qwen2-style byte-level BPE (a ``tokenizers.Tokenizer``) trained in memory on a fixed
+    corpus, deterministically; ids ``n..n+2`` after its ``n`` text tokens are :data:`SPECIAL_TOKENS`."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(_QWEN2_SPLIT), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    rng = np.random.default_rng(0)
+    corpus = [" ".join(rng.choice(_CORPUS_WORDS, 12)) + "." for _ in range(4000)]
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(corpus, trainer)
+    tok.add_special_tokens(list(SPECIAL_TOKENS))
+    return tok
+
+
+def tiny_tokenizer(vocab_size: int = 1000):
+    """:func:`tiny_bpe` as a transformers tokenizer with Qwen2's special tokens: the tokenizer of
+    the demo checkpoint, built without files (for ``VideoXL.random`` and memory planning)."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tiny_bpe(vocab_size), eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        additional_special_tokens=["<|im_start|>", "<|im_end|>"], clean_up_tokenization_spaces=False,
+        model_max_length=32768)

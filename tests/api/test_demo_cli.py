@@ -15,7 +15,7 @@ pytest.importorskip("av", reason="needs PyAV")
 
 from conftest import GOLDEN  # noqa: E402
 from vxl_fast import VideoXL  # noqa: E402
-from vxl_fast.demo import ensure_demo  # noqa: E402
+from vxl_fast.testing.tiny import ensure_demo  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_demo_checkpoint_loads_and_answers(demo):
 
 
 def test_demo_is_deterministic(demo, tmp_path):
-    from vxl_fast.demo import write_tiny_checkpoint
+    from vxl_fast.testing.tiny import write_tiny_checkpoint
 
     a = write_tiny_checkpoint(tmp_path / "a")
     ours = (demo[1] / "model-00001-of-00002.safetensors").read_bytes()

@@ -62,3 +62,27 @@ def test_missing_tower_folder_falls_back_to_clip_l(ckpt_copy):
     vision = VideoXLConfig.from_dir(folder).vision
     assert vision.source == "built-in CLIP ViT-L/14-336"
     assert (vision.num_layers, vision.num_heads, vision.hidden_size) == (24, 16, 1024)
+
+
+def test_random_writes_no_file_and_its_tokenizer_is_the_demo_one(tmp_path, monkeypatch):
+    """``VideoXL.random()`` builds its tokenizer in memory: the one the demo checkpoint writes."""
+    from vxl_fast.loader import load_tokenizer
+    from vxl_fast.testing.tiny import _write_tokenizer
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("VXL_FAST_CACHE", str(home / "cache"))
+    cfg = VideoXLConfig.from_dir(GOLDEN / "tiny-videoxl")
+    model = VideoXL.random(cfg, device="cpu", dtype="float32", seed=1)
+    assert list(home.iterdir()) == []
+    assert model.path == "<random>" and model.dtype == torch.float32
+    (tmp_path / "tok").mkdir()
+    assert _write_tokenizer(tmp_path / "tok", 1000) == 643
+    written = load_tokenizer(tmp_path / "tok")
+    text = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nWhat moves? 12 Ünï 🙂"
+    ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert ids == written(text, add_special_tokens=False)["input_ids"] and ids[0] == 644
+    assert model.tokenizer.decode(ids, skip_special_tokens=True) == written.decode(ids, skip_special_tokens=True)
+    assert model.tokenizer.convert_tokens_to_ids("<|im_end|>") == 645 and len(model.tokenizer) == 646
+    assert model.tokenizer.clean_up_tokenization_spaces is False

@@ -12,13 +12,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-import vxl_fast._ext as ext
+from conftest import needs_ext
 from vxl_fast.ops import (YUV_MATRICES, add_layer_norm_ref, bias_quick_gelu_ref, clip_embed_layer_norm_ref,
                           clip_preprocess_ref, fused_add_rms_norm_ref, interleave_vst_ref, kv_compact_ref, rope_kv_write_ref,
                           silu_and_mul_ref, vst_slots, yuv420_to_rgb_ref)
 from host_kernels import CUDA_ERROR_INVALID_CONFIGURATION, CUDA_ERROR_LAUNCH_FAILURE, host_kernels
 
-pytestmark = pytest.mark.skipif(not ext.available, reason=f"vxl_fast._C is not built: {ext.error}")
+pytestmark = needs_ext
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 RATIOS = (2, 4, 8, 12, 16, 32, 64)

@@ -31,7 +31,7 @@ QUESTIONS = ["What happens in the video?", "What color is it?", "Is there text?"
 def served(tmp_path_factory):
     from ray import serve
 
-    from vxl_fast.demo import write_sample_video
+    from vxl_fast.testing.tiny import write_sample_video
 
     media = tmp_path_factory.mktemp("media")
     shutil.copy(VIDEO, media / "a.mp4")

@@ -4,12 +4,11 @@ and the fused attention backend gives the masked reference's answer."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
-from conftest import GOLDEN
+from conftest import GOLDEN, needs_cuda
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+pytestmark = needs_cuda
 
 
 def test_no_new_device_memory_after_the_first_window():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from vxl_fast.engine.sampler import Sampler
-from vxl_fast.rehearsal import _LiveBytes
+from vxl_fast.testing.rehearsal import _LiveBytes
 
 
 def test_one_decode_step_has_no_sync_but_the_token(tiny_model):

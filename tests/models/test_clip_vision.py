@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import copy
 
-from collections import Counter
 
-import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
 
-from conftest import GOLDEN, load_model
-from vxl_fast import _ext, ops
+from conftest import GOLDEN, CountOps, load_model, needs_ext
+from vxl_fast import ops
 from vxl_fast.video.preprocess import patch_rows
 
 
@@ -75,17 +72,8 @@ def test_attention_calls_sdpa_as_its_fused_kernels_need(monkeypatch):
     assert calls == [(3, cfg.num_heads, cfg.num_patches + 1, head_dim)] * cfg.layers_to_run
 
 
-class _CountOps(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.ops: Counter = Counter()
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops[func.overloadpacket.__name__] += 1
-        return func(*args, **(kwargs or {}))
-
-
-@pytest.mark.skipif(not _ext.available, reason=f"vxl_fast._C not loaded: {_ext.error}")
+@needs_ext
 def test_fused_embeddings_tower_equals_the_pytorch_tower():
     """The fused ops on the CPU (their C++ kernels): one clip_embed_layer_norm per tower call in place of
     the class-token cat, the position add and pre_layrnorm; the PyTorch tower's features within
@@ -97,7 +85,7 @@ def test_fused_embeddings_tower_equals_the_pytorch_tower():
                       cfg.patch_size)
     with torch.inference_mode():
         want = tower(rows)
-        with ops.using(ops.KernelPolicy(every_cpu_kernel=True)), _CountOps() as counted:
+        with ops.using(ops.KernelPolicy(every_cpu_kernel=True)), CountOps() as counted:
             got = tower(rows)
     assert counted.ops["clip_embed_layer_norm"] == 1
     assert counted.ops["cat"] == 0

@@ -7,30 +7,19 @@ kernels."""
 from __future__ import annotations
 
 import copy
-from collections import Counter
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
-from vxl_fast import _ext, ops
+from conftest import CountOps, needs_ext
+from vxl_fast import ops
 from vxl_fast.layers.attention import select_attention
 from vxl_fast.layers.step import Slots, WindowStep
 from vxl_fast.video.preprocess import patch_rows
 
-needs_ext = pytest.mark.skipif(not _ext.available, reason=f"vxl_fast._C not loaded: {_ext.error}")
 CPU = torch.device("cpu")
 FUSED_ON_CPU = ops.KernelPolicy("check", every_cpu_kernel=True)
 
-
-class _CountOps(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.ops: Counter = Counter()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops[func.overloadpacket.__name__] += 1
-        return func(*args, **(kwargs or {}))
 
 
 @needs_ext
@@ -79,7 +68,7 @@ def test_the_fused_ops_run_in_place_of_the_pytorch_code(tiny_model, llm):
     model, dtype = llm
     layers = tiny_model.config.llm.num_layers
     want_hidden, want_cache = _window_then_text(tiny_model, model, dtype)
-    with ops.using(FUSED_ON_CPU), _CountOps() as counted:
+    with ops.using(FUSED_ON_CPU), CountOps() as counted:
         hidden, cache = _window_then_text(tiny_model, model, dtype)
     # window: the input norms of layers 1.. (the last on its VSTs only) and the post-attention
     # norms of all but the last layer, the MLPs of all but the last; text: every layer's, bar the
@@ -101,11 +90,11 @@ def test_the_cpu_path_is_the_reference_twins_to_the_bit(tiny_model, llm):
     """The CPU path (the exact kernels only) equals the twins everywhere (``reference_only``, the
     path VXL_KERNELS=off or a failed self-check takes): the model's PyTorch code to the bit."""
     model, dtype = llm
-    with _CountOps() as counted:
+    with CountOps() as counted:
         want_hidden, want_cache = _window_then_text(tiny_model, model, dtype)
     assert counted.ops["fused_add_rms_norm"] == counted.ops["silu_and_mul"] == 0
     assert counted.ops["rope_kv_write"] > 0 and counted.ops["kv_compact"] > 0
-    with ops.reference_only(), _CountOps() as counted:
+    with ops.reference_only(), CountOps() as counted:
         hidden, cache = _window_then_text(tiny_model, model, dtype)
     assert counted.ops["rope_kv_write"] == counted.ops["kv_compact"] == counted.ops["interleave_vst"] == 0
     assert counted.ops["rsqrt"] > 0
@@ -122,7 +111,7 @@ def tower(request, tiny_model):
     return tower, pixels.to(request.param), request.param
 
 
-def _layer_norms(counted: _CountOps) -> int:
+def _layer_norms(counted: CountOps) -> int:
     """PyTorch LayerNorm calls (aten::layer_norm, or its decomposition where it has none of its own)."""
     return counted.ops["layer_norm"] + counted.ops["native_layer_norm"]
 
@@ -138,7 +127,7 @@ def test_the_fused_vision_ops_run_in_place_of_the_pytorch_code(tiny_model, tower
     layers = tiny_model.config.vision.layers_to_run
     assert layers >= 2
     want = _run_tower(model, pixels)
-    with _CountOps() as counted:
+    with CountOps() as counted:
         got = _run_tower(model, pixels, FUSED_ON_CPU)
     # the embeddings and pre_layrnorm; each layer's post-attention norm and every layer's input
     # norm but the first's (no residual yet); each layer's fc1 bias + activation; PyTorch's
@@ -163,7 +152,7 @@ def test_the_vision_tower_on_the_cpu_is_the_pytorch_code(tower):
     """The CPU tower runs no fused op: the twins (fc1's bias inside the GEMM), to the bit of
     ``reference_only``."""
     model, pixels, _ = tower
-    with _CountOps() as counted:
+    with CountOps() as counted:
         got = _run_tower(model, pixels)
     assert counted.ops["add_layer_norm"] == counted.ops["bias_quick_gelu"] == counted.ops["clip_embed_layer_norm"] == 0
     assert _layer_norms(counted) == 2 * len(model.encoder.layers) + 1 and counted.ops["sigmoid"] > 0

@@ -1,16 +1,17 @@
-"""What the fused-op tests share: the devices and dtypes they run on, unit roundoffs, input rows in
-every memory layout the ops accept, and the op under test by implementation."""
+"""What the op tests share: the devices and dtypes they run on, unit roundoffs, input rows in every
+memory layout the ops accept, the op under test by implementation, the bad-input test and opcheck."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 import torch
 
-from vxl_fast import _ext, ops
+from conftest import needs_cuda, needs_ext
+from vxl_fast import ops
 
-needs_ext = pytest.mark.skipif(not _ext.available, reason=f"vxl_fast._C not loaded: {_ext.error}")
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="needs a CUDA GPU"))]
+DEVICES = ["cpu", pytest.param("cuda", marks=needs_cuda)]
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 IMPLS = [pytest.param("ext", marks=needs_ext), "ref"]  # the compiled op and its reference twin
 U = {torch.float32: 2.0**-24, torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8}  # unit roundoff
@@ -33,3 +34,22 @@ def rows(lead: tuple, d: int, dtype, device, layout: str, g: torch.Generator, sc
 def op(name: str, impl: str):
     """``vxl_fast::name`` from the extension ("ext") or its reference twin."""
     return getattr(torch.ops.vxl_fast, name) if impl == "ext" else getattr(ops, f"{name}_ref")
+
+
+def rejects(name, args, cases: list) -> object:
+    """A test that the op ``name`` (compiled and reference) rejects each of ``cases``, ``(override,
+    error, message)``: called with ``args(**override)`` it raises ``error`` with exactly ``message``.
+    ``name`` may instead be a function ``(impl, args)`` that makes the call."""
+    call = (lambda impl, a: op(name, impl)(**a)) if isinstance(name, str) else name
+
+    @pytest.mark.parametrize("impl", IMPLS)
+    @pytest.mark.parametrize("override,error,message", cases)
+    def test(impl, override, error, message):
+        with pytest.raises(error, match=re.escape(message)):
+            call(impl, args(**override))
+    return test
+
+
+def opcheck(name: str, *args) -> None:
+    """``torch.library.opcheck`` of ``vxl_fast::name`` (schema, fake kernel, autograd registration) on ``args``."""
+    torch.library.opcheck(getattr(torch.ops.vxl_fast, name).default, args)

@@ -14,7 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import GOLDEN, Case
+from conftest import GOLDEN, Case, needs_cuda, needs_ext
+from op_cases import DEVICES, IMPLS, opcheck, rejects
 from vxl_fast import VideoXLConfig, _ext, ops
 from vxl_fast.ops.pil_resize import bicubic_taps, pil_resize_ref, resized_shortest_edge, vertical_first
 from vxl_fast.video.preprocess import clip_preprocess_image, patch_rows
@@ -26,10 +27,6 @@ def _cfg():
     """The golden checkpoint's preprocessing values (read on first use, not at import)."""
     return VideoXLConfig.from_dir(GOLDEN / "tiny-videoxl").vision
 
-needs_ext = pytest.mark.skipif(not _ext.available, reason=f"vxl_fast._C not loaded: {_ext.error}")
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-DEVICES = ["cpu", pytest.param("cuda", marks=needs_cuda)]
-IMPLS = [pytest.param("ext", marks=needs_ext), "ref"]
 LOW = [torch.bfloat16, torch.float16]
 # (H, W): no resize, downscales, upscales, 1 pixel, extreme aspect ratios (7 x 4000 becomes
 # 336 x 192000), one pixel off the target, primes, and tall frames that Pillow 13 resizes
@@ -346,14 +343,12 @@ def test_identity_pass_and_weight_sums():
 def test_opcheck(device, h, w):
     frames = torch.randint(0, 256, (2, h, w, 3), dtype=torch.uint8, device=device)
     mean, std = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
-    torch.library.opcheck(torch.ops.vxl_fast.clip_preprocess.default,
-                          (frames, 16, 12, mean, std, torch.bfloat16))
+    opcheck("clip_preprocess", frames, 16, 12, mean, std, torch.bfloat16)
     out = torch.zeros(3, 3, 12, 14, device=device)[:2, :, :, 1:13]
-    torch.library.opcheck(torch.ops.vxl_fast.clip_preprocess_out.default, (frames, 16, 12, mean, std, out))
-    torch.library.opcheck(torch.ops.vxl_fast.clip_preprocess.default,
-                          (frames, 16, 12, mean, std, torch.float16, 4))
+    opcheck("clip_preprocess_out", frames, 16, 12, mean, std, out)
+    opcheck("clip_preprocess", frames, 16, 12, mean, std, torch.float16, 4)
     rows = torch.zeros(2, 9, 50, device=device)[..., 1:49]
-    torch.library.opcheck(torch.ops.vxl_fast.clip_preprocess_out.default, (frames, 16, 12, mean, std, rows, 4))
+    opcheck("clip_preprocess_out", frames, 16, 12, mean, std, rows, 4)
 
 
 # ---- bad inputs ----------------------------------------------------------------------------------
@@ -421,11 +416,7 @@ def _call(impl: str, args: dict):
     return ops.clip_preprocess_ref(**args)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("override, error, message", ERRORS)
-def test_rejects(impl, override, error, message):
-    with pytest.raises(error, match=re.escape(message)):
-        _call(impl, _args(**override))
+test_rejects = rejects(_call, _args, ERRORS)
 
 
 def _call_out(impl: str, args: dict, out: torch.Tensor, patch: int = 0) -> None:

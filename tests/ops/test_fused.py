@@ -11,7 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from op_cases import DEVICES, DTYPES, IMPLS, U, needs_ext, op, rows
+from conftest import needs_cuda
+from op_cases import DEVICES, DTYPES, IMPLS, U, needs_ext, op, opcheck, rejects, rows
 from vxl_fast import ops
 from vxl_fast.ops import bounds
 from vxl_fast.ops import fused_add_rms_norm_ref, rope_kv_write_ref, silu_and_mul_ref
@@ -158,7 +159,7 @@ def test_silu_and_mul_edges():
 @pytest.mark.parametrize("layout", ["contiguous", "strided"])
 def test_opcheck_fused_add_rms_norm(device, layout):
     x, residual, weight = _norm_inputs((13,), 40, torch.bfloat16, device, layout)
-    torch.library.opcheck(torch.ops.vxl_fast.fused_add_rms_norm.default, (x, residual, weight, EPS))
+    opcheck("fused_add_rms_norm", x, residual, weight, EPS)
 
 
 @needs_ext
@@ -166,7 +167,7 @@ def test_opcheck_fused_add_rms_norm(device, layout):
 @pytest.mark.parametrize("layout", ["contiguous", "strided"])
 def test_opcheck_silu_and_mul(device, layout):
     x = rows((13,), 48, torch.bfloat16, device, layout, torch.Generator().manual_seed(1))
-    torch.library.opcheck(torch.ops.vxl_fast.silu_and_mul.default, (x,))
+    opcheck("silu_and_mul", x)
 
 
 # ---- bad inputs ----------------------------------------------------------------------------------
@@ -206,33 +207,23 @@ NORM_ERRORS = [
 ]
 
 SILU_ERRORS = [
-    (torch.tensor(1.0), ValueError, "silu_and_mul: x must have at least one dimension [..., 2F], got 0."),
-    (torch.ones(2, 4, dtype=torch.int32), TypeError,
+    (dict(x=torch.tensor(1.0)), ValueError, "silu_and_mul: x must have at least one dimension [..., 2F], got 0."),
+    (dict(x=torch.ones(2, 4, dtype=torch.int32)), TypeError,
      "silu_and_mul: x must be torch.float32, torch.float16 or torch.bfloat16, got torch.int32."),
-    (torch.randn(2, 7), ValueError,
+    (dict(x=torch.randn(2, 7)), ValueError,
      "silu_and_mul: the last dimension of x (gate and up halves) must be a positive even number, got 7."),
-    (torch.randn(2, 0), ValueError,
+    (dict(x=torch.randn(2, 0)), ValueError,
      "silu_and_mul: the last dimension of x (gate and up halves) must be a positive even number, got 0."),
-    (torch.randn(8, 2).t(), ValueError,
+    (dict(x=torch.randn(8, 2).t()), ValueError,
      "silu_and_mul: x must have a contiguous last dimension (stride 1), got stride 2."),
 ]
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("override,error,message", NORM_ERRORS)
-def test_fused_add_rms_norm_rejects(impl, override, error, message):
-    with pytest.raises(error, match=re.escape(message)):
-        op("fused_add_rms_norm", impl)(**_norm_args(**override))
+test_fused_add_rms_norm_rejects = rejects("fused_add_rms_norm", _norm_args, NORM_ERRORS)
+test_silu_and_mul_rejects = rejects("silu_and_mul", dict, SILU_ERRORS)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("x,error,message", SILU_ERRORS)
-def test_silu_and_mul_rejects(impl, x, error, message):
-    with pytest.raises(error, match=re.escape(message)):
-        op("silu_and_mul", impl)(x)
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@needs_cuda
 @pytest.mark.parametrize("impl", IMPLS)
 def test_fused_add_rms_norm_rejects_mixed_devices(impl):
     with pytest.raises(ValueError, match=re.escape(
@@ -334,7 +325,7 @@ def test_rope_kv_write_is_the_model_code(device, dtype, case):
 def test_opcheck_rope_kv_write(device, layout):
     case = _rope_case(5, 4, 2, 16, 3, layout, torch.bfloat16, device)
     names = ("q", "k", "v", "cos", "sin", "cache_k", "cache_v", "start")
-    torch.library.opcheck(torch.ops.vxl_fast.rope_kv_write.default, tuple(case[n] for n in names))
+    opcheck("rope_kv_write", *(case[n] for n in names))
 
 
 def _rope_args(**override):
@@ -377,8 +368,4 @@ ROPE_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("override,error,message", ROPE_ERRORS)
-def test_rope_kv_write_rejects(impl, override, error, message):
-    with pytest.raises(error, match=re.escape(message)):
-        op("rope_kv_write", impl)(**_rope_args(**override))
+test_rope_kv_write_rejects = rejects("rope_kv_write", _rope_args, ROPE_ERRORS)

@@ -9,21 +9,15 @@ import warnings
 import pytest
 import torch
 
+from conftest import needs_cuda
+from op_cases import DEVICES, DTYPES, IMPLS, needs_ext, op, opcheck, rejects
 from vxl_fast import _ext, ops
 from vxl_fast.ops import bounds, interleave_vst_ref, kv_compact_ref, raw_slots, vst_slots
 
-needs_ext = pytest.mark.skipif(not _ext.available, reason=f"vxl_fast._C not loaded: {_ext.error}")
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="needs a CUDA GPU"))]
-DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 LENGTHS = [1, 7, 144, 432, 1440, 1441]
 RATIOS = [1, 2, 4, 8, 12, 16, 32]
 # (ratio, carry): carry 0, a middle and the largest carry for every ratio.
 RATIO_CARRY = sorted({(r, c) for r in RATIOS for c in (0, r // 2, r - 1) if c < r})
-
-
-def _op(name: str, impl: str):
-    return getattr(torch.ops.vxl_fast, name) if impl == "ext" else getattr(ops, f"{name}_ref")
 
 
 def test_extension_loaded():
@@ -56,12 +50,12 @@ HAND_EXAMPLES = [
 ]
 
 
-@pytest.mark.parametrize("impl", [pytest.param("ext", marks=needs_ext), "ref"])
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("n_raw,ratio,carry,expected", HAND_EXAMPLES)
 def test_interleave_vst_hand_examples(impl, n_raw, ratio, carry, expected):
     raw = torch.arange(n_raw, dtype=torch.float32)[:, None].expand(n_raw, 3).contiguous()
     vst = torch.full((3,), -1.0)
-    out = _op("interleave_vst", impl)(raw, vst, ratio, carry)
+    out = op("interleave_vst", impl)(raw, vst, ratio, carry)
     labels = ["V" if row[0] == -1 else f"r{int(row[0])}" for row in out]
     assert labels == expected
     _, slots = vst_slots(n_raw, ratio, carry)
@@ -218,7 +212,7 @@ def _check_kv_compact(device, dtype, layout, d, ratio, carry, n_raw):
 def test_kv_compact_without_vsts_changes_nothing(device, impl):
     before, after = (_kv_compact_case(1, 4, 0, 8, torch.bfloat16, device, "strided") for _ in range(2))
     assert before["vst_k"].shape[1] == 0
-    _op("kv_compact", impl)(**after)
+    op("kv_compact", impl)(**after)
     assert torch.equal(after["cache_k"], before["cache_k"])
     assert torch.equal(after["cache_v"], before["cache_v"])
 
@@ -231,7 +225,7 @@ def test_kv_compact_without_vsts_changes_nothing(device, impl):
 def test_opcheck_interleave_vst(device, layout):
     raw = _raw_rows(13, 8, torch.bfloat16, device, layout)
     vst = torch.randn(8, device=device).to(torch.bfloat16)
-    torch.library.opcheck(torch.ops.vxl_fast.interleave_vst.default, (raw, vst, 4, 1))
+    opcheck("interleave_vst", raw, vst, 4, 1)
 
 
 @needs_ext
@@ -240,7 +234,7 @@ def test_opcheck_interleave_vst(device, layout):
 def test_opcheck_kv_compact(device, layout):
     case = _kv_compact_case(13, 4, 1, 8, torch.bfloat16, device, layout)
     names = ("cache_k", "cache_v", "vst_k", "vst_v", "cos", "sin", "dst")
-    torch.library.opcheck(torch.ops.vxl_fast.kv_compact.default, tuple(case[n] for n in names))
+    opcheck("kv_compact", *(case[n] for n in names))
 
 
 # ---- bad inputs ----------------------------------------------------------------------------------
@@ -273,11 +267,7 @@ INTERLEAVE_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("impl", [pytest.param("ext", marks=needs_ext), "ref"])
-@pytest.mark.parametrize("override,error,message", INTERLEAVE_ERRORS)
-def test_interleave_vst_rejects(impl, override, error, message):
-    with pytest.raises(error, match=re.escape(message)):
-        _op("interleave_vst", impl)(**_interleave_args(**override))
+test_interleave_vst_rejects = rejects("interleave_vst", _interleave_args, INTERLEAVE_ERRORS)
 
 
 def _kv_args(**override):
@@ -329,24 +319,20 @@ KV_COMPACT_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("impl", [pytest.param("ext", marks=needs_ext), "ref"])
-@pytest.mark.parametrize("override,error,message", KV_COMPACT_ERRORS)
-def test_kv_compact_rejects(impl, override, error, message):
-    with pytest.raises(error, match=re.escape(message)):
-        _op("kv_compact", impl)(**_kv_args(**override))
+test_kv_compact_rejects = rejects("kv_compact", _kv_args, KV_COMPACT_ERRORS)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("impl", [pytest.param("ext", marks=needs_ext), "ref"])
+@needs_cuda
+@pytest.mark.parametrize("impl", IMPLS)
 def test_ops_reject_mixed_devices(impl):
     with pytest.raises(ValueError, match=re.escape(
             "interleave_vst: vst must be on the same device as raw (cuda:0), got cpu.")):
-        _op("interleave_vst", impl)(**_interleave_args(raw=torch.randn(13, 8, device="cuda")))
+        op("interleave_vst", impl)(**_interleave_args(raw=torch.randn(13, 8, device="cuda")))
     args = {k: v.cuda() if isinstance(v, torch.Tensor) and k != "vst_v" else v
             for k, v in _kv_args().items()}
     with pytest.raises(ValueError, match=re.escape(
             "kv_compact: vst_v must be on the same device as cache_k (cuda:0), got cpu.")):
-        _op("kv_compact", impl)(**args)
+        op("kv_compact", impl)(**args)
 
 
 def test_vst_slots_rejects():

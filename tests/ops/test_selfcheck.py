@@ -10,13 +10,13 @@ import warnings
 import pytest
 import torch
 
-import vxl_fast._ext as ext
+from conftest import needs_ext
 from vxl_fast import ops
 from vxl_fast.ops import (add_layer_norm_ref, bias_quick_gelu_ref, fused_add_rms_norm_ref, interleave_vst_ref,
                           silu_and_mul_ref)
 from vxl_fast.ops.dispatch import check_op
 
-pytestmark = pytest.mark.skipif(not ext.available, reason=f"vxl_fast._C is not built: {ext.error}")
+pytestmark = needs_ext
 
 CPU = torch.device("cpu")
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)

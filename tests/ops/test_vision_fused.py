@@ -12,7 +12,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from op_cases import DEVICES, DTYPES, IMPLS, U, needs_ext, op, rows
+from conftest import needs_cuda
+from op_cases import DEVICES, DTYPES, IMPLS, U, needs_ext, op, opcheck, rejects, rows
 from vxl_fast import ops
 from vxl_fast.ops import bounds
 from vxl_fast.ops import add_layer_norm_ref, bias_quick_gelu_ref, clip_embed_layer_norm_ref
@@ -234,7 +235,7 @@ def test_bias_quick_gelu_edges(dtype):
 @pytest.mark.parametrize("layout", ["contiguous", "strided"])
 def test_opcheck_add_layer_norm(device, layout):
     args = _norm_inputs((13,), 40, torch.bfloat16, device, layout)
-    torch.library.opcheck(torch.ops.vxl_fast.add_layer_norm.default, (*args, EPS))
+    opcheck("add_layer_norm", *args, EPS)
 
 
 @needs_ext
@@ -244,7 +245,7 @@ def test_opcheck_bias_quick_gelu(device, layout):
     g = torch.Generator().manual_seed(1)
     x = rows((13,), 48, torch.bfloat16, device, layout, g)
     bias = torch.randn(48, generator=g).to(device, torch.bfloat16)
-    torch.library.opcheck(torch.ops.vxl_fast.bias_quick_gelu.default, (x, bias))
+    opcheck("bias_quick_gelu", x, bias)
 
 
 @needs_ext
@@ -252,7 +253,7 @@ def test_opcheck_bias_quick_gelu(device, layout):
 @pytest.mark.parametrize("layout", ["contiguous", "strided"])
 def test_opcheck_clip_embed_layer_norm(device, layout):
     args = _embed_inputs(3, 5, 40, torch.bfloat16, device, layout)
-    torch.library.opcheck(torch.ops.vxl_fast.clip_embed_layer_norm.default, (*args, EPS))
+    opcheck("clip_embed_layer_norm", *args, EPS)
 
 
 # ---- bad inputs ----------------------------------------------------------------------------------
@@ -366,30 +367,16 @@ GELU_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("override,error,message", NORM_ERRORS)
-def test_add_layer_norm_rejects(impl, override, error, message):
-    with pytest.raises(error, match=re.escape(message)):
-        op("add_layer_norm", impl)(**_norm_args(**override))
+def _gelu_args(**override):
+    return dict(x=torch.randn(2, 4), bias=torch.zeros(4)) | override
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("override,error,message", GELU_ERRORS)
-def test_bias_quick_gelu_rejects(impl, override, error, message):
-    args = dict(x=torch.randn(2, 4), bias=torch.zeros(4))
-    args.update(override)
-    with pytest.raises(error, match=re.escape(message)):
-        op("bias_quick_gelu", impl)(**args)
+test_add_layer_norm_rejects = rejects("add_layer_norm", _norm_args, NORM_ERRORS)
+test_bias_quick_gelu_rejects = rejects("bias_quick_gelu", _gelu_args, GELU_ERRORS)
+test_clip_embed_layer_norm_rejects = rejects("clip_embed_layer_norm", _embed_args, EMBED_ERRORS)
 
 
-@pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("override,error,message", EMBED_ERRORS)
-def test_clip_embed_layer_norm_rejects(impl, override, error, message):
-    with pytest.raises(error, match=re.escape(message)):
-        op("clip_embed_layer_norm", impl)(**_embed_args(**override))
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@needs_cuda
 @pytest.mark.parametrize("impl", IMPLS)
 def test_vision_ops_reject_mixed_devices(impl):
     with pytest.raises(ValueError, match=re.escape(

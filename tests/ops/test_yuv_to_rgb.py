@@ -12,16 +12,13 @@ import torch
 
 av = pytest.importorskip("av", reason="needs PyAV")
 
-from conftest import GOLDEN  # noqa: E402
+from conftest import GOLDEN, needs_ext  # noqa: E402
+from op_cases import DEVICES, IMPLS, opcheck  # noqa: E402
 from vxl_fast import _ext, ops  # noqa: E402
 from vxl_fast.ops import YUV_MATRICES  # noqa: E402
 from vxl_fast.video.yuv import MATRIX_OF_COLORSPACE, conversion, frame_conversion, frame_planes, frame_to_rgb  # noqa: E402
 from yuv_videos import VIDEO_CASES, content, decoded, write_video  # noqa: E402
 
-needs_ext = pytest.mark.skipif(not _ext.available, reason=f"vxl_fast._C not loaded: {_ext.error}")
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-DEVICES = ["cpu", pytest.param("cuda", marks=needs_cuda)]
-IMPLS = [pytest.param("ext", marks=needs_ext), "ref"]
 # AVColorSpace codes PyAV converts (each with its own matrix) and the two pixel formats
 TAGS = sorted(MATRIX_OF_COLORSPACE)
 
@@ -181,9 +178,9 @@ def test_nv12_and_batches(device):
 def test_opcheck(device):
     y = torch.randint(0, 256, (2, 7, 9), dtype=torch.uint8, device=device)
     uv = torch.randint(0, 256, (2, 4, 10), dtype=torch.uint8, device=device)
-    torch.library.opcheck(torch.ops.vxl_fast.yuv420_to_rgb.default, (y, uv[..., 0::2], uv[..., 1::2], 1, True))
+    opcheck("yuv420_to_rgb", y, uv[..., 0::2], uv[..., 1::2], 1, True)
     u = torch.randint(0, 256, (2, 4, 5), dtype=torch.uint8, device=device)
-    torch.library.opcheck(torch.ops.vxl_fast.yuv420_to_rgb.default, (y, u, u, 0, False))
+    opcheck("yuv420_to_rgb", y, u, u, 0, False)
 
 
 # ---- bad inputs ----------------------------------------------------------------------------------

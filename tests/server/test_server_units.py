@@ -115,6 +115,27 @@ def test_serve_cli_options():
         ServeOptions(default_frames=300, max_frames=200)
 
 
+def test_serve_on_ray_is_added_by_distributed(monkeypatch):
+    """``serve --ray`` comes from distributed/cli.py; server/ alone knows nothing of Ray."""
+    from vxl_fast import cli
+    from vxl_fast.distributed import cli as distributed_cli
+
+    monkeypatch.setenv("VXL_FAST_MODEL", "from-env")
+    args = cli._parser().parse_args(["serve", "--ray", "--replicas", "2"])
+    assert args.run is distributed_cli.serve and args.ray and args.replicas == 2 and args.model == "from-env"
+    for argv in (["batch", "r.jsonl", "-o", "a.jsonl"], ["ask", "v.mp4", "q"]):
+        assert cli._parser().parse_args(argv).model == "from-env", argv
+    plain = argparse.ArgumentParser()
+    add_parser(plain.add_subparsers(dest="command"))
+    with pytest.raises(SystemExit):
+        plain.parse_args(["serve", "--ray"])
+    with pytest.raises(ValueError, match="--replicas needs --ray"):
+        distributed_cli.serve(cli._parser().parse_args(["serve", "--replicas", "2"]))
+    monkeypatch.delenv("VXL_FAST_MODEL")
+    with pytest.raises(ValueError, match="no checkpoint: pass --model PATH"):
+        distributed_cli.serve(cli._parser().parse_args(["serve", "--ray"]))
+
+
 def test_module_entry_point_help(capsys):
     from vxl_fast.server.__main__ import main
 

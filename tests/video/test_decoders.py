@@ -24,7 +24,7 @@ from vxl_fast.video.inputs import visual_input  # noqa: E402
 from vxl_fast.video.parallel import gop_runs, iter_frames_parallel  # noqa: E402
 from vxl_fast.video.reader import decode_frames, iter_frames, probe  # noqa: E402
 from vxl_fast.video.yuv import frame_planes  # noqa: E402
-from yuv_videos import content, write_video  # noqa: E402
+from yuv_videos import content, damaged_copy, write_video  # noqa: E402
 
 VIDEO = GOLDEN / "cases" / "testsrc2_320x240_25fps_20s.mp4"
 
@@ -261,12 +261,7 @@ def test_parallel_with_b_frames_and_variable_frame_rate(tmp_path):
 
 
 def test_parallel_on_a_damaged_middle_matches_the_single_decoder(tmp_path):
-    good = write_video(tmp_path / "good.mp4", content(60, 64, 96, "smooth"), "libx264")
-    data = bytearray(good.read_bytes())
-    for i in range(len(data) // 3, len(data) // 3 + 400):
-        data[i] = (data[i] * 7 + 13) % 256
-    damaged = tmp_path / "damaged.mp4"
-    damaged.write_bytes(bytes(data))
+    damaged = damaged_copy(write_video(tmp_path / "good.mp4", content(60, 64, 96, "smooth"), "libx264"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         outcomes = []

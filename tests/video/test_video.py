@@ -17,6 +17,7 @@ from conftest import GOLDEN, Case  # noqa: E402
 from vxl_fast.video import load_video, open_video  # noqa: E402
 from vxl_fast.video.reader import decode_frames, iter_frames, probe  # noqa: E402
 from vxl_fast.video.sampling import uniform_indices  # noqa: E402
+from yuv_videos import damaged_copy  # noqa: E402
 
 VIDEO = GOLDEN / "cases" / "testsrc2_320x240_25fps_20s.mp4"
 
@@ -214,12 +215,7 @@ def test_bad_files(tmp_path):
 
 
 def test_damaged_middle_never_hangs(tmp_path):
-    good = _write_video(tmp_path / "good.mp4", _moving(60), gop=10)
-    data = bytearray(good.read_bytes())
-    for i in range(len(data) // 3, len(data) // 3 + 400):
-        data[i] = (data[i] * 7 + 13) % 256
-    damaged = tmp_path / "damaged.mp4"
-    damaged.write_bytes(bytes(data))
+    damaged = damaged_copy(_write_video(tmp_path / "good.mp4", _moving(60), gop=10))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:

@@ -1,13 +1,14 @@
-"""``vxl-fast batch``: the options and the command. ``add_parser(subparsers)`` defines the
-subcommand (with ``run=``); Ray is imported only when it runs."""
+"""``vxl-fast batch`` and ``vxl-fast serve --ray``: the options and the commands.
+``add_parser(subparsers)`` defines ``batch`` (with ``run=``), ``add_ray_options(serve_parser)``
+adds ``--ray`` to the server's ``serve`` (with ``run=serve``); Ray is imported only when they run."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
+from ..runtime import default_model
 from .batch import DEFAULT_FRAMES
 
 
@@ -20,7 +21,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "loaded model. Rerunning skips the requests already in OUTPUT.")
     p.add_argument("requests", metavar="REQUESTS", help="the request file (JSONL)")
     p.add_argument("-o", "--output", required=True, help="the answers file (JSONL), appended to")
-    p.add_argument("--model", default=os.environ.get("VXL_FAST_MODEL"),
+    p.add_argument("--model", default=default_model(),
                    help="checkpoint folder or hub id, readable by every worker (default: $VXL_FAST_MODEL)")
     p.add_argument("--workers", type=int, default=None,
                    help="model replicas (default: one per --gpus-per-worker GPUs of the cluster, else 1)")
@@ -64,3 +65,30 @@ def run(args) -> int:
     else:
         print(f"vxl-fast batch: {summary}", file=sys.stderr)
     return 1 if summary.failed else 0
+
+
+def add_ray_options(serve_parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add ``--ray`` and ``--replicas`` to the ``serve`` parser of :mod:`vxl_fast.server.cli`."""
+    serve_parser.add_argument(
+        "--ray", action="store_true",
+        help="serve on Ray Serve, one model per replica (needs vxl_fast[ray]; $RAY_ADDRESS or a local cluster "
+             "on 127.0.0.1)")
+    serve_parser.add_argument("--replicas", type=int, default=1,
+                              help="with --ray: model replicas (a GPU each when there are GPUs)")
+    serve_parser.set_defaults(run=serve)
+    return serve_parser
+
+
+def serve(args) -> int:
+    """``vxl-fast serve``: on Ray Serve with ``--ray``, else the server of :mod:`vxl_fast.server.cli`."""
+    from ..server import cli as server_cli
+
+    if args.replicas != 1 and not args.ray:
+        raise ValueError("--replicas needs --ray")
+    if not args.ray:
+        return server_cli.run(args)
+    model, options = server_cli.serve_options(args)
+    from .serve import serve_on_ray
+
+    return serve_on_ray(model, options, replicas=args.replicas, host=args.host, port=args.port,
+                        device=args.device, dtype=args.dtype)

@@ -1,4 +1,5 @@
-"""``python -m vxl_fast.server``: the same as ``vxl-fast serve``."""
+"""``python -m vxl_fast.server``: the same as ``vxl-fast serve`` (without ``--ray``, which
+``vxl-fast serve`` adds from :mod:`vxl_fast.distributed.cli`)."""
 
 import argparse
 import sys

@@ -38,7 +38,18 @@ def create_app(model, options: ServeOptions | None = None, **kwargs) -> FastAPI:
 
     app = FastAPI(title="vxl_fast", lifespan=lifespan)
     app.state.service = service
+    _add_error_handlers(app, service)
+    _add_status_routes(app, service, str(model.path))
 
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        return await _chat_completion(request, service, options)
+
+    return app
+
+
+def _add_error_handlers(app: FastAPI, service: Service) -> None:
+    """OpenAI-style error bodies: an :class:`APIError` with its status, anything else as a 500."""
     @app.exception_handler(APIError)
     async def _api_error(request: Request, e: APIError):
         service.metrics.inc("vxl_requests_total", status=str(e.status))
@@ -50,6 +61,9 @@ def create_app(model, options: ServeOptions | None = None, **kwargs) -> FastAPI:
         err = APIError(500, f"internal error: {type(e).__name__}: {e}", type_="server_error", code="internal_error")
         return JSONResponse(err.body(), status_code=500)
 
+
+def _add_status_routes(app: FastAPI, service: Service, model_path: str) -> None:
+    """``GET /health``, ``/v1/models`` and ``/metrics``."""
     @app.get("/health")
     async def health():
         if service.worker.closed:
@@ -58,60 +72,59 @@ def create_app(model, options: ServeOptions | None = None, **kwargs) -> FastAPI:
 
     @app.get("/v1/models")
     async def models():
-        return {"object": "list", "data": [protocol.model_card(service.name, str(model.path), service.created)]}
+        return {"object": "list", "data": [protocol.model_card(service.name, model_path, service.created)]}
 
     @app.get("/metrics")
     async def metrics():
         return PlainTextResponse(service.render_metrics(), media_type="text/plain; version=0.0.4")
 
-    @app.post("/v1/chat/completions")
-    async def chat_completions(request: Request):
-        req = protocol.parse_request(await _body(request, options.max_body_bytes))
-        if req.model != service.name:
-            raise APIError(404, f"the model {req.model!r} does not exist; this server serves {service.name!r}",
-                           "model", code="model_not_found")
-        max_tokens = protocol.check_request(req, options.max_tokens, options.max_frames)
-        generation = protocol.generation_options(req, max_tokens)
-        conv = protocol.parse_messages(req.messages)
-        slot = service.worker.admit()
-        answer: Answer | None = None
-        handed_off = False
 
-        async def first_piece():
-            nonlocal answer
-            memory, info = await service.memory(req, conv)
-            answer = service.answer(memory, conv, generation, info)
-            return await answer.next()
+async def _chat_completion(request: Request, service: Service, options: ServeOptions):
+    """``POST /v1/chat/completions``: one answer, whole or as server-sent events; 499 when the client goes."""
+    req = protocol.parse_request(await _body(request, options.max_body_bytes))
+    if req.model != service.name:
+        raise APIError(404, f"the model {req.model!r} does not exist; this server serves {service.name!r}",
+                       "model", code="model_not_found")
+    max_tokens = protocol.check_request(req, options.max_tokens, options.max_frames)
+    generation = protocol.generation_options(req, max_tokens)
+    conv = protocol.parse_messages(req.messages)
+    slot = service.worker.admit()
+    answer: Answer | None = None
+    handed_off = False
 
-        async def whole():
-            piece = await first_piece()
-            while piece is not None:
-                piece = await answer.next()
+    async def first_piece():
+        nonlocal answer
+        memory, info = await service.memory(req, conv)
+        answer = service.answer(memory, conv, generation, info)
+        return await answer.next()
 
-        try:
-            if req.stream:
-                first = await _unless_disconnected(request, first_piece())
-                handed_off = True
-                return _EventStream(_events(service, req, answer, first), service, answer, slot)
-            await _unless_disconnected(request, whole())
-            service.metrics.inc("vxl_requests_total", status="200")
-            return protocol.completion(protocol.new_id(), int(time.time()), service.name, service.fingerprint,
-                                       answer.output, answer.info)
-        except _ClientGone:
-            if answer is not None:
-                answer.stop()
+    async def whole():
+        piece = await first_piece()
+        while piece is not None:
+            piece = await answer.next()
+
+    try:
+        if req.stream:
+            first = await _unless_disconnected(request, first_piece())
+            handed_off = True
+            return _EventStream(_events(service, req, answer, first), service, answer, slot)
+        await _unless_disconnected(request, whole())
+        service.metrics.inc("vxl_requests_total", status="200")
+        return protocol.completion(protocol.new_id(), int(time.time()), service.name, service.fingerprint,
+                                   answer.output, answer.info)
+    except _ClientGone:
+        if answer is not None:
+            answer.stop()
+        service.metrics.inc("vxl_requests_cancelled_total")
+        service.metrics.inc("vxl_requests_total", status="499")
+        return Response(status_code=499)
+    except asyncio.CancelledError:  # the server is shutting down past its graceful timeout
+        if answer is not None and answer.stop():
             service.metrics.inc("vxl_requests_cancelled_total")
-            service.metrics.inc("vxl_requests_total", status="499")
-            return Response(status_code=499)
-        except asyncio.CancelledError:  # the server is shutting down past its graceful timeout
-            if answer is not None and answer.stop():
-                service.metrics.inc("vxl_requests_cancelled_total")
-            raise
-        finally:
-            if not handed_off:
-                slot.release_after(answer.job if answer is not None else None)
-
-    return app
+        raise
+    finally:
+        if not handed_off:
+            slot.release_after(answer.job if answer is not None else None)
 
 
 class _ClientGone(Exception):

@@ -4,22 +4,22 @@ subcommand (with ``run=``); FastAPI and uvicorn are imported only when it runs."
 from __future__ import annotations
 
 import argparse
-import os
 import re
+
+from ..runtime import default_model
+from .options import ServeOptions
 
 _UNITS = {"": 1, "k": 2 ** 10, "m": 2 ** 20, "g": 2 ** 30, "t": 2 ** 40}
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``serve`` to ``subparsers`` (from ``ArgumentParser.add_subparsers``)."""
-    from .options import ServeOptions
-
     d = ServeOptions()
     p = subparsers.add_parser(
         "serve", help="an OpenAI-compatible server (POST /v1/chat/completions); needs vxl_fast[serve]",
         description="Serve a checkpoint over HTTP with the OpenAI chat-completions API. Each video is "
                     "encoded once and kept in a memory cache for the next questions.")
-    p.add_argument("--model", default=os.environ.get("VXL_FAST_MODEL"),
+    p.add_argument("--model", default=default_model(),
                    help="checkpoint folder or hub id (default: $VXL_FAST_MODEL)")
     p.add_argument("--demo", action="store_true",
                    help="serve the tiny random demo checkpoint; its folder (with sample.mp4) becomes the "
@@ -52,28 +52,36 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--graceful-timeout", type=float, default=30.0,
                    help="seconds in-flight requests get to finish on shutdown before they are cancelled")
     p.add_argument("--log-level", default="info")
-    p.add_argument("--ray", action="store_true",
-                   help="serve on Ray Serve, one model per replica (needs vxl_fast[ray]; $RAY_ADDRESS or a "
-                        "local cluster on 127.0.0.1)")
-    p.add_argument("--replicas", type=int, default=1, help="with --ray: model replicas (a GPU each when there are GPUs)")
     p.set_defaults(run=run)
     return p
 
 
 def run(args) -> int:
     """Load the model and serve until interrupted."""
-    from ..api import VideoXL
-    from .options import ServeOptions
+    model_path, options = serve_options(args)
+    import uvicorn
 
-    try:
-        import uvicorn
-    except ImportError:
-        raise ImportError('the server needs FastAPI and uvicorn: pip install "vxl_fast[serve]"') from None
+    from ..api import VideoXL
     from .app import create_app
 
+    print(f"vxl-fast serve: loading {model_path}", flush=True)
+    model = VideoXL.from_pretrained(model_path, device=args.device, dtype=args.dtype)
+    uvicorn.run(create_app(model, options), host=args.host, port=args.port, log_level=args.log_level,
+                timeout_graceful_shutdown=args.graceful_timeout)
+    return 0
+
+
+def serve_options(args) -> tuple[str, ServeOptions]:
+    """The checkpoint and the :class:`ServeOptions` of a parsed ``serve`` command (``--demo``: the
+    tiny demo checkpoint, created on first use). Raises ImportError without FastAPI and uvicorn."""
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise ImportError('the server needs FastAPI and uvicorn: pip install "vxl_fast[serve]"') from None
     media_dir = args.allowed_local_media_path
     if args.demo:
-        from ..demo import ensure_demo
+        from ..testing.tiny import ensure_demo
 
         if args.model:
             raise ValueError("give --model or --demo, not both")
@@ -82,25 +90,12 @@ def run(args) -> int:
         print(f"vxl-fast serve: demo checkpoint {checkpoint}; sample video {video}", flush=True)
     if not args.model:
         raise ValueError("no checkpoint: pass --model PATH (or set VXL_FAST_MODEL), or --demo")
-    options = ServeOptions(
+    return args.model, ServeOptions(
         served_model_name=args.served_model_name, allowed_local_media_path=media_dir, max_queue=args.max_queue,
         max_tokens=args.max_tokens, default_frames=args.default_frames, max_frames=args.max_frames,
         max_body_bytes=args.max_body_bytes, max_media_bytes=args.max_media_bytes,
         memory_cache_bytes=args.memory_cache_bytes, memory_cache_dir=args.memory_cache_dir,
         memory_cache_disk_bytes=args.memory_cache_disk_bytes)
-    if args.replicas != 1 and not args.ray:
-        raise ValueError("--replicas needs --ray")
-    if args.ray:
-        from ..distributed.serve import serve_on_ray
-
-        return serve_on_ray(args.model, options, replicas=args.replicas, host=args.host, port=args.port,
-                            device=args.device, dtype=args.dtype)
-    print(f"vxl-fast serve: loading {args.model}", flush=True)
-    model = VideoXL.from_pretrained(args.model, device=args.device, dtype=args.dtype)
-    app = create_app(model, options)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                timeout_graceful_shutdown=args.graceful_timeout)
-    return 0
 
 
 def size(text: str) -> int:

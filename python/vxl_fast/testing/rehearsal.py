@@ -23,11 +23,12 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from .config import VideoXLConfig
-from .engine import answer as answering
-from .models.videoxl import VideoXLModel, set_parameters
-from .prompt import build_prompt, tokenize_prompt
-from .runtime import RuntimeOptions
+from ..config import VideoXLConfig
+from ..engine import answer as answering
+from ..loader import tiny_tokenizer
+from ..models.videoxl import VideoXLModel, set_parameters
+from ..prompt import build_prompt, tokenize_prompt
+from ..runtime import RuntimeOptions
 
 GIB = 2 ** 30
 
@@ -104,13 +105,11 @@ def rehearse(num_frames: int, compression_ratio: int = 16, decode_steps: int = 3
     ``config``) on fake ``device`` tensors with the ``attention`` backend; ``free_bytes`` is the
     device memory the planner sees. The frames start in ``device`` memory, or on the "host" (a
     real uint8 tensor, uploaded a vision batch at a time; the planned bytes then leave them out)."""
-    from .api import VideoXL
+    from ..api import VideoXL
 
     cfg = config or VideoXLConfig.released()
     if tokenizer is None:
-        from .demo import ensure_demo_checkpoint
-        from .loader import load_tokenizer
-        tokenizer = load_tokenizer(ensure_demo_checkpoint())
+        tokenizer = tiny_tokenizer()
     dev = torch.device(device)
     track = _LiveBytes()
     waits, streams = Counter(), Counter()

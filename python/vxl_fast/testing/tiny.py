@@ -15,25 +15,13 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
-# Qwen2's pre-tokenisation pattern.
-_QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+from ..loader import SPECIAL_TOKENS, tiny_bpe
+
 _CHAT_TEMPLATE = (
     "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
     "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{% endif %}"
     "{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
-_CORPUS_WORDS = (
-    "the a man woman person people walks runs sits stands holds picks up cup ball car dog cat "
-    "room street kitchen table chair door window video frame scene moment start end first "
-    "then next after before during while what who where when why how many which color red "
-    "green blue yellow white black left right top bottom moving bar square circle appears "
-    "question answer describe summarize main events happening is are was were does do in on "
-    "at of to with and or but this that it he she they one two three four five six seven eight "
-    "nine ten minutes seconds hour long short fast slow bright dark light shows shown camera"
-).split()
-
 TINY = dict(hidden=128, layers=3, heads=4, kv_heads=2, mlp=256, vision_hidden=64, vision_layers=3,
             vision_heads=4, vision_mlp=256, bpe_vocab=1000)
 
@@ -66,7 +54,7 @@ def write_tiny_checkpoint(folder: str | os.PathLike, seed: int = 0, **sizes) -> 
     folder.mkdir(parents=True, exist_ok=True)
     n_text = _write_tokenizer(folder, s["bpe_vocab"])
     vocab = 64 * math.ceil((n_text + len(SPECIAL_TOKENS)) / 64)
-    eot, im_start, im_end = (n_text + i for i in range(len(SPECIAL_TOKENS)))
+    eot, im_end = (n_text + SPECIAL_TOKENS.index(t) for t in ("<|endoftext|>", "<|im_end|>"))
     tower = "clip-vit-tiny-patch14-336"
     config = {
         "architectures": ["LlavaQwenForCausalLM"], "model_type": "qwen2",
@@ -173,22 +161,10 @@ def _random_weights(s, vocab, n_text, seed):
 
 
 def _write_tokenizer(folder: Path, vocab_size: int) -> int:
-    """Train a small Qwen2-style byte-level BPE; return the number of non-special tokens."""
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(_QWEN2_SPLIT), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
-    tok.decoder = decoders.ByteLevel()
-    rng = np.random.default_rng(0)
-    corpus = [" ".join(rng.choice(_CORPUS_WORDS, 12)) + "." for _ in range(4000)]
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
-    tok.train_from_iterator(corpus, trainer)
-    n_text = tok.get_vocab_size()
-    tok.add_special_tokens(list(SPECIAL_TOKENS))
+    """Write :func:`vxl_fast.loader.tiny_bpe` as a Qwen2 tokenizer's files; return the number of
+    non-special tokens."""
+    tok = tiny_bpe(vocab_size)
+    n_text = tok.get_vocab_size() - len(SPECIAL_TOKENS)
     tok.save(str(folder / "tokenizer.json"))
     tok.model.save(str(folder))  # vocab.json + merges.txt
     ids = {t: n_text + i for i, t in enumerate(SPECIAL_TOKENS)}

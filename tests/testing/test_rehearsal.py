@@ -15,7 +15,7 @@ FLASH = "_scaled_dot_product_flash_attention"
 
 @pytest.fixture(scope="module", params=["prefix", "split"])
 def rehearsal_128(request):
-    from vxl_fast.rehearsal import rehearse
+    from vxl_fast.testing.rehearsal import rehearse
 
     return rehearse(128, 16, decode_steps=32, attention=request.param)
 
@@ -53,7 +53,7 @@ def test_encoding_never_waits_for_the_device_but_once_at_the_end(rehearsal_128):
 def test_frames_from_the_host_are_uploaded_on_the_copy_stream_without_a_wait():
     """A video's decoded frames start on the host: each vision batch is uploaded on the copy
     stream, which the compute stream waits for on the device; the host still waits only once."""
-    from vxl_fast.rehearsal import rehearse
+    from vxl_fast.testing.rehearsal import rehearse
 
     r = rehearse(32, 16, decode_steps=2, frames_on="host")
     assert r.uploads == -(-32 // r.vision_batch) and r.encode_waits == 1

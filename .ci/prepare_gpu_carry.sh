@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Fill the git-ignored .gpu/wheels/ with wheels the GPU machine lacks (benchmarks/gpu_suite.sh
+# Fill the git-ignored .gpu/wheels/ with wheels the GPU machine lacks (.ci/gpu_suite.sh
 # pip --target's them) and check the device tool's limit: the tracked tree (tests/golden is
 # ~52 MB of it) plus everything carried must stay within 64 MiB.
-#   benchmarks/prepare_gpu_carry.sh [WHEEL...]     then run(..., carry=[".gpu"])
+#   .ci/prepare_gpu_carry.sh [WHEEL...]     then run(..., carry=[".gpu"])
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rm -rf .gpu && mkdir -p .gpu/wheels

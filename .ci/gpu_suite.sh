@@ -2,9 +2,9 @@
 # One call on a fresh GPU machine: build vxl_fast there, self-check the CUDA ops, run the tests and
 # the benchmarks, and leave everything that finished in OUT, also when a phase runs out of time.
 #
-#   benchmarks/gpu_suite.sh OUT
-#   run(command="bash benchmarks/gpu_suite.sh $OUT", timeout_s=540)       # the device tool; no carry
-#   VXL_GPU_SUITE_DRY_RUN=1 benchmarks/gpu_suite.sh OUT    # every phase on this CPU, medium config
+#   .ci/gpu_suite.sh OUT
+#   run(command="bash .ci/gpu_suite.sh $OUT", timeout_s=540)       # the device tool; no carry
+#   VXL_GPU_SUITE_DRY_RUN=1 .ci/gpu_suite.sh OUT    # every phase on this CPU, medium config
 #
 # Phases, each under `timeout` (budget in s on the GPU; the estimate for an H200 machine):
 #   setup      20   (5)   machine facts; carried wheels (.gpu/wheels/*.whl) pip --target'ed
@@ -89,12 +89,12 @@ import json, sys
 import torch
 
 from vxl_fast import ops
-from vxl_fast.ops import selfcheck
+from vxl_fast.ops.dispatch import CUDA_KERNELS, check_op
 
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-names = sorted(selfcheck._CHECKS)
-missing = [n for n in names if n not in ops._CUDA_KERNELS]
-results = [{"op": n, "device": str(device), "dtype": str(dt), "problem": selfcheck.check_op(n, device, dt)}
+names = sorted(ops.OPS)
+missing = [n for n in names if n not in CUDA_KERNELS]
+results = [{"op": n, "device": str(device), "dtype": str(dt), "problem": check_op(n, device, dt)}
            for n in names for dt in (torch.float32, torch.float16, torch.bfloat16)]
 json.dump({"device": str(device), "ops_without_cuda_kernel": missing, "checks": results},
           open(sys.argv[1], "w"), indent=1)
