@@ -10,6 +10,8 @@ The environment is read here and nowhere else in the package, and only when aske
 | ``VXL_CUDA_GRAPH`` | ``cuda_graphs`` | 1 (default), 0 |
 | ``VXL_KERNELS`` | ``kernels`` | check (default), trust, off |
 | ``VXL_FAST_MODEL`` | the CLIs' ``--model`` default | a checkpoint folder or hub id |
+| ``VXL_FAST_CACHE`` | where ``vxl-fast demo`` writes its files | a folder (default ``~/.cache/vxl_fast``) |
+| ``RAY_ADDRESS`` | the Ray cluster to join (``vxl_fast.distributed``) | Ray's address forms |
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 ATTENTION_BACKENDS = ("prefix", "split", "cudnn", "masked")
 VST_PROJECTIONS = ("gather", "overwrite")
@@ -77,3 +80,15 @@ def default_model(environ: Mapping[str, str] | None = None) -> str | None:
     (None when unset: the tools then ask for ``--model``)."""
     env = os.environ if environ is None else environ
     return env.get("VXL_FAST_MODEL") or None
+
+
+def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Where the command-line demo keeps its files: ``VXL_FAST_CACHE``, else ``~/.cache/vxl_fast``."""
+    env = os.environ if environ is None else environ
+    return Path(env.get("VXL_FAST_CACHE") or Path.home() / ".cache" / "vxl_fast")
+
+
+def ray_address(environ: Mapping[str, str] | None = None) -> str | None:
+    """The Ray cluster to join when none is named: ``RAY_ADDRESS`` (None: start a local one)."""
+    env = os.environ if environ is None else environ
+    return env.get("RAY_ADDRESS") or None

@@ -16,6 +16,8 @@ import os
 import sys
 import warnings
 
+from ..runtime import ray_address
+
 LOOPBACK = "127.0.0.1"
 _LOCAL_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
@@ -42,7 +44,7 @@ def connected(address: str | None = None, num_cpus: int | None = None, num_gpus:
     if ray.is_initialized():
         yield ray
         return
-    address = address or os.environ.get("RAY_ADDRESS")
+    address = address or ray_address()
     if address:
         ray.init(address=address, log_to_driver=True)
     else:

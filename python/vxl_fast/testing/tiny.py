@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import save_file
 
 from ..loader import SPECIAL_TOKENS, tiny_bpe
+from ..runtime import cache_dir
 
 _CHAT_TEMPLATE = (
     "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
@@ -27,7 +28,7 @@ TINY = dict(hidden=128, layers=3, heads=4, kv_heads=2, mlp=256, vision_hidden=64
 
 
 def default_dir() -> Path:
-    return Path(os.environ.get("VXL_FAST_CACHE", Path.home() / ".cache" / "vxl_fast")) / "demo"
+    return cache_dir() / "demo"
 
 
 def ensure_demo(folder: str | os.PathLike | None = None) -> tuple[Path, Path]:
