@@ -13,7 +13,9 @@ from .memory.files import read_state_file, restore_fields, save_state
 from .memory.kv import KVCache, VstStage
 from .memory.plan import VisualWindow, parse_ratios
 from .memory.state import MemoryState
+from .options import DEFAULT_RESERVE
 from .prompt import prefix_ids
+from .video.inputs import frames_input
 
 
 class VideoMemory:
@@ -88,8 +90,9 @@ class VideoMemory:
     # ------------------------------------------------------------------ live input
     def append(self, frames, timestamps: list[float] | None = None, progress: bool = False) -> "VideoMemory":
         """Add frames (uint8 [T, H, W, 3]); every window they complete is compressed now."""
+        visual = frames_input(self.model.config, frames, timestamps)
         with self.model.runner.lock, torch.inference_mode():
-            compress.append(self.model.runner, self.state, frames, timestamps, progress)
+            compress.append(self.model.runner, self.state, visual, progress)
         return self
 
     def flush(self) -> "VideoMemory":
@@ -107,7 +110,7 @@ class VideoMemory:
 
     @classmethod
     def load(cls, path: str | os.PathLike, model, compression_ratio: int | None = None,
-             reserve_tokens: int = compress.DEFAULT_RESERVE) -> "VideoMemory":
+             reserve_tokens: int = DEFAULT_RESERVE) -> "VideoMemory":
         """Read a memory written by :meth:`save` for ``model`` (same checkpoint and dtype).
 
         Every byte is verified against the checksums written with it. ``compression_ratio``,

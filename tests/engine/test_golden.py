@@ -86,8 +86,9 @@ def test_pixel_values_exact(path):
     model = load_model(case.checkpoint)
     if case.meta["source"] == "images":  # each image on its own like a frame, batched by size
         from vxl_fast.video.inputs import visual_input
+        from vxl_fast.video.request import VisualRequest
 
-        (source,) = visual_input(model.config, images=case.images()).sources(64)
+        (source,) = visual_input(model.config, VisualRequest(images=case.images())).sources(64)
         from vxl_fast.video.preprocess import patch_rows
 
         got = source.pixels(0, source.count, torch.device("cpu"), torch.float32)  # the tower's patch rows

@@ -14,14 +14,13 @@ from tqdm.auto import tqdm
 
 from ..errors import EncodeCancelled
 from ..memory.kv import KVCache
-from ..memory.plan import VisualWindow, next_window, plan_windows
+from ..memory.plan import VisualWindow, next_window, parse_ratios, plan_windows
 from ..memory.state import MemoryState
-from ..video.inputs import VisualInput, VisualSource, frames_source, read_frames
+from ..options import DEFAULT_RESERVE, EncodeOptions
+from ..video.inputs import VisualInput, VisualSource
 from .runner import Runner
 from .timing import StageTimer
 from .vision import VisualStream
-
-DEFAULT_RESERVE = 2048  # KV slots a memory keeps free after the video for questions and answers
 
 
 def new_state(runner: Runner, prefix_text: str, prefix_ids: list[int], ratios: tuple[int, ...],
@@ -31,51 +30,51 @@ def new_state(runner: Runner, prefix_text: str, prefix_ids: list[int], ratios: t
     return MemoryState(cache, stage, prefix_text, prefix_ids, ratios, modality, trace=[] if trace else None)
 
 
-def encode(runner: Runner, prefix_text: str, prefix_ids: list[int], ratios: tuple[int, ...],
-           visual: VisualInput | None, reserve_tokens: int, progress: bool, trace: bool,
-           cancel: threading.Event | None = None) -> MemoryState:
+def encode(runner: Runner, prefix_text: str, prefix_ids: list[int], visual: VisualInput | None,
+           options: EncodeOptions, cancel: threading.Event | None = None) -> MemoryState:
     """Compress ``visual`` (None: an empty memory to append to) after the sink ``prefix_ids``.
     ``cancel``, once set, stops the encode before its next piece (``EncodeCancelled``)."""
     cfg = runner.config
+    ratios = parse_ratios(options.compression_ratio, cfg.beacon.ratios)
     timer = StageTimer(runner.device)
-    capacity = len(prefix_ids) + reserve_tokens
+    capacity = len(prefix_ids) + options.reserve_tokens
     if visual is not None and visual.count is not None:
         # NOTE: a copy of the generator, so that planning draws the same ratios the windows will.
         planned = plan_windows(len(prefix_ids), visual.count * cfg.tokens_per_frame, cfg.beacon.window,
                                ratios, copy.deepcopy(runner.ratio_rng))
         capacity += sum(w.n_vst for w in planned)
     state = new_state(runner, prefix_text, prefix_ids, ratios,
-                      visual.modality if visual is not None else "video", capacity, trace)
+                      visual.modality if visual is not None else "video", capacity, options.trace)
     with timer.measure("compress"):
         runner.run_text(state.cache, prefix_ids, "prefix_text", state.trace)
     if visual is not None:
-        with tqdm(total=visual.count, desc="encoding", unit="frame", disable=not progress, leave=False) as bar:
-            for source in visual.sources(runner.vision_batch):
-                if cancel is not None and cancel.is_set():
-                    raise EncodeCancelled(f"the encode was cancelled after {state.frames} of {visual.count} frames")
-                ingest(runner, state, source, timer)
-                bar.update(source.count)
+        _ingest_all(runner, state, visual, timer, options.progress, cancel)
         flush(runner, state, timer)
     _add_times(state, timer)
     return state
 
 
-def append(runner: Runner, state: MemoryState, frames, timestamps, progress: bool) -> None:
-    """Add frames uint8 [T, H, W, 3] (or a list of images of any sizes); every window they
-    complete is compressed now."""
+def append(runner: Runner, state: MemoryState, visual: VisualInput, progress: bool) -> None:
+    """Add the frames of ``visual`` (``video.inputs.frames_input``); every window they complete is
+    compressed now."""
     if len(state.ratios) > 1:
         raise ValueError("live input (append) needs a single compression ratio")
-    frames = read_frames(frames)
-    if timestamps is not None and len(timestamps) != len(frames):
-        raise ValueError(f"{len(timestamps)} timestamps for {len(frames)} frames")
-    if (timestamps is None) != (state.timestamps is None) and state.frames:
+    if visual.timestamped != (state.timestamps is not None) and state.frames:
         raise ValueError("give timestamps for every appended piece or for none")
-    source = frames_source(frames, runner.config, None if timestamps is None else list(timestamps))
     timer = StageTimer(runner.device)
-    with tqdm(total=len(frames), desc="encoding", unit="frame", disable=not progress, leave=False) as bar:
-        ingest(runner, state, source, timer)
-        bar.update(source.count)
+    _ingest_all(runner, state, visual, timer, progress)
     _add_times(state, timer)
+
+
+def _ingest_all(runner: Runner, state: MemoryState, visual: VisualInput, timer: StageTimer, progress: bool,
+                cancel: threading.Event | None = None) -> None:
+    """Ingest every piece of ``visual`` (stopping before a piece once ``cancel`` is set)."""
+    with tqdm(total=visual.count, desc="encoding", unit="frame", disable=not progress, leave=False) as bar:
+        for source in visual.sources(runner.vision_batch):
+            if cancel is not None and cancel.is_set():
+                raise EncodeCancelled(f"the encode was cancelled after {state.frames} of {visual.count} frames")
+            ingest(runner, state, source, timer)
+            bar.update(source.count)
 
 
 def ingest(runner: Runner, state: MemoryState, source: VisualSource, timer: StageTimer) -> None:

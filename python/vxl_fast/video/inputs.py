@@ -7,9 +7,7 @@ worth of frames at a time, decoded in the background, or all tiles of an image).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
@@ -19,7 +17,8 @@ from PIL import Image
 from ..config import VideoXLConfig
 from .anyres import anyres_tiles
 from .preprocess import check_frames, clip_preprocess, clip_preprocess_image, patch_rows
-from .source import IMAGE_SUFFIXES, check_decoder, open_video, read_image
+from .request import VisualRequest, is_video_file
+from .source import plan_read, read_image
 
 
 @dataclass(frozen=True)
@@ -86,43 +85,27 @@ def _preprocess_mixed(images: list[torch.Tensor], cfg: VideoXLConfig, device: to
 
 class VisualInput:
     """What a request encodes: ``modality`` ("video", "image" or "images"), ``count`` items (None for a live
-    iterator) and the pieces they come in."""
+    iterator), the pieces they come in, and whether the caller gave their ``timestamped``."""
 
-    def __init__(self, modality: str, count: int | None, pieces: Callable[[int], Iterator[VisualSource]]):
-        self.modality, self.count, self._pieces = modality, count, pieces
+    def __init__(self, modality: str, count: int | None, pieces: Callable[[int], Iterator[VisualSource]],
+                 timestamped: bool = False):
+        self.modality, self.count, self._pieces, self.timestamped = modality, count, pieces, timestamped
 
     def sources(self, per_piece: int) -> Iterator[VisualSource]:
         return self._pieces(per_piece)
 
 
-def visual_input(cfg: VideoXLConfig, *, frames=None, video=None, images=None, num_frames=None, fps=None,
-                 max_frames=None, sampling: str = "exact", decoder: str = "auto") -> VisualInput:
-    """Check the caller's visual arguments (exactly one input; sampling options only where they
-    apply) and plan reading it. Nothing is decoded here."""
-    given = [name for name, v in (("frames", frames), ("video", video), ("images", images)) if v is not None]
-    if len(given) != 1:
-        raise ValueError("pass exactly one visual input: frames=, video= or images=" +
-                         (f" (got {', '.join(given)})" if given else ""))
-    if video is None and (num_frames is not None or fps is not None):
-        raise ValueError("num_frames= and fps= only apply to video=")
-    if video is None and max_frames is not None:
-        raise ValueError("max_frames= only applies to video= with fps=")
-    if video is None and sampling != "exact":
-        raise ValueError(f"sampling={sampling!r} only applies to video=")
-    check_decoder(decoder)
-    if video is None and decoder != "auto":
-        raise ValueError(f"decoder={decoder!r} only applies to video=")
-    if images is not None:
-        return _image_input(images, cfg)
-    if frames is not None:
-        frames = check_frames(frames)
+def visual_input(cfg: VideoXLConfig, request: VisualRequest) -> VisualInput:
+    """Plan reading a checked request's input. Nothing is decoded here."""
+    if request.images is not None:
+        return _image_input(request.images, cfg)
+    if request.frames is not None:
+        frames = request.frames
         return VisualInput("video", frames.shape[0], lambda n: (
             frames_source(frames[i:i + n], cfg) for i in range(0, frames.shape[0], n)))
-    if isinstance(video, (str, os.PathLike)) and num_frames is None and fps is None:
-        path = Path(video)
-        if not path.is_dir() and path.suffix.lower() not in IMAGE_SUFFIXES:
-            raise ValueError("video= needs num_frames= (how many frames to sample) or fps=")
-    feed = open_video(video, num_frames, fps, max_frames, sampling, mixed_sizes=True, decoder=decoder)
+    if request.num_frames is None and request.fps is None and is_video_file(request.video):
+        raise ValueError("video= needs num_frames= (how many frames to sample) or fps=")
+    feed = plan_read(request, mixed_sizes=True)
     return VisualInput("video", feed.count, lambda n: (
         frames_source(chunk, cfg, timestamps) for chunk, timestamps in feed.chunks(n)))
 
@@ -132,8 +115,6 @@ def _image_input(images, cfg: VideoXLConfig) -> VisualInput:
     Several images: each preprocessed on its own like a video frame (144 tokens each), in the
     given order, one visual span compressed like a video."""
     if isinstance(images, (list, tuple)):
-        if not images:
-            raise ValueError("images= is an empty list: zero images given")
         if len(images) > 1:
             return _multi_image_input(images, cfg)
         images = images[0]
@@ -150,8 +131,18 @@ def _multi_image_input(images, cfg: VideoXLConfig) -> VisualInput:
     return VisualInput("images", len(frames), per)
 
 
+def frames_input(cfg: VideoXLConfig, frames, timestamps: list[float] | None = None) -> VisualInput:
+    """Frames fed to a live memory, as one piece: uint8 [T, H, W, 3], or a list of images (any
+    sizes), with their ``timestamps`` in seconds (or None)."""
+    frames = read_frames(frames)
+    if timestamps is not None and len(timestamps) != len(frames):
+        raise ValueError(f"{len(timestamps)} timestamps for {len(frames)} frames")
+    source = frames_source(frames, cfg, None if timestamps is None else list(timestamps))
+    return VisualInput("video", len(frames), lambda n: iter([source]), timestamps is not None)
+
+
 def read_frames(frames) -> torch.Tensor | list[torch.Tensor]:
-    """Frames fed to a live memory: uint8 [T, H, W, 3], or a list of images (any sizes)."""
+    """uint8 [T, H, W, 3], or a list of images (any sizes) as uint8 [H, W, 3] tensors."""
     if isinstance(frames, (list, tuple)):
         if not frames:
             raise ValueError("the list of images is empty: zero images given")

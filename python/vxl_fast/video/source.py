@@ -24,18 +24,8 @@ from PIL import Image
 
 from . import nvdec
 from .reader import VideoInfo, check_strategy, iter_frames, keyframe_indices, probe
+from .request import IMAGE_SUFFIXES, VisualRequest
 from .sampling import fps_indices, uniform_indices
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
-SAMPLING = ("exact", "keyframe")
-DECODERS = ("auto", "cpu", "nvdec")
-
-
-def check_decoder(decoder) -> None:
-    """``decoder`` is one of ``DECODERS``: ``cpu`` (PyAV), ``nvdec`` (NVDEC on the GPU, see
-    nvdec.py), ``auto`` (NVDEC when CUDA, PyNvVideoCodec and the stream allow it)."""
-    if not isinstance(decoder, str) or decoder not in DECODERS:
-        raise ValueError(f"unknown decoder {decoder!r}; use one of {', '.join(DECODERS)}")
 
 
 @dataclass
@@ -159,34 +149,22 @@ def open_video(source, num_frames: int | None = None, fps: float | None = None,
     ``mixed_sizes`` lets a folder or list of images hold images of several sizes (chunks of mixed
     sizes are then lists of [H, W, 3] tensors); otherwise they must share one size.
     """
-    if sampling not in SAMPLING:
-        raise ValueError(f"unknown sampling {sampling!r}; use 'exact' or 'keyframe'")
-    check_decoder(decoder)
     check_strategy(strategy)
-    if num_frames is not None and fps is not None:
-        raise ValueError("sample with num_frames= or fps=, not both")
-    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float, np.number))):
-        raise TypeError(f"fps must be a number, got {fps!r}")
-    if fps is not None and not (0 < fps < float("inf")):
-        raise ValueError(f"fps must be a positive number, got {fps!r}")
-    if max_frames is not None and fps is None:
-        raise ValueError("max_frames= only applies with fps= (num_frames= already sets the count)")
-    for name, value in (("num_frames", num_frames), ("max_frames", max_frames)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
-            raise TypeError(f"{name} must be a positive integer, got {value!r}")
-        if value is not None and value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    is_file = isinstance(source, (str, os.PathLike)) and not Path(source).is_dir() and not (
-        Path(source).suffix.lower() in IMAGE_SUFFIXES and Path(source).exists())
-    if decoder == "nvdec" and not is_file:
-        raise ValueError(f"decoder={decoder!r} needs a video file")
+    return plan_read(VisualRequest(video=source, num_frames=num_frames, fps=fps, max_frames=max_frames,
+                                   sampling=sampling, decoder=decoder), strategy, progress, mixed_sizes)
+
+
+def plan_read(request: VisualRequest, strategy: str = "hybrid", progress: Callable[[int], None] | None = None,
+              mixed_sizes: bool = False) -> VideoSource:
+    """``open_video`` of a checked request's ``video``."""
+    source, num_frames, fps, sampling = request.video, request.num_frames, request.fps, request.sampling
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.is_dir():
             return _images_source(_folder_images(path), num_frames, fps, sampling, str(path), mixed_sizes)
         if path.suffix.lower() in IMAGE_SUFFIXES and path.exists():
             return _images_source([path], num_frames, fps, sampling, str(path), mixed_sizes)
-        return _file_source(path, num_frames, fps, max_frames, sampling, strategy, progress, decoder)
+        return _file_source(path, request, strategy, progress)
     if sampling != "exact":
         raise ValueError("sampling='keyframe' needs a video file")
     if isinstance(source, Image.Image):
@@ -207,16 +185,16 @@ def open_video(source, num_frames: int | None = None, fps: float | None = None,
                     "a uint8 array [T, H, W, 3] or an iterator of frames")
 
 
-def _file_source(path: Path, num_frames, fps, max_frames, sampling, strategy, progress, decoder) -> VideoSource:
+def _file_source(path: Path, request: VisualRequest, strategy: str, progress) -> VideoSource:
     info: VideoInfo = probe(path)
-    if fps is not None:
-        indices = fps_indices(info.frames, info.fps, fps, max_frames)
+    if request.fps is not None:
+        indices = fps_indices(info.frames, info.fps, request.fps, request.max_frames)
     else:
-        indices = _uniform(info.frames, num_frames, str(path))
-    if sampling == "keyframe":
+        indices = _uniform(info.frames, request.num_frames, str(path))
+    if request.sampling == "keyframe":
         indices = keyframe_indices(info, indices)
     timestamps = [info.timestamp(int(i)) for i in indices]
-    gpu = _nvdec_frames(info, decoder)
+    gpu = _nvdec_frames(info, request.decoder)
     if gpu is not None:
         return VideoSource(len(indices), indices, timestamps, info.frames, info.fps,
                            lambda: _gpu_frames(gpu, indices, progress))
