@@ -16,7 +16,6 @@ from .engine import answer as answering
 from .engine import compress
 from .engine.runner import Runner
 from .engine.stats import GenerationOutput
-from .engine.vision import VisualStream
 from .loader import load_model, load_tokenizer, resolve_checkpoint
 from .memory.budget import MemoryBudget, plan_memory
 from .memory.plan import parse_ratios
@@ -106,15 +105,10 @@ class VideoXL:
         """CLIP preprocessing of uint8 frames [T, H, W, 3] → float32 [T, 3, 336, 336]."""
         return clip_preprocess(check_frames(frames), self.config.vision)
 
-    @torch.inference_mode()
     def visual_tokens(self, *, frames=None, video=None, num_frames=None, fps=None, images=None) -> torch.Tensor:
         """All visual tokens [N, D] the language model would see (144 per frame or image tile)."""
-        visual = visual_input(self.config, VisualRequest(frames=frames, video=video, images=images,
-                                                         num_frames=num_frames, fps=fps))
-        with self.runner.lock:
-            r = self.runner
-            return torch.cat([VisualStream(s, self.config.tokens_per_frame, r.encode_pixels, r.vision_batch, r.device,
-                                           r.dtype).rest() for s in visual.sources(r.vision_batch)])
+        request = VisualRequest(frames=frames, video=video, images=images, num_frames=num_frames, fps=fps)
+        return compress.visual_tokens(self.runner, visual_input(self.config, request))
 
     # ------------------------------------------------------------------ the memory
     def encode(self, video=None, *, frames=None, images=None, num_frames: int | None = None,
@@ -153,8 +147,7 @@ class VideoXL:
     def _encode(self, prefix: str, request: VisualRequest | None, options: EncodeOptions,
                 cancel: threading.Event | None = None) -> VideoMemory:
         visual = None if request is None else visual_input(self.config, request)
-        with self.runner.lock, torch.inference_mode():
-            state = compress.encode(self.runner, prefix, prefix_ids(self.tokenizer, prefix), visual, options, cancel)
+        state = compress.encode(self.runner, prefix, prefix_ids(self.tokenizer, prefix), visual, options, cancel)
         return VideoMemory(self, state)
 
     # ------------------------------------------------------------------ answering

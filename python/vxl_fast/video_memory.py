@@ -5,11 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
-
 from .engine import compress
 from .errors import MemoryFileError
-from .memory.files import read_state_file, restore_fields, save_state
+from .memory.files import read_state_file, restore_fields
 from .memory.kv import KVCache, VstStage
 from .memory.plan import VisualWindow, parse_ratios
 from .memory.state import MemoryState
@@ -91,22 +89,19 @@ class VideoMemory:
     def append(self, frames, timestamps: list[float] | None = None, progress: bool = False) -> "VideoMemory":
         """Add frames (uint8 [T, H, W, 3]); every window they complete is compressed now."""
         visual = frames_input(self.model.config, frames, timestamps)
-        with self.model.runner.lock, torch.inference_mode():
-            compress.append(self.model.runner, self.state, visual, progress)
+        compress.append(self.model.runner, self.state, visual, progress)
         return self
 
     def flush(self) -> "VideoMemory":
         """Compress the incomplete last window (the end of the video)."""
-        with self.model.runner.lock, torch.inference_mode():
-            compress.flush(self.model.runner, self.state)
+        compress.flush(self.model.runner, self.state)
         return self
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | os.PathLike) -> Path:
         """Write the memory (safetensors + JSON metadata with checksums). Atomic: an interrupted
         save never leaves a half-written file at ``path``; the file follows the umask."""
-        with self.model.runner.lock:
-            return save_state(self.state, path, self.model.fingerprint, self.model.dtype)
+        return compress.save(self.model.runner, self.state, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, model, compression_ratio: int | None = None,
@@ -131,5 +126,4 @@ class VideoMemory:
             fields = restore_fields(meta)
         except (TypeError, ValueError) as e:
             raise MemoryFileError(f"memory file {path} is corrupt: {e}") from None
-        with model.runner.lock, torch.inference_mode():
-            return cls(model, compress.restore(model.runner, meta, tensors, fields, reserve_tokens))
+        return cls(model, compress.restore(model.runner, meta, tensors, fields, reserve_tokens))

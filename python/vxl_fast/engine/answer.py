@@ -14,7 +14,7 @@ from ..memory.plan import VisualWindow
 from ..memory.state import MemoryState
 from ..options import GenerationOptions
 from ..prompt import TokenizedPrompt
-from .compress import compress_window, pending_window
+from .compress import pending_window, run_pending
 from .detokenizer import Detokenizer
 from .flops import answer_flops, encode_flops
 from .runner import Runner
@@ -87,13 +87,12 @@ def prefill(runner: Runner, state: MemoryState, after: list[int], max_new_tokens
     with torch.inference_mode():
         pending = pending_window(state)
         text = len(after) + max_new_tokens
-        # the pending window's rows sit after the kept slots until its VSTs are compacted
         needed = state.cache.length + (max(pending.rows, pending.n_vst + text) if pending else text)
         if needed > state.cache.capacity:
             state.cache = runner.grow(state.cache, needed)
         cache = state.cache.view()
         if pending is not None:  # the incomplete last window, not kept in the memory
-            compress_window(runner, state, state.pending, cache, commit=False)
+            run_pending(runner, state, cache)
         window = runner.config.beacon.window
         hidden = None
         for a in range(0, len(after), window):

@@ -1,18 +1,24 @@
 """Compression: a visual input becomes a :class:`MemoryState` — the sink's K/V and each window's VSTs.
 
 Functions over a :class:`Runner` and a state; the state is pure data, so a memory can be made,
-extended (live input), saved and restored without a model inside it.
+extended (live input), saved and restored without a model inside it. The entry points
+(``encode``, ``append``, ``flush``, ``restore``, ``save``, ``visual_tokens``) hold the runner's
+lock and run in inference mode.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import os
 import threading
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from ..errors import EncodeCancelled
+from ..memory.files import save_state
 from ..memory.kv import KVCache
 from ..memory.plan import VisualWindow, next_window, parse_ratios, plan_windows
 from ..memory.state import MemoryState
@@ -23,6 +29,15 @@ from .timing import StageTimer
 from .vision import VisualStream
 
 
+def entry_point(fn):
+    """``fn(runner, ...)`` holding ``runner.lock``, in inference mode."""
+    @functools.wraps(fn)
+    def locked(runner: Runner, *args, **kwargs):
+        with runner.lock, torch.inference_mode():
+            return fn(runner, *args, **kwargs)
+    return locked
+
+
 def new_state(runner: Runner, prefix_text: str, prefix_ids: list[int], ratios: tuple[int, ...],
               modality: str, capacity: int, trace: bool) -> MemoryState:
     """An empty memory whose KV buffers are allocated once for ``capacity`` slots."""
@@ -30,6 +45,7 @@ def new_state(runner: Runner, prefix_text: str, prefix_ids: list[int], ratios: t
     return MemoryState(cache, stage, prefix_text, prefix_ids, ratios, modality, trace=[] if trace else None)
 
 
+@entry_point
 def encode(runner: Runner, prefix_text: str, prefix_ids: list[int], visual: VisualInput | None,
            options: EncodeOptions, cancel: threading.Event | None = None) -> MemoryState:
     """Compress ``visual`` (None: an empty memory to append to) after the sink ``prefix_ids``.
@@ -49,11 +65,12 @@ def encode(runner: Runner, prefix_text: str, prefix_ids: list[int], visual: Visu
         runner.run_text(state.cache, prefix_ids, "prefix_text", state.trace)
     if visual is not None:
         _ingest_all(runner, state, visual, timer, options.progress, cancel)
-        flush(runner, state, timer)
+        _flush(runner, state, timer)
     _add_times(state, timer)
     return state
 
 
+@entry_point
 def append(runner: Runner, state: MemoryState, visual: VisualInput, progress: bool) -> None:
     """Add the frames of ``visual`` (``video.inputs.frames_input``); every window they complete is
     compressed now."""
@@ -77,19 +94,29 @@ def _ingest_all(runner: Runner, state: MemoryState, visual: VisualInput, timer: 
             bar.update(source.count)
 
 
+@entry_point
+def visual_tokens(runner: Runner, visual: VisualInput) -> torch.Tensor:
+    """All visual tokens [N, D] of ``visual`` the language model would see."""
+    return torch.cat([_stream(runner, source).rest() for source in visual.sources(runner.vision_batch)])
+
+
+def _stream(runner: Runner, source: VisualSource, timer: StageTimer | None = None) -> VisualStream:
+    return VisualStream(source, runner.config.tokens_per_frame, runner.encode_pixels, runner.vision_batch,
+                        runner.device, runner.dtype, timer)
+
+
 def ingest(runner: Runner, state: MemoryState, source: VisualSource, timer: StageTimer) -> None:
     """Encode the source's items and compress every window they complete; nothing here waits for
     the device (``timer`` keeps the times until they are read)."""
     window = runner.config.beacon.window
-    stream = VisualStream(source, runner.config.tokens_per_frame, runner.encode_pixels, runner.vision_batch,
-                          runner.device, runner.dtype, timer)
+    stream = _stream(runner, source, timer)
     available = state.pending_tokens + stream.num_tokens
     while available >= window:
         raw = stream.take(window - state.pending_tokens)
         if state.pending is not None:
             raw, state.pending = torch.cat([state.pending, raw]), None
         with timer.measure("compress"):
-            compress_window(runner, state, raw, state.cache)
+            compress_window(runner, state, raw)
         available -= window
     rest = stream.rest()
     if rest is not None:
@@ -99,17 +126,19 @@ def ingest(runner: Runner, state: MemoryState, source: VisualSource, timer: Stag
         state.timestamps = (state.timestamps or []) + list(source.timestamps)
 
 
-def flush(runner: Runner, state: MemoryState, timer: StageTimer | None = None) -> None:
+@entry_point
+def flush(runner: Runner, state: MemoryState) -> None:
     """Compress the incomplete last window (the end of the video)."""
-    if state.pending is None:
-        return
-    own = timer is None
-    timer = timer or StageTimer(runner.device)
-    raw, state.pending = state.pending, None
-    with timer.measure("compress"):
-        compress_window(runner, state, raw, state.cache)
-    if own:
-        _add_times(state, timer)
+    timer = StageTimer(runner.device)
+    _flush(runner, state, timer)
+    _add_times(state, timer)
+
+
+def _flush(runner: Runner, state: MemoryState, timer: StageTimer) -> None:
+    if state.pending is not None:
+        raw, state.pending = state.pending, None
+        with timer.measure("compress"):
+            compress_window(runner, state, raw)
 
 
 def _add_times(state: MemoryState, timer: StageTimer) -> None:
@@ -126,20 +155,30 @@ def pending_window(state: MemoryState) -> VisualWindow | None:
                        state.cache.length, state.ratios, None)
 
 
-def compress_window(runner: Runner, state: MemoryState, raw: torch.Tensor, cache: KVCache,
-                    commit: bool = True) -> VisualWindow:
-    """Run one visual window over ``raw`` tokens; its VSTs land in ``cache``. Without ``commit``
-    the window is run into ``cache`` (a question's view) and not recorded in the state."""
-    w = next_window(len(state.windows), state.next_token, raw.shape[0], state.carry, cache.length,
-                    state.ratios, runner.ratio_rng)
-    if commit and cache.length + w.rows > cache.capacity:  # its rows sit after the kept slots until compacted
-        state.cache = cache = runner.grow(cache, cache.length + w.rows + DEFAULT_RESERVE)
-    runner.run_visual(cache, state.stage, raw, w, state.trace if commit else None)
-    if commit:
-        state.windows.append(w)
+def compress_window(runner: Runner, state: MemoryState, raw: torch.Tensor) -> VisualWindow:
+    """Run one visual window over ``raw`` tokens; its VSTs are kept in the state's cache."""
+    w = _next_window(runner, state, raw.shape[0], state.cache)
+    if state.cache.length + w.rows > state.cache.capacity:
+        state.cache = runner.grow(state.cache, state.cache.length + w.rows + DEFAULT_RESERVE)
+    runner.run_visual(state.cache, state.stage, raw, w, state.trace)
+    state.windows.append(w)
     return w
 
 
+def run_pending(runner: Runner, state: MemoryState, view: KVCache) -> VisualWindow:
+    """Run the pending tokens' window into ``view`` (a question's view of the cache, with room for
+    its rows); the state does not record it."""
+    w = _next_window(runner, state, state.pending_tokens, view)
+    runner.run_visual(view, state.stage, state.pending, w, None)
+    return w
+
+
+def _next_window(runner: Runner, state: MemoryState, n_raw: int, cache: KVCache) -> VisualWindow:
+    return next_window(len(state.windows), state.next_token, n_raw, state.carry, cache.length, state.ratios,
+                       runner.ratio_rng)
+
+
+@entry_point
 def restore(runner: Runner, meta: dict, tensors: dict[str, torch.Tensor], fields: dict,
             reserve_tokens: int) -> MemoryState:
     """A state from a verified memory file (see ``memory.files``)."""
@@ -150,6 +189,12 @@ def restore(runner: Runner, meta: dict, tensors: dict[str, torch.Tensor], fields
     state.cache.v[:, :, :n] = tensors["v"].to(runner.device)
     state.cache.length = n
     state.pending = tensors["pending"].to(runner.device) if "pending" in tensors else None
-    for name, value in fields.items():
-        setattr(state, name, value)
+    state.windows, state.frames = fields["windows"], fields["frames"]
+    state.timestamps, state.stats = fields["timestamps"], fields["stats"]
     return state
+
+
+@entry_point
+def save(runner: Runner, state: MemoryState, path: str | os.PathLike) -> Path:
+    """Write ``state`` to ``path`` (``memory.files.save_state``) for this runner's weights and dtype."""
+    return save_state(state, path, runner.fingerprint, runner.dtype)

@@ -56,6 +56,7 @@ class Runner:
         self.lock = threading.RLock()
         self._fingerprint: str | None = None
         self._slots: OrderedDict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        self.decoders = torch.utils.weak.WeakIdKeyDictionary()  # a cache's k buffer → its StaticDecoder, freed with the buffer
 
     def _pick_vst_projection(self) -> str:
         """How visual windows project q/k/v (``models.qwen2.project_window``): ``VXL_VST_PROJECTION``
@@ -178,9 +179,11 @@ class Runner:
         """One generated token fed back: the next token's fp32 logits [vocab], through the static
         decode step of ``cache``'s buffers (on CUDA a CUDA graph, captured at their first token)."""
         position = cache.reserve(1)
-        decoder = cache.attached.get("decoder")
+        decoder = self.decoders.get(cache.k)
         if decoder is None:
-            decoder = cache.attached["decoder"] = StaticDecoder(self.model, self.rope, cache, self.device, self.dtype)
+            # NOTE: the decoder holds aliases of the buffers, not the key itself, or the entry would never be freed
+            alias = KVCache(cache.k.detach(), cache.v.detach(), cache.length)
+            decoder = self.decoders[cache.k] = StaticDecoder(self.model, self.rope, alias, self.device, self.dtype)
         logits = decoder(token, position)
         cache.length += 1
         return logits
