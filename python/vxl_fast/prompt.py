@@ -103,7 +103,6 @@ def system_of(prefix: str) -> str:
 class TokenizedPrompt:
     before: list[int]  # ids before the visual span (the sink)
     after: list[int]  # ids after it (question, assistant header)
-    text: str
 
 
 def tokenize_prompt(tokenizer, text: str) -> TokenizedPrompt:
@@ -112,4 +111,4 @@ def tokenize_prompt(tokenizer, text: str) -> TokenizedPrompt:
     if not marker:
         raise ValueError(f"the prompt has no '{IMAGE_MARKER}' marker")
     encode = lambda s: tokenizer(s, add_special_tokens=False)["input_ids"] if s else []  # noqa: E731
-    return TokenizedPrompt(encode(before), encode(after), text)
+    return TokenizedPrompt(encode(before), encode(after))

@@ -23,10 +23,10 @@ from ..memory.kv import KVCache
 from ..memory.plan import VisualWindow, next_window, parse_ratios, plan_windows
 from ..memory.state import MemoryState
 from ..options import DEFAULT_RESERVE, EncodeOptions
-from ..video.inputs import VisualInput, VisualSource
+from ..video.inputs import VisualInput, PixelSource
 from .runner import Runner
 from .timing import StageTimer
-from .vision import VisualStream
+from .visual_tokens import VisualTokens
 
 
 def entry_point(fn):
@@ -97,28 +97,28 @@ def _ingest_all(runner: Runner, state: MemoryState, visual: VisualInput, timer: 
 @entry_point
 def visual_tokens(runner: Runner, visual: VisualInput) -> torch.Tensor:
     """All visual tokens [N, D] of ``visual`` the language model would see."""
-    return torch.cat([_stream(runner, source).rest() for source in visual.sources(runner.vision_batch)])
+    return torch.cat([_tokens(runner, source).rest() for source in visual.sources(runner.vision_batch)])
 
 
-def _stream(runner: Runner, source: VisualSource, timer: StageTimer | None = None) -> VisualStream:
-    return VisualStream(source, runner.config.tokens_per_frame, runner.encode_pixels, runner.vision_batch,
+def _tokens(runner: Runner, source: PixelSource, timer: StageTimer | None = None) -> VisualTokens:
+    return VisualTokens(source, runner.config.tokens_per_frame, runner.encode_pixels, runner.vision_batch,
                         runner.device, runner.dtype, timer)
 
 
-def ingest(runner: Runner, state: MemoryState, source: VisualSource, timer: StageTimer) -> None:
+def ingest(runner: Runner, state: MemoryState, source: PixelSource, timer: StageTimer) -> None:
     """Encode the source's items and compress every window they complete; nothing here waits for
     the device (``timer`` keeps the times until they are read)."""
     window = runner.config.beacon.window
-    stream = _stream(runner, source, timer)
-    available = state.pending_tokens + stream.num_tokens
+    tokens = _tokens(runner, source, timer)
+    available = state.pending_tokens + tokens.num_tokens
     while available >= window:
-        raw = stream.take(window - state.pending_tokens)
+        raw = tokens.take(window - state.pending_tokens)
         if state.pending is not None:
             raw, state.pending = torch.cat([state.pending, raw]), None
         with timer.measure("compress"):
             compress_window(runner, state, raw)
         available -= window
-    rest = stream.rest()
+    rest = tokens.rest()
     if rest is not None:
         state.pending = rest if state.pending is None else torch.cat([state.pending, rest])
     state.frames += source.count

@@ -1,8 +1,8 @@
 """The caller's visual input — frames, a video, one image — as pieces of CLIP patch rows to encode.
 
-One place decides what was given and checks that the sampling options fit it; the result is a
-:class:`VisualInput` whose ``sources(per_piece)`` produces :class:`VisualSource` pieces (a window's
-worth of frames at a time, decoded in the background, or all tiles of an image).
+``visual_input`` plans reading a checked :class:`~vxl_fast.video.request.VisualRequest`; the result
+is a :class:`VisualInput` whose ``sources(per_piece)`` produces :class:`PixelSource` pieces (a
+window's worth of frames at a time, decoded in the background, or all tiles of an image).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from .source import plan_read, read_image
 
 
 @dataclass(frozen=True)
-class VisualSource:
+class PixelSource:
     """``count`` items (frames or image tiles); ``pixels(i, j, device, dtype)`` gives items i..j-1
     as the vision tower's input, CLIP pixel values as patch rows [j-i, P, 3p²] (``patch_rows``) in
     ``dtype`` on ``device``. Frames travel to the device as uint8 and are preprocessed there, straight
@@ -58,13 +58,13 @@ def to_device(frames: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def frames_source(frames: torch.Tensor | list[torch.Tensor], cfg: VideoXLConfig,
-                  timestamps: list[float] | None = None) -> VisualSource:
+                  timestamps: list[float] | None = None) -> PixelSource:
     """Frames as a source of CLIP patch rows: uint8 [T, H, W, 3], or a list of uint8 [H, W, 3] images
     of any sizes, each preprocessed on its own like a video frame (batched by size, same pixels)."""
     if isinstance(frames, torch.Tensor):
-        return VisualSource(frames.shape[0], lambda i, j, device, dtype: clip_preprocess(
+        return PixelSource(frames.shape[0], lambda i, j, device, dtype: clip_preprocess(
             to_device(frames[i:j], device), cfg.vision, dtype, cfg.vision.patch_size), timestamps)
-    return VisualSource(len(frames), lambda i, j, device, dtype: _preprocess_mixed(frames[i:j], cfg, device, dtype),
+    return PixelSource(len(frames), lambda i, j, device, dtype: _preprocess_mixed(frames[i:j], cfg, device, dtype),
                         timestamps)
 
 
@@ -87,11 +87,11 @@ class VisualInput:
     """What a request encodes: ``modality`` ("video", "image" or "images"), ``count`` items (None for a live
     iterator), the pieces they come in, and whether the caller gave their ``timestamped``."""
 
-    def __init__(self, modality: str, count: int | None, pieces: Callable[[int], Iterator[VisualSource]],
+    def __init__(self, modality: str, count: int | None, pieces: Callable[[int], Iterator[PixelSource]],
                  timestamped: bool = False):
         self.modality, self.count, self._pieces, self.timestamped = modality, count, pieces, timestamped
 
-    def sources(self, per_piece: int) -> Iterator[VisualSource]:
+    def sources(self, per_piece: int) -> Iterator[PixelSource]:
         return self._pieces(per_piece)
 
 
@@ -122,7 +122,7 @@ def _image_input(images, cfg: VideoXLConfig) -> VisualInput:
                          cfg.vision.image_size)
     pixels = lambda i, j, device, dtype: patch_rows(torch.stack(  # noqa: E731
         [clip_preprocess_image(t, cfg.vision) for t in tiles[i:j]]), cfg.vision.patch_size).to(device, dtype)
-    return VisualInput("image", len(tiles), lambda n: iter([VisualSource(len(tiles), pixels)]))
+    return VisualInput("image", len(tiles), lambda n: iter([PixelSource(len(tiles), pixels)]))
 
 
 def _multi_image_input(images, cfg: VideoXLConfig) -> VisualInput:
