@@ -139,9 +139,11 @@ class VideoXL:
         return self.encode_request(request, EncodeOptions(compression_ratio, reserve_tokens, system, progress, trace),
                                    cancel)
 
-    def encode_request(self, request: VisualRequest | None, options: EncodeOptions = EncodeOptions(),
+    def encode_request(self, request: VisualRequest | None, options: EncodeOptions | None = None,
                        cancel: threading.Event | None = None) -> VideoMemory:
-        """:meth:`encode` of a checked request (None: an empty memory) with ``options``."""
+        """:meth:`encode` of a checked request (None: an empty memory) with ``options`` (default:
+        ``EncodeOptions()``)."""
+        options = options or EncodeOptions()
         return self._encode(prefix_text(options.system), request, options, cancel)
 
     def _encode(self, prefix: str, request: VisualRequest | None, options: EncodeOptions,

@@ -23,7 +23,7 @@ from ..memory.kv import KVCache
 from ..memory.plan import VisualWindow, next_window, parse_ratios, plan_windows
 from ..memory.state import MemoryState
 from ..options import DEFAULT_RESERVE, EncodeOptions
-from ..video.inputs import VisualInput, PixelSource
+from ..video.inputs import PixelSource, VisualInput
 from .runner import Runner
 from .timing import StageTimer
 from .visual_tokens import VisualTokens
