@@ -67,3 +67,10 @@ def test_encode_options():
         EncodeOptions(reserve_tokens=-1)
     with pytest.raises(TypeError, match="system must be a string, got int"):
         EncodeOptions(system=3)
+
+
+def test_the_reader_keeps_its_old_public_name():
+    import vxl_fast.video as video
+    from vxl_fast.video.source import FrameReader
+
+    assert video.FrameReader is FrameReader and video.VideoSource is FrameReader
