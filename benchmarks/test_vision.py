@@ -100,7 +100,7 @@ def make_run(model, path: str, frames: torch.Tensor, dtype: torch.dtype | None =
         source = frames_source(frames, cfg)
 
         def encode(i, j):
-            return runner.encode_pixels(source.pixels(i, j, DEVICE, model.dtype))
+            return runner.encode_pixels(source.pixels(i, j, runner.target))
     context = ops.reference_only if path == "reference" else contextlib.nullcontext
 
     @torch.inference_mode()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import fields
 from typing import Generator
 
 import torch
@@ -15,19 +16,18 @@ from .engine import answer as answering
 from .engine import compress
 from .engine.runner import Runner
 from .engine.stats import GenerationOutput
-from .engine.vision import VisualStream
 from .loader import load_model, load_tokenizer, random_model, resolve_checkpoint, tiny_tokenizer
 from .memory.budget import MemoryBudget, plan_memory
 from .memory.plan import parse_ratios
-from .options import GenerationOptions
-from .prompt import IMAGE_MARKER, build_prompt, prefix_ids, prefix_text, system_of, tokenize_prompt
+from .options import (DEFAULT_MAX_NEW_TOKENS, DEFAULT_RATIO, DEFAULT_RESERVE, EncodeOptions, GenerationOptions,
+                      check_count)
+from .prompt import build_prompt, prefix_ids, prefix_text, split_prefix, system_of, tokenize_prompt
 from .runtime import RuntimeOptions
 from .stream import TextStream
 from .video.inputs import visual_input
 from .video.preprocess import check_frames, clip_preprocess
+from .video.request import VisualRequest
 from .video_memory import VideoMemory
-
-DEFAULT_RESERVE = compress.DEFAULT_RESERVE
 
 
 class VideoXL:
@@ -104,21 +104,18 @@ class VideoXL:
         """CLIP preprocessing of uint8 frames [T, H, W, 3] → float32 [T, 3, 336, 336]."""
         return clip_preprocess(check_frames(frames), self.config.vision)
 
-    @torch.inference_mode()
     def visual_tokens(self, *, frames=None, video=None, num_frames=None, fps=None, images=None) -> torch.Tensor:
         """All visual tokens [N, D] the language model would see (144 per frame or image tile)."""
-        visual = visual_input(self.config, frames=frames, video=video, images=images, num_frames=num_frames, fps=fps)
-        with self.runner.lock:
-            r = self.runner
-            return torch.cat([VisualStream(s, self.config.tokens_per_frame, r.encode_pixels, r.vision_batch, r.device,
-                                           r.dtype).rest() for s in visual.sources(r.vision_batch)])
+        request = VisualRequest(frames=frames, video=video, images=images, num_frames=num_frames, fps=fps)
+        return compress.visual_tokens(self.runner, visual_input(self.config, request))
 
     # ------------------------------------------------------------------ the memory
     def encode(self, video=None, *, frames=None, images=None, num_frames: int | None = None,
                fps: float | None = None, max_frames: int | None = None,
-               sampling: str = "exact", decoder: str = "auto", compression_ratio: int | list[int] | str = 8,
-               system: str | None = None, reserve_tokens: int = DEFAULT_RESERVE, progress: bool = False,
-               trace: bool = False, cancel: threading.Event | None = None) -> VideoMemory:
+               sampling: str = "exact", decoder: str = "auto",
+               compression_ratio: int | list[int] | str = DEFAULT_RATIO, system: str | None = None,
+               reserve_tokens: int = DEFAULT_RESERVE, progress: bool = False, trace: bool = False,
+               cancel: threading.Event | None = None) -> VideoMemory:
         """Compress a video into a :class:`VideoMemory` that answers any number of questions
         (:meth:`ask`, :meth:`chat`).
 
@@ -136,23 +133,22 @@ class VideoXL:
         allocated when a question needs them). ``cancel`` (a ``threading.Event``), once set, stops
         the encode before its next window with ``EncodeCancelled``.
         """
-        _check_count("reserve_tokens", reserve_tokens, low=0)
-        prefix = prefix_text(system)
-        return self._encode(prefix, video, frames, images, num_frames, fps, max_frames, sampling,
-                            compression_ratio, reserve_tokens, progress, trace, cancel, decoder)
+        request = VisualRequest.optional(frames=frames, video=video, images=images, num_frames=num_frames, fps=fps,
+                                         max_frames=max_frames, sampling=sampling, decoder=decoder)
+        return self.encode_request(request, EncodeOptions(compression_ratio, reserve_tokens, system, progress, trace),
+                                   cancel)
 
-    def _encode(self, prefix: str, video, frames, images, num_frames, fps, max_frames, sampling, ratio,
-                reserve_tokens: int, progress: bool, trace: bool, cancel=None, decoder: str = "auto") -> VideoMemory:
-        ratios = parse_ratios(ratio, self.config.beacon.ratios)
-        visual = None
-        if video is not None or frames is not None or images is not None:
-            visual = visual_input(self.config, frames=frames, video=video, images=images, num_frames=num_frames,
-                                  fps=fps, max_frames=max_frames, sampling=sampling, decoder=decoder)
-        elif num_frames is not None or fps is not None or max_frames is not None or decoder != "auto":
-            raise ValueError("num_frames=, fps=, max_frames= and decoder= need a visual input")
-        with self.runner.lock, torch.inference_mode():
-            state = compress.encode(self.runner, prefix, prefix_ids(self.tokenizer, prefix), ratios, visual,
-                                    reserve_tokens, progress, trace, cancel)
+    def encode_request(self, request: VisualRequest | None, options: EncodeOptions | None = None,
+                       cancel: threading.Event | None = None) -> VideoMemory:
+        """:meth:`encode` of a checked request (None: an empty memory) with ``options`` (default:
+        ``EncodeOptions()``)."""
+        options = options or EncodeOptions()
+        return self._encode(prefix_text(options.system), request, options, cancel)
+
+    def _encode(self, prefix: str, request: VisualRequest | None, options: EncodeOptions,
+                cancel: threading.Event | None = None) -> VideoMemory:
+        visual = None if request is None else visual_input(self.config, request)
+        state = compress.encode(self.runner, prefix, prefix_ids(self.tokenizer, prefix), visual, options, cancel)
         return VideoMemory(self, state)
 
     # ------------------------------------------------------------------ answering
@@ -179,8 +175,7 @@ class VideoXL:
 
     def generate(self, *, frames=None, video=None, num_frames: int | None = None, images=None,
                  prompt: str | None = None, messages: list[dict] | None = None,
-                 compression_ratio: int | list[int] | str = 8, max_new_tokens: int = 1024,
-                 **options) -> GenerationOutput:
+                 compression_ratio: int | list[int] | str = DEFAULT_RATIO, **options) -> GenerationOutput:
         """Answer a question about a video, frames or one image: :meth:`encode`, then :meth:`ask`.
 
         Visual input (exactly one): ``frames`` uint8 [T, H, W, 3]; ``video`` a file path with
@@ -194,21 +189,17 @@ class VideoXL:
         of the window loop to ``stats["trace"]``. Every option is checked before any decoding.
         """
         return _drain(self._generate(frames=frames, video=video, num_frames=num_frames, images=images,
-                                     prompt=prompt, messages=messages, compression_ratio=compression_ratio,
-                                     max_new_tokens=max_new_tokens, **options))
+                                     prompt=prompt, messages=messages, compression_ratio=compression_ratio, **options))
 
-    def _generate(self, *, frames=None, video=None, num_frames=None, fps=None, max_frames=None, images=None,
-                  sampling="exact", decoder="auto", prompt=None, messages=None, compression_ratio=8, progress=False,
-                  trace=False, **options) -> Generator[str, None, GenerationOutput]:
-        if frames is None and video is None and images is None:
-            raise ValueError("pass exactly one visual input: frames=, video= or images=")
+    def _generate(self, prompt=None, messages=None, compression_ratio=DEFAULT_RATIO, progress=False, trace=False,
+                  **options) -> Generator[str, None, GenerationOutput]:
+        request = VisualRequest(**{f.name: options.pop(f.name) for f in fields(VisualRequest) if f.name in options})
         opts = GenerationOptions.from_kwargs(**options)
         text = build_prompt(prompt, messages)
         tok = tokenize_prompt(self.tokenizer, text)
         self._check_context(tok, opts.max_new_tokens)
-        memory = self._encode(text.partition(IMAGE_MARKER)[0], video, frames, images, num_frames, fps, max_frames,
-                              sampling, compression_ratio, len(tok.after) + opts.max_new_tokens, progress, trace,
-                              decoder=decoder)
+        encoding = EncodeOptions(compression_ratio, len(tok.after) + opts.max_new_tokens, None, progress, trace)
+        memory = self._encode(split_prefix(text), request, encoding)
         return (yield from answering.answer(self.runner, self.tokenizer, memory.state, tok, opts,
                                             progress=progress, trace=trace, count_encoding=True))
 
@@ -218,7 +209,7 @@ class VideoXL:
             raise ValueError("this memory was not made by this model; use VideoMemory.load(path, model)")
         opts = GenerationOptions.from_kwargs(**options)
         text = build_prompt(prompt, messages, system=system_of(memory.prefix_text))
-        if text.partition(IMAGE_MARKER)[0] != memory.prefix_text:
+        if split_prefix(text) != memory.prefix_text:
             raise ValueError("the prompt's text before the video differs from the one this memory was "
                              "encoded with (system prompt or earlier turns); encode it again")
         tok = tokenize_prompt(self.tokenizer, text)
@@ -234,25 +225,18 @@ class VideoXL:
                 f"exceed the model's context of {limit} tokens")
 
     # ------------------------------------------------------------------ planning
-    def memory_plan(self, num_frames: int, compression_ratio: int = 8, question_tokens: int = 64,
-                    max_new_tokens: int = 1024) -> MemoryBudget:
+    def memory_plan(self, num_frames: int, compression_ratio: int = DEFAULT_RATIO, question_tokens: int = 64,
+                    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> MemoryBudget:
         """Device memory a request over ``num_frames`` frames needs (weights included)."""
-        _check_count("num_frames", num_frames, low=1)
-        _check_count("question_tokens", question_tokens, low=0)
-        _check_count("max_new_tokens", max_new_tokens, low=1)
+        check_count("num_frames", num_frames, low=1)
+        check_count("question_tokens", question_tokens, low=0)
+        check_count("max_new_tokens", max_new_tokens, low=1)
         ratios = parse_ratios(compression_ratio, self.config.beacon.ratios)
         sink = len(prefix_ids(self.tokenizer, prefix_text()))
         _, need = plan_memory(self.config, sink, num_frames, ratios, question_tokens, max_new_tokens,
                               self.runner.weight_bytes, itemsize(self.dtype),
                               masked_attention=self.runner.attention_name == "masked")
         return need
-
-
-def _check_count(name: str, value, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be at least {low}, got {value}")
 
 
 def _drain(pieces: Generator[str, None, GenerationOutput]) -> GenerationOutput:

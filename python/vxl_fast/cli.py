@@ -20,9 +20,9 @@ import sys
 from .runtime import default_model
 from .config import EXTENDED_RATIOS, SUPPORTED_RATIOS
 from .errors import MemoryPlanError
+from .options import DEFAULT_MAX_NEW_TOKENS, DEFAULT_RATIO
 
 GIB = 2 ** 30
-DEFAULT_RATIO = 8
 
 
 class _HELP(argparse.HelpFormatter):
@@ -107,7 +107,8 @@ def _add_info_command(sub) -> None:
     info.add_argument("--frames", type=int, default=2048, help="frames of the planned request")
     info.add_argument("--ratio", type=int, default=16, help="compression ratio of the planned request")
     info.add_argument("--question-tokens", type=int, default=64, help="question length of the planned request")
-    info.add_argument("--max-new-tokens", type=int, default=1024, help="answer length of the planned request")
+    info.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS,
+                      help="answer length of the planned request")
     info.add_argument("--dtype", default="bfloat16", help="float32, bfloat16 or float16")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(run=_info)
@@ -176,22 +177,28 @@ def _options(args):
                              seed=args.seed, stop=tuple(args.stop or ()))
 
 
-def _check_video_options(args, media=None) -> None:
-    """Options that cannot apply are errors, before the model loads (``media``: the paths given)."""
-    if media is not None and len(media) > 1:
-        if args.frames is not None or args.fps is not None or args.max_frames is not None or args.keyframes:
-            raise ValueError("--frames, --fps, --max-frames and --keyframes apply to a video, not to images")
+def _request(args, media):
+    """The visual request of the command (None with --memory), checked before the model loads
+    (``media``: a path, or a list of image paths)."""
+    from .video.request import VisualRequest
+
     if getattr(args, "memory", None):
         given = [flag for flag, on in (("--frames", args.frames is not None), ("--fps", args.fps is not None),
                                        ("--max-frames", args.max_frames is not None),
                                        ("--keyframes", args.keyframes)) if on]
         if given:
             raise ValueError(f"{', '.join(given)} cannot apply with --memory: the memory is already encoded")
-        return
-    if args.frames is not None and args.fps is not None:
-        raise ValueError("sample with --frames or --fps, not both")
-    if args.max_frames is not None and args.fps is None:
-        raise ValueError("--max-frames only applies with --fps")
+        if media is not None:
+            raise ValueError("give either VIDEO or --memory, not both")
+        return None
+    if media is None:
+        raise ValueError("give a VIDEO or --memory FILE")
+    sampling = "keyframe" if args.keyframes else "exact"
+    if isinstance(media, list):  # several images: each one frame of one visual span
+        return VisualRequest(images=media, num_frames=args.frames, fps=args.fps, max_frames=args.max_frames,
+                             sampling=sampling)
+    frames = args.default_frames if args.frames is None and args.fps is None else args.frames
+    return VisualRequest(video=media, num_frames=frames, fps=args.fps, max_frames=args.max_frames, sampling=sampling)
 
 
 def _progress(args) -> bool:
@@ -215,27 +222,23 @@ def _load(args, path=None):
     return VideoXL.from_pretrained(path, device=args.device, dtype=args.dtype)
 
 
-def _memory(args, model, video):
+def _memory(args, model, request):
+    from .options import EncodeOptions
     from .video_memory import VideoMemory
 
-    if args.memory:
-        if video is not None:
-            raise ValueError("give either VIDEO or --memory, not both")
+    if request is None:
         memory = VideoMemory.load(args.memory, model, compression_ratio=args.ratio)
         _say(args, f"vxl-fast: loaded {args.memory}: " + _describe(memory, encoded=False))
         return memory
-    if video is None:
-        raise ValueError("give a VIDEO or --memory FILE")
-    ratio = DEFAULT_RATIO if args.ratio is None else args.ratio
-    if isinstance(video, list):  # several images: each one frame of one visual span
-        what, source = f"{len(video)} images (ratio {ratio})", {"images": video}
+    options = EncodeOptions(DEFAULT_RATIO if args.ratio is None else args.ratio, progress=_progress(args))
+    ratio = options.compression_ratio
+    if request.images is not None:
+        what = f"{len(request.images)} images (ratio {ratio})"
     else:
-        frames = None if args.fps is not None else args.default_frames if args.frames is None else args.frames
-        what = f"{video} ({f'{frames} frames' if frames else f'{args.fps} fps'}, ratio {ratio})"
-        source = {"video": video, "num_frames": frames, "fps": args.fps, "max_frames": args.max_frames,
-                  "sampling": "keyframe" if args.keyframes else "exact"}
+        count = f"{request.num_frames} frames" if request.num_frames else f"{request.fps} fps"
+        what = f"{request.video} ({count}, ratio {ratio})"
     _say(args, f"vxl-fast: encoding {what}")
-    memory = model.encode(**source, compression_ratio=ratio, progress=_progress(args))
+    memory = model.encode_request(request, options)
     _say(args, _describe(memory, encoded=True))
     return memory
 
@@ -283,25 +286,22 @@ def _ask(args) -> int:
     from .prompt import check_question
 
     *media, question = args.inputs
-    if args.memory and media:
-        raise ValueError("give either VIDEO or --memory, not both")
     if not args.memory and not media:
         raise ValueError("give VIDEO and QUESTION (or --memory FILE and QUESTION)")
-    video = _media(media)
     check_question(question)
     options = _options(args)
-    _check_video_options(args, media)
+    request = _request(args, _media(media))
     model = _load(args)
-    memory = _memory(args, model, video)
+    memory = _memory(args, model, request)
     _answer(args, options, memory, question, model.chat(memory))
     return 0
 
 
 def _chat(args) -> int:
     options = _options(args)
-    _check_video_options(args, args.video)
+    request = _request(args, _media(args.video))
     model = _load(args)
-    memory = _memory(args, model, _media(args.video))
+    memory = _memory(args, model, request)
     _say(args, "Ask questions, one per line; an empty line or Ctrl-D ends.")
     chat = model.chat(memory)
     interactive = sys.stdin.isatty()
@@ -318,9 +318,9 @@ def _encode(args) -> int:
     from .memory.files import check_writable
 
     output = check_writable(args.output)
-    _check_video_options(args)
+    request = _request(args, args.video)
     model = _load(args)
-    memory = _memory(args, model, args.video)
+    memory = _memory(args, model, request)
     path = memory.save(output)
     if args.json:
         print(json.dumps({"output": str(path), **_memory_summary(memory)}))
@@ -333,12 +333,12 @@ def _demo(args) -> int:
     from .testing.tiny import ensure_demo
 
     options = _options(args)
-    _check_video_options(args)
     model_path, video = ensure_demo(args.dir)
+    request = _request(args, str(video))
     _say(args, "demo: a tiny checkpoint with RANDOM weights, so the answer is nonsense words; "
                "the pipeline and its numbers are real.")
     model = _load(args, model_path)
-    memory = _memory(args, model, str(video))
+    memory = _memory(args, model, request)
     _answer(args, options, memory, args.question, model.chat(memory))
     return 0
 

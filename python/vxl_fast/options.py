@@ -1,4 +1,4 @@
-"""Generation options, validated once, before any decoding or encoding starts.
+"""Generation and encoding options, validated once, before any decoding or encoding starts.
 
 Wrong types raise ``TypeError``, wrong values ``ValueError``, each naming the option.
 """
@@ -7,6 +7,42 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+
+from .memory.plan import parse_ratios
+from .prompt import check_system
+
+DEFAULT_RATIO = 8  # compression ratio of an encode that names none
+DEFAULT_RESERVE = 2048  # KV slots a memory keeps free after the video for questions and answers
+DEFAULT_MAX_NEW_TOKENS = 1024
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """How a memory is made. ``compression_ratio``: an integer, a list (one drawn per window) or
+    ``"config"``; ``reserve_tokens`` KV slots are kept free for questions and answers; ``system``
+    replaces the default system prompt; ``progress`` shows a bar; ``trace`` records the windows."""
+
+    compression_ratio: int | tuple[int, ...] | str = DEFAULT_RATIO
+    reserve_tokens: int = DEFAULT_RESERVE
+    system: str | None = None
+    progress: bool = False
+    trace: bool = False
+
+    def __post_init__(self):
+        check_count("reserve_tokens", self.reserve_tokens, low=0)
+        if isinstance(self.compression_ratio, list):
+            object.__setattr__(self, "compression_ratio", tuple(self.compression_ratio))
+        if self.compression_ratio != "config":
+            parse_ratios(self.compression_ratio, ())
+        check_system(self.system)
+
+
+def check_count(name: str, value, low: int) -> None:
+    """``value`` is an integer of at least ``low``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be at least {low}, got {value}")
 
 
 @dataclass(frozen=True)
@@ -20,7 +56,7 @@ class GenerationOptions:
     ``max_new_tokens``.
     """
 
-    max_new_tokens: int = 1024
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     do_sample: bool = False
     temperature: float | None = None
     top_p: float | None = None

@@ -24,8 +24,7 @@ def build_prompt(question: str | None = None, messages: list[dict] | None = None
     if question is not None:
         messages = [{"role": "user", "content": check_question(question)}]
     messages = _check_messages(messages)
-    if system is not None and not isinstance(system, str):
-        raise TypeError(f"system must be a string, got {type(system).__name__}")
+    check_system(system)
     system = DEFAULT_SYSTEM if system is None else system
     if messages[0]["role"] == "system":
         system, messages = messages[0]["content"], messages[1:]
@@ -71,9 +70,20 @@ def check_question(question) -> str:
     return question
 
 
+def check_system(system) -> None:
+    """A system prompt is a string (None: the default)."""
+    if system is not None and not isinstance(system, str):
+        raise TypeError(f"system must be a string, got {type(system).__name__}")
+
+
+def split_prefix(text: str) -> str:
+    """A prompt's text before the visual span (the sink)."""
+    return text.partition(IMAGE_MARKER)[0]
+
+
 def prefix_text(system: str | None = None) -> str:
     """The prompt text before the visual span (the sink) for ``system`` (None: the default)."""
-    return build_prompt("?", system=system).partition(IMAGE_MARKER)[0]
+    return split_prefix(build_prompt("?", system=system))
 
 
 def prefix_ids(tokenizer, text: str) -> list[int]:
@@ -93,7 +103,6 @@ def system_of(prefix: str) -> str:
 class TokenizedPrompt:
     before: list[int]  # ids before the visual span (the sink)
     after: list[int]  # ids after it (question, assistant header)
-    text: str
 
 
 def tokenize_prompt(tokenizer, text: str) -> TokenizedPrompt:
@@ -102,4 +111,4 @@ def tokenize_prompt(tokenizer, text: str) -> TokenizedPrompt:
     if not marker:
         raise ValueError(f"the prompt has no '{IMAGE_MARKER}' marker")
     encode = lambda s: tokenizer(s, add_special_tokens=False)["input_ids"] if s else []  # noqa: E731
-    return TokenizedPrompt(encode(before), encode(after), text)
+    return TokenizedPrompt(encode(before), encode(after))

@@ -5,15 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
-
 from .engine import compress
 from .errors import MemoryFileError
-from .memory.files import read_state_file, restore_fields, save_state
+from .memory.files import read_state_file, restore_fields
 from .memory.kv import KVCache, VstStage
 from .memory.plan import VisualWindow, parse_ratios
 from .memory.state import MemoryState
+from .options import DEFAULT_RESERVE
 from .prompt import prefix_ids
+from .video.inputs import frames_input
 
 
 class VideoMemory:
@@ -88,26 +88,24 @@ class VideoMemory:
     # ------------------------------------------------------------------ live input
     def append(self, frames, timestamps: list[float] | None = None, progress: bool = False) -> "VideoMemory":
         """Add frames (uint8 [T, H, W, 3]); every window they complete is compressed now."""
-        with self.model.runner.lock, torch.inference_mode():
-            compress.append(self.model.runner, self.state, frames, timestamps, progress)
+        visual = frames_input(self.model.config, frames, timestamps)
+        compress.append(self.model.runner, self.state, visual, progress)
         return self
 
     def flush(self) -> "VideoMemory":
         """Compress the incomplete last window (the end of the video)."""
-        with self.model.runner.lock, torch.inference_mode():
-            compress.flush(self.model.runner, self.state)
+        compress.flush(self.model.runner, self.state)
         return self
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | os.PathLike) -> Path:
         """Write the memory (safetensors + JSON metadata with checksums). Atomic: an interrupted
         save never leaves a half-written file at ``path``; the file follows the umask."""
-        with self.model.runner.lock:
-            return save_state(self.state, path, self.model.fingerprint, self.model.dtype)
+        return compress.save(self.model.runner, self.state, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike, model, compression_ratio: int | None = None,
-             reserve_tokens: int = compress.DEFAULT_RESERVE) -> "VideoMemory":
+             reserve_tokens: int = DEFAULT_RESERVE) -> "VideoMemory":
         """Read a memory written by :meth:`save` for ``model`` (same checkpoint and dtype).
 
         Every byte is verified against the checksums written with it. ``compression_ratio``,
@@ -128,5 +126,4 @@ class VideoMemory:
             fields = restore_fields(meta)
         except (TypeError, ValueError) as e:
             raise MemoryFileError(f"memory file {path} is corrupt: {e}") from None
-        with model.runner.lock, torch.inference_mode():
-            return cls(model, compress.restore(model.runner, meta, tensors, fields, reserve_tokens))
+        return cls(model, compress.restore(model.runner, meta, tensors, fields, reserve_tokens))

@@ -57,13 +57,13 @@ def test_groups_share_one_memory():
     ('{"id": 1, "video": "a.mp4", "question": "q", "max_new_tokens": 0}', "'question': max_new_tokens must be"),
     ('{"id": 1, "video": "a.mp4", "questions": ["q", {"prompt": "r", "top_p": 2}]}', "questions[1]: top_p must be in"),
     ('{"id": 1, "video": "a.mp4", "questions": [{"prompt": "r", "fps": 2}]}', "questions[0]: unknown key 'fps'"),
-    ('{"id": 1, "video": "a.mp4", "question": "q", "num_frames": 8, "fps": 1}', "'num_frames' or 'fps', not both"),
-    ('{"id": 1, "video": "a.mp4", "question": "q", "num_frames": -1}', "'num_frames' must be a positive integer"),
-    ('{"id": 1, "video": "a.mp4", "question": "q", "max_frames": 9}', "'max_frames' only applies with 'fps'"),
-    ('{"id": 1, "video": "a.mp4", "question": "q", "sampling": "fast"}', "'sampling' must be 'exact' or 'keyframe'"),
-    ('{"id": 1, "image": "a.png", "question": "q", "num_frames": 4}', "'num_frames' only apply to 'video'"),
+    ('{"id": 1, "video": "a.mp4", "question": "q", "num_frames": 8, "fps": 1}', "num_frames= or fps=, not both"),
+    ('{"id": 1, "video": "a.mp4", "question": "q", "num_frames": -1}', "num_frames must be a positive integer"),
+    ('{"id": 1, "video": "a.mp4", "question": "q", "max_frames": 9}', "max_frames= only applies with fps="),
+    ('{"id": 1, "video": "a.mp4", "question": "q", "sampling": "fast"}', "unknown sampling 'fast'; use 'exact' or 'keyframe'"),
+    ('{"id": 1, "image": "a.png", "question": "q", "num_frames": 4}', "num_frames= and fps= only apply to video="),
     ('{"id": 1, "video": [], "question": "q"}', "'video' as a list must hold image file paths"),
-    ('{"id": 1, "video": "a.mp4", "question": "q", "system": 3}', "'system' must be a string"),
+    ('{"id": 1, "video": "a.mp4", "question": "q", "system": 3}', "system must be a string"),
     ("{not json", "not JSON"),
 ])
 def test_each_bad_line_is_named(tmp_path, row, message):
@@ -117,3 +117,15 @@ def test_answers_file_refuses_another_file(tmp_path):
     out.write_text('{"x": 1}\n')
     with pytest.raises(ValueError, match="line 1 is not an answers record"):
         AnswerFile(out)
+
+
+def test_requests_carry_the_checked_visual_request(tmp_path):
+    from vxl_fast.options import EncodeOptions
+    from vxl_fast.video.request import VisualRequest
+
+    (a, b) = parse_requests(enumerate([{"id": 1, "video": "a.mp4", "question": "q", "compression_ratio": [4, 8]},
+                                       {"id": 2, "image": "p.png", "question": "q", "system": ""}], 1),
+                            base=tmp_path, default_frames=16)
+    assert a.visual == VisualRequest(video=str(tmp_path / "a.mp4"), num_frames=16)
+    assert a.options == EncodeOptions((4, 8))
+    assert b.visual == VisualRequest(images=str(tmp_path / "p.png")) and b.options == EncodeOptions(system="")

@@ -85,12 +85,13 @@ def test_pixel_values_exact(path):
     case = Case(path)
     model = load_model(case.checkpoint)
     if case.meta["source"] == "images":  # each image on its own like a frame, batched by size
-        from vxl_fast.video.inputs import visual_input
+        from vxl_fast.video.inputs import Target, visual_input
+        from vxl_fast.video.request import VisualRequest
 
-        (source,) = visual_input(model.config, images=case.images()).sources(64)
+        (source,) = visual_input(model.config, VisualRequest(images=case.images())).sources(64)
         from vxl_fast.video.preprocess import patch_rows
 
-        got = source.pixels(0, source.count, torch.device("cpu"), torch.float32)  # the tower's patch rows
+        got = source.pixels(0, source.count, Target(torch.device("cpu"), torch.float32))  # the tower's patch rows
         assert torch.equal(got, patch_rows(case.tensors["pixel_values"], model.config.vision.patch_size))
     else:
         assert torch.equal(model.preprocess(case.frames()), case.tensors["pixel_values"])

@@ -4,6 +4,8 @@ read from the host but the token id."""
 
 from __future__ import annotations
 
+import gc
+
 import torch
 
 from vxl_fast.engine.decode import StaticDecoder
@@ -34,11 +36,23 @@ def test_static_step_equals_a_text_step(tiny_model):
 def test_one_decoder_per_cache_buffer(tiny_model):
     memory = tiny_model.encode(frames=torch.zeros(3, 32, 32, 3, dtype=torch.uint8), reserve_tokens=8)
     first = tiny_model.ask(memory, "What is shown?", max_new_tokens=3, ignore_eos=True)
-    decoder = memory.cache.attached["decoder"]
+    decoders = tiny_model.runner.decoders
+    decoder = decoders[memory.cache.k]
     again = tiny_model.ask(memory, "What is shown?", max_new_tokens=3, ignore_eos=True)
-    assert memory.cache.attached["decoder"] is decoder  # the next answer replays the same step
+    assert decoders[memory.cache.k] is decoder  # the next answer replays the same step
+    assert decoders[memory.cache.view().k] is decoder
     assert again.token_ids == first.token_ids
-    assert memory.cache.view().attached is memory.cache.attached
+
+
+def test_a_decoder_is_freed_with_its_cache(tiny_model):
+    decoders = tiny_model.runner.decoders
+    before = len(decoders)
+    memory = tiny_model.encode(frames=torch.zeros(3, 32, 32, 3, dtype=torch.uint8), reserve_tokens=8)
+    tiny_model.ask(memory, "What is shown?", max_new_tokens=2, ignore_eos=True)
+    assert len(decoders) == before + 1
+    del memory
+    gc.collect()
+    assert len(decoders) == before
 
 
 def test_the_tokens_rope_rows_are_gathered_once_for_all_layers(tiny_model):

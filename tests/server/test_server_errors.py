@@ -154,7 +154,7 @@ class _Broken:
 
     path, fingerprint, dtype = "broken", "0" * 64, "float32"
 
-    def encode(self, **kwargs):
+    def encode_request(self, request, options, cancel=None):
         raise RuntimeError("the device fell over")
 
 

@@ -18,11 +18,11 @@ import torch
 av = pytest.importorskip("av", reason="needs PyAV")
 
 from conftest import GOLDEN  # noqa: E402
-from vxl_fast import VideoXLConfig  # noqa: E402
 from vxl_fast.video import load_video, open_video  # noqa: E402
-from vxl_fast.video.inputs import visual_input  # noqa: E402
+from vxl_fast.video.request import VisualRequest  # noqa: E402
 from vxl_fast.video.parallel import gop_runs, iter_frames_parallel  # noqa: E402
-from vxl_fast.video.reader import decode_frames, iter_frames, probe  # noqa: E402
+from vxl_fast.video.reader import iter_frames, probe  # noqa: E402
+from vxl_fast.video.source import decode_frames  # noqa: E402
 from vxl_fast.video.yuv import frame_planes  # noqa: E402
 from yuv_videos import content, damaged_copy, write_video  # noqa: E402
 
@@ -204,11 +204,10 @@ def test_bad_decoder_options_are_named_early(tmp_path):
         load_video(np.zeros((2, 8, 8, 3), np.uint8), decoder="nvdec")
     with pytest.raises(ValueError, match=r"unknown decode strategy 'fast'; use one of hybrid, seek, sequential, parallel"):
         open_video(VIDEO, num_frames=4, strategy="fast")
-    cfg = VideoXLConfig.from_dir(GOLDEN / "tiny-videoxl")
     with pytest.raises(ValueError, match=r"unknown decoder 'gpu'; use one of auto, cpu, nvdec"):
-        visual_input(cfg, video=VIDEO, num_frames=4, decoder="gpu")
+        VisualRequest(video=VIDEO, num_frames=4, decoder="gpu")
     with pytest.raises(ValueError, match=r"decoder='cpu' only applies to video="):
-        visual_input(cfg, frames=np.zeros((2, 8, 8, 3), np.uint8), decoder="cpu")
+        VisualRequest(frames=np.zeros((2, 8, 8, 3), np.uint8), decoder="cpu")
 
 
 # ---- GOP-parallel CPU decoding --------------------------------------------------------------------

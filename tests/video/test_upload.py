@@ -54,7 +54,6 @@ def fake_cuda(monkeypatch):
         yield
         active.pop()
 
-    monkeypatch.setattr(inputs, "_COPY_STREAMS", {})
     monkeypatch.setattr(torch.cuda, "Stream", lambda device: _Stream("copy", log))
     monkeypatch.setattr(torch.cuda, "current_stream", lambda device: compute)
     monkeypatch.setattr(torch.cuda, "stream", use)
@@ -65,17 +64,16 @@ def fake_cuda(monkeypatch):
 @pytest.mark.parametrize("pinned", [True, False])
 def test_upload_runs_on_the_copy_stream_and_the_compute_stream_waits_on_the_device(fake_cuda, pinned):
     log, active = fake_cuda
-    device = torch.device("cuda", 0)
+    target = inputs.Target(torch.device("cuda", 0), torch.bfloat16, torch.cuda.Stream(0))
     for _ in range(2):
-        inputs.to_device(_Frames(log, active, pinned), device)
+        inputs.to_device(_Frames(log, active, pinned), target)
     one = ([] if pinned else [("pin",)]) + [("copy", "copy", True, True), ("wait", "compute", "copy"),
                                             ("record_stream", "compute")]
-    assert log == one + one  # one copy stream for the device, reused; nothing synchronises
-    assert len(inputs._COPY_STREAMS) == 1
+    assert log == one + one  # the target's copy stream, reused; nothing synchronises
 
 
 def test_frames_already_there_or_not_for_a_gpu_are_moved_plainly():
     frames = torch.zeros(2, 4, 4, 3, dtype=torch.uint8)
-    assert inputs.to_device(frames, torch.device("cpu")) is frames
-    meta = inputs.to_device(frames, torch.device("meta"))
+    assert inputs.to_device(frames, inputs.Target(torch.device("cpu"), torch.float32)) is frames
+    meta = inputs.to_device(frames, inputs.Target(torch.device("meta"), torch.float32))
     assert meta.device.type == "meta" and meta.shape == frames.shape

@@ -15,7 +15,8 @@ av = pytest.importorskip("av", reason="needs PyAV")
 
 from conftest import GOLDEN, Case  # noqa: E402
 from vxl_fast.video import load_video, open_video  # noqa: E402
-from vxl_fast.video.reader import decode_frames, iter_frames, probe  # noqa: E402
+from vxl_fast.video.reader import iter_frames, probe  # noqa: E402
+from vxl_fast.video.source import decode_frames  # noqa: E402
 from vxl_fast.video.sampling import uniform_indices  # noqa: E402
 from yuv_videos import damaged_copy  # noqa: E402
 

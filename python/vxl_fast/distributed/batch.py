@@ -51,73 +51,93 @@ class BatchSummary:
                 f"{'s' * (self.workers != 1)} ({self.requests_per_s:.2f} requests/s)")
 
 
-def run_batch(requests, output: str | os.PathLike, model: str | os.PathLike, *, workers: int | None = None,
-              gpus_per_worker: float | None = None, cpus_per_worker: float = 1, address: str | None = None,
-              device: str | None = None, dtype: str | None = None, default_frames: int = DEFAULT_FRAMES,
-              max_retries: int = 2, retry_failed: bool = False, progress: bool | None = None,
-              on_record=None) -> BatchSummary:
+@dataclass(frozen=True)
+class BatchOptions:
+    """How a batch runs. ``workers`` actors (default: one per ``gpus_per_worker`` GPUs of the
+    cluster, else 1) each load the model once with ``gpus_per_worker`` GPUs (default 1 when the
+    cluster has GPUs, else 0: CPU) and ``cpus_per_worker`` CPUs, on ``device`` in ``dtype``.
+    ``address``: an existing cluster (``auto``, ``ray://host:10001``); default a local one bound
+    to 127.0.0.1. ``default_frames``: ``num_frames`` of video requests that give neither it nor
+    ``fps``. A group whose worker dies runs again up to ``max_retries`` times. ``retry_failed``:
+    error records already in the output run again. ``progress``: a bar (default: on a terminal)."""
+
+    workers: int | None = None
+    gpus_per_worker: float | None = None
+    cpus_per_worker: float = 1
+    address: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+    default_frames: int = DEFAULT_FRAMES
+    max_retries: int = 2
+    retry_failed: bool = False
+    progress: bool | None = None
+
+    def __post_init__(self):
+        for name, low in (("workers", 1), ("max_retries", 0), ("default_frames", 1)):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        for name in ("gpus_per_worker", "cpus_per_worker"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+
+
+def run_batch(requests, output: str | os.PathLike, model: str | os.PathLike, *, on_record=None,
+              **options) -> BatchSummary:
     """Answer every request of ``requests`` (a JSONL file, or a list of request dicts; see
     :mod:`vxl_fast.distributed.requests`) into the JSONL file ``output``, one record a request.
 
-    ``model``: a checkpoint path (or hub id) every worker can read. ``workers`` actors (default:
-    one per ``gpus_per_worker`` GPUs of the cluster, else 1) each load it once with
-    ``gpus_per_worker`` GPUs (default 1 when the cluster has GPUs, else 0: CPU) and
-    ``cpus_per_worker`` CPUs. Requests for the same input share one encoding. Records are
-    written as their group finishes; ids already in ``output`` are skipped (``retry_failed``:
-    error records run again). A worker process that dies is restarted by Ray and its group run
-    again, up to ``max_retries`` times, then the group's requests get error records.
-    ``address``: an existing cluster (``auto``, ``ray://host:10001``); default a local one bound
-    to 127.0.0.1. ``on_record(record)`` is called for each record written.
+    ``model``: a checkpoint path (or hub id) every worker can read; ``options``: see
+    :class:`BatchOptions`. Requests for the same input share one encoding. Records are written
+    as their group finishes; ids already in ``output`` are skipped. A worker process that dies is
+    restarted by Ray and its group run again, then the group's requests get error records.
+    ``on_record(record)`` is called for each record written.
     """
-    for name, value, low in (("workers", workers, 1), ("max_retries", max_retries, 0),
-                             ("default_frames", default_frames, 1)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    for name, value in (("gpus_per_worker", gpus_per_worker), ("cpus_per_worker", cpus_per_worker)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
-            raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+    opts = BatchOptions(**options)
     if isinstance(requests, (str, os.PathLike)):
-        todo = read_requests(requests, default_frames)
+        todo = read_requests(requests, opts.default_frames)
     else:
-        todo = parse_requests(enumerate(requests, 1), base=Path.cwd(), default_frames=default_frames)
+        todo = parse_requests(enumerate(requests, 1), base=Path.cwd(), default_frames=opts.default_frames)
     start = time.perf_counter()
-    with AnswerFile(output, retry_failed=retry_failed) as answers:
+    with AnswerFile(output, retry_failed=opts.retry_failed) as answers:
         total = len(todo)
         todo = [r for r in todo if r.id not in answers.done]
         summary = BatchSummary(total, total - len(todo), 0, 0, 0, 0.0, str(output))
-        if not todo:
-            return summary
-        groups = group_requests(todo)
-        with connected(address) as ray:
-            gpus = ray.cluster_resources().get("GPU", 0)
-            if gpus_per_worker is None:
-                gpus_per_worker = 1 if gpus else 0
-            if workers is None:
-                workers = max(1, int(gpus // gpus_per_worker)) if gpus_per_worker else 1
-            workers = min(workers, len(groups))
-            device = device or ("cuda" if gpus_per_worker else "cpu")
-            actor = ray.remote(BatchWorker).options(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker,
-                                                    max_restarts=-1, max_task_retries=max_retries)
-            summary.workers = workers
-            pool = _Pool(ray, lambda i: actor.remote(str(model), device, dtype, f"worker-{i}"), workers)
-            bar = _progress_bar(len(todo), progress)
-            try:
-                for records in pool.run(groups, max_retries):
-                    for record in records:
-                        if answers.write(record):
-                            summary.answered += record["status"] == "ok"
-                            summary.failed += record["status"] != "ok"
-                            if on_record is not None:
-                                on_record(record)
-                    if bar is not None:
-                        bar.update(len(records))
-                        bar.set_postfix(failed=summary.failed, refresh=False)
-            finally:
-                pool.close()
-                if bar is not None:
-                    bar.close()
+        if todo:
+            with connected(opts.address) as ray:
+                _run_groups(ray, str(model), group_requests(todo), opts, summary, answers, on_record)
     summary.elapsed_s = time.perf_counter() - start
     return summary
+
+
+def _run_groups(ray, model: str, groups: list, opts: BatchOptions, summary: BatchSummary, answers: AnswerFile,
+                on_record) -> None:
+    """Start the workers, answer ``groups`` on them, write and count the records."""
+    gpus = ray.cluster_resources().get("GPU", 0)
+    per_worker = (1 if gpus else 0) if opts.gpus_per_worker is None else opts.gpus_per_worker
+    workers = opts.workers or (max(1, int(gpus // per_worker)) if per_worker else 1)
+    summary.workers = workers = min(workers, len(groups))
+    device = opts.device or ("cuda" if per_worker else "cpu")
+    actor = ray.remote(BatchWorker).options(num_cpus=opts.cpus_per_worker, num_gpus=per_worker,
+                                            max_restarts=-1, max_task_retries=opts.max_retries)
+    pool = _Pool(ray, lambda i: actor.remote(model, device, opts.dtype, f"worker-{i}"), workers)
+    bar = _progress_bar(sum(len(g.requests) for g in groups), opts.progress)
+    try:
+        for records in pool.run(groups, opts.max_retries):
+            for record in records:
+                if answers.write(record):
+                    summary.answered += record["status"] == "ok"
+                    summary.failed += record["status"] != "ok"
+                    if on_record is not None:
+                        on_record(record)
+            if bar is not None:
+                bar.update(len(records))
+                bar.set_postfix(failed=summary.failed, refresh=False)
+    finally:
+        pool.close()
+        if bar is not None:
+            bar.close()
 
 
 class _Pool:

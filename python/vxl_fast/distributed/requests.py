@@ -25,10 +25,11 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from ..options import GenerationOptions
-from ..video.source import IMAGE_SUFFIXES
+from ..options import DEFAULT_RATIO, EncodeOptions, GenerationOptions
+from ..video.request import VisualRequest, is_video_file
 
-ENCODE_KEYS = ("num_frames", "fps", "max_frames", "sampling", "compression_ratio", "system")
+SAMPLING_KEYS = ("num_frames", "fps", "max_frames", "sampling")
+ENCODE_KEYS = (*SAMPLING_KEYS, "compression_ratio", "system")
 GENERATION_KEYS = tuple(f.name for f in fields(GenerationOptions))
 KEYS = {"id", "video", "image", "question", "questions", *ENCODE_KEYS, *GENERATION_KEYS}
 MAX_LISTED = 20  # problems named in one error message
@@ -47,6 +48,8 @@ class Request:
     source: dict  # {"video": path or [paths]} or {"image": path}, paths absolute
     encode: dict  # keyword arguments of VideoXL.encode beyond the source
     questions: tuple[Question, ...]
+    visual: VisualRequest  # ``source`` and the sampling keys of ``encode``, checked
+    options: EncodeOptions  # the rest of ``encode``, checked
 
     @property
     def memory_key(self) -> str:
@@ -126,13 +129,15 @@ def _request(item, number: int, base: Path, default_frames: int | None) -> Reque
         raise TypeError(f"'id' must be a non-empty string or an integer, got {rid!r}")
     source = _source(item, base)
     encode = {k: item[k] for k in ENCODE_KEYS if item.get(k) is not None}
-    if "video" in source and "num_frames" not in encode and "fps" not in encode and default_frames is not None:
-        video = source["video"]
-        if isinstance(video, str) and not Path(video).is_dir() and Path(video).suffix.lower() not in IMAGE_SUFFIXES:
-            encode["num_frames"] = default_frames
-    _check_encode(encode, "video" in source)
-    shared = {k: item[k] for k in GENERATION_KEYS if k in item}
-    return Request(rid, number, source, encode, _questions(item, shared))
+    if "num_frames" not in encode and "fps" not in encode and default_frames is not None and \
+            is_video_file(source.get("video")):
+        encode["num_frames"] = default_frames
+    # what can be checked without the model; the video itself is read by a worker
+    visual = VisualRequest(video=source.get("video"), images=source.get("image"),
+                           **{k: encode[k] for k in SAMPLING_KEYS if k in encode})
+    options = EncodeOptions(encode.get("compression_ratio", DEFAULT_RATIO), system=encode.get("system"))
+    questions = _questions(item, {k: item[k] for k in GENERATION_KEYS if k in item})
+    return Request(rid, number, source, encode, questions, visual, options)
 
 
 def _source(item: dict, base: Path) -> dict:
@@ -152,30 +157,6 @@ def _source(item: dict, base: Path) -> dict:
 
 def _path(value: str, base: Path) -> str:
     return str(base / os.path.expanduser(value))
-
-
-def _check_encode(encode: dict, is_video: bool) -> None:
-    """What can be checked without the model; the video itself is read by a worker."""
-    for name in ("num_frames", "max_frames"):
-        v = encode.get(name)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise ValueError(f"'{name}' must be a positive integer, got {v!r}")
-    fps = encode.get("fps")
-    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps < float("inf")):
-        raise ValueError(f"'fps' must be a positive number, got {fps!r}")
-    if "num_frames" in encode and "fps" in encode:
-        raise ValueError("sample with 'num_frames' or 'fps', not both")
-    if "max_frames" in encode and "fps" not in encode:
-        raise ValueError("'max_frames' only applies with 'fps'")
-    if encode.get("sampling", "exact") not in ("exact", "keyframe"):
-        raise ValueError(f"'sampling' must be 'exact' or 'keyframe', got {encode['sampling']!r}")
-    if not is_video:
-        given = [k for k in ("num_frames", "fps", "max_frames", "sampling") if k in encode]
-        if given:
-            raise ValueError(f"{', '.join(map(repr, given))} only apply to 'video'")
-    system = encode.get("system")
-    if system is not None and not isinstance(system, str):
-        raise TypeError(f"'system' must be a string, got {system!r}")
 
 
 def _questions(item: dict, shared: dict) -> tuple[Question, ...]:

@@ -36,7 +36,7 @@ class BatchWorker:
         start = time.perf_counter()
         try:
             first = group.requests[0]
-            memory = self.model.encode(**first.source, **first.encode)
+            memory = self.model.encode_request(first.visual, first.options)
         except Exception as e:  # NOTE: failure isolation: whatever a bad input raises is its record
             elapsed = time.perf_counter() - start
             return [error_record(r, e, worker, elapsed) for r in group.requests]

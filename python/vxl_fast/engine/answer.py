@@ -14,7 +14,7 @@ from ..memory.plan import VisualWindow
 from ..memory.state import MemoryState
 from ..options import GenerationOptions
 from ..prompt import TokenizedPrompt
-from .compress import compress_window, pending_window
+from .compress import pending_window, run_pending
 from .detokenizer import Detokenizer
 from .flops import answer_flops, encode_flops
 from .runner import Runner
@@ -26,7 +26,8 @@ def answer(runner: Runner, tokenizer, state: MemoryState, tok: TokenizedPrompt, 
            progress: bool = False, trace: bool = False,
            count_encoding: bool = False) -> Generator[str, None, GenerationOutput]:
     """Yield the answer's text pieces; return its :class:`GenerationOutput`. The state is left as
-    it was (the question's K/V go into the slots after the memory's). Holds the runner's lock.
+    it was (the question's K/V go into the slots after the memory's). Holds the runner's lock; each
+    step runs in its session (never across a yield, which may resume in another context).
     ``count_encoding``: the stats include the time that made the state (a one-shot request)."""
     cfg = runner.config
     sampler = Sampler(cfg.llm.vocab_size, options.do_sample, **options.sampling(cfg.generation),
@@ -51,7 +52,7 @@ def answer(runner: Runner, tokenizer, state: MemoryState, tok: TokenizedPrompt, 
                 if token in eos or det.stopped or len(det.ids) >= options.max_new_tokens:
                     finish = "eos" if token in eos else "stop" if det.stopped else "length"
                     break
-                with torch.inference_mode():
+                with runner.session():
                     logits = runner.decode(cache, token)
         runner.sync()
         t_end = time.perf_counter()
@@ -84,16 +85,15 @@ def prefill(runner: Runner, state: MemoryState, after: list[int], max_new_tokens
              trace: list | None) -> tuple[KVCache, VisualWindow | None, torch.Tensor]:
     """Run the pending window (if any) and the question into a view of the memory's cache; the
     view, that window, and the first token's logits."""
-    with torch.inference_mode():
+    with runner.session():
         pending = pending_window(state)
         text = len(after) + max_new_tokens
-        # the pending window's rows sit after the kept slots until its VSTs are compacted
         needed = state.cache.length + (max(pending.rows, pending.n_vst + text) if pending else text)
         if needed > state.cache.capacity:
             state.cache = runner.grow(state.cache, needed)
         cache = state.cache.view()
         if pending is not None:  # the incomplete last window, not kept in the memory
-            compress_window(runner, state, state.pending, cache, commit=False)
+            run_pending(runner, state, cache)
         window = runner.config.beacon.window
         hidden = None
         for a in range(0, len(after), window):

@@ -1,27 +1,42 @@
 """Compression: a visual input becomes a :class:`MemoryState` — the sink's K/V and each window's VSTs.
 
 Functions over a :class:`Runner` and a state; the state is pure data, so a memory can be made,
-extended (live input), saved and restored without a model inside it.
+extended (live input), saved and restored without a model inside it. The entry points
+(``encode``, ``append``, ``flush``, ``restore``, ``save``, ``visual_tokens``) hold the runner's
+lock and run in inference mode.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+import os
 import threading
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from ..errors import EncodeCancelled
+from ..memory.files import save_state
 from ..memory.kv import KVCache
-from ..memory.plan import VisualWindow, next_window, plan_windows
+from ..memory.plan import VisualWindow, next_window, parse_ratios, plan_windows
 from ..memory.state import MemoryState
-from ..video.inputs import VisualInput, VisualSource, frames_source, read_frames
+from ..options import DEFAULT_RESERVE, EncodeOptions
+from ..video.inputs import PixelSource, VisualInput
 from .runner import Runner
 from .timing import StageTimer
-from .vision import VisualStream
+from .visual_tokens import VisualTokens
 
-DEFAULT_RESERVE = 2048  # KV slots a memory keeps free after the video for questions and answers
+
+def entry_point(fn):
+    """``fn(runner, ...)`` inside ``runner.session()``: its lock held, in inference mode, its kernel
+    policy active."""
+    @functools.wraps(fn)
+    def in_session(runner: Runner, *args, **kwargs):
+        with runner.session():
+            return fn(runner, *args, **kwargs)
+    return in_session
 
 
 def new_state(runner: Runner, prefix_text: str, prefix_ids: list[int], ratios: tuple[int, ...],
@@ -31,68 +46,80 @@ def new_state(runner: Runner, prefix_text: str, prefix_ids: list[int], ratios: t
     return MemoryState(cache, stage, prefix_text, prefix_ids, ratios, modality, trace=[] if trace else None)
 
 
-def encode(runner: Runner, prefix_text: str, prefix_ids: list[int], ratios: tuple[int, ...],
-           visual: VisualInput | None, reserve_tokens: int, progress: bool, trace: bool,
-           cancel: threading.Event | None = None) -> MemoryState:
+@entry_point
+def encode(runner: Runner, prefix_text: str, prefix_ids: list[int], visual: VisualInput | None,
+           options: EncodeOptions, cancel: threading.Event | None = None) -> MemoryState:
     """Compress ``visual`` (None: an empty memory to append to) after the sink ``prefix_ids``.
     ``cancel``, once set, stops the encode before its next piece (``EncodeCancelled``)."""
     cfg = runner.config
+    ratios = parse_ratios(options.compression_ratio, cfg.beacon.ratios)
     timer = StageTimer(runner.device)
-    capacity = len(prefix_ids) + reserve_tokens
+    capacity = len(prefix_ids) + options.reserve_tokens
     if visual is not None and visual.count is not None:
         # NOTE: a copy of the generator, so that planning draws the same ratios the windows will.
         planned = plan_windows(len(prefix_ids), visual.count * cfg.tokens_per_frame, cfg.beacon.window,
                                ratios, copy.deepcopy(runner.ratio_rng))
         capacity += sum(w.n_vst for w in planned)
     state = new_state(runner, prefix_text, prefix_ids, ratios,
-                      visual.modality if visual is not None else "video", capacity, trace)
+                      visual.modality if visual is not None else "video", capacity, options.trace)
     with timer.measure("compress"):
         runner.run_text(state.cache, prefix_ids, "prefix_text", state.trace)
     if visual is not None:
-        with tqdm(total=visual.count, desc="encoding", unit="frame", disable=not progress, leave=False) as bar:
-            for source in visual.sources(runner.vision_batch):
-                if cancel is not None and cancel.is_set():
-                    raise EncodeCancelled(f"the encode was cancelled after {state.frames} of {visual.count} frames")
-                ingest(runner, state, source, timer)
-                bar.update(source.count)
-        flush(runner, state, timer)
+        _ingest_all(runner, state, visual, timer, options.progress, cancel)
+        _flush(runner, state, timer)
     _add_times(state, timer)
     return state
 
 
-def append(runner: Runner, state: MemoryState, frames, timestamps, progress: bool) -> None:
-    """Add frames uint8 [T, H, W, 3] (or a list of images of any sizes); every window they
-    complete is compressed now."""
+@entry_point
+def append(runner: Runner, state: MemoryState, visual: VisualInput, progress: bool) -> None:
+    """Add the frames of ``visual`` (``video.inputs.frames_input``); every window they complete is
+    compressed now."""
     if len(state.ratios) > 1:
         raise ValueError("live input (append) needs a single compression ratio")
-    frames = read_frames(frames)
-    if timestamps is not None and len(timestamps) != len(frames):
-        raise ValueError(f"{len(timestamps)} timestamps for {len(frames)} frames")
-    if (timestamps is None) != (state.timestamps is None) and state.frames:
+    if visual.timestamped != (state.timestamps is not None) and state.frames:
         raise ValueError("give timestamps for every appended piece or for none")
-    source = frames_source(frames, runner.config, None if timestamps is None else list(timestamps))
     timer = StageTimer(runner.device)
-    with tqdm(total=len(frames), desc="encoding", unit="frame", disable=not progress, leave=False) as bar:
-        ingest(runner, state, source, timer)
-        bar.update(source.count)
+    _ingest_all(runner, state, visual, timer, progress)
     _add_times(state, timer)
 
 
-def ingest(runner: Runner, state: MemoryState, source: VisualSource, timer: StageTimer) -> None:
+def _ingest_all(runner: Runner, state: MemoryState, visual: VisualInput, timer: StageTimer, progress: bool,
+                cancel: threading.Event | None = None) -> None:
+    """Ingest every piece of ``visual`` (stopping before a piece once ``cancel`` is set)."""
+    with tqdm(total=visual.count, desc="encoding", unit="frame", disable=not progress, leave=False) as bar:
+        for source in visual.sources(runner.vision_batch):
+            if cancel is not None and cancel.is_set():
+                raise EncodeCancelled(f"the encode was cancelled after {state.frames} of {visual.count} frames")
+            ingest(runner, state, source, timer)
+            bar.update(source.count)
+
+
+@entry_point
+def visual_tokens(runner: Runner, visual: VisualInput) -> torch.Tensor:
+    """All visual tokens [N, D] of ``visual`` the language model would see."""
+    return torch.cat([_tokens(runner, source).rest() for source in visual.sources(runner.vision_batch)])
+
+
+def _tokens(runner: Runner, source: PixelSource, timer: StageTimer | None = None) -> VisualTokens:
+    return VisualTokens(source, runner.config.tokens_per_frame, runner.encode_pixels, runner.vision_batch,
+                        runner.target, timer)
+
+
+def ingest(runner: Runner, state: MemoryState, source: PixelSource, timer: StageTimer) -> None:
     """Encode the source's items and compress every window they complete; nothing here waits for
     the device (``timer`` keeps the times until they are read)."""
     window = runner.config.beacon.window
-    stream = VisualStream(source, runner.config.tokens_per_frame, runner.encode_pixels, runner.vision_batch,
-                          runner.device, runner.dtype, timer)
-    available = state.pending_tokens + stream.num_tokens
+    tokens = _tokens(runner, source, timer)
+    available = state.pending_tokens + tokens.num_tokens
     while available >= window:
-        raw = stream.take(window - state.pending_tokens)
+        raw = tokens.take(window - state.pending_tokens)
         if state.pending is not None:
             raw, state.pending = torch.cat([state.pending, raw]), None
         with timer.measure("compress"):
-            compress_window(runner, state, raw, state.cache)
+            compress_window(runner, state, raw)
         available -= window
-    rest = stream.rest()
+    rest = tokens.rest()
     if rest is not None:
         state.pending = rest if state.pending is None else torch.cat([state.pending, rest])
     state.frames += source.count
@@ -100,17 +127,19 @@ def ingest(runner: Runner, state: MemoryState, source: VisualSource, timer: Stag
         state.timestamps = (state.timestamps or []) + list(source.timestamps)
 
 
-def flush(runner: Runner, state: MemoryState, timer: StageTimer | None = None) -> None:
+@entry_point
+def flush(runner: Runner, state: MemoryState) -> None:
     """Compress the incomplete last window (the end of the video)."""
-    if state.pending is None:
-        return
-    own = timer is None
-    timer = timer or StageTimer(runner.device)
-    raw, state.pending = state.pending, None
-    with timer.measure("compress"):
-        compress_window(runner, state, raw, state.cache)
-    if own:
-        _add_times(state, timer)
+    timer = StageTimer(runner.device)
+    _flush(runner, state, timer)
+    _add_times(state, timer)
+
+
+def _flush(runner: Runner, state: MemoryState, timer: StageTimer) -> None:
+    if state.pending is not None:
+        raw, state.pending = state.pending, None
+        with timer.measure("compress"):
+            compress_window(runner, state, raw)
 
 
 def _add_times(state: MemoryState, timer: StageTimer) -> None:
@@ -127,20 +156,30 @@ def pending_window(state: MemoryState) -> VisualWindow | None:
                        state.cache.length, state.ratios, None)
 
 
-def compress_window(runner: Runner, state: MemoryState, raw: torch.Tensor, cache: KVCache,
-                    commit: bool = True) -> VisualWindow:
-    """Run one visual window over ``raw`` tokens; its VSTs land in ``cache``. Without ``commit``
-    the window is run into ``cache`` (a question's view) and not recorded in the state."""
-    w = next_window(len(state.windows), state.next_token, raw.shape[0], state.carry, cache.length,
-                    state.ratios, runner.ratio_rng)
-    if commit and cache.length + w.rows > cache.capacity:  # its rows sit after the kept slots until compacted
-        state.cache = cache = runner.grow(cache, cache.length + w.rows + DEFAULT_RESERVE)
-    runner.run_visual(cache, state.stage, raw, w, state.trace if commit else None)
-    if commit:
-        state.windows.append(w)
+def compress_window(runner: Runner, state: MemoryState, raw: torch.Tensor) -> VisualWindow:
+    """Run one visual window over ``raw`` tokens; its VSTs are kept in the state's cache."""
+    w = _next_window(runner, state, raw.shape[0], state.cache)
+    if state.cache.length + w.rows > state.cache.capacity:
+        state.cache = runner.grow(state.cache, state.cache.length + w.rows + DEFAULT_RESERVE)
+    runner.run_visual(state.cache, state.stage, raw, w, state.trace)
+    state.windows.append(w)
     return w
 
 
+def run_pending(runner: Runner, state: MemoryState, view: KVCache) -> VisualWindow:
+    """Run the pending tokens' window into ``view`` (a question's view of the cache, with room for
+    its rows); the state does not record it."""
+    w = _next_window(runner, state, state.pending_tokens, view)
+    runner.run_visual(view, state.stage, state.pending, w, None)
+    return w
+
+
+def _next_window(runner: Runner, state: MemoryState, n_raw: int, cache: KVCache) -> VisualWindow:
+    return next_window(len(state.windows), state.next_token, n_raw, state.carry, cache.length, state.ratios,
+                       runner.ratio_rng)
+
+
+@entry_point
 def restore(runner: Runner, meta: dict, tensors: dict[str, torch.Tensor], fields: dict,
             reserve_tokens: int) -> MemoryState:
     """A state from a verified memory file (see ``memory.files``)."""
@@ -151,6 +190,12 @@ def restore(runner: Runner, meta: dict, tensors: dict[str, torch.Tensor], fields
     state.cache.v[:, :, :n] = tensors["v"].to(runner.device)
     state.cache.length = n
     state.pending = tensors["pending"].to(runner.device) if "pending" in tensors else None
-    for name, value in fields.items():
-        setattr(state, name, value)
+    state.windows, state.frames = fields["windows"], fields["frames"]
+    state.timestamps, state.stats = fields["timestamps"], fields["stats"]
     return state
+
+
+@entry_point
+def save(runner: Runner, state: MemoryState, path: str | os.PathLike) -> Path:
+    """Write ``state`` to ``path`` (``memory.files.save_state``) for this runner's weights and dtype."""
+    return save_state(state, path, runner.fingerprint, runner.dtype)

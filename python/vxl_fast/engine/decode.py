@@ -11,8 +11,8 @@ from ..memory.kv import KVCache
 
 
 class StaticDecoder:
-    """Decodes into one cache's buffers (any view of them; it holds the buffers, not a cache, so
-    it can be kept in ``cache.attached``): ``decoder(token, position)`` feeds
+    """Decodes into one cache's buffers (any view of them; the runner keeps one per buffer):
+    ``decoder(token, position)`` feeds
     ``token`` at slot ``position`` and returns the next token's fp32 logits [vocab] (a buffer
     that the next call overwrites)."""
 

@@ -24,6 +24,7 @@ from ..memory.kv import KVCache, VstStage
 from ..memory.plan import VisualWindow, max_window_rows, max_window_vsts
 from ..models.videoxl import VideoXLModel
 from ..runtime import RuntimeOptions
+from ..video.inputs import Target
 from .decode import StaticDecoder
 from .stats import record_step
 
@@ -55,9 +56,12 @@ class Runner:
         # default_rng(42) created at load and never reset; keeping it per model reproduces that.
         self.ratio_rng = np.random.default_rng(42)
         self.vision_batch = vision_batch(config, itemsize(dtype))  # frames per vision-tower call
+        # where pixels are made; a GPU's frames are uploaded on a copy stream of the runner's own
+        self.target = Target(device, dtype, torch.cuda.Stream(device) if device.type == "cuda" else None)
         self.lock = threading.RLock()
         self._fingerprint: str | None = None
         self._slots: OrderedDict[tuple[int, int, int], tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        self.decoders = torch.utils.weak.WeakIdKeyDictionary()  # a cache's k buffer → its StaticDecoder, freed with the buffer
 
     @contextlib.contextmanager
     def session(self):
@@ -140,7 +144,7 @@ class Runner:
         vst_index, raw_index = self._window_slots(w)
         nb = vst_index.shape[0]
         assert nb == w.n_vst and x.shape[0] == w.rows, "window plan and interleave disagree"
-        start = cache.reserve(w.rows)  # the window's rows sit after the kept slots until compacted
+        start = cache.reserve(w.rows)
         self.model.llm(x, self._step(cache, w.rows, start, Slots(vst_index, raw_index, self.vst_projection), stage))
         cache.length += nb
         record_step(trace, cache, "visual", w.n_raw, nb, start, w.ratio, w.carry)
@@ -169,10 +173,12 @@ class Runner:
         """One generated token fed back: the next token's fp32 logits [vocab], through the static
         decode step of ``cache``'s buffers (on CUDA a CUDA graph, captured at their first token)."""
         position = cache.reserve(1)
-        decoder = cache.attached.get("decoder")
+        decoder = self.decoders.get(cache.k)
         if decoder is None:
-            decoder = cache.attached["decoder"] = StaticDecoder(self.model, self.rope, cache, self.decode_attention,
-                                                                self.cuda_graphs)
+            # NOTE: the decoder holds aliases of the buffers, not the key itself, or the entry would never be freed
+            alias = KVCache(cache.k.detach(), cache.v.detach(), cache.length)
+            decoder = self.decoders[cache.k] = StaticDecoder(self.model, self.rope, alias, self.decode_attention,
+                                                             self.cuda_graphs)
         logits = decoder(token, position)
         cache.length += 1
         return logits

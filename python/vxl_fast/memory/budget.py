@@ -9,6 +9,7 @@ import torch
 
 from ..config import VideoXLConfig
 from ..errors import MemoryPlanError
+from .kv import slot_bytes
 from .plan import RequestPlan, max_window_rows, max_window_vsts, plan_request
 
 
@@ -32,8 +33,7 @@ class MemoryBudget:
 
 def kv_slot_bytes(cfg: VideoXLConfig, itemsize: int) -> int:
     """K and V of one slot over all layers."""
-    llm = cfg.llm
-    return 2 * llm.num_layers * llm.num_kv_heads * llm.head_dim * itemsize
+    return slot_bytes(cfg.llm.num_layers, cfg.llm.num_kv_heads, cfg.llm.head_dim, itemsize)
 
 
 def _llm_window_bytes(cfg: VideoXLConfig, rows: int, keys: int, itemsize: int, masked_attention: bool) -> int:

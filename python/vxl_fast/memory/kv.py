@@ -1,27 +1,34 @@
 """Static KV buffers, allocated once per request: the cache (kept slots plus room for the window
-being compressed) and the small stage of that window's VST keys and values."""
+being compressed) and the small stage of that window's VST keys and values.
+
+A window being compressed (a video's, or the pending window a question runs) writes its rows'
+K/V in the cache after the kept slots; its rows sit there until ``kv_compact`` writes the staged
+VSTs over the first of those slots, their keys RoPE'd at their final positions.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
+
+
+def slot_bytes(layers: int, kv_heads: int, head_dim: int, itemsize: int) -> int:
+    """Bytes of one KV slot over all layers, K and V: 2 · layers · Hkv · d · itemsize."""
+    return 2 * layers * kv_heads * head_dim * itemsize
 
 
 @dataclass
 class KVCache:
     """Kept K/V of every layer. K is stored after RoPE, at its final slot's position.
 
-    k, v: [layers, Hkv, capacity, d]; ``length`` slots are kept. A window being compressed writes
-    its rows' K/V in place after them, so ``capacity`` includes room for the largest window.
+    k, v: [layers, Hkv, capacity, d]; ``length`` slots are kept; ``capacity`` includes room for
+    the largest window's rows after them.
     """
 
     k: torch.Tensor
     v: torch.Tensor
     length: int = 0
-    # what the engine keeps for these buffers (its decode step), shared by every view of them and
-    # freed with them
-    attached: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def allocate(cls, layers: int, kv_heads: int, capacity: int, head_dim: int,
@@ -41,7 +48,8 @@ class KVCache:
     @property
     def slot_bytes(self) -> int:
         """Bytes one slot takes over all layers, K and V."""
-        return self.nbytes // self.capacity
+        layers, heads, _, d = self.k.shape
+        return slot_bytes(layers, heads, d, self.k.element_size())
 
     def grown(self, capacity: int) -> "KVCache":
         """A new cache of ``capacity`` slots holding this one's filled slots."""
@@ -54,7 +62,7 @@ class KVCache:
 
     def view(self) -> "KVCache":
         """The same buffers with a length of their own (questions write after the kept slots)."""
-        return KVCache(self.k, self.v, self.length, self.attached)
+        return KVCache(self.k, self.v, self.length)
 
     def reserve(self, n: int) -> int:
         """Check that ``n`` more slots fit; return the first of them."""
@@ -68,9 +76,7 @@ class KVCache:
 class VstStage:
     """The keys (before RoPE) and values of one window's VSTs, one layer at a time.
 
-    k, v: [Hkv, max_vsts, d]. The window's rows sit in the cache after the kept slots while it is
-    compressed; ``kv_compact`` then writes the staged VSTs over the first of those slots, their
-    keys RoPE'd at their final positions.
+    k, v: [Hkv, max_vsts, d] (see the module docstring for where the window's rows sit).
     """
 
     k: torch.Tensor

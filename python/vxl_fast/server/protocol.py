@@ -9,10 +9,8 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ..memory.plan import parse_ratios
-from ..options import GenerationOptions
-
-IMAGE_MARKER = "<image>"
+from ..options import DEFAULT_RATIO, EncodeOptions, GenerationOptions
+from ..prompt import IMAGE_MARKER
 _TEXT_ROLES = ("system", "developer", "user", "assistant")
 
 
@@ -59,7 +57,7 @@ class ChatCompletionRequest(BaseModel):
     num_frames: int | None = None
     fps: float | None = None
     max_frames: int | None = None
-    compression_ratio: int | list[int] | str = 8
+    compression_ratio: int | list[int] | str = DEFAULT_RATIO
 
 
 @dataclass
@@ -84,7 +82,8 @@ def parse_request(body: bytes) -> ChatCompletionRequest:
 
 
 def check_request(req: ChatCompletionRequest, max_tokens_limit: int, max_frames_limit: int) -> int:
-    """Validate the sampling and video fields; the number of tokens to generate."""
+    """Validate the sampling fields and the server's limits (the visual request is checked where it
+    is built, see ``Service``); the number of tokens to generate."""
     if req.n not in (None, 1):
         raise APIError(400, f"n={req.n} is not supported; only one choice (n=1) per request", "n")
     if req.logprobs:
@@ -109,15 +108,10 @@ def check_request(req: ChatCompletionRequest, max_tokens_limit: int, max_frames_
         if value is not None and not 1 <= value <= max_frames_limit:
             raise APIError(400, f"{name} must be between 1 and the server's limit of {max_frames_limit}, "
                                 f"got {value}", name)
-    if req.fps is not None and req.fps <= 0:
-        raise APIError(400, f"fps must be positive, got {req.fps}", "fps")
-    if req.num_frames is not None and req.fps is not None:
-        raise APIError(400, "give num_frames or fps, not both", "num_frames")
-    if req.compression_ratio != "config":
-        try:
-            parse_ratios(req.compression_ratio, ())
-        except ValueError as e:
-            raise APIError(400, f"{e}, a list of them, or 'config'", "compression_ratio") from None
+    try:
+        EncodeOptions(req.compression_ratio)
+    except ValueError as e:
+        raise APIError(400, f"{e}, a list of them, or 'config'", "compression_ratio") from None
     return max_tokens
 
 

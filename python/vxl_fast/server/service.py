@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import EncodeCancelled, MemoryPlanError
+from ..options import EncodeOptions
+from ..video.request import VisualRequest
 from .cache import MemoryCache
 from .media import Media, MediaResolver
 from .metrics import Metrics
@@ -156,9 +158,12 @@ class Service:
         if memory is not None:
             return memory, "disk", 0.0
         t0 = time.perf_counter()
+        sampling = {k: v for k, v in knobs.items() if k != "compression_ratio"}
+        options = EncodeOptions(knobs["compression_ratio"], system=system)
         with self._visual(media) as (visual, tmp):
             try:
-                memory = self.model.encode(**visual, **knobs, system=system, cancel=cancel)
+                request = VisualRequest.optional(**visual, **sampling)
+                memory = self.model.encode_request(request, options, cancel)
             except EncodeCancelled:
                 self.metrics.inc("vxl_encodes_cancelled_total")
                 raise

@@ -132,7 +132,7 @@ def rehearse(num_frames: int, compression_ratio: int = 16, decode_steps: int = 3
         encode_waits = sum(waits.values())
         cache, _, _ = answering.prefill(model.runner, memory.state, tok.after, decode_steps + 1, None)
         before = Counter(track.ops)
-        with torch.inference_mode():
+        with model.runner.session():
             for _ in range(decode_steps):
                 model.runner.decode(cache, 0)
         decode_ops = track.ops - before
@@ -201,7 +201,6 @@ def _pretend_device(device: torch.device, free_bytes: int, waits: Counter, strea
             mock.patch("torch.cuda.stream", lambda stream: contextlib.nullcontext()), \
             mock.patch.object(torch.Tensor, "is_pinned", lambda self, *a: True), \
             mock.patch.object(torch.Tensor, "record_stream", lambda self, stream: None), \
-            mock.patch.dict("vxl_fast.video.inputs._COPY_STREAMS", clear=True), \
             mock.patch("torch._subclasses.fake_tensor.CONSTANT_NUMEL_LIMIT", 0):
         yield
 

@@ -1,5 +1,7 @@
 """Visual input: every kind of source, upstream's frame sampling, exact decoding, CLIP preprocessing."""
 
-from .source import LoadedVideo, VideoSource, load_video, open_video
+from .source import FrameReader, LoadedVideo, load_video, open_video
 
-__all__ = ["load_video", "open_video", "LoadedVideo", "VideoSource"]
+VideoSource = FrameReader  # the name before FrameReader
+
+__all__ = ["load_video", "open_video", "LoadedVideo", "FrameReader", "VideoSource"]

@@ -1,15 +1,13 @@
 """The caller's visual input — frames, a video, one image — as pieces of CLIP patch rows to encode.
 
-One place decides what was given and checks that the sampling options fit it; the result is a
-:class:`VisualInput` whose ``sources(per_piece)`` produces :class:`VisualSource` pieces (a window's
-worth of frames at a time, decoded in the background, or all tiles of an image).
+``visual_input`` plans reading a checked :class:`~vxl_fast.video.request.VisualRequest`; the result
+is a :class:`VisualInput` whose ``sources(per_piece)`` produces :class:`PixelSource` pieces (a
+window's worth of frames at a time, decoded in the background, or all tiles of an image).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
@@ -19,36 +17,41 @@ from PIL import Image
 from ..config import VideoXLConfig
 from .anyres import anyres_tiles
 from .preprocess import check_frames, clip_preprocess, clip_preprocess_image, patch_rows
-from .source import IMAGE_SUFFIXES, check_decoder, open_video, read_image
+from .request import VisualRequest, is_video_file
+from .source import plan_read, read_image
 
 
 @dataclass(frozen=True)
-class VisualSource:
-    """``count`` items (frames or image tiles); ``pixels(i, j, device, dtype)`` gives items i..j-1
-    as the vision tower's input, CLIP pixel values as patch rows [j-i, P, 3p²] (``patch_rows``) in
-    ``dtype`` on ``device``. Frames travel to the device as uint8 and are preprocessed there, straight
-    into patch rows (never converted to float on the host for a GPU)."""
+class Target:
+    """Where pixels are made: the vision tower's device and dtype, and (for a GPU) the copy stream
+    that uploads frames to it (the runner's own)."""
+
+    device: torch.device
+    dtype: torch.dtype
+    copy_stream: torch.cuda.Stream | None = None
+
+
+@dataclass(frozen=True)
+class PixelSource:
+    """``count`` items (frames or image tiles); ``pixels(i, j, target)`` gives items i..j-1 as the
+    vision tower's input, CLIP pixel values as patch rows [j-i, P, 3p²] (``patch_rows``) in the
+    target's dtype on its device. Frames travel to the device as uint8 and are preprocessed there,
+    straight into patch rows (never converted to float on the host for a GPU)."""
 
     count: int
-    pixels: Callable[[int, int, torch.device, torch.dtype], torch.Tensor]
+    pixels: Callable[[int, int, Target], torch.Tensor]
     timestamps: list[float] | None = None
 
 
-_COPY_STREAMS: dict[torch.device, torch.cuda.Stream] = {}
-
-
-def to_device(frames: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 frames onto ``device``. For a GPU: from pinned memory (video chunks are pinned by
-    their decoding thread) on a copy stream of the device's own, so that the upload overlaps the
-    work already queued on the compute stream, which waits for it on the device — the host never
-    waits."""
+def to_device(frames: torch.Tensor, target: Target) -> torch.Tensor:
+    """uint8 frames onto the target's device. For a GPU: from pinned memory (video chunks are pinned
+    by their decoding thread) on the target's copy stream, so that the upload overlaps the work
+    already queued on the compute stream, which waits for it on the device — the host never waits."""
+    device, copy = target.device, target.copy_stream
     if frames.device == device:
         return frames
-    if device.type != "cuda" or frames.device.type != "cpu":
+    if device.type != "cuda" or frames.device.type != "cpu" or copy is None:
         return frames.to(device)
-    copy = _COPY_STREAMS.get(device)
-    if copy is None:
-        copy = _COPY_STREAMS[device] = torch.cuda.Stream(device)
     host = frames if frames.is_pinned() else frames.pin_memory()
     compute = torch.cuda.current_stream(device)
     with torch.cuda.stream(copy):
@@ -59,25 +62,23 @@ def to_device(frames: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def frames_source(frames: torch.Tensor | list[torch.Tensor], cfg: VideoXLConfig,
-                  timestamps: list[float] | None = None) -> VisualSource:
+                  timestamps: list[float] | None = None) -> PixelSource:
     """Frames as a source of CLIP patch rows: uint8 [T, H, W, 3], or a list of uint8 [H, W, 3] images
     of any sizes, each preprocessed on its own like a video frame (batched by size, same pixels)."""
     if isinstance(frames, torch.Tensor):
-        return VisualSource(frames.shape[0], lambda i, j, device, dtype: clip_preprocess(
-            to_device(frames[i:j], device), cfg.vision, dtype, cfg.vision.patch_size), timestamps)
-    return VisualSource(len(frames), lambda i, j, device, dtype: _preprocess_mixed(frames[i:j], cfg, device, dtype),
-                        timestamps)
+        return PixelSource(frames.shape[0], lambda i, j, target: clip_preprocess(
+            to_device(frames[i:j], target), cfg.vision, target.dtype, cfg.vision.patch_size), timestamps)
+    return PixelSource(len(frames), lambda i, j, target: _preprocess_mixed(frames[i:j], cfg, target), timestamps)
 
 
-def _preprocess_mixed(images: list[torch.Tensor], cfg: VideoXLConfig, device: torch.device,
-                      dtype: torch.dtype) -> torch.Tensor:
+def _preprocess_mixed(images: list[torch.Tensor], cfg: VideoXLConfig, target: Target) -> torch.Tensor:
     by_size: dict[tuple[int, ...], list[int]] = {}
     for k, image in enumerate(images):
         by_size.setdefault(tuple(image.shape), []).append(k)
     out = None
     for rows in by_size.values():
-        pixels = clip_preprocess(to_device(torch.stack([images[k] for k in rows]), device), cfg.vision, dtype,
-                                 cfg.vision.patch_size)
+        pixels = clip_preprocess(to_device(torch.stack([images[k] for k in rows]), target), cfg.vision,
+                                 target.dtype, cfg.vision.patch_size)
         if out is None:
             out = pixels.new_empty((len(images), *pixels.shape[1:]))
         out[rows] = pixels
@@ -86,43 +87,27 @@ def _preprocess_mixed(images: list[torch.Tensor], cfg: VideoXLConfig, device: to
 
 class VisualInput:
     """What a request encodes: ``modality`` ("video", "image" or "images"), ``count`` items (None for a live
-    iterator) and the pieces they come in."""
+    iterator), the pieces they come in, and whether the caller gave their ``timestamped``."""
 
-    def __init__(self, modality: str, count: int | None, pieces: Callable[[int], Iterator[VisualSource]]):
-        self.modality, self.count, self._pieces = modality, count, pieces
+    def __init__(self, modality: str, count: int | None, pieces: Callable[[int], Iterator[PixelSource]],
+                 timestamped: bool = False):
+        self.modality, self.count, self._pieces, self.timestamped = modality, count, pieces, timestamped
 
-    def sources(self, per_piece: int) -> Iterator[VisualSource]:
+    def sources(self, per_piece: int) -> Iterator[PixelSource]:
         return self._pieces(per_piece)
 
 
-def visual_input(cfg: VideoXLConfig, *, frames=None, video=None, images=None, num_frames=None, fps=None,
-                 max_frames=None, sampling: str = "exact", decoder: str = "auto") -> VisualInput:
-    """Check the caller's visual arguments (exactly one input; sampling options only where they
-    apply) and plan reading it. Nothing is decoded here."""
-    given = [name for name, v in (("frames", frames), ("video", video), ("images", images)) if v is not None]
-    if len(given) != 1:
-        raise ValueError("pass exactly one visual input: frames=, video= or images=" +
-                         (f" (got {', '.join(given)})" if given else ""))
-    if video is None and (num_frames is not None or fps is not None):
-        raise ValueError("num_frames= and fps= only apply to video=")
-    if video is None and max_frames is not None:
-        raise ValueError("max_frames= only applies to video= with fps=")
-    if video is None and sampling != "exact":
-        raise ValueError(f"sampling={sampling!r} only applies to video=")
-    check_decoder(decoder)
-    if video is None and decoder != "auto":
-        raise ValueError(f"decoder={decoder!r} only applies to video=")
-    if images is not None:
-        return _image_input(images, cfg)
-    if frames is not None:
-        frames = check_frames(frames)
+def visual_input(cfg: VideoXLConfig, request: VisualRequest) -> VisualInput:
+    """Plan reading a checked request's input. Nothing is decoded here."""
+    if request.images is not None:
+        return _image_input(request.images, cfg)
+    if request.frames is not None:
+        frames = request.frames
         return VisualInput("video", frames.shape[0], lambda n: (
             frames_source(frames[i:i + n], cfg) for i in range(0, frames.shape[0], n)))
-    if isinstance(video, (str, os.PathLike)) and num_frames is None and fps is None:
-        path = Path(video)
-        if not path.is_dir() and path.suffix.lower() not in IMAGE_SUFFIXES:
-            raise ValueError("video= needs num_frames= (how many frames to sample) or fps=")
-    feed = open_video(video, num_frames, fps, max_frames, sampling, mixed_sizes=True, decoder=decoder)
+    if request.num_frames is None and request.fps is None and is_video_file(request.video):
+        raise ValueError("video= needs num_frames= (how many frames to sample) or fps=")
+    feed = plan_read(request, mixed_sizes=True)
     return VisualInput("video", feed.count, lambda n: (
         frames_source(chunk, cfg, timestamps) for chunk, timestamps in feed.chunks(n)))
 
@@ -132,16 +117,15 @@ def _image_input(images, cfg: VideoXLConfig) -> VisualInput:
     Several images: each preprocessed on its own like a video frame (144 tokens each), in the
     given order, one visual span compressed like a video."""
     if isinstance(images, (list, tuple)):
-        if not images:
-            raise ValueError("images= is an empty list: zero images given")
         if len(images) > 1:
             return _multi_image_input(images, cfg)
         images = images[0]
     tiles = anyres_tiles(Image.fromarray(_read(images, "the image")), cfg.image_grid_pinpoints,
                          cfg.vision.image_size)
-    pixels = lambda i, j, device, dtype: patch_rows(torch.stack(  # noqa: E731
-        [clip_preprocess_image(t, cfg.vision) for t in tiles[i:j]]), cfg.vision.patch_size).to(device, dtype)
-    return VisualInput("image", len(tiles), lambda n: iter([VisualSource(len(tiles), pixels)]))
+    pixels = lambda i, j, target: patch_rows(torch.stack(  # noqa: E731
+        [clip_preprocess_image(t, cfg.vision) for t in tiles[i:j]]), cfg.vision.patch_size).to(target.device,
+                                                                                             target.dtype)
+    return VisualInput("image", len(tiles), lambda n: iter([PixelSource(len(tiles), pixels)]))
 
 
 def _multi_image_input(images, cfg: VideoXLConfig) -> VisualInput:
@@ -150,8 +134,18 @@ def _multi_image_input(images, cfg: VideoXLConfig) -> VisualInput:
     return VisualInput("images", len(frames), per)
 
 
+def frames_input(cfg: VideoXLConfig, frames, timestamps: list[float] | None = None) -> VisualInput:
+    """Frames fed to a live memory, as one piece: uint8 [T, H, W, 3], or a list of images (any
+    sizes), with their ``timestamps`` in seconds (or None)."""
+    frames = read_frames(frames)
+    if timestamps is not None and len(timestamps) != len(frames):
+        raise ValueError(f"{len(timestamps)} timestamps for {len(frames)} frames")
+    source = frames_source(frames, cfg, None if timestamps is None else list(timestamps))
+    return VisualInput("video", len(frames), lambda n: iter([source]), timestamps is not None)
+
+
 def read_frames(frames) -> torch.Tensor | list[torch.Tensor]:
-    """Frames fed to a live memory: uint8 [T, H, W, 3], or a list of images (any sizes)."""
+    """uint8 [T, H, W, 3], or a list of images (any sizes) as uint8 [H, W, 3] tensors."""
     if isinstance(frames, (list, tuple)):
         if not frames:
             raise ValueError("the list of images is empty: zero images given")

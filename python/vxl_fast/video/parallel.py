@@ -16,7 +16,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .reader import VideoInfo, iter_frames
+from .reader import VideoInfo, iter_frames, wanted_frames
 
 RUN_FRAMES = 16  # wanted frames per run (fewer runs: less seeking; more: better balance)
 MAX_WORKERS = 8
@@ -45,22 +45,20 @@ def gop_runs(info: VideoInfo, wanted: list[int], per_run: int = RUN_FRAMES) -> l
     return runs
 
 
-def iter_frames_parallel(info: VideoInfo, indices, progress=None, convert: str = "swscale",
+def iter_frames_parallel(info: VideoInfo, indices, progress=None,
                          workers: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """``iter_frames`` (same frames, same order, same errors) with runs of GOPs decoded by
     ``workers`` threads (default: the CPU count, at most ``MAX_WORKERS``)."""
-    wanted = sorted(set(int(i) for i in indices))
-    if wanted and not 0 <= wanted[0] <= wanted[-1] < info.frames:
-        raise ValueError(f"frame numbers must lie in [0, {info.frames}), got {wanted[0]}..{wanted[-1]}")
+    wanted = wanted_frames(info, indices)
     workers = default_workers() if workers is None else workers
     if info.pts is None or workers < 2 or len(wanted) < 2:  # nothing to seek to, or nothing to share
-        yield from iter_frames(info, wanted, "hybrid" if info.pts is not None else "sequential", progress, convert)
+        yield from iter_frames(info, wanted, "hybrid" if info.pts is not None else "sequential", progress)
         return
     runs = gop_runs(info, wanted)
 
     def decode(run: list[int]) -> tuple[list[tuple[int, np.ndarray]], int]:
         counted: list[int] = []
-        frames = list(iter_frames(info, run, "hybrid", counted.append, convert))
+        frames = list(iter_frames(info, run, "hybrid", counted.append))
         return frames, sum(counted)
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vxl_fast-gop") as pool:

@@ -18,10 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-STRATEGIES = ("hybrid", "seek", "sequential", "parallel")
-# how a decoded frame becomes RGB: PyAV's rgb24 (swscale) or the yuv420_to_rgb op (same pixels
-# where it is exact, swscale elsewhere; see yuv.py)
-CONVERSIONS = ("swscale", "op")
+STRATEGIES = ("hybrid", "seek", "sequential")  # with one decoder; ``source.STRATEGIES`` adds "parallel"
 
 
 @dataclass(frozen=True)
@@ -113,36 +110,32 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             colorspace=int(cc.colorspace), color_range=int(cc.color_range))
 
 
-def check_strategy(strategy: str) -> None:
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown decode strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
+def check_strategy(strategy: str, strategies: tuple[str, ...] = STRATEGIES) -> None:
+    if strategy not in strategies:
+        raise ValueError(f"unknown decode strategy {strategy!r}; use one of {', '.join(strategies)}")
 
 
-def iter_frames(info: VideoInfo, indices, strategy: str = "hybrid", progress=None, convert: str = "swscale"):
-    """Yield ``(frame number, RGB uint8 [H, W, 3])`` for the distinct ``indices``, ascending.
-
-    ``strategy``: ``hybrid`` (seek only to reach a later GOP), ``seek`` (seek to every wanted
-    frame's keyframe), ``sequential`` (decode everything up to the last wanted frame: the
-    naive baseline) or ``parallel`` (``hybrid`` over runs of GOPs in several decoder threads, each
-    with its own container: see ``parallel.py``). All but ``sequential`` skip unwanted
-    non-reference frames. ``convert`` (``CONVERSIONS``) picks PyAV's rgb24 or the
-    ``yuv420_to_rgb`` op. ``progress(n)`` is called with the number of frames decoded (wanted or
-    not) since its last call. Raises ``ValueError`` when a wanted frame cannot be decoded (a
-    damaged or truncated file).
-    """
-    check_strategy(strategy)
-    if convert not in CONVERSIONS:
-        raise ValueError(f"unknown conversion {convert!r}; use one of {', '.join(CONVERSIONS)}")
-    if strategy == "parallel":
-        from .parallel import iter_frames_parallel
-
-        yield from iter_frames_parallel(info, indices, progress, convert)
-        return
-    av = _av()
-    to_rgb = _to_rgb_of(convert)
+def wanted_frames(info: VideoInfo, indices) -> list[int]:
+    """The distinct ``indices``, ascending, checked to lie in the video."""
     wanted = sorted(set(int(i) for i in indices))
     if wanted and not 0 <= wanted[0] <= wanted[-1] < info.frames:
         raise ValueError(f"frame numbers must lie in [0, {info.frames}), got {wanted[0]}..{wanted[-1]}")
+    return wanted
+
+
+def iter_frames(info: VideoInfo, indices, strategy: str = "hybrid", progress=None):
+    """Yield ``(frame number, RGB uint8 [H, W, 3])`` for the distinct ``indices``, ascending, from
+    one decoder.
+
+    ``strategy``: ``hybrid`` (seek only to reach a later GOP), ``seek`` (seek to every wanted
+    frame's keyframe) or ``sequential`` (decode everything up to the last wanted frame: the naive
+    baseline); the first two skip unwanted non-reference frames. ``progress(n)`` is called with
+    the number of frames decoded (wanted or not) since its last call. Raises ``ValueError`` when a
+    wanted frame cannot be decoded (a damaged or truncated file).
+    """
+    check_strategy(strategy)
+    av = _av()
+    wanted = wanted_frames(info, indices)
     if info.pts is None:
         strategy = "sequential"  # without pts there is nothing to seek to
     wanted_set = set(wanted)
@@ -168,7 +161,7 @@ def iter_frames(info: VideoInfo, indices, strategy: str = "hybrid", progress=Non
                     decoded += 1
                     position = index_of.get(frame.pts, position + 1)
                     if position == target and position >= first_valid:
-                        found = to_rgb(frame)
+                        found = frame.to_ndarray(format="rgb24")
                     if position >= target:
                         break
             except av.error.FFmpegError as e:
@@ -185,14 +178,6 @@ def iter_frames(info: VideoInfo, indices, strategy: str = "hybrid", progress=Non
             yield target, found
 
 
-def _to_rgb_of(convert: str):
-    if convert == "op":
-        from .yuv import frame_to_rgb
-
-        return frame_to_rgb
-    return lambda frame: frame.to_ndarray(format="rgb24")
-
-
 def _decode(container, stream, index_of: dict, wanted: set | None):
     """Decoded frames from the current demux position. With ``wanted``, packets of unwanted
     frames are decoded with ``skip_frame=NONREF``: a frame nothing else refers to is skipped
@@ -203,12 +188,6 @@ def _decode(container, stream, index_of: dict, wanted: set | None):
             keep = packet.pts is None or packet.size == 0 or index_of.get(packet.pts) in wanted
             context.skip_frame = "DEFAULT" if keep else "NONREF"
         yield from packet.decode()
-
-
-def decode_frames(info: VideoInfo, indices, strategy: str = "hybrid", convert: str = "swscale"
-                  ) -> dict[int, np.ndarray]:
-    """``{frame number: RGB uint8 [H, W, 3]}`` for the distinct ``indices`` (see ``iter_frames``)."""
-    return dict(iter_frames(info, indices, strategy, convert=convert))
 
 
 def keyframe_indices(info: VideoInfo, indices) -> np.ndarray:

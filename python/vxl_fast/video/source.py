@@ -22,20 +22,29 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import nvdec
-from .reader import VideoInfo, check_strategy, iter_frames, keyframe_indices, probe
+from . import nvdec, reader
+from .parallel import iter_frames_parallel
+from .reader import VideoInfo, check_strategy, keyframe_indices, probe
+from .request import IMAGE_SUFFIXES, VisualRequest
 from .sampling import fps_indices, uniform_indices
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
-SAMPLING = ("exact", "keyframe")
-DECODERS = ("auto", "cpu", "nvdec")
+
+STRATEGIES = (*reader.STRATEGIES, "parallel")
 
 
-def check_decoder(decoder) -> None:
-    """``decoder`` is one of ``DECODERS``: ``cpu`` (PyAV), ``nvdec`` (NVDEC on the GPU, see
-    nvdec.py), ``auto`` (NVDEC when CUDA, PyNvVideoCodec and the stream allow it)."""
-    if not isinstance(decoder, str) or decoder not in DECODERS:
-        raise ValueError(f"unknown decoder {decoder!r}; use one of {', '.join(DECODERS)}")
+def decode(info: VideoInfo, indices, strategy: str = "hybrid", progress=None):
+    """``(frame number, RGB uint8 [H, W, 3])`` for the distinct ``indices``, ascending:
+    ``reader.iter_frames`` with one decoder, or ``parallel`` (``hybrid`` over runs of GOPs in
+    several decoder threads, each with its own container: see ``parallel.py``)."""
+    check_strategy(strategy, STRATEGIES)
+    if strategy == "parallel":
+        return iter_frames_parallel(info, indices, progress)
+    return reader.iter_frames(info, indices, strategy, progress)
+
+
+def decode_frames(info: VideoInfo, indices, strategy: str = "hybrid") -> dict[int, np.ndarray]:
+    """``{frame number: RGB uint8 [H, W, 3]}`` for the distinct ``indices`` (see ``decode``)."""
+    return dict(decode(info, indices, strategy))
 
 
 @dataclass
@@ -47,7 +56,7 @@ class LoadedVideo:
     fps: float | None
 
 
-class VideoSource:
+class FrameReader:
     """A planned read: which frames of which source. Nothing is decoded until ``chunks``/``load``."""
 
     def __init__(self, count: int | None, indices: np.ndarray | None, timestamps: list[float] | None,
@@ -142,7 +151,7 @@ def load_video(source, num_frames: int | None = None, fps: float | None = None,
 def open_video(source, num_frames: int | None = None, fps: float | None = None,
                max_frames: int | None = None, sampling: str = "exact", strategy: str = "hybrid",
                progress: Callable[[int], None] | None = None, mixed_sizes: bool = False,
-               decoder: str = "auto") -> VideoSource:
+               decoder: str = "auto") -> FrameReader:
     """Plan reading ``source``.
 
     ``num_frames``: upstream's uniform rule ``linspace(0, T-1, N, dtype=int)``; when the source
@@ -159,34 +168,22 @@ def open_video(source, num_frames: int | None = None, fps: float | None = None,
     ``mixed_sizes`` lets a folder or list of images hold images of several sizes (chunks of mixed
     sizes are then lists of [H, W, 3] tensors); otherwise they must share one size.
     """
-    if sampling not in SAMPLING:
-        raise ValueError(f"unknown sampling {sampling!r}; use 'exact' or 'keyframe'")
-    check_decoder(decoder)
-    check_strategy(strategy)
-    if num_frames is not None and fps is not None:
-        raise ValueError("sample with num_frames= or fps=, not both")
-    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float, np.number))):
-        raise TypeError(f"fps must be a number, got {fps!r}")
-    if fps is not None and not (0 < fps < float("inf")):
-        raise ValueError(f"fps must be a positive number, got {fps!r}")
-    if max_frames is not None and fps is None:
-        raise ValueError("max_frames= only applies with fps= (num_frames= already sets the count)")
-    for name, value in (("num_frames", num_frames), ("max_frames", max_frames)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
-            raise TypeError(f"{name} must be a positive integer, got {value!r}")
-        if value is not None and value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    is_file = isinstance(source, (str, os.PathLike)) and not Path(source).is_dir() and not (
-        Path(source).suffix.lower() in IMAGE_SUFFIXES and Path(source).exists())
-    if decoder == "nvdec" and not is_file:
-        raise ValueError(f"decoder={decoder!r} needs a video file")
+    check_strategy(strategy, STRATEGIES)
+    return plan_read(VisualRequest(video=source, num_frames=num_frames, fps=fps, max_frames=max_frames,
+                                   sampling=sampling, decoder=decoder), strategy, progress, mixed_sizes)
+
+
+def plan_read(request: VisualRequest, strategy: str = "hybrid", progress: Callable[[int], None] | None = None,
+              mixed_sizes: bool = False) -> FrameReader:
+    """``open_video`` of a checked request's ``video``."""
+    source, num_frames, fps, sampling = request.video, request.num_frames, request.fps, request.sampling
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.is_dir():
             return _images_source(_folder_images(path), num_frames, fps, sampling, str(path), mixed_sizes)
         if path.suffix.lower() in IMAGE_SUFFIXES and path.exists():
             return _images_source([path], num_frames, fps, sampling, str(path), mixed_sizes)
-        return _file_source(path, num_frames, fps, max_frames, sampling, strategy, progress, decoder)
+        return _file_source(path, request, strategy, progress)
     if sampling != "exact":
         raise ValueError("sampling='keyframe' needs a video file")
     if isinstance(source, Image.Image):
@@ -201,34 +198,34 @@ def open_video(source, num_frames: int | None = None, fps: float | None = None,
         if num_frames is not None or fps is not None:
             raise ValueError("an iterator of frames is taken as it comes; num_frames= and fps= do not apply")
         it = iter(source)
-        return VideoSource(None, None, None, None, None,
+        return FrameReader(None, None, None, None, None,
                            lambda: (f for item in it for f in _frames_of(item, "the iterator")))
     raise TypeError(f"unsupported video source {type(source).__name__}: pass a file or folder path, images, "
                     "a uint8 array [T, H, W, 3] or an iterator of frames")
 
 
-def _file_source(path: Path, num_frames, fps, max_frames, sampling, strategy, progress, decoder) -> VideoSource:
+def _file_source(path: Path, request: VisualRequest, strategy: str, progress) -> FrameReader:
     info: VideoInfo = probe(path)
-    if fps is not None:
-        indices = fps_indices(info.frames, info.fps, fps, max_frames)
+    if request.fps is not None:
+        indices = fps_indices(info.frames, info.fps, request.fps, request.max_frames)
     else:
-        indices = _uniform(info.frames, num_frames, str(path))
-    if sampling == "keyframe":
+        indices = _uniform(info.frames, request.num_frames, str(path))
+    if request.sampling == "keyframe":
         indices = keyframe_indices(info, indices)
     timestamps = [info.timestamp(int(i)) for i in indices]
-    gpu = _nvdec_frames(info, decoder)
+    gpu = _nvdec_frames(info, request.decoder)
     if gpu is not None:
-        return VideoSource(len(indices), indices, timestamps, info.frames, info.fps,
+        return FrameReader(len(indices), indices, timestamps, info.frames, info.fps,
                            lambda: _gpu_frames(gpu, indices, progress))
 
     def produce():
-        decoded = iter_frames(info, indices, strategy, progress)
+        decoded = decode(info, indices, strategy, progress)
         cached: tuple[int, np.ndarray] | None = None
         for i in indices.tolist():
             while cached is None or cached[0] < i:
                 cached = next(decoded)
             yield cached[1]
-    return VideoSource(len(indices), indices, timestamps, info.frames, info.fps, produce)
+    return FrameReader(len(indices), indices, timestamps, info.frames, info.fps, produce)
 
 
 def _nvdec_frames(info: VideoInfo, decoder: str) -> nvdec.NvdecFrames | None:
@@ -286,7 +283,7 @@ def _natural_key(path: Path):
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
 
 
-def _images_source(images: list, num_frames, fps, sampling, where: str, mixed_sizes: bool) -> VideoSource:
+def _images_source(images: list, num_frames, fps, sampling, where: str, mixed_sizes: bool) -> FrameReader:
     if fps is not None:
         raise ValueError(f"fps= needs a video file; {where} has no frame rate (use num_frames=)")
     if sampling != "exact":
@@ -301,7 +298,7 @@ def _images_source(images: list, num_frames, fps, sampling, where: str, mixed_si
                 raise ValueError(f"{where} mixes image sizes: {_name(images[i])} is {frame.shape[1]}x"
                                  f"{frame.shape[0]}, {_name(images[0])} is {first.shape[1]}x{first.shape[0]}")
             yield frame
-    return VideoSource(len(indices), indices, None, len(images), None, produce)
+    return FrameReader(len(indices), indices, None, len(images), None, produce)
 
 
 def _name(image) -> str:
@@ -333,7 +330,7 @@ def _pil_to_rgb(im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("RGB"))
 
 
-def _array_source(frames, num_frames, fps) -> VideoSource:
+def _array_source(frames, num_frames, fps) -> FrameReader:
     if fps is not None:
         raise ValueError("fps= needs a video file; an array of frames has no frame rate (use num_frames=)")
     if isinstance(frames, torch.Tensor):
@@ -345,7 +342,7 @@ def _array_source(frames, num_frames, fps) -> VideoSource:
     if frames.shape[0] == 0:
         raise ValueError("frames is empty: zero frames given")
     indices = _uniform(frames.shape[0], num_frames, "the array")
-    return VideoSource(len(indices), indices, None, frames.shape[0], None,
+    return FrameReader(len(indices), indices, None, frames.shape[0], None,
                        lambda: (_to_rgb(frames[i], "the array") for i in indices.tolist()))
 
 

@@ -1,4 +1,4 @@
-"""Visual tokens of a source, computed on demand, a few frames at a time."""
+"""Visual tokens of a pixel source, computed on demand, a few frames at a time."""
 
 from __future__ import annotations
 
@@ -8,25 +8,25 @@ from typing import Callable
 
 import torch
 
-from ..video.inputs import VisualSource
+from ..video.inputs import PixelSource, Target
 from .timing import StageTimer
 
 
-class VisualStream:
-    """Visual tokens of a :class:`VisualSource`'s items, encoded as the windows ask for them.
+class VisualTokens:
+    """Visual tokens of a :class:`PixelSource`'s items, encoded as the windows ask for them.
 
-    ``encode`` maps patch rows [b, P, 3p²] (made on ``device`` in ``dtype``) to tokens
+    ``encode`` maps patch rows [b, P, 3p²] (made for ``target``: its device and dtype) to tokens
     [b·tokens_per_item, D]; it runs ``batch`` items at
-    a time (fewer at the end), ahead of what the windows have asked for, so a stream holds at most
+    a time (fewer at the end), ahead of what the windows have asked for, so it holds at most
     ``batch`` items of visual tokens beyond the window being compressed. ``timer`` (optional)
     measures the encoding as the stage "vision"; nothing here waits for the device.
     """
 
-    def __init__(self, source: VisualSource, tokens_per_item: int, encode: Callable[[torch.Tensor], torch.Tensor],
-                 batch: int, device: torch.device, dtype: torch.dtype, timer: StageTimer | None = None):
+    def __init__(self, source: PixelSource, tokens_per_item: int, encode: Callable[[torch.Tensor], torch.Tensor],
+                 batch: int, target: Target, timer: StageTimer | None = None):
         self.count, self.tokens_per_item = source.count, tokens_per_item
         self._pixels, self._encode, self._batch = source.pixels, encode, batch
-        self._device, self._dtype = device, dtype
+        self._target = target
         self._next = 0
         self._buffer: deque[torch.Tensor] = deque()
         self._buffered = 0
@@ -41,10 +41,10 @@ class VisualStream:
         """The next ``n`` visual tokens [n, D]."""
         while self._buffered < n:
             if self._next >= self.count:
-                raise RuntimeError("visual stream exhausted")
+                raise RuntimeError("visual tokens exhausted")
             j = min(self.count, self._next + max(1, self._batch))
             with self._timer.measure("vision") if self._timer else contextlib.nullcontext():
-                tokens = self._encode(self._pixels(self._next, j, self._device, self._dtype))
+                tokens = self._encode(self._pixels(self._next, j, self._target))
             self._buffer.append(tokens)
             self._buffered += tokens.shape[0]
             self._next = j
