@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import vxl_fast
 
 PACKAGE = Path(vxl_fast.__file__).resolve().parent
@@ -192,3 +190,59 @@ def test_nothing_reads_outside_the_repository():
            if p.is_file() and p != Path(__file__).resolve()
            and any(s in p.read_text(errors="replace") for s in ("../shared", '"shared"', "'shared'"))]
     assert bad == []
+
+
+def _functions(tree: ast.AST):
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield node
+
+
+def test_files_and_functions_stay_small():
+    """No module over 400 lines, no function over 60 (the house rule), in the runtime and its tools."""
+    long_files = {name: n for name, path in _modules().items() if (n := len(path.read_text().splitlines())) > 400}
+    long_functions = {f"{name}:{fn.lineno} {fn.name}": fn.end_lineno - fn.lineno + 1
+                      for name, path in _modules().items() for fn in _functions(ast.parse(path.read_text()))
+                      if fn.end_lineno - fn.lineno + 1 > 60}
+    assert long_files == {} and long_functions == {}
+
+
+def _reads_environment(tree: ast.AST) -> list[int]:
+    """Lines that touch ``os.environ`` or call ``os.getenv``, except to set a variable for a library
+    (``os.environ.setdefault(...)``, ``os.environ[k] = v``)."""
+    def is_environ(node) -> bool:
+        return isinstance(node, ast.Attribute) and node.attr == "environ" and getattr(node.value, "id", "") == "os"
+
+    writes = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "setdefault" \
+                and is_environ(node.func.value):
+            writes.add(id(node.func.value))
+        elif isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store) and is_environ(node.value):
+            writes.add(id(node.value))
+    return sorted({node.lineno for node in ast.walk(tree)
+                   if (is_environ(node) and id(node) not in writes)
+                   or (isinstance(node, ast.Attribute) and node.attr == "getenv" and getattr(node.value, "id", "") == "os")})
+
+
+def test_the_environment_reader_sees_reads():
+    tree = ast.parse("import os\nA = os.environ.get('X')\nB = os.getenv('Y')\nC = os.environ['Z']\n"
+                     "D = 'W' in os.environ\nos.environ.setdefault('V', '0')\nos.environ['U'] = '1'\nE = os.environ\n")
+    assert _reads_environment(tree) == [2, 3, 4, 5, 8]
+
+
+def test_the_environment_is_read_in_one_module_and_never_at_import():
+    readers = {name for name, path in _modules().items() if _reads_environment(ast.parse(path.read_text()))}
+    assert readers == {"vxl_fast.runtime"}
+    tree = ast.parse(_modules()["vxl_fast.runtime"].read_text())
+    at_import = [n for stmt in tree.body if not isinstance(stmt, (ast.FunctionDef, ast.ClassDef))
+                 for n in _reads_environment(stmt)]
+    assert at_import == []
+
+
+def test_no_module_level_mutable_state_is_rebound():
+    """No ``global`` statement anywhere: a module's state is not switched at run time (choices and
+    caches live in the objects that own them: the runner, its KernelPolicy)."""
+    found = [f"{name}:{node.lineno}" for name, path in _modules().items()
+             for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Global)]
+    assert found == []
