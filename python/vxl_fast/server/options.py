@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..options import DEFAULT_MAX_NEW_TOKENS
+
 MiB, GiB = 2 ** 20, 2 ** 30
 
 
@@ -14,7 +16,7 @@ class ServeOptions:
     served_model_name: str | None = None  # default: the checkpoint folder's name
     allowed_local_media_path: str | None = None  # local files only under this folder
     max_queue: int = 16  # requests waiting beyond the one being served
-    max_tokens: int = 1024  # the most one answer may generate; also the default
+    max_tokens: int = DEFAULT_MAX_NEW_TOKENS  # the most one answer may generate; also the default
     default_frames: int = 128  # frames sampled from a video when a request gives neither num_frames nor fps
     max_frames: int = 2048  # the most frames one request may sample
     max_body_bytes: int = 256 * MiB
