@@ -1,4 +1,10 @@
-"""Shared fixtures and skip markers: the golden checkpoints and cases in tests/golden (read-only)."""
+"""Shared fixtures and skip markers: the golden checkpoints and cases in tests/golden (read-only).
+
+The device rule: a test runs on the CPU in fp32 unless it is a GPU test (marked ``gpu``, alias
+``needs_cuda``; skipped where no CUDA GPU is usable). For every other test the library's default
+device is the CPU (``vxl_fast.device.default_device``) and the processes it starts see no GPU
+(``CUDA_VISIBLE_DEVICES`` empty), whatever the machine has. ``tests/test_device_rule.py`` checks it.
+"""
 
 from __future__ import annotations
 
@@ -81,7 +87,9 @@ def _importable(module: str) -> bool:
 
 _MODELS: dict[tuple[Path, str], object] = {}
 needs_ext = pytest.mark.skipif(not _ext.available, reason=f"vxl_fast._C not loaded: {_ext.error}")
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+# NOTE: asked once, at import, before any test empties CUDA_VISIBLE_DEVICES for its subprocesses
+CUDA_AVAILABLE = torch.cuda.is_available()
+needs_cuda = pytest.mark.gpu
 needs_av = pytest.mark.skipif(not _importable("av"), reason="needs PyAV")
 
 
@@ -95,6 +103,26 @@ class CountOps(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         self.ops[func.overloadpacket.__name__] += 1
         return func(*args, **(kwargs or {}))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: a GPU test: runs on CUDA, skipped where no CUDA GPU is usable; "
+                                       "every other test runs on the CPU (the device rule in conftest.py)")
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("gpu") is not None and not CUDA_AVAILABLE:
+        pytest.skip("needs a CUDA GPU")
+
+
+@pytest.fixture(autouse=True)
+def _cpu_unless_gpu_test(request, monkeypatch):
+    """The device rule (module docstring) for every test not marked ``gpu``."""
+    if request.node.get_closest_marker("gpu") is None:
+        from vxl_fast import device
+
+        monkeypatch.setattr(device, "default_device", lambda: torch.device("cpu"))
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
 
 
 def load_model(path: Path, device: str = "cpu"):

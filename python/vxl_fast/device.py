@@ -8,10 +8,16 @@ _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bf
            "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
 
 
+def default_device() -> torch.device:
+    """The device a model is built on when none is named: CUDA when available, else CPU (the
+    tests replace this function to keep every test that is not a GPU test on the CPU)."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``device`` as a usable torch.device; default CUDA when available, else CPU."""
+    """``device`` as a usable torch.device; default ``default_device()``."""
     if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return default_device()
     if not isinstance(device, (str, torch.device)):
         raise TypeError(f"device must be a string such as 'cpu' or 'cuda:0', got {device!r}")
     try:

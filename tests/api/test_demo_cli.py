@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 pytest.importorskip("av", reason="needs PyAV")
 
@@ -35,7 +36,7 @@ def test_demo_checkpoint_loads_and_answers(demo):
     index = json.loads((ckpt / "model.safetensors.index.json").read_text())
     assert len(set(index["weight_map"].values())) == 2
     assert "model.layers.0.self_attn.beacon_q_proj.weight" in index["weight_map"]
-    model = VideoXL.from_pretrained(ckpt)
+    model = VideoXL.from_pretrained(ckpt, device="cpu", dtype=torch.float32)
     assert model.tokenizer.convert_tokens_to_ids("<|im_end|>") in model.config.eos_token_ids
     out = model.generate(video=video, num_frames=12, prompt="What happens?", max_new_tokens=5)
     assert out.stats["frames"] == 12 and out.stats["windows"] == 2

@@ -76,8 +76,8 @@ def test_cli_several_images(case, tmp_path):
         Image.fromarray(image).save(tmp_path / f"{i}.png")
         paths.append(tmp_path / f"{i}.png")
     r = subprocess.run([sys.executable, "-m", "vxl_fast", "ask", *map(str, paths), case.meta["question"],
-                        "--model", str(GOLDEN / "tiny-videoxl"), "--ratio", "4", "--max-new-tokens", "16",
-                        "--json"], capture_output=True, text=True, timeout=300)
+                        "--model", str(GOLDEN / "tiny-videoxl"), "--device", "cpu", "--dtype", "float32", "--ratio", "4",
+                        "--max-new-tokens", "16", "--json"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["token_ids"] == case.meta["output_ids"] and out["stats"]["images"] == 3
