@@ -40,7 +40,9 @@ def _check_fused(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
 def _flash_cpu(q, k, v, causal):
     # NOTE: the public SDPA does not return the log-sum-exp needed to merge segments; this aten op
     # is its CPU flash kernel (q, k, v: [B, heads, len, d], GQA allowed) → (out, lse [B, heads, len]).
-    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, causal)
+    # It runs in fp32 whatever the inputs' dtype, so that split_attention rounds its output once.
+    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q.float(), k.float(), v.float(), 0.0,
+                                                                            causal)
     return out, lse
 
 
@@ -62,7 +64,10 @@ def _cudnn_cuda(q, k, v, causal):
 def split_attention(flash, q, k, v) -> torch.Tensor:
     """The kept slots (every query sees them) and the window (square-causal) run as two flash
     calls and are merged by their log-sum-exp. ``flash(q, k, v, causal)`` takes 4-D
-    [B, heads, len, d] tensors and returns (out, lse)."""
+    [B, heads, len, d] tensors and returns (out, lse fp32): out in fp32 (the CPU's) or in the
+    inputs' dtype (the fused CUDA kernels return nothing else). The merge runs in fp32 and rounds
+    to q's dtype once: one rounding in all from fp32 segments; from bf16 ones the kernels' own
+    rounding comes first (``tests/layers/test_attention_numerics.py`` measures what that costs)."""
     h, n, d = q.shape
     hkv, m = k.shape[0], k.shape[1] - n
     g = h // hkv
@@ -76,8 +81,8 @@ def split_attention(flash, q, k, v) -> torch.Tensor:
         out, lse = out.view(hkv, g, n, d), lse.view(hkv, g, n)
         total = torch.logaddexp(lse, lse_m)
         out = (out.float() * torch.exp(lse - total).unsqueeze(-1)
-               + out_m.float() * torch.exp(lse_m - total).unsqueeze(-1)).to(q.dtype).view(h, n, d)
-    return out.transpose(0, 1)
+               + out_m.float() * torch.exp(lse_m - total).unsqueeze(-1)).view(h, n, d)
+    return out.to(q.dtype).transpose(0, 1)
 
 
 def split_attention_cpu(q, k, v) -> torch.Tensor:
