@@ -4,6 +4,7 @@ a text step, a visual window step and a decode step of the language model."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import threading
 import warnings
@@ -16,7 +17,7 @@ from .. import ops
 from ..config import VideoXLConfig
 from ..device import itemsize
 from ..layers.attention import select_attention
-from ..layers.decode_step import select_decode_attention
+from ..layers.decode_step import decode_attention_masked, select_decode_attention
 from ..layers.rotary import RotaryTable
 from ..layers.step import Slots, WindowStep, select_projection
 from ..memory.budget import MemoryBudget, budget, check_fits, vision_batch
@@ -25,7 +26,7 @@ from ..memory.plan import VisualWindow, max_window_rows, max_window_vsts
 from ..models.videoxl import VideoXLModel
 from ..runtime import RuntimeOptions
 from ..video.inputs import Target
-from .decode import StaticDecoder
+from .decode import CaptureFailed, StaticDecoder, capture_cuda_graph, check_decode
 from .stats import record_step
 
 
@@ -34,7 +35,9 @@ class Runner:
 
     Every implementation choice is made here, once, from those options: the window attention
     backend, the VST projection, the compiled ops' policy (``ops.KernelPolicy``, active inside
-    ``session``) and the decode mode. Device work is serialised by ``lock`` (re-entrant): calls
+    ``session``) and the decode mode (``decode_mode``: "graph", "eager", "masked-graph" or
+    "masked-eager" — the step in a CUDA graph or eager, with the fused decode attention or the masked
+    reference; checked at the first decode, see ``check_decode``). Device work is serialised by ``lock`` (re-entrant): calls
     from several threads run one at a time and give the results sequential calls give.
     """
 
@@ -52,6 +55,9 @@ class Runner:
                                                 dtype, runtime.vst_projection)
         self.decode_attention = select_decode_attention(device, dtype)
         self.cuda_graphs = runtime.cuda_graphs and device.type == "cuda"
+        self.capture = capture_cuda_graph
+        self.decode_mode = self._decode_modes()[0]
+        self._decode_checked = False
         # NOTE: upstream draws per-window ratios (several configured ratios) from one
         # default_rng(42) created at load and never reset; keeping it per model reproduces that.
         self.ratio_rng = np.random.default_rng(42)
@@ -171,17 +177,67 @@ class Runner:
 
     def decode(self, cache: KVCache, token: int) -> torch.Tensor:
         """One generated token fed back: the next token's fp32 logits [vocab], through the static
-        decode step of ``cache``'s buffers (on CUDA a CUDA graph, captured at their first token)."""
+        decode step of ``cache``'s buffers in ``decode_mode`` (a CUDA graph is captured at their
+        first token; a capture that raises leaves this and later steps eager, with a warning)."""
+        if not self._decode_checked:
+            self.check_decode()
         position = cache.reserve(1)
         decoder = self.decoders.get(cache.k)
         if decoder is None:
             # NOTE: the decoder holds aliases of the buffers, not the key itself, or the entry would never be freed
             alias = KVCache(cache.k.detach(), cache.v.detach(), cache.length)
-            decoder = self.decoders[cache.k] = StaticDecoder(self.model, self.rope, alias, self.decode_attention,
-                                                             self.cuda_graphs)
-        logits = decoder(token, position)
+            decoder = self.decoders[cache.k] = self._decoder(alias, self.decode_mode)
+        try:
+            logits = decoder(token, position)
+        except CaptureFailed as exc:
+            warnings.warn(f"vxl_fast: capturing the decode step in a CUDA graph failed ({exc}); decoding eagerly",
+                          RuntimeWarning, stacklevel=2)
+            self.decode_mode = self.decode_mode.replace("graph", "eager")
+            decoder.eager()
+            logits = decoder(token, position)
         cache.length += 1
         return logits
+
+    def _decode_modes(self) -> list[str]:
+        """The decode modes this runner may use, best first; "masked-eager" (the reference) last."""
+        fused = self.decode_attention is not decode_attention_masked
+        return [m for m in ("graph", "eager", "masked-graph", "masked-eager")
+                if (fused or m.startswith("masked")) and (self.cuda_graphs or m.endswith("eager"))]
+
+    def _decoder(self, cache: KVCache, mode: str) -> StaticDecoder:
+        attention = decode_attention_masked if mode.startswith("masked") else self.decode_attention
+        return StaticDecoder(self.model, self.rope, cache, attention, mode.endswith("graph"), self.capture)
+
+    def check_decode(self, tokens: tuple[int, ...] = (1, 2, 3, 4)) -> str:
+        """The decode step's first-use check (``RuntimeOptions.kernels`` "check"; "trust" skips it):
+        each mode of ``_decode_modes`` decodes ``tokens`` after 8 random slots of a scratch cache, in
+        this runner's dtype, against the masked reference run eagerly; the first that agrees
+        becomes ``decode_mode``, with one warning naming what failed before it."""
+        self._decode_checked = True
+        modes = self._decode_modes()
+        self.decode_mode = modes[0]
+        if len(modes) == 1 or self.runtime.kernels != "check":
+            return self.decode_mode
+        llm = self.config.llm
+        g = torch.Generator().manual_seed(0)
+        kept = 8
+        scratch = KVCache.allocate(llm.num_layers, llm.num_kv_heads, kept + len(tokens), llm.head_dim, self.dtype,
+                                   self.device)
+        scratch.k[:, :, :kept] = torch.randn(scratch.k[:, :, :kept].shape, generator=g).to(scratch.k)
+        scratch.v[:, :, :kept] = torch.randn(scratch.v[:, :, :kept].shape, generator=g).to(scratch.v)
+
+        def trial(mode: str) -> list[torch.Tensor]:
+            cache = KVCache(scratch.k.clone(), scratch.v.clone(), kept)
+            decoder = self._decoder(cache, mode)
+            return [decoder(t, kept + i).clone() for i, t in enumerate(tokens)]
+
+        runs = {m: functools.partial(trial, m) for m in modes}
+        self.decode_mode, problems = check_decode(runs, "masked-eager", self.dtype)
+        if problems:
+            warnings.warn(f"vxl_fast: the decode step's first-use check on {self.device} for {self.dtype} failed: "
+                          f"{'; '.join(problems)}; decoding in mode {self.decode_mode!r}", RuntimeWarning,
+                          stacklevel=3)
+        return self.decode_mode
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.model.logits(hidden)
