@@ -87,8 +87,11 @@ def _importable(module: str) -> bool:
 
 _MODELS: dict[tuple[Path, str], object] = {}
 needs_ext = pytest.mark.skipif(not _ext.available, reason=f"vxl_fast._C not loaded: {_ext.error}")
-# NOTE: asked once, at import, before any test empties CUDA_VISIBLE_DEVICES for its subprocesses
+# NOTE: CUDA is initialised here, at import, before any test empties CUDA_VISIBLE_DEVICES for the
+# processes it starts: the variable is read once per process, at initialisation
 CUDA_AVAILABLE = torch.cuda.is_available()
+if CUDA_AVAILABLE:
+    torch.cuda.init()
 needs_cuda = pytest.mark.gpu
 needs_av = pytest.mark.skipif(not _importable("av"), reason="needs PyAV")
 
