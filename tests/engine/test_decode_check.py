@@ -108,12 +108,16 @@ def test_a_decoder_raises_capture_failed_and_then_runs_eagerly(tiny_model):
         assert torch.equal(eager, StaticDecoder(tiny_model.model, runner.rope, cache, fused, False)(5, cache.length))
 
 
-def test_check_decode_compares_tokens_and_logits():
-    want = [torch.tensor([0.0, 1.0, 0.5]), torch.tensor([2.0, 0.0, 0.0])]
+def test_check_decode_bounds_the_logits_error_relative_to_the_largest_logit():
+    want = [torch.tensor([0.0, 1.0, 0.99]), torch.tensor([2.0, 0.0, 0.0])]
     runs = {"close": lambda: [w + 1e-5 for w in want], "masked-eager": lambda: want}
     assert check_decode(runs, "masked-eager", torch.float32) == ("close", [])
-    flipped = [torch.tensor([0.0, 0.5, 1.0]), want[1]]
-    mode, problems = check_decode({"x": lambda: flipped, "masked-eager": lambda: want}, "masked-eager",
-                                  torch.bfloat16)
-    assert mode == "masked-eager"
-    assert problems == ["x differs from masked-eager (max error 0.5, allowed 0.08, another greedy token)"]
+    near_tie = [torch.tensor([0.0, 0.99, 1.0]), want[1]]  # another greedy token, 0.01 below the best
+    assert check_decode({"x": near_tie.copy, "masked-eager": lambda: want}, "masked-eager",
+                        torch.bfloat16) == ("x", [])
+    far = [torch.tensor([0.0, 0.5, 1.0]), want[1]]
+    assert check_decode({"x": far.copy, "y": lambda: [w + 0.01 for w in want], "masked-eager": lambda: want},
+                        "masked-eager", torch.bfloat16) == ("y", ["x differs from masked-eager (max error 0.5, "
+                                                                  "allowed 0.08)"])
+    assert check_decode({"x": far.copy, "masked-eager": lambda: want}, "masked-eager", torch.float16) == (
+        "masked-eager", ["x differs from masked-eager (max error 0.5, allowed 0.02)"])

@@ -84,8 +84,9 @@ class StaticDecoder:
 def check_decode(candidates: dict[str, Callable[[], list[torch.Tensor]]], reference: str,
                  dtype: torch.dtype) -> tuple[str, list[str]]:
     """The first of ``candidates`` (mode → a run giving a few tokens' logits) whose logits agree
-    with ``reference``'s run: max |got - want| ≤ ``DECODE_TOLERANCE[dtype]``·max |want| and the same
-    greedy token at every step; returns it (``reference`` if none does) and what failed."""
+    with ``reference``'s run: max |got - want| ≤ bound = ``DECODE_TOLERANCE[dtype]``·max |want| (so
+    its greedy token is the reference's or within 2·bound of it: a near tie may flip); returns it
+    (``reference`` if none does) and what failed."""
     want = candidates[reference]()
     bound = DECODE_TOLERANCE[dtype] * max(w.abs().max().item() for w in want)
     problems = []
@@ -98,9 +99,7 @@ def check_decode(candidates: dict[str, Callable[[], list[torch.Tensor]]], refere
             problems.append(f"{mode} raised {type(exc).__name__}: {exc}")
             continue
         err = max((g - w).abs().max().item() for g, w in zip(got, want))
-        same_tokens = all(torch.equal(g.argmax(), w.argmax()) for g, w in zip(got, want))
-        if err <= bound and same_tokens:
+        if err <= bound:
             return mode, problems
-        problems.append(f"{mode} differs from {reference} (max error {err:.3g}, allowed {bound:.3g}"
-                        f"{'' if same_tokens else ', another greedy token'})")
+        problems.append(f"{mode} differs from {reference} (max error {err:.3g}, allowed {bound:.3g})")
     return reference, problems
