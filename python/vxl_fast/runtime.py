@@ -37,8 +37,9 @@ class RuntimeOptions:
     agrees with the reference at first use; ``layers.attention``). ``vst_projection``: how a visual
     window's q/k/v are projected ("auto": the faster on CUDA, else "gather"; ``layers.step``).
     ``cuda_graphs``: decode through a captured CUDA graph on CUDA. ``kernels``: the compiled ops'
-    policy — "check" each CUDA kernel against its reference twin at first use, "trust" them, or
-    "off" (the pure-PyTorch twins everywhere; ``ops.dispatch``)."""
+    policy — "check" each CUDA kernel (and the decode step, ``Runner.check_decode``) against its
+    reference at first use, "trust" them, or "off" (the pure-PyTorch twins everywhere;
+    ``ops.dispatch``)."""
 
     attention: str = "auto"
     vst_projection: str = "auto"
