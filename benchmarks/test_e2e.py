@@ -13,7 +13,7 @@ import contextlib
 import pytest
 import torch
 
-from conftest import CONFIG, CUDA, DEVICE, environment, env_list, peaks
+from conftest import CONFIG, CUDA, DEVICE, environment, env_list, peaks, runner_facts
 from flops import prefill_flops, vision_flops
 from vxl_fast import ops
 from vxl_fast.memory.budget import available_bytes
@@ -76,7 +76,7 @@ def test_end_to_end(benchmark, bench_model, frames, ratio, path):
     prefill_tflops = prefill_flops(model.config, plan) / s["prefill_s"] / 1e12
     vision_tflops = vision_flops(model.config, frames) / s["vision_s"] / 1e12
     record = {
-        **environment(), "frames": frames, "ratio": ratio, "path": path,
+        **environment(), **runner_facts(model), "frames": frames, "ratio": ratio, "path": path,
         "peak_gib": torch.cuda.max_memory_allocated() / GIB if CUDA else None,
         "reserved_gib": torch.cuda.max_memory_reserved() / GIB if CUDA else None,
         "run_peak_gib": (torch.cuda.max_memory_allocated() - before) / GIB if CUDA else None,

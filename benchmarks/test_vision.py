@@ -25,7 +25,7 @@ import time
 import pytest
 import torch
 
-from conftest import CONFIG, CUDA, DEVICE, env_list, environment, sync
+from conftest import CONFIG, CUDA, DEVICE, env_list, environment, runner_facts, sync
 from flops import vision_flops
 from vxl_fast import ops
 from vxl_fast.video.inputs import frames_source
@@ -141,7 +141,7 @@ def test_vision(benchmark, bench_model, frames, path):
     seconds = benchmark.stats.stats.min
     flop = vision_flops(model.config, frames)
     rate = matmul_rate()
-    record = {**environment(), "frames": frames, "path": path, "dtype": str(model.dtype).removeprefix("torch."),
+    record = {**environment(), **runner_facts(model), "frames": frames, "path": path, "dtype": str(model.dtype).removeprefix("torch."),
               "vision_batch": model.runner.vision_batch, "seconds": seconds, "frames_s": frames / seconds,
               "tflops": flop / seconds / 1e12, "flop_count": "flops.vision_flops", "matmul_tflops": rate / 1e12,
               "matmul_fraction": flop / seconds / rate,
