@@ -17,7 +17,9 @@
 #                          CLIPVisionModel) and test_e2e.py, full config, 128 and 2048 frames at
 #                          ratio 16, engine and reference (VXL_BENCH_LONG="": no 4096/10000-frame
 #                          cases), then the peak-growth check over those two
-#   report     10   (2)   table.md from bench.jsonl
+#   report     10   (2)   table.md from bench.jsonl: the tables, the runner's choices and versions
+#                          (attention, VST projection, disabled kernels, decode mode, torch/CUDA/cuDNN,
+#                          GPU), and the cases that failed (stage and reason) or were skipped
 # Budgets add up to 470 s (7 min 50 s); the estimates to ~4 min 45 s.
 # Results: log.txt, phases.jsonl (rc and seconds per phase), selfcheck.json, tests.xml,
 # bench.jsonl (one line per benchmark case as it finishes), table.md.

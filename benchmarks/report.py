@@ -2,8 +2,10 @@
 
     python benchmarks/report.py results/*.json [--plot out.png]
 
-A ``.jsonl`` file (benchmarks/conftest.py's VXL_BENCH_RECORDS, one case a line) is read too; its
-lines without benchmark statistics (failed or skipped cases) are left out.
+A ``.jsonl`` file (benchmarks/conftest.py's VXL_BENCH_RECORDS, one case a line) is read too: its
+cases with benchmark statistics go into the tables; from all its lines come two more tables, the
+runner's choices and versions per group of model cases (a silent fall to a slower backend shows
+there), and the cases that failed or were skipped, with the stage that failed and why.
 
 The plot needs matplotlib (optional): memory and time to first token against frames, engine
 against reference.
@@ -35,6 +37,37 @@ def load(paths: list[str]) -> tuple[list[dict], list[dict], list[dict], list[dic
             elif "sampled_frames_s" in info:
                 video.append(info)
     return e2e, op_rows, video, vision
+
+
+def load_records(paths: list[str]) -> list[dict]:
+    """Every line of the ``.jsonl`` files among ``paths``."""
+    return [json.loads(line) for path in paths if path.endswith(".jsonl") for line in open(path) if line.strip()]
+
+
+FACTS = ("device", "torch", "cuda", "cudnn", "config", "attention", "vst_projection", "kernel_mode",
+         "kernels_disabled", "decode_mode")
+
+
+def facts_table(records: list[dict]) -> str:
+    """One row per distinct combination of ``FACTS`` over the model cases (records with ``attention``)."""
+    groups: dict[tuple, list[str]] = defaultdict(list)
+    for r in records:
+        if "attention" in r:
+            key = tuple(", ".join(v) or "none" if isinstance(v := r.get(k), list) else v for k in FACTS)
+            groups[key].append(r["test"])
+    out = ["| cases | " + " | ".join(FACTS) + " |", "|---" * (len(FACTS) + 1) + "|"]
+    for key, tests in groups.items():
+        out.append(f"| {len(tests)} | " + " | ".join(_f(v, "") for v in key) + " |")
+    return "\n".join(out)
+
+
+def failures_table(records: list[dict]) -> str:
+    out = ["| case | outcome | stage | reason |", "|---|---|---|---|"]
+    for r in records:
+        if r["outcome"] != "passed":
+            reason = str(r.get("reason", "")).replace("|", "\\|").replace("\n", " ")
+            out.append(f"| {r['test']} | {r['outcome']} | {r.get('stage') or '—'} | {reason} |")
+    return "\n".join(out)
 
 
 def _f(value, fmt: str) -> str:
@@ -127,6 +160,11 @@ def main() -> None:
                                ("Ops", ops_table, op_rows), ("Video sampling", video_table, video)):
         if rows:
             print(f"#### {title}\n\n{table(rows)}\n")
+    records = load_records(args.json)
+    if any("attention" in r for r in records):
+        print(f"#### Runner and versions\n\n{facts_table(records)}\n")
+    if any(r["outcome"] != "passed" for r in records):
+        print(f"#### Failed or skipped\n\n{failures_table(records)}\n")
     if args.plot and e2e:
         try:
             plot(e2e, args.plot)
