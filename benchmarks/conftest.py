@@ -110,18 +110,18 @@ class ModelLender:
     """Builds the benchmark model at the first case that needs it and lends it to the next ones.
 
     A construction or warm-up that raises fails that case only: the model is dropped and the next
-    case builds it again; after two failures in a row with the same error, later cases fail at
-    once with it (a build costs tens of seconds on a GPU)."""
+    case builds it again; after two failures in a row at the same stage with the same exception
+    type, later cases fail at once with the last one (a build costs tens of seconds on a GPU)."""
 
     def __init__(self):
         self.model: VideoXL | None = None
-        self.failures: list[tuple[str, str]] = []  # (stage, error) of the failed builds since the last success
+        self.failures: list[tuple[str, str, str]] = []  # (stage, exception type, error) since the last success
 
     def borrow(self, tmp_path_factory) -> VideoXL:
         if self.model is not None:
             return self.model
-        if len(self.failures) >= 2 and self.failures[-1] == self.failures[-2]:
-            stage, error = self.failures[-1]
+        if len(self.failures) >= 2 and self.failures[-1][:2] == self.failures[-2][:2]:
+            stage, _, error = self.failures[-1]
             raise ModelUnavailable(stage, f"{error} (twice in a row; not retried)", runner_facts(None))
         release_memory()  # what an earlier failed build or case still holds
         stage, model = "construction", None
@@ -131,7 +131,7 @@ class ModelLender:
             warm_up(model)
         except Exception as exc:  # noqa: BLE001 - whatever failed, this case records it and the next one runs
             error = f"{type(exc).__name__}: {exc}"[:500]
-            self.failures.append((stage, error))
+            self.failures.append((stage, type(exc).__name__, error))
             raise ModelUnavailable(stage, error, runner_facts(model)) from exc
         self.failures.clear()
         self.model = model

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import vxl_fast
 from conftest import REPO
 
 # A pytest plugin for the child run: build i (1-based) fails as VXL_HARNESS_FAULTS[i-1] says
@@ -44,6 +45,7 @@ def pytest_collection_finish(session):
     conftest.build_model, conftest.warm_up = failing_build, failing_warm_up
     sys.modules["test_e2e"].NEW_TOKENS = 2
 '''
+PACKAGE_ROOT = Path(vxl_fast.__file__).parents[1]  # the child imports the vxl_fast this process does
 ENVIRONMENT = ("device", "capability", "torch", "cuda", "cudnn", "git_commit", "date", "config")
 RUNNER = ("attention", "vst_projection", "kernel_mode", "kernels_disabled", "decode_mode")
 DECODE_MODES = ("graph", "eager", "masked-graph", "masked-eager")
@@ -55,7 +57,7 @@ def run_e2e(tmp_path: Path, faults: str) -> list[dict]:
     records = tmp_path / "records.jsonl"
     env = {**os.environ, "VXL_HARNESS_FAULTS": faults, "VXL_BENCH_RECORDS": str(records),
            "VXL_BENCH_CONFIG": "tiny", "VXL_BENCH_FRAMES": "4", "VXL_BENCH_RATIOS": "16,8", "CUDA_VISIBLE_DEVICES": "",
-           "PYTHONPATH": os.pathsep.join([str(REPO / "python"), str(REPO / "benchmarks"), str(tmp_path)])}
+           "PYTHONPATH": os.pathsep.join([str(PACKAGE_ROOT), str(REPO / "benchmarks"), str(tmp_path)])}
     child = subprocess.run([sys.executable, "-m", "pytest", "benchmarks/test_e2e.py", "-k", "test_end_to_end",
                             "--benchmark-only", "-q", "-p", "no:cacheprovider", "-p", "vxl_harness_faults"],
                            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
