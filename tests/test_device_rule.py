@@ -7,7 +7,6 @@ import ast
 import os
 from pathlib import Path
 
-import pytest
 import torch
 
 from conftest import needs_cuda

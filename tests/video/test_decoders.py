@@ -21,7 +21,7 @@ from conftest import GOLDEN  # noqa: E402
 from vxl_fast.video import load_video, open_video  # noqa: E402
 from vxl_fast.video.request import VisualRequest  # noqa: E402
 from vxl_fast.video.parallel import gop_runs, iter_frames_parallel  # noqa: E402
-from vxl_fast.video.reader import iter_frames, probe  # noqa: E402
+from vxl_fast.video.reader import probe  # noqa: E402
 from vxl_fast.video.source import decode_frames  # noqa: E402
 from vxl_fast.video.yuv import frame_planes  # noqa: E402
 from yuv_videos import content, damaged_copy, write_video  # noqa: E402
