@@ -37,8 +37,9 @@ class Runner:
     backend, the VST projection, the compiled ops' policy (``ops.KernelPolicy``, active inside
     ``session``) and the decode mode (``decode_mode``: "graph", "eager", "masked-graph" or
     "masked-eager" — the step in a CUDA graph or eager, with the fused decode attention or the masked
-    reference; checked at the first decode, see ``check_decode``). Device work is serialised by ``lock`` (re-entrant): calls
-    from several threads run one at a time and give the results sequential calls give.
+    reference; checked at the first decode, see ``check_decode``). Device work is serialised by
+    ``lock`` (re-entrant): calls from several threads run one at a time and give the results
+    sequential calls give.
     """
 
     def __init__(self, config: VideoXLConfig, model: VideoXLModel, device: torch.device, dtype: torch.dtype,

@@ -13,7 +13,7 @@ import torch
 
 from . import bounds
 from .checks import clip_preprocess_shape
-from .reference import (YUV_MATRICES, add_layer_norm_ref, clip_preprocess_ref, fused_add_rms_norm_ref,
+from .reference import (YUV_MATRICES, add_layer_norm_ref, apply_rope, clip_preprocess_ref, fused_add_rms_norm_ref,
                         interleave_vst_ref, kv_compact_ref, rope_kv_write_ref, yuv420_to_rgb_ref)
 
 
@@ -56,13 +56,13 @@ def kv_compact(device: torch.device, dtype: torch.dtype) -> str | None:
     problem = _differ_exactly("cache_v", got[1], want[1])
     if problem:
         return problem
-    half = d // 2
     x = want[2].float()
     c, sn = cos[dst:dst + nb], sin[dst:dst + nb]
-    keys = torch.cat((x[..., :half] * c[:, :half] - x[..., half:] * sn[:, :half],
-                      x[..., half:] * c[:, half:] + x[..., :half] * sn[:, half:]), dim=-1)
-    kept = torch.cat((got[0][:, :dst], got[0][:, dst + nb:]), 1), torch.cat((want[0][:, :dst], want[0][:, dst + nb:]), 1)
-    return (_differ_exactly("cache_k outside the VST slots", *kept)
+    keys = apply_rope(x, c, sn)  # the formula in fp32, before any rounding to the dtype
+    def outside(cache_k: torch.Tensor) -> torch.Tensor:  # the slots kv_compact must leave as they are
+        return torch.cat((cache_k[:, :dst], cache_k[:, dst + nb:]), 1)
+
+    return (_differ_exactly("cache_k outside the VST slots", outside(got[0]), outside(want[0]))
             or _differ_by_more("cache_k", got[0][:, dst:dst + nb], keys, bounds.rope_bound(x, c, sn, keys, dtype)))
 
 
