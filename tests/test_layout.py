@@ -23,7 +23,7 @@ FORBIDDEN = {
     "engine": FACADE | {"testing"},
     "video": FACADE | {"engine", "models", "layers", "testing"},
     **{area: {"models", "layers", "testing"} for area in FACADE},
-    **{area: {"testing"} for area in ("", "_ext", "config", "device", "errors", "loader", "options", "prompt",
+    **{area: {"testing"} for area in ("", "_ext", "config", "device", "errors", "loader", "limits", "options", "prompt",
                                       "runtime")},
 }
 # testing/ holds the development tools (the tiny demo checkpoint, the fake-device rehearsal); the

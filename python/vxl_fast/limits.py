@@ -1,0 +1,57 @@
+"""The budgets one request may spend, stated once and checked before the work they bound.
+
+Clients and media are untrusted: every resource a request can make the process spend has a limit
+here. The Python API, the command line and the server build one :class:`Limits` (the server from
+its ``serve`` options); a user or operator raises a limit by passing a larger value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+MiB, GiB = 2 ** 20, 2 ** 30
+
+DEFAULT_FRAMES = 128  # frames sampled from a video when a request gives neither num_frames nor fps
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-request budgets.
+
+    ``max_pixels``: width × height of one frame or image, read from the stream or image header
+    before decoding (default: 4096 × 2160, DCI 4K). ``max_frames``: frames one request may sample.
+    ``max_images``: images in one request (at most ``max_frames``). ``max_media_bytes``: size of
+    one media file. ``max_decoded_bytes``: decoded RGB bytes held at once by one request.
+    ``max_prompt_bytes``: UTF-8 bytes of the text of one request, refused before tokenizing
+    (None: derived from the model's context as ``max_position_embeddings × 8``).
+    ``max_stop_strings`` / ``max_stop_chars``: count and length of stop strings.
+    """
+
+    max_pixels: int = 4096 * 2160
+    max_frames: int = 2048
+    max_images: int = 64
+    max_media_bytes: int = 256 * MiB
+    max_decoded_bytes: int = 1 * GiB
+    max_prompt_bytes: int | None = None
+    max_stop_strings: int = 16
+    max_stop_chars: int = 256
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is None and f.name == "max_prompt_bytes":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{f.name} must be a positive integer, got {value!r}")
+            if value < 1:
+                raise ValueError(f"{f.name} must be a positive integer, got {value}")
+        if self.max_images > self.max_frames:
+            object.__setattr__(self, "max_images", self.max_frames)
+
+    def prompt_bytes(self, context_tokens: int) -> int:
+        """The prompt byte limit for a model with ``context_tokens`` positions."""
+        return self.max_prompt_bytes if self.max_prompt_bytes is not None else 8 * context_tokens
+
+    def with_(self, **changes) -> "Limits":
+        """A copy with ``changes`` (None values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
