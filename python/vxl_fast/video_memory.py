@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .engine import compress
 from .errors import MemoryFileError
-from .memory.files import read_state_file, restore_fields
+from .memory.files import identity_key, read_state_file, restore_fields
 from .memory.kv import KVCache, VstStage
 from .memory.plan import VisualWindow, parse_ratios
 from .memory.state import MemoryState
@@ -81,6 +81,12 @@ class VideoMemory:
         return self.state.kv_slots
 
     @property
+    def identity(self) -> dict | None:
+        """What the memory was made from, as its maker recorded it (the server: the media's
+        hashes, sampling, ratio, system prompt, checkpoint, dtype); saved with it. None: unknown."""
+        return self.state.identity
+
+    @property
     def stats(self) -> dict:
         """Seconds spent making it: ``vision_s``, ``compress_s``."""
         return self.state.stats.as_dict()
@@ -105,12 +111,17 @@ class VideoMemory:
 
     @classmethod
     def load(cls, path: str | os.PathLike, model, compression_ratio: int | None = None,
-             reserve_tokens: int = DEFAULT_RESERVE) -> "VideoMemory":
+             reserve_tokens: int = DEFAULT_RESERVE, identity: dict | None = None) -> "VideoMemory":
         """Read a memory written by :meth:`save` for ``model`` (same checkpoint and dtype).
 
         Every byte is verified against the checksums written with it. ``compression_ratio``,
-        when given, must be the one the memory was encoded with."""
+        when given, must be the one the memory was encoded with; ``identity``, when given, the
+        one the file records (a file made from other media or options is refused)."""
         meta, tensors = read_state_file(path)
+        if identity is not None and (meta.get("identity") is None
+                                     or identity_key(meta["identity"]) != identity_key(identity)):
+            raise MemoryFileError(f"memory file {path} was made for another video or other options "
+                                  "than the ones asked for")
         if meta["fingerprint"] != model.fingerprint:
             raise MemoryFileError(f"memory file {path} was made with another checkpoint "
                                   f"({meta['fingerprint'][:12]}…, this model is {model.fingerprint[:12]}…)")
@@ -126,4 +137,6 @@ class VideoMemory:
             fields = restore_fields(meta)
         except (TypeError, ValueError) as e:
             raise MemoryFileError(f"memory file {path} is corrupt: {e}") from None
-        return cls(model, compress.restore(model.runner, meta, tensors, fields, reserve_tokens))
+        memory = cls(model, compress.restore(model.runner, meta, tensors, fields, reserve_tokens))
+        memory.state.identity = meta.get("identity")
+        return memory

@@ -2,6 +2,8 @@
 
 The metadata lists every tensor with its dtype, shape and the SHA-256 of its bytes, and the
 metadata itself is covered by a SHA-256 stored beside it, so any flipped byte is found on load.
+It may also record the memory's identity (``MemoryState.identity``: what it was made from), so that
+a reader expecting one memory can tell a file made for another (files without one load as unknown).
 Writing is atomic (a temporary file renamed into place) and the file follows the umask.
 """
 
@@ -50,7 +52,7 @@ def save_state(state: MemoryState, path: str | os.PathLike, fingerprint: str, dt
     tensors = {"k": state.cache.k[:, :, :n].contiguous().cpu(), "v": state.cache.v[:, :, :n].contiguous().cpu()}
     if state.pending is not None:
         tensors["pending"] = state.pending.contiguous().cpu()
-    meta = {
+    meta = {"identity": state.identity,
         "format": FORMAT, "fingerprint": fingerprint, "dtype": str(dtype),
         "prefix_text": state.prefix_text, "prefix_ids": state.prefix_ids, "ratios": list(state.ratios),
         "modality": state.modality, "frames": state.frames, "timestamps": state.timestamps,
@@ -97,6 +99,11 @@ def read_state_file(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tens
     return meta, tensors
 
 
+def identity_key(identity: dict) -> str:
+    """A SHA-256 naming ``identity`` (JSON values; key order does not matter)."""
+    return _sha(json.dumps(identity, sort_keys=True, separators=(",", ":")).encode())
+
+
 def restore_fields(meta: dict) -> dict:
     """The :class:`MemoryState` fields a verified file stores, besides its buffers."""
     return {"windows": [VisualWindow(**w) for w in meta["windows"]], "frames": meta["frames"],
@@ -112,6 +119,8 @@ def _check_meta(path: Path, meta: dict, tensors: dict[str, torch.Tensor]) -> Non
     for i, w in enumerate(meta["windows"]):
         if not isinstance(w, dict) or set(w) != _WINDOW_KEYS:
             raise MemoryFileError(f"memory file {path} is corrupt: window {i} is malformed")
+    if not isinstance(meta.get("identity"), (dict, type(None))):
+        raise MemoryFileError(f"memory file {path} is corrupt: metadata 'identity' has the wrong type")
     if set(meta["stats"]) != {"vision_s", "compress_s"}:
         raise MemoryFileError(f"memory file {path} is corrupt: metadata 'stats' is malformed")
     listed = meta["tensors"]
@@ -144,7 +153,6 @@ def _bytes(t: torch.Tensor) -> bytes:
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
 
 
 def _umask() -> int:

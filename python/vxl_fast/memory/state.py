@@ -43,6 +43,7 @@ class MemoryState:
     stats: EncodeStats = field(default_factory=EncodeStats)
     trace: list | None = None  # window records, when asked for
     answering: bool = False  # a question is being answered (its K/V sit after the kept slots)
+    identity: dict | None = None  # what it was made from, as its maker recorded it (JSON values); None: unknown
 
     @property
     def num_vsts(self) -> int:
