@@ -68,7 +68,7 @@ def _add_status_routes(app: FastAPI, service: Service, model_path: str) -> None:
     async def health():
         if service.worker.closed:
             return JSONResponse({"status": "shutting down"}, status_code=503)
-        return {"status": "ok"}
+        return service.health()  # "degraded" (still serving) and why, e.g. a full memory cache folder
 
     @app.get("/v1/models")
     async def models():

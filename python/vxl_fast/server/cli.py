@@ -47,8 +47,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="encoded memories kept on the device (LRU, e.g. 8G)")
     p.add_argument("--memory-cache-dir", default=None, metavar="DIR",
                    help="spill evicted memories to files here (reused across restarts)")
-    p.add_argument("--memory-cache-disk-bytes", type=size, default=None, metavar="SIZE",
-                   help="at most this much in --memory-cache-dir (default: no limit)")
+    p.add_argument("--memory-cache-disk-bytes", type=size, default=d.memory_cache_disk_bytes, metavar="SIZE",
+                   help="at most this much in --memory-cache-dir (default: 20G); the cache deletes only "
+                        "the files it made there")
     p.add_argument("--graceful-timeout", type=float, default=30.0,
                    help="seconds in-flight requests get to finish on shutdown before they are cancelled")
     p.add_argument("--log-level", default="info")

@@ -23,11 +23,13 @@ class ServeOptions:
     max_media_bytes: int = 256 * MiB  # per video or image
     memory_cache_bytes: int = 4 * GiB  # memories kept on the device
     memory_cache_dir: str | None = None  # evicted memories spill here
-    memory_cache_disk_bytes: int | None = None  # at most this much in the folder (None: no limit)
+    memory_cache_disk_bytes: int = 20 * GiB  # at most this much in the folder
 
     def __post_init__(self):
         for name in ("max_tokens", "default_frames", "max_frames", "max_body_bytes", "max_media_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.memory_cache_disk_bytes < 0:
+            raise ValueError(f"memory_cache_disk_bytes must be >= 0, got {self.memory_cache_disk_bytes}")
         if self.default_frames > self.max_frames:
             raise ValueError(f"default_frames {self.default_frames} exceeds max_frames {self.max_frames}")

@@ -11,7 +11,6 @@ import tempfile
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import EncodeCancelled, MemoryPlanError
@@ -66,11 +65,31 @@ class Answer:
         return self.job.cancel() or not self.job.done()
 
 
-@dataclass
 class _Encode:
-    job: Future
-    cancel: threading.Event
-    waiters: int = 0
+    """One encode on the device thread and the clients waiting for it. It belongs to them: when
+    the last one leaves it is cancelled and forgotten, so that a client coming later starts a
+    fresh encode instead of inheriting the cancellation."""
+
+    def __init__(self, job: Future, cancel: threading.Event):
+        self.job, self.cancel = job, cancel
+        self.waiters = 0
+
+    async def wait(self, on_abandon):
+        """The job's result; when the last waiting client goes away, the job is cancelled (a
+        queued one never starts, a running one stops at its next window) and ``on_abandon()``
+        is called before the cancellation reaches the caller."""
+        self.waiters += 1
+        try:
+            # NOTE: shielded, so that one waiter's disconnect does not cancel the others' encode.
+            return await asyncio.shield(asyncio.wrap_future(self.job))
+        except asyncio.CancelledError:
+            if self.waiters == 1:
+                self.cancel.set()
+                self.job.cancel()
+                on_abandon()
+            raise
+        finally:
+            self.waiters -= 1
 
 
 class Service:
@@ -96,37 +115,28 @@ class Service:
         urls = [(u, p, "video") for u, p in conv.videos] + [(u, p, "image") for u, p in conv.images]
         media = await asyncio.to_thread(lambda: [self.media.resolve(u, k, p) for u, p, k in urls])
         knobs = self._knobs(req, conv)
-        key = MemoryCache.key(self.model.fingerprint, str(self.model.dtype), [(m.kind, m.digest) for m in media],
-                              sorted(knobs.items()), conv.system)
+        identity = {"media": [[m.kind, m.digest] for m in media], "options": knobs, "system": conv.system,
+                    "checkpoint": self.model.fingerprint, "dtype": str(self.model.dtype)}
+        key = MemoryCache.key(identity)
         memory = self.cache.get(key)
         if memory is not None:
             self.metrics.inc("vxl_memory_cache_hits_total")
             return memory, {"cache": "hit", "encode_s": 0.0}
         entry = self._inflight.get(key)
-        if entry is None or entry.job.cancelled():
+        first = entry is None
+        if first:
             cancel = threading.Event()
-            entry = _Encode(self.worker.submit(self._encode_job, key, media, knobs, conv.system, cancel), cancel)
+            entry = _Encode(self.worker.submit(self._encode_job, key, identity, media, knobs, conv.system, cancel),
+                            cancel)
             self._inflight[key] = entry
             loop = asyncio.get_running_loop()
             entry.job.add_done_callback(lambda _: _call_soon(loop, self._forget, key, entry))
-            first = True
-        else:
-            first = False
-        entry.waiters += 1
         try:
-            # NOTE: shielded, so that one waiter's disconnect does not cancel the others' encode.
-            memory, tier, seconds = await asyncio.shield(asyncio.wrap_future(entry.job))
-        except asyncio.CancelledError:
-            if entry.waiters == 1:  # nobody else waits: a queued encode never starts, a running one stops
-                entry.cancel.set()
-                entry.job.cancel()
-            raise
+            memory, tier, seconds = await entry.wait(lambda: self._forget(key, entry))
         except _ENGINE_ERRORS as e:
             raise APIError(400, str(e)) from None
         except Exception as e:  # noqa: BLE001 - reported to the client as a server error
             raise _internal("encoding the media", e) from e
-        finally:
-            entry.waiters -= 1
         if not first:
             tier, seconds = "hit", 0.0
         name = {"hit": "vxl_memory_cache_hits_total", "disk": "vxl_memory_cache_disk_hits_total",
@@ -135,8 +145,13 @@ class Service:
         return memory, {"cache": tier, "encode_s": seconds}
 
     def _forget(self, key: str, entry: _Encode) -> None:
+        """``entry`` no longer serves new clients of ``key`` (it ended, or its clients left)."""
         if self._inflight.get(key) is entry:
             del self._inflight[key]
+
+    def health(self) -> dict:
+        """``{"status": "ok"}``, or ``"degraded"`` and why (the memory cache folder cannot be written)."""
+        return self.cache.health()
 
     def _knobs(self, req: ChatCompletionRequest, conv: Conversation) -> dict:
         knobs = {"compression_ratio": req.compression_ratio}
@@ -150,11 +165,12 @@ class Service:
                 knobs["max_frames"] = self.options.max_frames
         return knobs
 
-    def _encode_job(self, key: str, media: list[Media], knobs: dict, system: str | None,
+    def _encode_job(self, key: str, identity: dict, media: list[Media], knobs: dict, system: str | None,
                     cancel: threading.Event):
-        """Device thread: the memory from the cache folder, or decoded and encoded now (until
-        ``cancel`` is set: the last client waiting for it went away)."""
-        memory = self.cache.load(key, self.model) if self.cache.on_disk(key) else None
+        """Device thread: the memory from the cache folder (if the file there was made for
+        ``identity``), or decoded and encoded now (until ``cancel`` is set: the last client
+        waiting for it went away)."""
+        memory = self.cache.load(key, self.model, identity) if self.cache.on_disk(key) else None
         if memory is not None:
             return memory, "disk", 0.0
         t0 = time.perf_counter()
@@ -172,6 +188,7 @@ class Service:
                     raise
                 raise type(e)(str(e).replace(str(tmp), "the video_url")) from None
         seconds = time.perf_counter() - t0
+        memory.state.identity = identity
         evicted = self.cache.evictions
         self.cache.put(key, memory)
         self.metrics.inc("vxl_memory_cache_evictions_total", self.cache.evictions - evicted)
