@@ -63,7 +63,9 @@ def test_spill_to_folder_and_reload(tiny_model, memories, tmp_path):
 
 
 def test_disk_budget_drops_the_oldest_files(memories, tmp_path):
-    assert MemoryCache(0).max_disk_bytes == 20 * 2 ** 30  # the default bound
+    from vxl_fast.server.options import ServeOptions
+
+    assert MemoryCache(0).max_disk_bytes == ServeOptions().memory_cache_disk_bytes == 20 * 2 ** 30  # the default
     cache = MemoryCache(0, tmp_path, max_disk_bytes=1)  # nothing fits: each spilled file is dropped
     cache.put(KEYS[0], memories[0])
     assert cache.get(KEYS[0]) is None and not cache.on_disk(KEYS[0]) and not list(tmp_path.glob("*.vxl"))

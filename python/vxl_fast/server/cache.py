@@ -21,7 +21,6 @@ import warnings
 from collections import OrderedDict
 from pathlib import Path
 
-from ..errors import MemoryFileError
 from ..memory.files import identity_key
 from ..video_memory import VideoMemory
 
@@ -88,7 +87,7 @@ class MemoryCache:
             path = self._path(key)
         try:
             memory = VideoMemory.load(path, model, identity=identity)
-        except (MemoryFileError, ValueError, OSError) as e:
+        except (ValueError, OSError) as e:  # MemoryFileError is a ValueError
             warnings.warn(f"vxl_fast memory cache: {path.name} not used ({_reason(e, path)}); encoding again",
                           RuntimeWarning, stacklevel=2)
             with self._lock:

@@ -72,6 +72,7 @@ class _Encode:
 
     def __init__(self, job: Future, cancel: threading.Event):
         self.job, self.cancel = job, cancel
+        self.result = asyncio.wrap_future(job)  # one for all the waiters (call on the event loop)
         self.waiters = 0
 
     async def wait(self, on_abandon):
@@ -81,11 +82,12 @@ class _Encode:
         self.waiters += 1
         try:
             # NOTE: shielded, so that one waiter's disconnect does not cancel the others' encode.
-            return await asyncio.shield(asyncio.wrap_future(self.job))
+            return await asyncio.shield(self.result)
         except asyncio.CancelledError:
             if self.waiters == 1:
                 self.cancel.set()
                 self.job.cancel()
+                self.result.add_done_callback(lambda f: f.cancelled() or f.exception())  # nobody reads it
                 on_abandon()
             raise
         finally:
