@@ -116,7 +116,8 @@ def test_stray_files_and_dangling_links_are_left_alone(memories, tmp_path):
     assert cache.disk_entries == 0 and cache.health() == {"status": "ok"}
     for key, m in zip(KEYS, memories, strict=True):  # every spill goes beyond the budget and is deleted
         cache.put(key, m)
-    assert cache.disk_entries == 0 and mine.is_file() and lookalike.is_file() and (tmp_path / "dangling.vxl").is_symlink()
+    assert cache.disk_entries == 0 and mine.is_file() and lookalike.is_file()
+    assert (tmp_path / "dangling.vxl").is_symlink()
     # a stray under the cache's own name is not overwritten either
     with pytest.warns(RuntimeWarning, match="left alone"):
         cache = MemoryCache(0, tmp_path)
@@ -133,7 +134,22 @@ def test_an_unwritable_folder_turns_the_disk_tier_off(memories, tmp_path, monkey
     health = cache.health()
     assert health["status"] == "degraded" and str(tmp_path) not in health["reason"]
     want = "it is full" if fault == "full" else "it is read-only or not writable"
-    assert health["reason"] == f"the memory cache folder cannot be written ({want}); memories are kept on the device only"
+    assert health["reason"] == (f"the memory cache folder cannot be written ({want}); "
+                                "memories are kept on the device only")
+
+
+def test_an_unreadable_manifest_leaves_the_files_alone(memories, tmp_path):
+    cache = MemoryCache(0, tmp_path)
+    cache.put(KEYS[0], memories[0])
+    (tmp_path / "vxl_fast-cache.json").write_text("{")
+    with pytest.warns(RuntimeWarning) as seen:
+        again = MemoryCache(0, tmp_path, max_disk_bytes=1)
+    messages = [str(w.message) for w in seen]
+    assert len(messages) == 2 and "the manifest vxl_fast-cache.json is unreadable (JSONDecodeError)" in messages[0]
+    assert f"1 entries in {tmp_path} were not made by it and are left alone" in messages[1]
+    assert not again.on_disk(KEYS[0]) and again.strays == [path(tmp_path, KEYS[0]).name]
+    again.put(KEYS[1], memories[1])  # beyond the budget: dropped, and the unlisted file stays
+    assert path(tmp_path, KEYS[0]).is_file() and not path(tmp_path, KEYS[1]).exists()
 
 
 def test_a_folder_that_cannot_be_made_turns_the_disk_tier_off(tmp_path):
