@@ -66,6 +66,10 @@ def test_disk_budget_drops_the_oldest_files(memories, tmp_path):
     from vxl_fast.server.options import ServeOptions
 
     assert MemoryCache(0).max_disk_bytes == ServeOptions().memory_cache_disk_bytes == 20 * 2 ** 30  # the default
+    with pytest.raises(ValueError, match="memory_cache_disk_bytes must be >= 0, got -1"):
+        ServeOptions(memory_cache_disk_bytes=-1)
+    with pytest.raises(ValueError, match="the memory cache folder size must be >= 0 bytes, got -1"):
+        MemoryCache(0, tmp_path, max_disk_bytes=-1)
     cache = MemoryCache(0, tmp_path, max_disk_bytes=1)  # nothing fits: each spilled file is dropped
     cache.put(KEYS[0], memories[0])
     assert cache.get(KEYS[0]) is None and not cache.on_disk(KEYS[0]) and not list(tmp_path.glob("*.vxl"))

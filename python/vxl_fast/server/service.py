@@ -87,7 +87,8 @@ class _Encode:
             if self.waiters == 1:
                 self.cancel.set()
                 self.job.cancel()
-                self.result.add_done_callback(lambda f: f.cancelled() or f.exception())  # nobody reads it
+                # NOTE: its outcome is read here, or asyncio would log an exception nobody retrieved
+                self.result.add_done_callback(lambda f: f.cancelled() or f.exception())
                 on_abandon()
             raise
         finally:
