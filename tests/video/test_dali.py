@@ -48,6 +48,7 @@ def fake(monkeypatch):
 @pytest.fixture
 def fake_gpu(fake, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     return fake
 
 

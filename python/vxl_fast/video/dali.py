@@ -80,7 +80,7 @@ def _pipeline(on: str, batch: int, video_frames: bool = False):
     "frames" (the frame numbers to decode)."""
     dali, fn, types = _import()
     pipe = dali.Pipeline(batch_size=batch, num_threads=max(1, min(4, os.cpu_count() or 1)),
-                         device_id=0 if on == "mixed" else None, prefetch_queue_depth=1)
+                         device_id=torch.cuda.current_device() if on == "mixed" else None, prefetch_queue_depth=1)
     with pipe:
         encoded = fn.external_source(name="encoded", dtype=types.UINT8, ndim=1)
         if video_frames:
@@ -118,9 +118,8 @@ class ImageDecoder:
             self._pipe = _pipeline(self.on, BATCH)  # a failed run leaves the pipeline unusable
             if len(encoded) == 1:
                 raise ValueError(f"cannot read image {names[0]}: DALI: {_reason(e)}") from None
-        for one, name in zip(encoded, names):  # name the file that fails
-            self.decode([one], [name])
-        raise ValueError(f"cannot read images {names[0]}..{names[-1]}: DALI failed on the batch only")
+        # one at a time, so that the error names the file
+        return [frame for one, name in zip(encoded, names) for frame in self.decode([one], [name])]
 
 
 def _dali_reads(image) -> bool:
@@ -196,7 +195,8 @@ class DaliVideo:
     """``fn.decoders.video`` on one file: ``batches(indices)`` yields ``(frame numbers, RGB uint8
     [n, H, W, 3])`` for the distinct ascending ``indices``, ``VIDEO_BATCH`` frames at a time (CUDA
     tensors on the GPU, CPU tensors otherwise). Frame numbers are positions in presentation order,
-    as PyAV's probe counts them (``info.frames`` bounds them: DALI pads past its end)."""
+    as PyAV's probe counts them (``info.frames`` bounds them: DALI pads past its end). DALI decodes
+    from memory: the file is held in host memory while it is read, and each run opens it again."""
 
     def __init__(self, info: VideoInfo, on: str):
         self.info, self.on = info, on
