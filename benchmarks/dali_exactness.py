@@ -41,7 +41,9 @@ def _images(folder: Path) -> dict[str, Path]:
     im = Image.fromarray((np.stack([(xx * 2) % 256, (yy * 3) % 256, (xx + yy) % 256], -1)
                           + rng.integers(0, 40, (h, w, 3))).clip(0, 255).astype(np.uint8))
     big = np.stack(np.mgrid[0:1080, 0:1920], -1).sum(-1, keepdims=True) % 256 + rng.integers(0, 24, (1080, 1920, 3))
-    saves = {"q90.jpg": (im, dict(quality=90)), "q75-444.jpg": (im, dict(quality=75, subsampling=0)),
+    exif = im.getexif()
+    exif[0x0112] = 6  # "rotate 90°": neither Pillow nor vxl_fast's DALI reader applies it
+    saves = {"q90.jpg": (im, dict(quality=90)), "exif-rotated.jpg": (im, dict(exif=exif)), "q75-444.jpg": (im, dict(quality=75, subsampling=0)),
              "q95-422.jpg": (im, dict(quality=95, subsampling=1)), "progressive.jpg": (im, dict(progressive=True)),
              "gray.jpg": (im.convert("L"), {}), "cmyk.jpg": (im.convert("CMYK"), {}),
              "1080p-q90.jpg": (Image.fromarray(big.clip(0, 255).astype(np.uint8)), dict(quality=90)),

@@ -98,9 +98,9 @@ def _measure(benchmark, source, decoder: str, **facts) -> int:
 
     count = benchmark.pedantic(read, rounds=1, iterations=1)
     seconds = benchmark.stats.stats.median
-    benchmark.extra_info.update({**environment(), **facts, "decoder": decoder, "frames": count,
-                                 "frames_s": count / seconds, "cpu_s": spent["cpu_s"],
-                                 "frames_per_cpu_s": count / spent["cpu_s"]})
+    benchmark.extra_info.update({**environment(), **facts, "decoder": decoder, "decoded_frames": count,
+                                 "decode_frames_s": count / seconds, "cpu_s": spent["cpu_s"],
+                                 "decode_frames_per_cpu_s": count / spent["cpu_s"]})
     return count
 
 
