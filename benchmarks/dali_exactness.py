@@ -43,7 +43,8 @@ def _images(folder: Path) -> dict[str, Path]:
     big = np.stack(np.mgrid[0:1080, 0:1920], -1).sum(-1, keepdims=True) % 256 + rng.integers(0, 24, (1080, 1920, 3))
     exif = im.getexif()
     exif[0x0112] = 6  # "rotate 90°": neither Pillow nor vxl_fast's DALI reader applies it
-    saves = {"q90.jpg": (im, dict(quality=90)), "exif-rotated.jpg": (im, dict(exif=exif)), "q75-444.jpg": (im, dict(quality=75, subsampling=0)),
+    saves = {"q90.jpg": (im, dict(quality=90)), "exif-rotated.jpg": (im, dict(exif=exif)),
+             "q75-444.jpg": (im, dict(quality=75, subsampling=0)),
              "q95-422.jpg": (im, dict(quality=95, subsampling=1)), "progressive.jpg": (im, dict(progressive=True)),
              "gray.jpg": (im.convert("L"), {}), "cmyk.jpg": (im.convert("CMYK"), {}),
              "1080p-q90.jpg": (Image.fromarray(big.clip(0, 255).astype(np.uint8)), dict(quality=90)),
@@ -111,7 +112,8 @@ def _answers(folder: Path, on: str) -> dict:
               for d in ("cpu", "dali")]
     ids = [model.generate(**visual, decoder=d, prompt=meta["question"], compression_ratio=meta["compression_ratio"],
                           max_new_tokens=meta["max_new_tokens"]).token_ids for d in ("cpu", "dali")]
-    return {"case": meta["name"], "video": path.name, "visual_tokens_max_abs_diff": float((tokens[0] - tokens[1]).abs().max()),
+    return {"case": meta["name"], "video": path.name,
+            "visual_tokens_max_abs_diff": float((tokens[0] - tokens[1]).abs().max()),
             "visual_tokens_max_abs": float(tokens[0].abs().max()), "greedy_ids_equal": ids[0] == ids[1]}
 
 

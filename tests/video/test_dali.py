@@ -167,6 +167,8 @@ def test_decoder_options_for_images(tmp_path):
         VisualRequest(images=paths, decoder="nvdec")
     with pytest.raises(ValueError, match=r"decoder='dali' only applies to video=$"):
         VisualRequest(frames=np.zeros((2, 8, 8, 3), np.uint8), decoder="dali")
+    with pytest.raises(ValueError, match=r"decoder='dali' needs a video file, a folder or a list of image files"):
+        load_video(np.zeros((2, 8, 8, 3), np.uint8), decoder="dali")
 
 
 # ---- with the real DALI (CPU pipelines) ------------------------------------------------------------

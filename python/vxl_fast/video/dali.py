@@ -153,10 +153,11 @@ class DaliImages:
         for start in range(0, len(indices), BATCH):
             batch = indices[start:start + BATCH]
             files = {i: _encoded(self.images[i]) for i in batch if _dali_reads(self.images[i])}
-            files = {i: data for i, data in files.items() if data is not None}
-            order = list(files)
-            decoded = dict(zip(order, self._decoder.decode([files[i] for i in order],
-                                                           [os.fspath(self.images[i]) for i in order]))) if order else {}
+            order = [i for i, data in files.items() if data is not None]
+            decoded = {}
+            if order:
+                frames = self._decoder.decode([files[i] for i in order], [os.fspath(self.images[i]) for i in order])
+                decoded = dict(zip(order, frames))
             for i in batch:
                 yield decoded[i] if i in decoded else fallback(self.images[i])
 

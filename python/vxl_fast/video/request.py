@@ -97,6 +97,8 @@ class VisualRequest:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.decoder == "nvdec" and not is_video_file(self.video):
             raise ValueError(f"decoder={self.decoder!r} needs a video file")
+        if self.decoder == "dali" and video and not isinstance(self.video, (str, os.PathLike, list, tuple)):
+            raise ValueError("decoder='dali' needs a video file, a folder or a list of image files")
         if self.frames is not None:
             object.__setattr__(self, "frames", check_frames(self.frames))
         if isinstance(self.images, (list, tuple)) and not self.images:

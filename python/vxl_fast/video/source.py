@@ -162,8 +162,9 @@ def open_video(source, num_frames: int | None = None, fps: float | None = None,
     which decodes much faster but deviates from upstream; the timestamps say which frames were
     taken. ``strategy`` picks how a file is decoded on the CPU (``hybrid``, ``seek``,
     ``sequential``, ``parallel``: hybrid over runs of GOPs in several decoder threads).
-    ``decoder`` (files only): ``cpu`` (PyAV), ``nvdec`` (the GPU's NVDEC, frames on the GPU, the
-    same pixels; falls back to the CPU with a warning where it cannot), ``auto`` (NVDEC when
+    ``decoder``: ``cpu`` (PyAV, Pillow), ``nvdec`` (the GPU's NVDEC, frames on the GPU, the
+    same pixels; falls back to the CPU with a warning where it cannot), ``dali`` (NVIDIA DALI,
+    for image files too: see dali.py; its video pixels are not PyAV's), ``auto`` (NVDEC when
     CUDA and PyNvVideoCodec are there, the CPU otherwise; a warning when they are there but the
     stream is not one NVDEC decodes exactly).
     ``mixed_sizes`` lets a folder or list of images hold images of several sizes (chunks of mixed
