@@ -33,8 +33,10 @@ VIDEO = GOLDEN / "cases" / "testsrc2_320x240_25fps_20s.mp4"
 
 
 @pytest.fixture(autouse=True)
-def fresh_probe():
-    """``dali.unavailable`` caches its probe per process; each test probes again."""
+def fresh_probe(monkeypatch):
+    """``dali.unavailable`` caches its probe per process; each test probes again, and sees no CUDA
+    (the device rule: DALI's CPU decoders, also on a GPU machine) unless it asks for ``fake_gpu``."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     dali.unavailable.cache_clear()
     yield
     dali.unavailable.cache_clear()
