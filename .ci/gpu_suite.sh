@@ -128,6 +128,13 @@ phase selfcheck selfcheck
 phase tests tests
 phase micro bench benchmarks/test_ops_micro.py
 phase e2e bench benchmarks/test_vision.py benchmarks/test_e2e.py
+# ---- decoding throughput (issue 28): benchmarks/test_decoders.py, 200 1080p JPEGs (Pillow; DALI's
+# nvJPEG) and 1080p videos (NVDEC; DALI). DALI (nvidia-dali-cuda130, ~620 MB installed) cannot be
+# carried (64 MiB) and the machine has no internet: its cases skip unless the machine has DALI, as
+# the video cases do without PyAV. Budget 40 s (estimate 15 s); SUITE_PHASES may name it "decode".
+budget[decode]=$([ "$dry" = 1 ] && echo 300 || echo 40)
+[ -z "${SUITE_PHASES:-}" ] && phases="$phases decode"
+phase decode bench benchmarks/test_decoders.py
 [ -s "$out/bench.jsonl" ] && phase report report
 echo "== $(date +%T) done (status $status); phases:"
 cat "$out/phases.jsonl"

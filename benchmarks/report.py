@@ -19,8 +19,8 @@ import sys
 from collections import defaultdict
 
 
-def load(paths: list[str]) -> tuple[list[dict], list[dict], list[dict], list[dict]]:
-    e2e, op_rows, video, vision = [], [], [], []
+def load(paths: list[str]) -> tuple[list[dict], list[dict], list[dict], list[dict], list[dict]]:
+    e2e, op_rows, video, vision, decoding = [], [], [], [], []
     for path in paths:
         if path.endswith(".jsonl"):
             benches = [b for b in map(json.loads, open(path)) if "extra_info" in b]
@@ -28,7 +28,9 @@ def load(paths: list[str]) -> tuple[list[dict], list[dict], list[dict], list[dic
             benches = json.load(open(path))["benchmarks"]
         for bench in benches:
             info = bench["extra_info"]
-            if "frames_s" in info:
+            if "decode_frames_s" in info:
+                decoding.append(info)
+            elif "frames_s" in info:
                 vision.append(info)
             elif "frames" in info and "path" in info:
                 e2e.append(info)
@@ -36,7 +38,7 @@ def load(paths: list[str]) -> tuple[list[dict], list[dict], list[dict], list[dic
                 op_rows.append(info)
             elif "sampled_frames_s" in info:
                 video.append(info)
-    return e2e, op_rows, video, vision
+    return e2e, op_rows, video, vision, decoding
 
 
 def load_records(paths: list[str]) -> list[dict]:
@@ -127,6 +129,16 @@ def video_table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def decoding_table(rows: list[dict]) -> str:
+    out = ["| device | input | decoder | on GPU | frames | seconds | frames/s | frames per CPU-second |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["device"], r["input"], r["on_gpu"], r["decoder"])):
+        out.append(f"| {r['device']} | {r['input']} | {r['decoder']} | {'yes' if r['on_gpu'] else 'no'} | "
+                   f"{r['decoded_frames']} | {r['decoded_frames'] / r['decode_frames_s']:.2f} | "
+                   f"{r['decode_frames_s']:.1f} | {r['decode_frames_per_cpu_s']:.1f} |")
+    return "\n".join(out)
+
+
 def plot(rows: list[dict], path: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -155,9 +167,10 @@ def main() -> None:
     parser.add_argument("json", nargs="+")
     parser.add_argument("--plot", help="write a PNG plot of the end-to-end records")
     args = parser.parse_args()
-    e2e, op_rows, video, vision = load(args.json)
+    e2e, op_rows, video, vision, decoding = load(args.json)
     for title, table, rows in (("End to end", e2e_table, e2e), ("Vision", vision_table, vision),
-                               ("Ops", ops_table, op_rows), ("Video sampling", video_table, video)):
+                               ("Ops", ops_table, op_rows), ("Video sampling", video_table, video),
+                               ("Decoding", decoding_table, decoding)):
         if rows:
             print(f"#### {title}\n\n{table(rows)}\n")
     records = load_records(args.json)

@@ -125,8 +125,9 @@ class VideoXL:
         No input gives an empty memory to feed with :meth:`VideoMemory.append`.
         ``num_frames`` samples uniformly as upstream does; ``fps`` samples at that rate (at most
         ``max_frames``); ``sampling="keyframe"`` takes the nearest keyframes instead (faster,
-        not upstream's frames). ``decoder``: ``"auto"``, ``"cpu"`` or ``"nvdec"`` (the GPU's
-        video decoder, the same pixels; see :func:`vxl_fast.video.open_video`). Frames are
+        not upstream's frames). ``decoder``: ``"auto"``, ``"cpu"``, ``"nvdec"`` (the GPU's video
+        decoder, the same pixels; see :func:`vxl_fast.video.open_video`) or ``"dali"`` (NVIDIA
+        DALI, also for ``images``; README "DALI"). Frames are
         decoded in the background, a vision batch at a time, while the model compresses the
         previous windows. ``system`` replaces the default system
         prompt. ``reserve_tokens`` KV slots are kept free for questions and answers (more are

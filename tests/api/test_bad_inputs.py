@@ -143,7 +143,7 @@ def test_ask_refuses(tiny_model, memory, kwargs, exc, match):
     (dict(num_frames=4), ValueError, "need a visual input"),
     (dict(decoder="nvdec"), ValueError, "decoder= need a visual input"),
     (dict(video=VIDEO, num_frames=4, decoder="gpu"), ValueError,
-     "unknown decoder 'gpu'; use one of auto, cpu, nvdec"),
+     "unknown decoder 'gpu'; use one of auto, cpu, nvdec, dali"),
 ], ids=["reserve-negative", "reserve-type", "system-type", "options-without-input", "decoder-without-input",
         "decoder-unknown"])
 def test_encode_refuses(tiny_model, no_compression, kwargs, exc, match):

@@ -196,15 +196,15 @@ def test_frame_count_disagreement_falls_back(fake_nvdec, monkeypatch):
 
 
 def test_bad_decoder_options_are_named_early(tmp_path):
-    with pytest.raises(ValueError, match=r"unknown decoder 'gpu'; use one of auto, cpu, nvdec"):
+    with pytest.raises(ValueError, match=r"unknown decoder 'gpu'; use one of auto, cpu, nvdec, dali"):
         load_video(VIDEO, num_frames=4, decoder="gpu")
-    with pytest.raises(ValueError, match=r"unknown decoder None; use one of auto, cpu, nvdec"):
+    with pytest.raises(ValueError, match=r"unknown decoder None; use one of auto, cpu, nvdec, dali"):
         open_video(VIDEO, num_frames=4, decoder=None)
     with pytest.raises(ValueError, match=r"decoder='nvdec' needs a video file"):
         load_video(np.zeros((2, 8, 8, 3), np.uint8), decoder="nvdec")
     with pytest.raises(ValueError, match=r"unknown decode strategy 'fast'; use one of hybrid, seek, sequential, parallel"):
         open_video(VIDEO, num_frames=4, strategy="fast")
-    with pytest.raises(ValueError, match=r"unknown decoder 'gpu'; use one of auto, cpu, nvdec"):
+    with pytest.raises(ValueError, match=r"unknown decoder 'gpu'; use one of auto, cpu, nvdec, dali"):
         VisualRequest(video=VIDEO, num_frames=4, decoder="gpu")
     with pytest.raises(ValueError, match=r"decoder='cpu' only applies to video="):
         VisualRequest(frames=np.zeros((2, 8, 8, 3), np.uint8), decoder="cpu")

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from ..config import VideoXLConfig
+from . import dali
 from .anyres import anyres_tiles
 from .preprocess import check_frames, clip_preprocess, clip_preprocess_image, patch_rows
 from .request import VisualRequest, is_video_file
@@ -100,7 +101,7 @@ class VisualInput:
 def visual_input(cfg: VideoXLConfig, request: VisualRequest) -> VisualInput:
     """Plan reading a checked request's input. Nothing is decoded here."""
     if request.images is not None:
-        return _image_input(request.images, cfg)
+        return _image_input(request.images, cfg, request.decoder)
     if request.frames is not None:
         frames = request.frames
         return VisualInput("video", frames.shape[0], lambda n: (
@@ -112,13 +113,14 @@ def visual_input(cfg: VideoXLConfig, request: VisualRequest) -> VisualInput:
         frames_source(chunk, cfg, timestamps) for chunk, timestamps in feed.chunks(n)))
 
 
-def _image_input(images, cfg: VideoXLConfig) -> VisualInput:
-    """One image: upstream's anyres path, its grid tiles (the base tile is dropped by unires).
-    Several images: each preprocessed on its own like a video frame (144 tokens each), in the
-    given order, one visual span compressed like a video."""
+def _image_input(images, cfg: VideoXLConfig, decoder: str = "auto") -> VisualInput:
+    """One image: upstream's anyres path, its grid tiles (the base tile is dropped by unires), read
+    by Pillow. Several images: each preprocessed on its own like a video frame (144 tokens each),
+    in the given order, one visual span compressed like a video (``decoder="dali"``: image files
+    decoded by DALI)."""
     if isinstance(images, (list, tuple)):
         if len(images) > 1:
-            return _multi_image_input(images, cfg)
+            return _multi_image_input(images, cfg, decoder)
         images = images[0]
     tiles = anyres_tiles(Image.fromarray(_read(images, "the image")), cfg.image_grid_pinpoints,
                          cfg.vision.image_size)
@@ -128,8 +130,8 @@ def _image_input(images, cfg: VideoXLConfig) -> VisualInput:
     return VisualInput("image", len(tiles), lambda n: iter([PixelSource(len(tiles), pixels)]))
 
 
-def _multi_image_input(images, cfg: VideoXLConfig) -> VisualInput:
-    frames = read_frames(images)
+def _multi_image_input(images, cfg: VideoXLConfig, decoder: str) -> VisualInput:
+    frames = read_frames(images, decoder)
     per = lambda n: (frames_source(frames[i:i + n], cfg) for i in range(0, len(frames), n))  # noqa: E731
     return VisualInput("images", len(frames), per)
 
@@ -144,11 +146,15 @@ def frames_input(cfg: VideoXLConfig, frames, timestamps: list[float] | None = No
     return VisualInput("video", len(frames), lambda n: iter([source]), timestamps is not None)
 
 
-def read_frames(frames) -> torch.Tensor | list[torch.Tensor]:
-    """uint8 [T, H, W, 3], or a list of images (any sizes) as uint8 [H, W, 3] tensors."""
+def read_frames(frames, decoder: str = "auto") -> torch.Tensor | list[torch.Tensor]:
+    """uint8 [T, H, W, 3], or a list of images (any sizes) as uint8 [H, W, 3] tensors (decoded by
+    DALI for ``decoder="dali"``: CUDA tensors on a GPU)."""
     if isinstance(frames, (list, tuple)):
         if not frames:
             raise ValueError("the list of images is empty: zero images given")
+        by_dali = dali.image_reader(list(frames), decoder)
+        if by_dali is not None:
+            return [torch.as_tensor(f) for f in by_dali.frames(range(len(frames)), lambda f: _read(f, "an image"))]
         return [torch.from_numpy(np.ascontiguousarray(_read(f, f"images[{i}]"))) for i, f in enumerate(frames)]
     return check_frames(frames)
 

@@ -18,12 +18,15 @@ from .preprocess import check_frames
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 SAMPLING = ("exact", "keyframe")
-DECODERS = ("auto", "cpu", "nvdec")
+DECODERS = ("auto", "cpu", "nvdec", "dali")
+IMAGE_DECODERS = ("auto", "cpu", "dali")  # what images= takes
 
 
 def check_decoder(decoder) -> None:
-    """``decoder`` is one of ``DECODERS``: ``cpu`` (PyAV), ``nvdec`` (NVDEC on the GPU, see
-    nvdec.py), ``auto`` (NVDEC when CUDA, PyNvVideoCodec and the stream allow it)."""
+    """``decoder`` is one of ``DECODERS``: ``cpu`` (PyAV, Pillow), ``nvdec`` (NVDEC on the GPU, see
+    nvdec.py), ``dali`` (NVIDIA DALI for image files and video files, see dali.py; not upstream's
+    pixels for video), ``auto`` (NVDEC when CUDA, PyNvVideoCodec and the stream allow it; never
+    DALI)."""
     if not isinstance(decoder, str) or decoder not in DECODERS:
         raise ValueError(f"unknown decoder {decoder!r}; use one of {', '.join(DECODERS)}")
 
@@ -72,8 +75,10 @@ class VisualRequest:
         if not video and self.sampling != "exact":
             raise ValueError(f"sampling={self.sampling!r} only applies to video=")
         check_decoder(self.decoder)
-        if not video and self.decoder != "auto":
-            raise ValueError(f"decoder={self.decoder!r} only applies to video=")
+        if not video and (self.images is None or self.decoder not in IMAGE_DECODERS):
+            if self.decoder != "auto":
+                raise ValueError(f"decoder={self.decoder!r} only applies to video=" +
+                                 (" (images= takes 'cpu' or 'dali')" if self.images is not None else ""))
         if self.sampling not in SAMPLING:
             raise ValueError(f"unknown sampling {self.sampling!r}; use 'exact' or 'keyframe'")
         if self.num_frames is not None and self.fps is not None:
@@ -92,6 +97,8 @@ class VisualRequest:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.decoder == "nvdec" and not is_video_file(self.video):
             raise ValueError(f"decoder={self.decoder!r} needs a video file")
+        if self.decoder == "dali" and video and not isinstance(self.video, (str, os.PathLike, list, tuple)):
+            raise ValueError("decoder='dali' needs a video file, a folder or a list of image files")
         if self.frames is not None:
             object.__setattr__(self, "frames", check_frames(self.frames))
         if isinstance(self.images, (list, tuple)) and not self.images:

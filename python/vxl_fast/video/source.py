@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import nvdec, reader
+from . import dali, nvdec, reader
 from .parallel import iter_frames_parallel
 from .reader import VideoInfo, check_strategy, keyframe_indices, probe
 from .request import IMAGE_SUFFIXES, VisualRequest
@@ -116,11 +116,12 @@ class FrameReader:
             thread.join(timeout=10)
 
     def _chunk(self, batch: list, start: int, pin: bool):
-        if isinstance(batch[0], torch.Tensor):  # decoded on the GPU (NVDEC): already on the device
-            frames = torch.stack(batch)
-        elif len({f.shape for f in batch}) > 1:  # images of several sizes: one tensor each
+        if len({tuple(f.shape) for f in batch}) > 1:  # images of several sizes: one tensor each
             # NOTE: decoded images can be read-only arrays; torch wants writable memory
-            frames = [torch.from_numpy(np.require(f, requirements=("C", "W"))) for f in batch]
+            frames = [f if isinstance(f, torch.Tensor) else torch.from_numpy(np.require(f, requirements=("C", "W")))
+                      for f in batch]
+        elif isinstance(batch[0], torch.Tensor):  # decoded by NVDEC or DALI: already on their device
+            frames = torch.stack(batch)
         else:
             frames = torch.from_numpy(np.stack(batch))
             if pin:
@@ -161,8 +162,9 @@ def open_video(source, num_frames: int | None = None, fps: float | None = None,
     which decodes much faster but deviates from upstream; the timestamps say which frames were
     taken. ``strategy`` picks how a file is decoded on the CPU (``hybrid``, ``seek``,
     ``sequential``, ``parallel``: hybrid over runs of GOPs in several decoder threads).
-    ``decoder`` (files only): ``cpu`` (PyAV), ``nvdec`` (the GPU's NVDEC, frames on the GPU, the
-    same pixels; falls back to the CPU with a warning where it cannot), ``auto`` (NVDEC when
+    ``decoder``: ``cpu`` (PyAV, Pillow), ``nvdec`` (the GPU's NVDEC, frames on the GPU, the
+    same pixels; falls back to the CPU with a warning where it cannot), ``dali`` (NVIDIA DALI,
+    for image files too: see dali.py; its video pixels are not PyAV's), ``auto`` (NVDEC when
     CUDA and PyNvVideoCodec are there, the CPU otherwise; a warning when they are there but the
     stream is not one NVDEC decodes exactly).
     ``mixed_sizes`` lets a folder or list of images hold images of several sizes (chunks of mixed
@@ -180,9 +182,10 @@ def plan_read(request: VisualRequest, strategy: str = "hybrid", progress: Callab
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.is_dir():
-            return _images_source(_folder_images(path), num_frames, fps, sampling, str(path), mixed_sizes)
+            return _images_source(_folder_images(path), num_frames, fps, sampling, str(path), mixed_sizes,
+                                  request.decoder)
         if path.suffix.lower() in IMAGE_SUFFIXES and path.exists():
-            return _images_source([path], num_frames, fps, sampling, str(path), mixed_sizes)
+            return _images_source([path], num_frames, fps, sampling, str(path), mixed_sizes, request.decoder)
         return _file_source(path, request, strategy, progress)
     if sampling != "exact":
         raise ValueError("sampling='keyframe' needs a video file")
@@ -193,7 +196,7 @@ def plan_read(request: VisualRequest, strategy: str = "hybrid", progress: Callab
     if isinstance(source, (list, tuple)):
         if not source:
             raise ValueError("the list of frames is empty: zero frames given")
-        return _images_source(list(source), num_frames, fps, sampling, "the list", mixed_sizes)
+        return _images_source(list(source), num_frames, fps, sampling, "the list", mixed_sizes, request.decoder)
     if hasattr(source, "__iter__") or hasattr(source, "__next__"):
         if num_frames is not None or fps is not None:
             raise ValueError("an iterator of frames is taken as it comes; num_frames= and fps= do not apply")
@@ -213,7 +216,7 @@ def _file_source(path: Path, request: VisualRequest, strategy: str, progress) ->
     if request.sampling == "keyframe":
         indices = keyframe_indices(info, indices)
     timestamps = [info.timestamp(int(i)) for i in indices]
-    gpu = _nvdec_frames(info, request.decoder)
+    gpu = dali.video_reader(info) if request.decoder == "dali" else _nvdec_frames(info, request.decoder)
     if gpu is not None:
         return FrameReader(len(indices), indices, timestamps, info.frames, info.fps,
                            lambda: _gpu_frames(gpu, indices, progress))
@@ -250,8 +253,8 @@ def _nvdec_frames(info: VideoInfo, decoder: str) -> nvdec.NvdecFrames | None:
     return None
 
 
-def _gpu_frames(gpu: nvdec.NvdecFrames, indices: np.ndarray, progress) -> Iterator[torch.Tensor]:
-    """The sampled frames in sample order (ascending, repeats kept) from NVDEC batches."""
+def _gpu_frames(gpu: nvdec.NvdecFrames | dali.DaliVideo, indices: np.ndarray, progress) -> Iterator[torch.Tensor]:
+    """The sampled frames in sample order (ascending, repeats kept) from NVDEC or DALI batches."""
     batches = gpu.batches(sorted(set(indices.tolist())))
     ready: dict[int, torch.Tensor] = {}
     for i in indices.tolist():
@@ -283,20 +286,25 @@ def _natural_key(path: Path):
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
 
 
-def _images_source(images: list, num_frames, fps, sampling, where: str, mixed_sizes: bool) -> FrameReader:
+def _images_source(images: list, num_frames, fps, sampling, where: str, mixed_sizes: bool,
+                   decoder: str = "auto") -> FrameReader:
     if fps is not None:
         raise ValueError(f"fps= needs a video file; {where} has no frame rate (use num_frames=)")
     if sampling != "exact":
         raise ValueError("sampling='keyframe' needs a video file")
     indices = _uniform(len(images), num_frames, where)
-    first = read_image(images[0])
+    by_dali = dali.image_reader(images, decoder)
+    first = read_image(images[0]) if by_dali is None else None
 
     def produce():
-        for i in indices.tolist():
-            frame = first if i == 0 else read_image(images[i])
-            if frame.shape != first.shape and not mixed_sizes:
+        frames = (first if i == 0 else read_image(images[i]) for i in indices.tolist()) if by_dali is None else \
+            by_dali.frames(indices.tolist(), read_image)
+        shape = None
+        for i, frame in zip(indices.tolist(), frames):
+            shape = shape or tuple(frame.shape)
+            if tuple(frame.shape) != shape and not mixed_sizes:
                 raise ValueError(f"{where} mixes image sizes: {_name(images[i])} is {frame.shape[1]}x"
-                                 f"{frame.shape[0]}, {_name(images[0])} is {first.shape[1]}x{first.shape[0]}")
+                                 f"{frame.shape[0]}, {_name(images[0])} is {shape[1]}x{shape[0]}")
             yield frame
     return FrameReader(len(indices), indices, None, len(images), None, produce)
 
