@@ -15,7 +15,7 @@ from PIL import Image, UnidentifiedImageError
 from ..limits import check_pixels
 from .files import MediaFile
 
-IMAGE_FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "GIF", "BMP", "TIFF")  # Pillow's names of what is read
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")  # Pillow's names of what is read (JPEG: MPO too)
 
 
 @contextlib.contextmanager
@@ -29,6 +29,7 @@ def open_image(image: str | os.PathLike | MediaFile, max_pixels: int | None = No
         if not os.path.isfile(name):
             raise FileNotFoundError(f"image file not found: {name}")
         fp = open(name, "rb")
+    Image.init()  # registers every format (Image.open looks each of IMAGE_FORMATS up)
     with fp:
         try:
             im = Image.open(fp, formats=IMAGE_FORMATS)
