@@ -33,7 +33,10 @@ def open_image(image: str | os.PathLike | MediaFile, max_pixels: int | None = No
     with fp:
         try:
             im = Image.open(fp, formats=IMAGE_FORMATS)
-        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+        except Image.DecompressionBombError as e:  # Pillow's own guard, far above the default max_pixels
+            raise ValueError(f"image {name} is over the limit of {max_pixels or Image.MAX_IMAGE_PIXELS} pixels "
+                             f"per frame or image (max_pixels; {e})") from None
+        except (UnidentifiedImageError, OSError, ValueError) as e:
             raise ValueError(f"cannot read image {name}: {_reason(e, fp)}") from None
         with im:
             if max_pixels is not None:

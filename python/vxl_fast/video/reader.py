@@ -108,6 +108,9 @@ def _open(file: MediaFile, max_pixels: int | None = None):
                              f"({', '.join(FORMATS[:12])}, ...); playlists and lists of files are refused") from None
         except PermissionError as e:
             raise ValueError(f"cannot read video {name}: {e}") from None
+        except av.error.InvalidDataError:
+            raise ValueError(f"cannot read video {name}: no container it could be read as (its data is not a "
+                             "video file)") from None
         except (av.error.FFmpegError, UnicodeDecodeError, ValueError, OSError) as e:
             raise ValueError(f"cannot read video {name}: {e}") from None
         with container:
