@@ -114,6 +114,14 @@ def test_serve_cli_options():
         ServeOptions(max_tokens=0)
     with pytest.raises(ValueError, match="default_frames 300 exceeds max_frames 200"):
         ServeOptions(default_frames=300, max_frames=200)
+    args = parser.parse_args(["serve", "--max-pixels", "1000", "--max-images", "3", "--max-decoded-bytes", "64M",
+                              "--max-frames", "200"])
+    limits = ServeOptions(max_pixels=args.max_pixels, max_images=args.max_images, max_frames=args.max_frames,
+                          max_decoded_bytes=args.max_decoded_bytes).limits
+    assert limits == Limits(max_pixels=1000, max_images=3, max_frames=200, max_decoded_bytes=64 * 2 ** 20)
+    assert ServeOptions().limits == Limits() and ServeOptions(max_frames=32, default_frames=8).limits.max_images == 32
+    with pytest.raises(ValueError, match="max_pixels must be positive"):
+        ServeOptions(max_pixels=0)
 
 
 def test_serve_on_ray_is_added_by_distributed(monkeypatch):

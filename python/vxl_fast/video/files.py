@@ -89,8 +89,11 @@ class MediaFile:
         return self._stat.st_size
 
     def reader(self, buffer: int = 1 << 16) -> io.BufferedReader:
-        """A new file object over this file, with its own position (for PyAV, Pillow)."""
-        return io.BufferedReader(_Reader(self.fd, self.name), buffer)
+        """A new file object over this file, with its own position and descriptor (a duplicate:
+        it stays valid when this one is closed), for PyAV and Pillow. Close it."""
+        if self.closed:
+            raise ValueError(f"{self.name} was closed")
+        return io.BufferedReader(_Reader(os.dup(self.fd), self.name), buffer)
 
     def where(self) -> str | None:
         """Where the open file lies (Linux ``/proc``); None when the OS cannot say."""
@@ -160,7 +163,8 @@ def _is_link(part: str, dir_fd: int) -> bool:
 
 
 class _Reader(io.RawIOBase):
-    """A read-only, seekable view of an open file descriptor with a position of its own."""
+    """A read-only, seekable view of an open file descriptor (its own; closed with it) with a
+    position of its own."""
 
     def __init__(self, fd: int, name: str):
         super().__init__()
@@ -187,3 +191,8 @@ class _Reader(io.RawIOBase):
 
     def tell(self) -> int:
         return self._pos
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self._fd)
+        super().close()
