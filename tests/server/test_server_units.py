@@ -50,6 +50,8 @@ def test_local_files_need_the_allowed_folder(tmp_path):
     refused(r.resolve, "s3://bucket/a.mp4", "video", "p", message="not supported")
     refused(r.resolve, "ftp://host/a.mp4", "video", "p", message="not supported")
     refused(r.resolve, "gopher:a.mp4", "video", "p", message="unsupported URL scheme")
+    refused(r.resolve, "a.mp4\0.txt", "video", "p", message="holds a NUL character")
+    refused(r.resolve, "file://%s/a.mp4%%00" % tmp_path, "video", "p", message="holds a NUL character")
     (tmp_path / "big.mp4").write_bytes(b"x" * 101)
     refused(r.resolve, "big.mp4", "video", "p", message="larger than the server's limit")
     with pytest.raises(ValueError, match="is not a folder"):

@@ -125,6 +125,8 @@ class MediaResolver:
         if self.allowed is None:
             raise APIError(400, f"{param}: local files are not allowed; start the server with "
                                 "--allowed-local-media-path DIR (or send a data: URL)", param)
+        if "\0" in path:
+            raise APIError(400, f"{param}: the path holds a NUL character", param)
         given = Path(path)
         real = Path(os.path.realpath(given if given.is_absolute() else self.allowed / given))
         outside = APIError(400, f"{param}: {path} is outside the allowed media folder "
