@@ -16,6 +16,7 @@ from .engine import answer as answering
 from .engine import compress
 from .engine.runner import Runner
 from .engine.stats import GenerationOutput
+from .limits import Limits
 from .loader import load_model, load_tokenizer, random_model, resolve_checkpoint, tiny_tokenizer
 from .memory.budget import MemoryBudget, plan_memory
 from .memory.plan import parse_ratios
@@ -115,7 +116,7 @@ class VideoXL:
                sampling: str = "exact", decoder: str = "auto",
                compression_ratio: int | list[int] | str = DEFAULT_RATIO, system: str | None = None,
                reserve_tokens: int = DEFAULT_RESERVE, progress: bool = False, trace: bool = False,
-               cancel: threading.Event | None = None) -> VideoMemory:
+               cancel: threading.Event | None = None, limits: Limits | None = None) -> VideoMemory:
         """Compress a video into a :class:`VideoMemory` that answers any number of questions
         (:meth:`ask`, :meth:`chat`).
 
@@ -132,10 +133,13 @@ class VideoXL:
         previous windows. ``system`` replaces the default system
         prompt. ``reserve_tokens`` KV slots are kept free for questions and answers (more are
         allocated when a question needs them). ``cancel`` (a ``threading.Event``), once set, stops
-        the encode before its next window with ``EncodeCancelled``.
+        the encode before its next window with ``EncodeCancelled``. ``limits`` (a
+        :class:`vxl_fast.limits.Limits`, default ``Limits()``) bounds the pixels per frame or image,
+        the frames, the images and the decoded bytes held at once; files over them are refused
+        from their headers, before decoding. Pass a larger one to raise them.
         """
         request = VisualRequest.optional(frames=frames, video=video, images=images, num_frames=num_frames, fps=fps,
-                                         max_frames=max_frames, sampling=sampling, decoder=decoder)
+                                         max_frames=max_frames, sampling=sampling, decoder=decoder, limits=limits)
         return self.encode_request(request, EncodeOptions(compression_ratio, reserve_tokens, system, progress, trace),
                                    cancel)
 

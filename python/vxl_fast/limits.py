@@ -52,6 +52,32 @@ class Limits:
         """The prompt byte limit for a model with ``context_tokens`` positions."""
         return self.max_prompt_bytes if self.max_prompt_bytes is not None else 8 * context_tokens
 
+    def check_pixels(self, width: int, height: int, what: str) -> None:
+        """Refuse a frame or image of ``width`` × ``height`` over ``max_pixels`` (from its header)."""
+        check_pixels(width, height, self.max_pixels, what)
+
+    def check_count(self, count: int, what: str, limit: str = "max_frames") -> None:
+        """Refuse ``count`` frames (``limit="max_frames"``) or images (``"max_images"``) over the limit."""
+        if count > getattr(self, limit):
+            raise ValueError(f"{what}: {count} {'images' if limit == 'max_images' else 'frames'} in one request, "
+                             f"over the limit of {getattr(self, limit)} ({limit})")
+
+    def decoded_batch(self, frame_bytes: int, wanted: int, held: int, what: str) -> int:
+        """How many decoded frames of ``frame_bytes`` may go in one batch (at most ``wanted``) when
+        ``held`` batches are alive at once, within ``max_decoded_bytes``; refuses when not even one."""
+        batch = min(wanted, self.max_decoded_bytes // max(1, frame_bytes * held))
+        if batch < 1:
+            raise ValueError(f"{what}: {held} decoded frames of {frame_bytes} bytes exceed the limit of "
+                             f"{self.max_decoded_bytes} decoded bytes (max_decoded_bytes)")
+        return batch
+
     def with_(self, **changes) -> "Limits":
         """A copy with ``changes`` (None values are ignored)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def check_pixels(width: int, height: int, max_pixels: int, what: str) -> None:
+    """Refuse a frame or image of ``width`` × ``height`` over ``max_pixels``."""
+    if width * height > max_pixels:
+        raise ValueError(f"{what} is {width}x{height} = {width * height} pixels, over the limit of "
+                         f"{max_pixels} pixels per frame or image (max_pixels)")

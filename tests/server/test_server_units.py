@@ -11,6 +11,7 @@ import pytest
 
 pytest.importorskip("pydantic")
 
+from vxl_fast.limits import Limits  # noqa: E402
 from vxl_fast.server.cli import add_parser, size  # noqa: E402
 from vxl_fast.server.media import MediaResolver  # noqa: E402
 from vxl_fast.server.metrics import Metrics  # noqa: E402
@@ -26,9 +27,9 @@ def refused(fn, *args, status=400, message=""):
 
 
 def test_data_url_bytes_and_digest():
-    r = MediaResolver(None, 1000)
+    r = MediaResolver(None, Limits(max_media_bytes=1000))
     m = r.resolve("data:video/mp4;base64," + base64.b64encode(b"abc").decode(), "video", "p")
-    assert m.data == b"abc" and m.digest == hashlib.sha256(b"abc").hexdigest() and m.mime == "video/mp4"
+    assert m.file.reader().read() == b"abc" and m.digest == hashlib.sha256(b"abc").hexdigest() and m.mime == "video/mp4"
     refused(r.resolve, "data:video/mp4;base64,", "video", "p", message="holds no bytes")
     refused(r.resolve, "data:video/mp4;base64" + "A" * 8, "video", "p", message="malformed data: URL")
     refused(r.resolve, "data:;base64," + base64.b64encode(b"x" * 1001).decode(), "video", "p",
@@ -37,22 +38,24 @@ def test_data_url_bytes_and_digest():
 
 def test_local_files_need_the_allowed_folder(tmp_path):
     (tmp_path / "a.mp4").write_bytes(b"123")
-    e = refused(MediaResolver(None, 100).resolve, str(tmp_path / "a.mp4"), "video", "messages[0]",
+    e = refused(MediaResolver(None, Limits(max_media_bytes=100)).resolve, str(tmp_path / "a.mp4"), "video", "messages[0]",
                 message="--allowed-local-media-path")
     assert e.param == "messages[0]"
-    r = MediaResolver(tmp_path, 100)
+    r = MediaResolver(tmp_path, Limits(max_media_bytes=100))
     for url in (str(tmp_path / "a.mp4"), f"file://{tmp_path}/a.mp4", "a.mp4", f"file://localhost{tmp_path}/a.mp4"):
         m = r.resolve(url, "video", "p")
-        assert m.path == (tmp_path / "a.mp4").resolve() and m.digest == hashlib.sha256(b"123").hexdigest()
+        assert m.file.where() == str((tmp_path / "a.mp4").resolve()) and m.digest == hashlib.sha256(b"123").hexdigest()
     refused(r.resolve, "missing.mp4", "video", "p", message="is not a file")
     refused(r.resolve, str(tmp_path), "video", "p", message="is not a file")
     refused(r.resolve, "s3://bucket/a.mp4", "video", "p", message="not supported")
     refused(r.resolve, "ftp://host/a.mp4", "video", "p", message="not supported")
     refused(r.resolve, "gopher:a.mp4", "video", "p", message="unsupported URL scheme")
+    refused(r.resolve, "a.mp4\0.txt", "video", "p", message="holds a NUL character")
+    refused(r.resolve, "file://%s/a.mp4%%00" % tmp_path, "video", "p", message="holds a NUL character")
     (tmp_path / "big.mp4").write_bytes(b"x" * 101)
     refused(r.resolve, "big.mp4", "video", "p", message="larger than the server's limit")
     with pytest.raises(ValueError, match="is not a folder"):
-        MediaResolver(tmp_path / "a.mp4", 100)
+        MediaResolver(tmp_path / "a.mp4", Limits(max_media_bytes=100))
 
 
 def test_symlinks_are_resolved_before_the_check(tmp_path):
@@ -63,14 +66,14 @@ def test_symlinks_are_resolved_before_the_check(tmp_path):
     os.symlink(outside / "v.mp4", inside / "link.mp4")
     os.symlink(outside, inside / "dir")
     os.symlink(inside / "ok.mp4", outside / "back.mp4")
-    r = MediaResolver(inside, 100)
+    r = MediaResolver(inside, Limits(max_media_bytes=100))
     for url in ("link.mp4", "dir/v.mp4", "../other/v.mp4", str(outside / "v.mp4")):
         refused(r.resolve, url, "video", "p", message="outside the allowed media folder")
     # what counts is where the file really is: a link from outside to a file inside is that file
-    assert r.resolve(str(outside / "back.mp4"), "video", "p").path == (inside / "ok.mp4").resolve()
+    assert r.resolve(str(outside / "back.mp4"), "video", "p").file.where() == str((inside / "ok.mp4").resolve())
     # the allowed folder given through a symlink is resolved too
     os.symlink(inside, tmp_path / "alias")
-    assert MediaResolver(tmp_path / "alias", 100).resolve("ok.mp4", "video", "p").path == (inside / "ok.mp4").resolve()
+    assert MediaResolver(tmp_path / "alias", Limits(max_media_bytes=100)).resolve("ok.mp4", "video", "p").file.where() == str((inside / "ok.mp4").resolve())
 
 
 def test_conversation_parsing():
@@ -113,6 +116,14 @@ def test_serve_cli_options():
         ServeOptions(max_tokens=0)
     with pytest.raises(ValueError, match="default_frames 300 exceeds max_frames 200"):
         ServeOptions(default_frames=300, max_frames=200)
+    args = parser.parse_args(["serve", "--max-pixels", "1000", "--max-images", "3", "--max-decoded-bytes", "64M",
+                              "--max-frames", "200"])
+    limits = ServeOptions(max_pixels=args.max_pixels, max_images=args.max_images, max_frames=args.max_frames,
+                          max_decoded_bytes=args.max_decoded_bytes).limits
+    assert limits == Limits(max_pixels=1000, max_images=3, max_frames=200, max_decoded_bytes=64 * 2 ** 20)
+    assert ServeOptions().limits == Limits() and ServeOptions(max_frames=32, default_frames=8).limits.max_images == 32
+    with pytest.raises(ValueError, match="max_pixels must be positive"):
+        ServeOptions(max_pixels=0)
 
 
 def test_serve_on_ray_is_added_by_distributed(monkeypatch):

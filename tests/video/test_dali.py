@@ -101,7 +101,7 @@ def test_gpu_video_asks_for_the_sampled_frames(fake_gpu, monkeypatch):
 def test_several_images_on_the_gpu(fake_gpu, tmp_path):
     folder = _folder(tmp_path, 3)
     paths = sorted(folder.iterdir()) + [folder / "frame_0.jpg"]
-    frames = read_frames(paths, "dali")
+    frames = read_frames(paths, decoder="dali")
     assert [tuple(f.shape) for f in frames] == [(48, 64, 3)] * 4
     assert all(torch.equal(a, b) for a, b in zip(frames, read_frames(paths)))
     assert VisualRequest(images=paths, decoder="dali").decoder == "dali"
@@ -127,7 +127,12 @@ def test_items_dali_does_not_read_go_through_pillow(fake, tmp_path):
 
 def test_a_broken_file_is_named(fake, tmp_path):
     folder = _folder(tmp_path, 4)
-    (folder / "frame_2.jpg").write_bytes(b"not a jpeg")
+    (folder / "frame_2.jpg").write_bytes(b"not a jpeg")  # refused from its header, before DALI runs
+    with pytest.raises(ValueError, match=r"cannot read image .*frame_2\.jpg: not a readable image"):
+        load_video(folder, decoder="dali")
+    assert fake.runs == []
+    data = (folder / "frame_1.jpg").read_bytes()
+    (folder / "frame_2.jpg").write_bytes(data[:len(data) // 3])  # a sound header, truncated data
     with pytest.raises(ValueError, match=r"cannot read image .*frame_2\.jpg: DALI: nvImageCodec failure"):
         load_video(folder, decoder="dali")
 
@@ -151,7 +156,7 @@ def test_no_working_dali_is_one_warning_and_the_cpu_path(fake_gpu, monkeypatch, 
         assert "libnvimgcodec.so.0: cannot open shared object file" in caught[0]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        read_frames(sorted(folder.iterdir()), "dali")
+        read_frames(sorted(folder.iterdir()), decoder="dali")
     assert len(caught) == 1 and fake_gpu.runs == []
 
 
@@ -210,7 +215,7 @@ def _odd_images(folder):
 @real
 def test_real_cpu_images_equal_pillow(tmp_path):
     paths = _odd_images(tmp_path)
-    got, want = read_frames(paths, "dali"), read_frames(paths, "cpu")
+    got, want = read_frames(paths, decoder="dali"), read_frames(paths, decoder="cpu")
     assert [p.name for p, a, b in zip(paths, got, want) if not torch.equal(a, b)] == []
 
 

@@ -6,6 +6,7 @@ Also the GOP-parallel CPU strategy against the single decoder."""
 
 from __future__ import annotations
 
+import os
 import sys
 import types
 import warnings
@@ -41,6 +42,7 @@ class FakeSimpleDecoder:
 
     def __init__(self, path, gpu_id=0, use_device_memory=True, output_color_type=None):
         assert use_device_memory and output_color_type == "native"
+        path = os.path.realpath(path)  # the decoder is given /proc/self/fd/N: the file opened once
         FakeSimpleDecoder.opened.append(path)
         if path not in self._decoded:
             with av.open(path) as container:

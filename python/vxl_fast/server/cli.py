@@ -43,6 +43,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="largest request body (e.g. 256M)")
     p.add_argument("--max-media-bytes", type=size, default=d.max_media_bytes, metavar="SIZE",
                    help="largest video or image (e.g. 256M)")
+    p.add_argument("--max-pixels", type=int, default=d.max_pixels,
+                   help="the most pixels of one frame or image, read from its header before decoding "
+                        "(default: 4096x2160)")
+    p.add_argument("--max-images", type=int, default=d.max_images,
+                   help="the most images in one request (at most --max-frames)")
+    p.add_argument("--max-decoded-bytes", type=size, default=d.max_decoded_bytes, metavar="SIZE",
+                   help="decoded frames one request may hold at once (e.g. 1G)")
     p.add_argument("--memory-cache-bytes", type=size, default=d.memory_cache_bytes, metavar="SIZE",
                    help="encoded memories kept on the device (LRU, e.g. 8G)")
     p.add_argument("--memory-cache-dir", default=None, metavar="DIR",
@@ -94,7 +101,8 @@ def serve_options(args) -> tuple[str, ServeOptions]:
     return args.model, ServeOptions(
         served_model_name=args.served_model_name, allowed_local_media_path=media_dir, max_queue=args.max_queue,
         max_tokens=args.max_tokens, default_frames=args.default_frames, max_frames=args.max_frames,
-        max_body_bytes=args.max_body_bytes, max_media_bytes=args.max_media_bytes,
+        max_body_bytes=args.max_body_bytes, max_media_bytes=args.max_media_bytes, max_pixels=args.max_pixels,
+        max_images=args.max_images, max_decoded_bytes=args.max_decoded_bytes,
         memory_cache_bytes=args.memory_cache_bytes, memory_cache_dir=args.memory_cache_dir,
         memory_cache_disk_bytes=args.memory_cache_disk_bytes)
 

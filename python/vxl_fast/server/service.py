@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
-import tempfile
 import threading
 import time
 from concurrent.futures import Future
@@ -24,8 +21,6 @@ from .protocol import APIError, ChatCompletionRequest, Conversation
 from .worker import DeviceWorker
 
 _ENGINE_ERRORS = (ValueError, TypeError, FileNotFoundError, MemoryPlanError)
-_SUFFIX = {"video/mp4": ".mp4", "video/webm": ".webm", "video/quicktime": ".mov", "video/x-matroska": ".mkv",
-           "video/x-msvideo": ".avi"}
 
 
 class Cancelled(Exception):
@@ -104,19 +99,17 @@ class Service:
         self.metrics = Metrics()
         self.worker = DeviceWorker(options.max_queue)
         self.cache = MemoryCache(options.memory_cache_bytes, options.memory_cache_dir, options.memory_cache_disk_bytes)
-        self.media = MediaResolver(options.allowed_local_media_path, options.max_media_bytes)
+        self.media = MediaResolver(options.allowed_local_media_path, options.limits)
         self._inflight: dict[str, _Encode] = {}
-        self._tmp = Path(tempfile.mkdtemp(prefix="vxl_fast-serve-"))
 
     def close(self) -> None:
         self.worker.close()
-        shutil.rmtree(self._tmp, ignore_errors=True)
 
     # ------------------------------------------------------------------ the memory
     async def memory(self, req: ChatCompletionRequest, conv: Conversation):
         """The request's memory and how it was found (``cache``: hit, disk or miss; ``encode_s``)."""
         urls = [(u, p, "video") for u, p in conv.videos] + [(u, p, "image") for u, p in conv.images]
-        media = await asyncio.to_thread(lambda: [self.media.resolve(u, k, p) for u, p, k in urls])
+        media = await asyncio.to_thread(self.media.resolve_all, [(u, p, k) for u, p, k in urls])
         knobs = self._knobs(req, conv)
         identity = {"media": [[m.kind, m.digest] for m in media], "options": knobs, "system": conv.system,
                     "checkpoint": self.model.fingerprint, "dtype": str(self.model.dtype)}
@@ -179,17 +172,13 @@ class Service:
         t0 = time.perf_counter()
         sampling = {k: v for k, v in knobs.items() if k != "compression_ratio"}
         options = EncodeOptions(knobs["compression_ratio"], system=system)
-        with self._visual(media) as (visual, tmp):
+        with self._visual(media) as visual:
             try:
                 request = VisualRequest.optional(**visual, **sampling)
                 memory = self.model.encode_request(request, options, cancel)
             except EncodeCancelled:
                 self.metrics.inc("vxl_encodes_cancelled_total")
                 raise
-            except _ENGINE_ERRORS as e:
-                if tmp is None:
-                    raise
-                raise type(e)(str(e).replace(str(tmp), "the video_url")) from None
         seconds = time.perf_counter() - t0
         memory.state.identity = identity
         evicted = self.cache.evictions
@@ -201,23 +190,19 @@ class Service:
 
     @contextlib.contextmanager
     def _visual(self, media: list[Media]):
-        """The encode arguments for the media, and the temp file a data: URL video went to."""
+        """The encode arguments for the media: their open files (decoded one piece at a time under
+        the server's limits), closed afterwards. A file written to meanwhile fails the encode,
+        which is then not cached under the hash of what it held before."""
         videos = [m for m in media if m.kind == "video"]
-        if not videos:
-            images = [m.image() for m in media]
-            yield ({"images": images} if images else {}), None
-            return
-        video = videos[0]
-        if video.path is not None:
-            yield {"video": str(video.path)}, None
-            return
-        tmp = self._tmp / f"{video.digest}{_SUFFIX.get(video.mime or '', '.video')}"
-        tmp.write_bytes(video.data)
+        visual = {"video": videos[0].file} if videos else {"images": [m.file for m in media]} if media else {}
         try:
-            yield {"video": str(tmp)}, tmp
+            yield {**visual, "limits": self.options.limits} if visual else {}
+            for m in media:
+                if m.file.changed():
+                    raise ValueError(f"the {m.kind}_url changed while it was read; send the request again")
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            for m in media:
+                m.close()
 
     # ------------------------------------------------------------------ the answer
     def answer(self, memory, conv: Conversation, options: dict, info: dict) -> Answer:

@@ -202,7 +202,7 @@ class DaliVideo:
     def __init__(self, info: VideoInfo, on: str):
         self.info, self.on = info, on
         self._pipe = _pipeline(on, 1, video_frames=True)
-        self._encoded = np.fromfile(info.path, dtype=np.uint8)
+        self._encoded = np.fromfile(info.decoder_path or info.path, dtype=np.uint8)
 
     def batches(self, indices: list[int]) -> Iterator[tuple[list[int], torch.Tensor]]:
         info = self.info

@@ -15,11 +15,13 @@ import torch
 from PIL import Image
 
 from ..config import VideoXLConfig
+from ..limits import Limits
 from . import dali
 from .anyres import anyres_tiles
+from .images import image_size, read_image
 from .preprocess import check_frames, clip_preprocess, clip_preprocess_image, patch_rows
 from .request import VisualRequest, is_video_file
-from .source import plan_read, read_image
+from .source import plan_read
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ class VisualInput:
 def visual_input(cfg: VideoXLConfig, request: VisualRequest) -> VisualInput:
     """Plan reading a checked request's input. Nothing is decoded here."""
     if request.images is not None:
-        return _image_input(request.images, cfg, request.decoder)
+        return _image_input(request.images, cfg, request.limits, request.decoder)
     if request.frames is not None:
         frames = request.frames
         return VisualInput("video", frames.shape[0], lambda n: (
@@ -113,16 +115,16 @@ def visual_input(cfg: VideoXLConfig, request: VisualRequest) -> VisualInput:
         frames_source(chunk, cfg, timestamps) for chunk, timestamps in feed.chunks(n)))
 
 
-def _image_input(images, cfg: VideoXLConfig, decoder: str = "auto") -> VisualInput:
+def _image_input(images, cfg: VideoXLConfig, limits: Limits, decoder: str = "auto") -> VisualInput:
     """One image: upstream's anyres path, its grid tiles (the base tile is dropped by unires), read
     by Pillow. Several images: each preprocessed on its own like a video frame (144 tokens each),
     in the given order, one visual span compressed like a video (``decoder="dali"``: image files
     decoded by DALI)."""
     if isinstance(images, (list, tuple)):
         if len(images) > 1:
-            return _multi_image_input(images, cfg, decoder)
+            return _multi_image_input(images, cfg, limits, decoder)
         images = images[0]
-    tiles = anyres_tiles(Image.fromarray(_read(images, "the image")), cfg.image_grid_pinpoints,
+    tiles = anyres_tiles(Image.fromarray(_read(images, "the image", limits.max_pixels)), cfg.image_grid_pinpoints,
                          cfg.vision.image_size)
     pixels = lambda i, j, target: patch_rows(torch.stack(  # noqa: E731
         [clip_preprocess_image(t, cfg.vision) for t in tiles[i:j]]), cfg.vision.patch_size).to(target.device,
@@ -130,10 +132,29 @@ def _image_input(images, cfg: VideoXLConfig, decoder: str = "auto") -> VisualInp
     return VisualInput("image", len(tiles), lambda n: iter([PixelSource(len(tiles), pixels)]))
 
 
-def _multi_image_input(images, cfg: VideoXLConfig, decoder: str) -> VisualInput:
-    frames = read_frames(images, decoder)
-    per = lambda n: (frames_source(frames[i:i + n], cfg) for i in range(0, len(frames), n))  # noqa: E731
-    return VisualInput("images", len(frames), per)
+def _multi_image_input(images, cfg: VideoXLConfig, limits: Limits, decoder: str) -> VisualInput:
+    """Every image's size from its header first (nothing decoded); then they are decoded a piece at
+    a time, each piece within half of ``max_decoded_bytes`` (its arrays and their copy)."""
+    sizes = [_size(image, f"images[{i}]", limits.max_pixels) for i, image in enumerate(images)]
+    nbytes = [w * h * 3 for w, h in sizes]
+
+    def pieces(n: int) -> Iterator[PixelSource]:
+        start = 0
+        while start < len(images):
+            limits.decoded_batch(nbytes[start], 1, 2, f"images[{start}]")
+            end, total = start + 1, nbytes[start]
+            while end < len(images) and end - start < n and 2 * (total + nbytes[end]) <= limits.max_decoded_bytes:
+                total, end = total + nbytes[end], end + 1
+            yield frames_source(read_frames(images[start:end], limits.max_pixels, start, decoder), cfg)
+            start = end
+    return VisualInput("images", len(images), pieces)
+
+
+def _size(image, where: str, max_pixels: int) -> tuple[int, int]:
+    try:
+        return image_size(image, max_pixels)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"{where}: {e}") from None
 
 
 def frames_input(cfg: VideoXLConfig, frames, timestamps: list[float] | None = None) -> VisualInput:
@@ -146,23 +167,27 @@ def frames_input(cfg: VideoXLConfig, frames, timestamps: list[float] | None = No
     return VisualInput("video", len(frames), lambda n: iter([source]), timestamps is not None)
 
 
-def read_frames(frames, decoder: str = "auto") -> torch.Tensor | list[torch.Tensor]:
-    """uint8 [T, H, W, 3], or a list of images (any sizes) as uint8 [H, W, 3] tensors (decoded by
-    DALI for ``decoder="dali"``: CUDA tensors on a GPU)."""
+def read_frames(frames, max_pixels: int | None = None, first: int = 0,
+                decoder: str = "auto") -> torch.Tensor | list[torch.Tensor]:
+    """uint8 [T, H, W, 3], or a list of images (any sizes; files over ``max_pixels`` refused, the
+    first one named ``images[first]``) as uint8 [H, W, 3] tensors (decoded by DALI for
+    ``decoder="dali"``: CUDA tensors on a GPU)."""
     if isinstance(frames, (list, tuple)):
         if not frames:
             raise ValueError("the list of images is empty: zero images given")
         by_dali = dali.image_reader(list(frames), decoder)
         if by_dali is not None:
-            return [torch.as_tensor(f) for f in by_dali.frames(range(len(frames)), lambda f: _read(f, "an image"))]
-        return [torch.from_numpy(np.ascontiguousarray(_read(f, f"images[{i}]"))) for i, f in enumerate(frames)]
+            return [torch.as_tensor(f) for f in by_dali.frames(
+                range(len(frames)), lambda f: _read(f, "an image", max_pixels))]
+        return [torch.from_numpy(np.ascontiguousarray(_read(f, f"images[{first + i}]", max_pixels)))
+                for i, f in enumerate(frames)]
     return check_frames(frames)
 
 
-def _read(image, where: str) -> np.ndarray:
+def _read(image, where: str, max_pixels: int | None = None) -> np.ndarray:
     """One image as RGB uint8 [H, W, 3]; an empty one is named."""
     try:
-        rgb = read_image(image)
+        rgb = read_image(image, max_pixels)
     except (TypeError, ValueError) as e:
         raise type(e)(f"{where}: {e}") from None
     if rgb.shape[0] == 0 or rgb.shape[1] == 0:

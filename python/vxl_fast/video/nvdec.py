@@ -66,7 +66,7 @@ class NvdecFrames:
         self.conversion = stream_conversion(info)
         assert self.conversion is not None, "NvdecFrames needs a stream that unsupported() accepts"
         self.device = device or torch.device("cuda", torch.cuda.current_device())
-        self._decoder = nvc.SimpleDecoder(info.path, gpu_id=self.device.index or 0, use_device_memory=True,
+        self._decoder = nvc.SimpleDecoder(info.decoder_path, gpu_id=self.device.index or 0, use_device_memory=True,
                                           output_color_type=nvc.OutputColorType.NATIVE)
         self.frames = len(self._decoder)
 

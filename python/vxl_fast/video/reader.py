@@ -6,11 +6,18 @@ lies in a later GOP than the current position, so dense samples decode straight 
 sparse ones skip whole GOPs. Frame numbers are positions in presentation order (what decord
 and upstream's ``linspace`` rule index), timestamps come from the frames' own pts (so variable
 frame rates stay right).
+
+A file is opened once (:class:`~vxl_fast.video.files.MediaFile`) and FFmpeg reads it through a
+Python file object: it opens nothing by name. Only self-contained containers (``FORMATS``) are
+demuxed, and any other file or URL a demuxer asks for is refused, so a playlist (HLS, DASH), a
+concat list or an image pattern cannot make it read elsewhere. Frames over the pixel budget are
+refused from the stream header, and by the decoder itself for every frame (its ``max_pixels``).
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import os
 from fractions import Fraction
 import warnings
@@ -18,7 +25,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..limits import check_pixels
+from .files import MediaFile
+
 STRATEGIES = ("hybrid", "seek", "sequential")  # with one decoder; ``source.STRATEGIES`` adds "parallel"
+# demuxers of containers that hold their media themselves (no playlists, lists or patterns of other files)
+FORMATS = ("mov", "mp4", "m4a", "3gp", "3g2", "mj2", "matroska", "webm", "avi", "mpegts", "mpeg", "flv", "ogg",
+           "asf", "ivf", "h264", "hevc", "m4v", "mjpeg", "gif", "nut", "mxf", "yuv4mpegpipe", "dv", "obu", "av1")
 
 
 @dataclass(frozen=True)
@@ -36,6 +49,13 @@ class VideoInfo:
     pix_fmt: str | None = None  # the decoder's, from the stream parameters (no frame decoded)
     colorspace: int = 2  # AVColorSpace tag (2: unspecified)
     color_range: int = 0  # AVColorRange tag (0: unspecified, 2: jpeg/full)
+    file: MediaFile | None = None  # the open file every decoder reads (``path`` is then its name)
+    max_pixels: int | None = None  # the decoder refuses larger frames
+
+    @property
+    def decoder_path(self) -> str | None:
+        """A path that opens this very file, for decoders that only take paths (NVDEC)."""
+        return self.path if self.file is None else self.file.fd_path()
 
     def timestamp(self, index: int) -> float:
         """Seconds from the first frame."""
@@ -52,30 +72,73 @@ def _av():
     return av
 
 
-def _open(path: str):
-    av = _av()
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"video file not found: {path}")
+def open_file(path: str | os.PathLike) -> MediaFile:
+    """``path`` opened once, as a video file."""
+    path = os.fspath(path)
     if os.path.isdir(path):
         raise ValueError(f"expected a video file, got a folder: {path}")
     try:
-        container = av.open(path)
-    except av.error.EOFError:
-        raise ValueError(f"cannot read video {path}: it ends before its first frame (an empty or "
-                         "truncated file)") from None
-    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
+        return MediaFile.open(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"video file not found: {path}") from None
+    except ValueError as e:
         raise ValueError(f"cannot read video {path}: {e}") from None
-    if not container.streams.video:
-        container.close()
-        raise ValueError(f"cannot read video {path}: it has no video stream")
-    return container
 
 
-def probe(path: str | os.PathLike) -> VideoInfo:
-    """Read the frame table of the first video stream without decoding."""
-    path = os.fspath(path)
+def _refuse(url: str, flags: int, options: dict):
+    raise PermissionError("the container refers to another file or URL, which is not opened")
+
+
+@contextlib.contextmanager
+def _open(file: MediaFile, max_pixels: int | None = None):
+    """An input container over ``file`` (self-contained ``FORMATS`` only; nothing else is opened),
+    its first video stream checked against ``max_pixels`` from the header; closed on exit."""
     av = _av()
-    with _open(path) as container:
+    name = file.name
+    with file.reader() as fp:
+        try:
+            if file.size == 0:
+                raise av.error.EOFError(0, "empty")
+            container = av.open(fp, io_open=_refuse, container_options={"format_whitelist": ",".join(FORMATS)})
+        except av.error.EOFError:
+            raise ValueError(f"cannot read video {name}: it ends before its first frame (an empty or "
+                             "truncated file)") from None
+        except av.error.ArgumentError:
+            raise ValueError(f"cannot read video {name}: not a video container that holds its own media "
+                             f"({', '.join(FORMATS[:12])}, ...); playlists and lists of files are refused") from None
+        except PermissionError as e:
+            raise ValueError(f"cannot read video {name}: {e}") from None
+        except av.error.InvalidDataError:
+            raise ValueError(f"cannot read video {name}: no container it could be read as (its data is not a "
+                             "video file)") from None
+        except (av.error.FFmpegError, UnicodeDecodeError, ValueError, OSError) as e:
+            raise ValueError(f"cannot read video {name}: {e}") from None
+        with container:
+            if not set(container.format.name.split(",")) <= set(FORMATS):
+                raise ValueError(f"cannot read video {name}: {container.format.name} containers are not read")
+            if not container.streams.video:
+                raise ValueError(f"cannot read video {name}: it has no video stream")
+            cc = container.streams.video[0].codec_context
+            if max_pixels is not None:
+                check_pixels(cc.width, cc.height, max_pixels, f"video {name}: a frame")
+                cc.options = {**cc.options, "max_pixels": str(max_pixels)}
+            yield container
+
+
+def check_header(file: MediaFile, max_pixels: int) -> None:
+    """Refuse ``file`` unless it is a self-contained video whose frames fit ``max_pixels`` (its
+    header only; nothing is decoded)."""
+    with _open(file, max_pixels):
+        pass
+
+
+def probe(source: str | os.PathLike | MediaFile, max_pixels: int | None = None) -> VideoInfo:
+    """Read the frame table of the first video stream without decoding (a path is opened once;
+    its frames are refused from the header when over ``max_pixels``)."""
+    file = source if isinstance(source, MediaFile) else open_file(source)
+    path = file.name
+    av = _av()
+    with _open(file, max_pixels) as container:
         stream = container.streams.video[0]
         pts, keys, missing_pts = [], [], False
         try:
@@ -107,7 +170,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             height=cc.height, codec=cc.name, pts=None if missing_pts else order,
             keyframes=keyframes.astype(np.int64), time_base=Fraction(stream.time_base or 0),
             start_pts=int(order[0]) if not missing_pts else 0, pix_fmt=cc.pix_fmt,
-            colorspace=int(cc.colorspace), color_range=int(cc.color_range))
+            colorspace=int(cc.colorspace), color_range=int(cc.color_range), file=file, max_pixels=max_pixels)
 
 
 def check_strategy(strategy: str, strategies: tuple[str, ...] = STRATEGIES) -> None:
@@ -142,7 +205,7 @@ def iter_frames(info: VideoInfo, indices, strategy: str = "hybrid", progress=Non
     keyframes = info.keyframes.tolist()
     index_of = {int(p): i for i, p in enumerate(info.pts)} if info.pts is not None else {}
     position = -1  # frame number of the last decoded frame
-    with _open(info.path) as container:
+    with _open(info.file or open_file(info.path), info.max_pixels) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         frames, first_valid, decoded = None, 0, 0

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from ..limits import Limits
+from .files import MediaFile
 from .preprocess import check_frames
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
@@ -32,7 +34,10 @@ def check_decoder(decoder) -> None:
 
 
 def is_video_file(source) -> bool:
-    """A path that names neither a folder nor an image: a video file (it may not exist)."""
+    """An opened file, or a path that names neither a folder nor an image: a video file (it may
+    not exist)."""
+    if isinstance(source, MediaFile):
+        return True
     if not isinstance(source, (str, os.PathLike)):
         return False
     path = Path(source)
@@ -43,7 +48,9 @@ def is_video_file(source) -> bool:
 class VisualRequest:
     """Exactly one of ``frames`` (uint8 [T, H, W, 3]), ``video`` (anything ``load_video`` reads)
     or ``images`` (one image, or a list of them); ``num_frames`` (uniform, as upstream) or ``fps``
-    (at most ``max_frames``), ``sampling`` and ``decoder`` apply to ``video`` only."""
+    (at most ``max_frames``), ``sampling`` and ``decoder`` apply to ``video`` only. ``limits``
+    (None: ``Limits()``) bounds what reading it may take: pixels per frame or image, frames,
+    images, decoded bytes."""
 
     frames: Any = None
     video: Any = None
@@ -53,11 +60,12 @@ class VisualRequest:
     max_frames: int | None = None
     sampling: str = "exact"
     decoder: str = "auto"
+    limits: Limits | None = None
 
     @classmethod
     def optional(cls, **kwargs) -> "VisualRequest | None":
         """The request, or None when no input and no option is given (an empty memory)."""
-        if all(kwargs.get(k) is None for k in ("frames", "video", "images")):
+        if all(kwargs.get(k) is None for k in ("frames", "video", "images")):  # limits alone: nothing to bound
             if any(kwargs.get(k) is not None for k in ("num_frames", "fps", "max_frames")) or \
                     kwargs.get("decoder", "auto") != "auto":
                 raise ValueError("num_frames=, fps=, max_frames= and decoder= need a visual input")
@@ -65,6 +73,10 @@ class VisualRequest:
         return cls(**kwargs)
 
     def __post_init__(self):
+        if self.limits is None:
+            object.__setattr__(self, "limits", Limits())
+        if not isinstance(self.limits, Limits):
+            raise TypeError(f"limits must be a vxl_fast.limits.Limits, got {type(self.limits).__name__}")
         given = [name for name in ("frames", "video", "images") if getattr(self, name) is not None]
         if len(given) != 1:
             raise ValueError("pass exactly one visual input: frames=, video= or images=" +
@@ -103,3 +115,8 @@ class VisualRequest:
             object.__setattr__(self, "frames", check_frames(self.frames))
         if isinstance(self.images, (list, tuple)) and not self.images:
             raise ValueError("images= is an empty list: zero images given")
+        if isinstance(self.images, (list, tuple)):
+            self.limits.check_count(len(self.images), "images=", "max_images")
+        for name in ("num_frames", "max_frames"):
+            if getattr(self, name) is not None:
+                self.limits.check_count(getattr(self, name), f"{name}={getattr(self, name)}")

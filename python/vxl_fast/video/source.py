@@ -22,7 +22,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..limits import Limits
 from . import dali, nvdec, reader
+from .files import MediaFile
+from .images import frames_of, image_size, read_image, to_rgb
 from .parallel import iter_frames_parallel
 from .reader import VideoInfo, check_strategy, keyframe_indices, probe
 from .request import IMAGE_SUFFIXES, VisualRequest
@@ -60,17 +63,24 @@ class FrameReader:
     """A planned read: which frames of which source. Nothing is decoded until ``chunks``/``load``."""
 
     def __init__(self, count: int | None, indices: np.ndarray | None, timestamps: list[float] | None,
-                 total: int | None, fps: float | None, produce: Callable[[], Iterator[np.ndarray]]):
+                 total: int | None, fps: float | None, produce: Callable[[], Iterator[np.ndarray]],
+                 frame_bytes: int | None = None, limits: Limits | None = None):
         self.count, self.indices, self.timestamps = count, indices, timestamps
         self.total_frames, self.fps = total, fps
         self._produce = produce  # yields RGB uint8 [H, W, 3] frames (arrays, or tensors) in sample order
+        self._budget = None if frame_bytes is None or limits is None else (frame_bytes, limits)
 
     def chunks(self, size: int, prefetch: int = 2, pin: bool | None = None
                ) -> Iterator[tuple[torch.Tensor, list[float] | None]]:
         """``(frames uint8 [≤size, H, W, 3], their timestamps)``, decoded ahead by a background
-        thread (at most ``prefetch`` chunks waiting); pinned host memory when CUDA is available."""
+        thread (at most ``prefetch`` chunks waiting); pinned host memory when CUDA is available.
+        Decoded files keep the chunks alive at once (waiting, being filled, being pinned, being
+        used) within ``max_decoded_bytes``: chunks of large frames are smaller."""
         if size < 1:
             raise ValueError(f"chunk size must be positive, got {size}")
+        if self._budget is not None:
+            frame_bytes, limits = self._budget
+            size = limits.decoded_batch(frame_bytes, size, max(1, prefetch) + 3, "the video")
         pin = torch.cuda.is_available() if pin is None else pin
         done = object()
         ready: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
@@ -143,16 +153,16 @@ class FrameReader:
 
 def load_video(source, num_frames: int | None = None, fps: float | None = None,
                max_frames: int | None = None, sampling: str = "exact", strategy: str = "hybrid",
-               decoder: str = "cpu") -> LoadedVideo:
+               decoder: str = "cpu", limits: Limits | None = None) -> LoadedVideo:
     """Sampled RGB frames of ``source`` (see ``open_video``), in host memory unless ``decoder``
     asks for NVDEC ("nvdec", or "auto" where it is usable: the frames are then on the GPU)."""
-    return open_video(source, num_frames, fps, max_frames, sampling, strategy, decoder=decoder).load()
+    return open_video(source, num_frames, fps, max_frames, sampling, strategy, decoder=decoder, limits=limits).load()
 
 
 def open_video(source, num_frames: int | None = None, fps: float | None = None,
                max_frames: int | None = None, sampling: str = "exact", strategy: str = "hybrid",
                progress: Callable[[int], None] | None = None, mixed_sizes: bool = False,
-               decoder: str = "auto") -> FrameReader:
+               decoder: str = "auto", limits: Limits | None = None) -> FrameReader:
     """Plan reading ``source``.
 
     ``num_frames``: upstream's uniform rule ``linspace(0, T-1, N, dtype=int)``; when the source
@@ -169,57 +179,64 @@ def open_video(source, num_frames: int | None = None, fps: float | None = None,
     stream is not one NVDEC decodes exactly).
     ``mixed_sizes`` lets a folder or list of images hold images of several sizes (chunks of mixed
     sizes are then lists of [H, W, 3] tensors); otherwise they must share one size.
+    ``limits`` (default ``Limits()``): the pixels per frame, frames and decoded bytes it may take.
     """
     check_strategy(strategy, STRATEGIES)
     return plan_read(VisualRequest(video=source, num_frames=num_frames, fps=fps, max_frames=max_frames,
-                                   sampling=sampling, decoder=decoder), strategy, progress, mixed_sizes)
+                                   sampling=sampling, decoder=decoder, limits=limits), strategy, progress, mixed_sizes)
 
 
 def plan_read(request: VisualRequest, strategy: str = "hybrid", progress: Callable[[int], None] | None = None,
               mixed_sizes: bool = False) -> FrameReader:
     """``open_video`` of a checked request's ``video``."""
     source, num_frames, fps, sampling = request.video, request.num_frames, request.fps, request.sampling
+    images = lambda items, where: _images_source(  # noqa: E731
+        items, num_frames, fps, sampling, where, mixed_sizes, request.limits, request.decoder)
+    if isinstance(source, MediaFile):
+        return _file_source(source, request, strategy, progress)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.is_dir():
-            return _images_source(_folder_images(path), num_frames, fps, sampling, str(path), mixed_sizes,
-                                  request.decoder)
+            return images(_folder_images(path), str(path))
         if path.suffix.lower() in IMAGE_SUFFIXES and path.exists():
-            return _images_source([path], num_frames, fps, sampling, str(path), mixed_sizes, request.decoder)
+            return images([path], str(path))
         return _file_source(path, request, strategy, progress)
     if sampling != "exact":
         raise ValueError("sampling='keyframe' needs a video file")
     if isinstance(source, Image.Image):
-        return _images_source([source], num_frames, fps, sampling, "the image", mixed_sizes)
+        return images([source], "the image")
     if isinstance(source, (torch.Tensor, np.ndarray)):
         return _array_source(source, num_frames, fps)
     if isinstance(source, (list, tuple)):
         if not source:
             raise ValueError("the list of frames is empty: zero frames given")
-        return _images_source(list(source), num_frames, fps, sampling, "the list", mixed_sizes, request.decoder)
+        return images(list(source), "the list")
     if hasattr(source, "__iter__") or hasattr(source, "__next__"):
         if num_frames is not None or fps is not None:
             raise ValueError("an iterator of frames is taken as it comes; num_frames= and fps= do not apply")
         it = iter(source)
         return FrameReader(None, None, None, None, None,
-                           lambda: (f for item in it for f in _frames_of(item, "the iterator")))
+                           lambda: (f for item in it for f in frames_of(item, "the iterator")))
     raise TypeError(f"unsupported video source {type(source).__name__}: pass a file or folder path, images, "
                     "a uint8 array [T, H, W, 3] or an iterator of frames")
 
 
-def _file_source(path: Path, request: VisualRequest, strategy: str, progress) -> FrameReader:
-    info: VideoInfo = probe(path)
+def _file_source(source: Path | MediaFile, request: VisualRequest, strategy: str, progress) -> FrameReader:
+    limits = request.limits
+    info: VideoInfo = probe(source, limits.max_pixels)
     if request.fps is not None:
         indices = fps_indices(info.frames, info.fps, request.fps, request.max_frames)
     else:
-        indices = _uniform(info.frames, request.num_frames, str(path))
+        indices = _uniform(info.frames, request.num_frames, info.path)
+    limits.check_count(len(indices), f"video {info.path}")
+    budget = {"frame_bytes": info.width * info.height * 3, "limits": limits}
     if request.sampling == "keyframe":
         indices = keyframe_indices(info, indices)
     timestamps = [info.timestamp(int(i)) for i in indices]
     gpu = dali.video_reader(info) if request.decoder == "dali" else _nvdec_frames(info, request.decoder)
     if gpu is not None:
         return FrameReader(len(indices), indices, timestamps, info.frames, info.fps,
-                           lambda: _gpu_frames(gpu, indices, progress))
+                           lambda: _gpu_frames(gpu, indices, progress), **budget)
 
     def produce():
         decoded = decode(info, indices, strategy, progress)
@@ -228,7 +245,7 @@ def _file_source(path: Path, request: VisualRequest, strategy: str, progress) ->
             while cached is None or cached[0] < i:
                 cached = next(decoded)
             yield cached[1]
-    return FrameReader(len(indices), indices, timestamps, info.frames, info.fps, produce)
+    return FrameReader(len(indices), indices, timestamps, info.frames, info.fps, produce, **budget)
 
 
 def _nvdec_frames(info: VideoInfo, decoder: str) -> nvdec.NvdecFrames | None:
@@ -240,6 +257,8 @@ def _nvdec_frames(info: VideoInfo, decoder: str) -> nvdec.NvdecFrames | None:
     if reason is not None and decoder == "auto":
         return None
     reason = reason or nvdec.unsupported(info)
+    if reason is None and info.decoder_path is None:
+        reason = "the opened file has no path NVDEC can open (no /proc/self/fd)"
     if reason is None:
         try:
             frames = nvdec.NvdecFrames(info)
@@ -287,18 +306,22 @@ def _natural_key(path: Path):
 
 
 def _images_source(images: list, num_frames, fps, sampling, where: str, mixed_sizes: bool,
-                   decoder: str = "auto") -> FrameReader:
+                   limits: Limits, decoder: str = "auto") -> FrameReader:
+    """The sampled images, each checked from its header (pixels) before any is decoded
+    (``decoder="dali"``: image files decoded by DALI)."""
     if fps is not None:
         raise ValueError(f"fps= needs a video file; {where} has no frame rate (use num_frames=)")
     if sampling != "exact":
         raise ValueError("sampling='keyframe' needs a video file")
     indices = _uniform(len(images), num_frames, where)
+    limits.check_count(len(indices), where)
+    sizes = [image_size(images[i], limits.max_pixels) for i in sorted(set(indices.tolist()) | {0})]
     by_dali = dali.image_reader(images, decoder)
-    first = read_image(images[0]) if by_dali is None else None
+    read = lambda image: read_image(image, limits.max_pixels)  # noqa: E731
 
     def produce():
-        frames = (first if i == 0 else read_image(images[i]) for i in indices.tolist()) if by_dali is None else \
-            by_dali.frames(indices.tolist(), read_image)
+        frames = (read(images[i]) for i in indices.tolist()) if by_dali is None else \
+            by_dali.frames(indices.tolist(), read)
         shape = None
         for i, frame in zip(indices.tolist(), frames):
             shape = shape or tuple(frame.shape)
@@ -306,36 +329,12 @@ def _images_source(images: list, num_frames, fps, sampling, where: str, mixed_si
                 raise ValueError(f"{where} mixes image sizes: {_name(images[i])} is {frame.shape[1]}x"
                                  f"{frame.shape[0]}, {_name(images[0])} is {shape[1]}x{shape[0]}")
             yield frame
-    return FrameReader(len(indices), indices, None, len(images), None, produce)
+    return FrameReader(len(indices), indices, None, len(images), None, produce,
+                       max(w * h for w, h in sizes) * 3, limits)
 
 
 def _name(image) -> str:
     return Path(image).name if isinstance(image, (str, os.PathLike)) else type(image).__name__
-
-
-def read_image(image) -> np.ndarray:
-    """RGB uint8 [H, W, 3] from a path or PIL image (grayscale, palette, RGBA and 16-bit too)."""
-    if isinstance(image, (str, os.PathLike)):
-        if not os.path.isfile(image):
-            raise FileNotFoundError(f"image file not found: {image}")
-        try:
-            with Image.open(image) as im:
-                im.load()
-                return _pil_to_rgb(im)
-        except OSError as e:
-            raise ValueError(f"cannot read image {image}: {e}") from None
-    if isinstance(image, Image.Image):
-        return _pil_to_rgb(image)
-    if isinstance(image, (np.ndarray, torch.Tensor)):
-        (frame,) = _frames_of(image[None], "the list")
-        return frame
-    raise TypeError(f"unsupported image {type(image).__name__}: pass paths, PIL images or uint8 arrays")
-
-
-def _pil_to_rgb(im: Image.Image) -> np.ndarray:
-    if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit (or 32-bit) grey: keep the top 8 bits
-        return _to_rgb(np.asarray(im), "a 16-bit image")
-    return np.asarray(im.convert("RGB"))
 
 
 def _array_source(frames, num_frames, fps) -> FrameReader:
@@ -351,34 +350,4 @@ def _array_source(frames, num_frames, fps) -> FrameReader:
         raise ValueError("frames is empty: zero frames given")
     indices = _uniform(frames.shape[0], num_frames, "the array")
     return FrameReader(len(indices), indices, None, frames.shape[0], None,
-                       lambda: (_to_rgb(frames[i], "the array") for i in indices.tolist()))
-
-
-def _frames_of(item, where: str) -> list[np.ndarray]:
-    """Frames in one item of an iterator: an image, [H, W, C] or [T, H, W, C]."""
-    if isinstance(item, Image.Image):
-        return [_pil_to_rgb(item)]
-    if isinstance(item, torch.Tensor):
-        item = item.cpu().numpy()
-    if not isinstance(item, np.ndarray):
-        raise TypeError(f"{where} yielded {type(item).__name__}; expected frames (uint8 arrays) or PIL images")
-    if item.ndim == 4:
-        return [_to_rgb(f, where) for f in item]
-    return [_to_rgb(item, where)]
-
-
-def _to_rgb(frame: np.ndarray, where: str) -> np.ndarray:
-    """uint8 [H, W, 3] from [H, W], [H, W, 1], [H, W, 3] or [H, W, 4] (alpha dropped), 8 or 16 bit."""
-    if frame.dtype == np.uint16 or frame.dtype == np.int32:
-        frame = (frame.astype(np.int64) >> 8).clip(0, 255).astype(np.uint8)
-    elif frame.dtype != np.uint8:
-        raise TypeError(f"frames in {where} must be uint8 (or 16-bit), got {frame.dtype}")
-    if frame.ndim == 2:
-        frame = frame[..., None]
-    if frame.ndim != 3 or frame.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"a frame in {where} has shape {list(frame.shape)}; expected [H, W] or [H, W, 1|3|4]")
-    if 0 in frame.shape[:2]:
-        raise ValueError(f"a frame in {where} has an empty size {list(frame.shape[:2])}")
-    if frame.shape[-1] == 1:
-        return np.ascontiguousarray(np.repeat(frame, 3, axis=-1))
-    return np.ascontiguousarray(frame[..., :3])
+                       lambda: (to_rgb(frames[i], "the array") for i in indices.tolist()))
