@@ -196,6 +196,7 @@ class VideoXL:
         request = VisualRequest(**{f.name: options.pop(f.name) for f in fields(VisualRequest) if f.name in options})
         opts = GenerationOptions.from_kwargs(**options)
         text = build_prompt(prompt, messages)
+        opts.limits.check_prompt(text, self.config.llm.max_position_embeddings)
         tok = tokenize_prompt(self.tokenizer, text)
         self._check_context(tok, opts.max_new_tokens)
         encoding = EncodeOptions(compression_ratio, len(tok.after) + opts.max_new_tokens, None, progress, trace)
@@ -212,6 +213,7 @@ class VideoXL:
         if split_prefix(text) != memory.prefix_text:
             raise ValueError("the prompt's text before the video differs from the one this memory was "
                              "encoded with (system prompt or earlier turns); encode it again")
+        opts.limits.check_prompt(text, self.config.llm.max_position_embeddings)
         tok = tokenize_prompt(self.tokenizer, text)
         self._check_context(tok, opts.max_new_tokens)
         return (yield from answering.answer(self.runner, self.tokenizer, memory.state, tok, opts,
