@@ -4,6 +4,7 @@ are confined to the allowed folder."""
 from __future__ import annotations
 
 import os
+import types
 
 import pytest
 
@@ -153,6 +154,7 @@ class _Broken:
     """Just enough of a model for the server; encoding fails unexpectedly."""
 
     path, fingerprint, dtype = "broken", "0" * 64, "float32"
+    config = types.SimpleNamespace(llm=types.SimpleNamespace(max_position_embeddings=4096))
 
     def encode_request(self, request, options, cancel=None):
         raise RuntimeError("the device fell over")

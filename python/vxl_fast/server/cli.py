@@ -7,6 +7,7 @@ import argparse
 import re
 
 from ..runtime import default_model
+from .guard import default_hosts
 from .options import ServeOptions
 
 _UNITS = {"": 1, "k": 2 ** 10, "m": 2 ** 20, "g": 2 ** 30, "t": 2 ** 40}
@@ -49,6 +50,22 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="spill evicted memories to files here (reused across restarts)")
     p.add_argument("--memory-cache-disk-bytes", type=size, default=None, metavar="SIZE",
                    help="at most this much in --memory-cache-dir (default: no limit)")
+    p.add_argument("--max-prompt-bytes", type=size, default=None, metavar="SIZE",
+                   help="largest prompt text of a request, refused before tokenizing (default: 8 bytes per "
+                        "token of the model's context)")
+    p.add_argument("--max-stop-strings", type=int, default=d.max_stop_strings,
+                   help=f"most stop strings in a request (default {d.max_stop_strings})")
+    p.add_argument("--max-stop-chars", type=int, default=d.max_stop_chars,
+                   help=f"longest stop string, in characters (default {d.max_stop_chars})")
+    p.add_argument("--body-timeout", type=float, default=d.body_timeout_s, metavar="SECONDS",
+                   help=f"a request body must arrive within this time, else 408 (default {d.body_timeout_s:g})")
+    p.add_argument("--allowed-hosts", nargs="+", default=None, metavar="HOST",
+                   help="Host header names answered, against DNS rebinding ('*': any; default: the --host "
+                        "address, plus localhost, 127.0.0.1 and [::1]; any when bound to 0.0.0.0 or ::)")
+    p.add_argument("--cors-origins", nargs="+", default=(), metavar="ORIGIN",
+                   help="browser origins allowed by CORS, e.g. https://app.example ('*': any; default: CORS off)")
+    p.add_argument("--api-key", default=None,
+                   help="require 'Authorization: Bearer KEY' on /v1 requests (default: no key)")
     p.add_argument("--graceful-timeout", type=float, default=30.0,
                    help="seconds in-flight requests get to finish on shutdown before they are cancelled")
     p.add_argument("--log-level", default="info")
@@ -95,7 +112,10 @@ def serve_options(args) -> tuple[str, ServeOptions]:
         max_tokens=args.max_tokens, default_frames=args.default_frames, max_frames=args.max_frames,
         max_body_bytes=args.max_body_bytes, max_media_bytes=args.max_media_bytes,
         memory_cache_bytes=args.memory_cache_bytes, memory_cache_dir=args.memory_cache_dir,
-        memory_cache_disk_bytes=args.memory_cache_disk_bytes)
+        memory_cache_disk_bytes=args.memory_cache_disk_bytes, max_prompt_bytes=args.max_prompt_bytes,
+        max_stop_strings=args.max_stop_strings, max_stop_chars=args.max_stop_chars, body_timeout_s=args.body_timeout,
+        allowed_hosts=tuple(args.allowed_hosts or default_hosts(args.host)), cors_origins=tuple(args.cors_origins),
+        api_key=args.api_key)
 
 
 def size(text: str) -> int:

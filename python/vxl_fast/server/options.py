@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..limits import Limits
 from ..options import DEFAULT_MAX_NEW_TOKENS
 
 MiB, GiB = 2 ** 20, 2 ** 30
@@ -24,6 +25,13 @@ class ServeOptions:
     memory_cache_bytes: int = 4 * GiB  # memories kept on the device
     memory_cache_dir: str | None = None  # evicted memories spill here
     memory_cache_disk_bytes: int | None = None  # at most this much in the folder (None: no limit)
+    allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "[::1]")  # Host names answered; "*": any
+    cors_origins: tuple[str, ...] = ()  # origins allowed by CORS ("*": any); none: CORS off
+    api_key: str | None = None  # when set, /v1 requests need "Authorization: Bearer <key>"
+    body_timeout_s: float = 60.0  # a request body must arrive within this time (408 otherwise)
+    max_prompt_bytes: int | None = None  # a request's prompt text (None: 8 bytes per context token)
+    max_stop_strings: int = Limits.max_stop_strings
+    max_stop_chars: int = Limits.max_stop_chars
 
     def __post_init__(self):
         for name in ("max_tokens", "default_frames", "max_frames", "max_body_bytes", "max_media_bytes"):
@@ -31,3 +39,21 @@ class ServeOptions:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.default_frames > self.max_frames:
             raise ValueError(f"default_frames {self.default_frames} exceeds max_frames {self.max_frames}")
+        for name in ("allowed_hosts", "cors_origins"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not all(isinstance(v, str) and v for v in value):
+                raise TypeError(f"{name} must be a list of non-empty strings, got {value!r}")
+            object.__setattr__(self, name, tuple(value))
+        if not self.allowed_hosts:
+            raise ValueError("allowed_hosts is empty: no request could be answered (use '*' for any)")
+        if self.api_key is not None and (not isinstance(self.api_key, str) or not self.api_key.strip()):
+            raise ValueError("api_key must be a non-empty string")
+        if not self.body_timeout_s > 0:
+            raise ValueError(f"body_timeout_s must be positive, got {self.body_timeout_s}")
+
+    @property
+    def limits(self) -> Limits:
+        """The per-request budgets these options set."""
+        return Limits(max_frames=self.max_frames, max_media_bytes=self.max_media_bytes,
+                      max_prompt_bytes=self.max_prompt_bytes, max_stop_strings=self.max_stop_strings,
+                      max_stop_chars=self.max_stop_chars)

@@ -80,6 +80,11 @@ class Service:
         self.fingerprint = "fp_" + model.fingerprint[:16]
         self.created = int(time.time())
         self.metrics = Metrics()
+        self.limits = options.limits
+        self.context = model.config.llm.max_position_embeddings
+        if options.max_tokens >= self.context:
+            raise ValueError(f"max_tokens {options.max_tokens} leaves no room for a prompt in the model's context "
+                             f"of {self.context} tokens")
         self.worker = DeviceWorker(options.max_queue)
         self.cache = MemoryCache(options.memory_cache_bytes, options.memory_cache_dir, options.memory_cache_disk_bytes)
         self.media = MediaResolver(options.allowed_local_media_path, options.max_media_bytes)
@@ -206,11 +211,11 @@ class Service:
         queue: asyncio.Queue = asyncio.Queue()
         cancel = threading.Event()
         emit = lambda piece: _call_soon(loop, queue.put_nowait, piece)  # noqa: E731
-        job = self.worker.submit(self._generate_job, memory, conv.messages, options, cancel, emit)
+        job = self.worker.submit(self._generate_job, memory, conv.messages, options, cancel, emit, info)
         job.add_done_callback(lambda _: _call_soon(loop, queue.put_nowait, Answer._DONE))
         return Answer(self, job, queue, cancel, info)
 
-    def _generate_job(self, memory, messages: list[dict], options: dict, cancel: threading.Event, emit):
+    def _generate_job(self, memory, messages: list[dict], options: dict, cancel: threading.Event, emit, info: dict):
         if cancel.is_set():
             raise Cancelled()
         stream = self.model.stream(memory, messages=messages, **options)
@@ -222,7 +227,7 @@ class Service:
                 emit(piece)
         finally:
             pieces.close()
-        return stream.output
+        return _with_encode(stream.output, memory, info)
 
     def _account(self, out) -> None:
         s = out.stats
@@ -241,6 +246,18 @@ class Service:
             "vxl_memory_cache_entries": {(("tier", "device"),): len(self.cache),
                                          (("tier", "disk"),): self.cache.disk_entries},
         })
+
+
+def _with_encode(out, memory, info: dict):
+    """``out`` with this request's encode in its timings: a request that encoded its memory
+    (``info["cache"] == "miss"``) counts the encode's seconds in ``ttft_s`` and ``total_s`` and the
+    memory's vision time as ``vision_s``; any other request ran no vision (``vision_s`` 0)."""
+    if info.get("cache") == "miss":
+        encode_s = info.get("encode_s", 0.0)
+        out.stats["vision_s"] = memory.stats["vision_s"]
+        out.stats["ttft_s"] += encode_s
+        out.stats["total_s"] += encode_s
+    return out
 
 
 def _internal(what: str, e: Exception) -> APIError:
