@@ -110,6 +110,8 @@ async def _chat_completion(request: Request, service: Service, options: ServeOpt
 
     try:
         req, conv, generation = _read(await _body(request, options), service)
+        await asyncio.to_thread(service.check_context, conv, generation["max_new_tokens"],
+                                "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens")
         if req.stream:
             first = await _unless_disconnected(request, first_piece())
             handed_off = True
@@ -146,7 +148,7 @@ def _read(body: bytes, service: Service):
             raise APIError(400, f"{at}={value!r} contradicts {name}={getattr(req, name)!r}", at)
         setattr(req, name, value)
     options = service.options
-    max_tokens = protocol.check_request(req, options.max_tokens, options.max_frames, service.context)
+    max_tokens = protocol.check_request(req, options.max_tokens, options.max_frames)
     generation = protocol.generation_options(req, max_tokens, service.limits)
     conv = protocol.parse_messages(req.messages)
     try:

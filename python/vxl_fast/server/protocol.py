@@ -87,7 +87,7 @@ def parse_request(body: bytes) -> ChatCompletionRequest:
         raise APIError(400, f"{param}: {err['msg']}" if param else err["msg"], param) from None
 
 
-def check_request(req: ChatCompletionRequest, max_tokens_limit: int, max_frames_limit: int, context: int) -> int:
+def check_request(req: ChatCompletionRequest, max_tokens_limit: int, max_frames_limit: int) -> int:
     """Validate the sampling fields and the server's limits (the visual request is checked where it
     is built, see ``Service``); the number of tokens to generate."""
     name = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
@@ -98,9 +98,6 @@ def check_request(req: ChatCompletionRequest, max_tokens_limit: int, max_frames_
         raise APIError(400, f"{name} must be at least 1, got {max_tokens}", name)
     if max_tokens > max_tokens_limit:
         raise APIError(400, f"{name}={max_tokens} exceeds the server's limit of {max_tokens_limit}", name)
-    if max_tokens >= context:
-        raise APIError(400, f"{name}={max_tokens} leaves no room for the prompt in the model's context of "
-                            f"{context} tokens", name)
     if req.temperature is not None and req.temperature < 0:
         raise APIError(400, f"temperature must be >= 0, got {req.temperature}", "temperature")
     for name in ("num_frames", "max_frames"):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..errors import EncodeCancelled, MemoryPlanError
 from ..options import EncodeOptions
+from ..prompt import build_prompt, tokenize_prompt
 from ..video.request import VisualRequest
 from .cache import MemoryCache
 from .media import Media, MediaResolver
@@ -205,6 +206,18 @@ class Service:
                 os.unlink(tmp)
 
     # ------------------------------------------------------------------ the answer
+    def check_context(self, conv: Conversation, max_tokens: int, param: str) -> None:
+        """Refuse, before any media is opened, a request whose prompt text and ``max_tokens`` do not
+        fit in the model's context (the engine's own rule; the prompt's bytes are checked already)."""
+        try:
+            tok = tokenize_prompt(self.model.tokenizer, build_prompt(messages=conv.messages, system=conv.system))
+        except ValueError as e:
+            raise APIError(400, str(e), "messages") from None
+        text_tokens = len(tok.before) + len(tok.after)
+        if text_tokens + max_tokens > self.context:
+            raise APIError(400, f"prompt too long: {text_tokens} text tokens + {param} {max_tokens} exceed the "
+                                f"model's context of {self.context} tokens", param, code="context_length_exceeded")
+
     def answer(self, memory, conv: Conversation, options: dict, info: dict) -> Answer:
         """Queue the generation; its pieces arrive through the returned :class:`Answer`."""
         loop = asyncio.get_running_loop()
