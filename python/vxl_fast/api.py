@@ -158,7 +158,7 @@ class VideoXL:
 
         Options as in :meth:`generate`: ``max_new_tokens``, ``do_sample``, ``temperature``,
         ``top_p``, ``top_k``, ``repetition_penalty``, ``seed``, ``stop``, ``ignore_eos``,
-        ``progress``, ``trace``. The memory is left as it was.
+        ``min_tokens``, ``limits``, ``progress``, ``trace``. The memory is left as it was.
         """
         return _drain(self._answer(memory, prompt, messages, **options))
 
