@@ -61,7 +61,7 @@ def test_fields_that_would_change_the_answer_are_refused(server, field, value, m
 def test_fields_that_change_nothing_are_accepted(server):
     r = post(server, question(user="u1", metadata={"k": "v"}, response_format={"type": "text"}, n=1, logprobs=False,
                               presence_penalty=0, frequency_penalty=0.0, tools=[], tool_choice="none", store=False,
-                              skip_special_tokens=True, priority=0, min_tokens=2, stop_token_ids=[], echo=None))
+                              skip_special_tokens=True, priority=0, min_tokens=2, stop_token_ids=[], echo=None, top_k=-1))
     assert r.status_code == 200, r.text
     assert r.json()["usage"]["completion_tokens"] == 2
 
@@ -78,6 +78,9 @@ def test_fields_that_change_nothing_are_accepted(server):
     ({"mm_processor_kwargs": {"num_frames": 33}}, "num_frames must be between 1 and the server's limit of 32",
      "num_frames"),
     ({"min_tokens": 3}, "min_tokens 3 exceeds max_new_tokens 2", "min_tokens"),
+    ({"stream": True, "stream_options": {"continuous_usage_stats": True}}, "Extra inputs are not permitted",
+     "stream_options.continuous_usage_stats"),
+    ({"top_k": -2}, "top_k must be >= 0 (0 disables it)", "top_k"),
 ])
 def test_media_kwargs_and_min_tokens_are_checked(server, fields, message, param):
     refused(post(server, question(**fields)), message, param)

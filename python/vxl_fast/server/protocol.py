@@ -29,6 +29,8 @@ class APIError(Exception):
 
 
 class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # vLLM's continuous_usage_stats is refused, not ignored
+
     include_usage: bool = False
 
 
@@ -118,7 +120,8 @@ def generation_options(req: ChatCompletionRequest, max_tokens: int, limits: Limi
     temperature included)."""
     sample = req.temperature is not None and req.temperature > 0
     options = {"max_new_tokens": max_tokens, "do_sample": sample,
-               "temperature": req.temperature if sample else None, "top_p": req.top_p, "top_k": req.top_k,
+               "temperature": req.temperature if sample else None, "top_p": req.top_p,
+               "top_k": 0 if req.top_k == -1 else req.top_k,  # vLLM's -1: no top-k filter
                "repetition_penalty": req.repetition_penalty, "seed": req.seed, "stop": req.stop,
                "ignore_eos": req.ignore_eos, "min_tokens": req.min_tokens, "limits": limits}
     try:
