@@ -127,7 +127,7 @@ def test_host_names_and_their_defaults():
     assert default_hosts("myhost") == ("myhost", "localhost", "127.0.0.1", "[::1]")
 
 
-def test_serve_security_options():
+def test_serve_security_options(capsys):
     pytest.importorskip("fastapi")
     pytest.importorskip("uvicorn")
     import vxl_fast.server.cli as server_cli
@@ -137,6 +137,8 @@ def test_serve_security_options():
     _, plain = server_cli.serve_options(parser.parse_args(["serve", "--model", "m", "--host", "127.0.0.2"]))
     assert plain.allowed_hosts == ("127.0.0.2", "localhost", "127.0.0.1", "[::1]")
     assert plain.cors_origins == () and plain.api_key is None and plain.limits.max_prompt_bytes is None
+    _, anywhere = server_cli.serve_options(parser.parse_args(["serve", "--model", "m", "--host", "0.0.0.0"]))
+    assert anywhere.allowed_hosts == ("*",) and "any Host header is answered" in capsys.readouterr().out
     _, opts = server_cli.serve_options(parser.parse_args([
         "serve", "--model", "m", "--allowed-hosts", "a.example", "b.example", "--cors-origins", "https://x.example",
         "--api-key", "k", "--max-prompt-bytes", "1M", "--max-stop-strings", "4", "--max-stop-chars", "64",

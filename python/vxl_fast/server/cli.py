@@ -107,6 +107,10 @@ def serve_options(args) -> tuple[str, ServeOptions]:
         print(f"vxl-fast serve: demo checkpoint {checkpoint}; sample video {video}", flush=True)
     if not args.model:
         raise ValueError("no checkpoint: pass --model PATH (or set VXL_FAST_MODEL), or --demo")
+    hosts = tuple(args.allowed_hosts or default_hosts(args.host))
+    if hosts == ("*",) and not args.allowed_hosts:
+        print(f"vxl-fast serve: bound to every address ({args.host}): any Host header is answered; "
+              "--allowed-hosts NAME ... restricts them", flush=True)
     return args.model, ServeOptions(
         served_model_name=args.served_model_name, allowed_local_media_path=media_dir, max_queue=args.max_queue,
         max_tokens=args.max_tokens, default_frames=args.default_frames, max_frames=args.max_frames,
@@ -114,7 +118,7 @@ def serve_options(args) -> tuple[str, ServeOptions]:
         memory_cache_bytes=args.memory_cache_bytes, memory_cache_dir=args.memory_cache_dir,
         memory_cache_disk_bytes=args.memory_cache_disk_bytes, max_prompt_bytes=args.max_prompt_bytes,
         max_stop_strings=args.max_stop_strings, max_stop_chars=args.max_stop_chars, body_timeout_s=args.body_timeout,
-        allowed_hosts=tuple(args.allowed_hosts or default_hosts(args.host)), cors_origins=tuple(args.cors_origins),
+        allowed_hosts=hosts, cors_origins=tuple(args.cors_origins),
         api_key=args.api_key)
 
 
