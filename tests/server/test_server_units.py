@@ -125,6 +125,7 @@ def test_host_names_and_their_defaults():
     assert default_hosts("10.0.0.5") == ("10.0.0.5", "localhost", "127.0.0.1", "[::1]")
     assert default_hosts("0.0.0.0") == ("*",) and default_hosts("::") == ("*",)
     assert default_hosts("myhost") == ("myhost", "localhost", "127.0.0.1", "[::1]")
+    assert default_hosts("localhost") == ("localhost", "127.0.0.1", "[::1]")
 
 
 def test_serve_security_options(capsys):

@@ -22,7 +22,7 @@ def default_hosts(bound: str) -> tuple[str, ...]:
     try:
         ip = ipaddress.ip_address(name)
     except ValueError:
-        return (name, *LOOPBACK_NAMES)
+        return tuple(dict.fromkeys((name, *LOOPBACK_NAMES)))
     shown = f"[{ip}]" if ip.version == 6 else str(ip)
     return tuple(dict.fromkeys((shown, *LOOPBACK_NAMES)))
 
