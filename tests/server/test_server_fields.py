@@ -61,13 +61,15 @@ def test_fields_that_would_change_the_answer_are_refused(server, field, value, m
 def test_fields_that_change_nothing_are_accepted(server):
     r = post(server, question(user="u1", metadata={"k": "v"}, response_format={"type": "text"}, n=1, logprobs=False,
                               presence_penalty=0, frequency_penalty=0.0, tools=[], tool_choice="none", store=False,
-                              skip_special_tokens=True, priority=0, min_tokens=2, stop_token_ids=[], echo=None, top_k=-1))
+                              skip_special_tokens=True, priority=0, min_tokens=2, stop_token_ids=[], echo=None,
+                              top_k=-1))
     assert r.status_code == 200, r.text
     assert r.json()["usage"]["completion_tokens"] == 2
 
 
 @pytest.mark.parametrize("fields, message, param", [
-    ({"mm_processor_kwargs": {"max_pixels": 100}}, "may set num_frames, fps, max_frames", "mm_processor_kwargs.max_pixels"),
+    ({"mm_processor_kwargs": {"max_pixels": 100}}, "may set num_frames, fps, max_frames",
+     "mm_processor_kwargs.max_pixels"),
     ({"mm_processor_kwargs": {"num_frames": "8"}}, "must be a number", "mm_processor_kwargs.num_frames"),
     ({"mm_processor_kwargs": [1]}, "should be an object", "mm_processor_kwargs"),
     ({"media_io_kwargs": {"image": {"x": 1}}}, "only media_io_kwargs.video", "media_io_kwargs.image"),
