@@ -163,7 +163,7 @@ class VideoXL:
 
         Options as in :meth:`generate`: ``max_new_tokens``, ``do_sample``, ``temperature``,
         ``top_p``, ``top_k``, ``repetition_penalty``, ``seed``, ``stop``, ``ignore_eos``,
-        ``progress``, ``trace``. The memory is left as it was.
+        ``min_tokens``, ``limits``, ``progress``, ``trace``. The memory is left as it was.
         """
         return _drain(self._answer(memory, prompt, messages, **options))
 
@@ -201,6 +201,7 @@ class VideoXL:
         request = VisualRequest(**{f.name: options.pop(f.name) for f in fields(VisualRequest) if f.name in options})
         opts = GenerationOptions.from_kwargs(**options)
         text = build_prompt(prompt, messages)
+        opts.limits.check_prompt(text, self.config.llm.max_position_embeddings)
         tok = tokenize_prompt(self.tokenizer, text)
         self._check_context(tok, opts.max_new_tokens)
         encoding = EncodeOptions(compression_ratio, len(tok.after) + opts.max_new_tokens, None, progress, trace)
@@ -217,6 +218,7 @@ class VideoXL:
         if split_prefix(text) != memory.prefix_text:
             raise ValueError("the prompt's text before the video differs from the one this memory was "
                              "encoded with (system prompt or earlier turns); encode it again")
+        opts.limits.check_prompt(text, self.config.llm.max_position_embeddings)
         tok = tokenize_prompt(self.tokenizer, text)
         self._check_context(tok, opts.max_new_tokens)
         return (yield from answering.answer(self.runner, self.tokenizer, memory.state, tok, opts,

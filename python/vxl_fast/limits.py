@@ -71,6 +71,18 @@ class Limits:
                              f"{self.max_decoded_bytes} decoded bytes (max_decoded_bytes)")
         return batch
 
+    def check_prompt(self, text: str, context_tokens: int) -> None:
+        """Refuse ``text`` (a request's whole prompt text) longer than :meth:`prompt_bytes`, before
+        it is tokenized."""
+        limit = self.prompt_bytes(context_tokens)
+        if len(text) <= limit // 4:  # at most 4 UTF-8 bytes a character
+            return
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if size > limit:
+            raise ValueError(f"prompt too long: its text is {size} bytes, more than the limit of {limit} bytes "
+                             f"(max_prompt_bytes; by default 8 bytes per token of the model's "
+                             f"{context_tokens}-token context)")
+
     def with_(self, **changes) -> "Limits":
         """A copy with ``changes`` (None values are ignored)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
+from .limits import Limits
 from .memory.plan import parse_ratios
 from .prompt import check_system
 
@@ -52,8 +53,10 @@ class GenerationOptions:
     Greedy unless ``do_sample``. ``temperature``, ``top_k``, ``top_p`` and ``repetition_penalty``
     left as None take the checkpoint's ``generation_config.json`` values (HF semantics:
     ``top_k=0`` / ``top_p=1`` disable those filters). ``seed`` makes sampling repeatable;
-    ``stop`` strings end the answer before them; ``ignore_eos`` generates exactly
-    ``max_new_tokens``.
+    ``stop`` strings end the answer before them (at most ``limits.max_stop_strings`` of at most
+    ``limits.max_stop_chars`` characters); ``ignore_eos`` generates exactly ``max_new_tokens``;
+    ``min_tokens`` keeps the end-of-sequence tokens from being drawn before that many tokens
+    (stop strings still apply). ``limits`` also bounds the prompt (see :class:`Limits`).
     """
 
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
@@ -65,6 +68,8 @@ class GenerationOptions:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     ignore_eos: bool = False
+    min_tokens: int = 0
+    limits: Limits = Limits()
 
     @classmethod
     def from_kwargs(cls, **kwargs) -> "GenerationOptions":
@@ -90,7 +95,12 @@ class GenerationOptions:
         _number("repetition_penalty", self.repetition_penalty, low=0.0, why="repetition_penalty must be positive")
         _integer("top_k", self.top_k, "top_k must be >= 0 (0 disables it)")
         _integer("seed", self.seed, "seed must be a non-negative integer")
-        object.__setattr__(self, "stop", _stops(self.stop))
+        check_count("min_tokens", self.min_tokens, low=0)
+        if self.min_tokens > n:
+            raise ValueError(f"min_tokens {self.min_tokens} exceeds max_new_tokens {n}")
+        if not isinstance(self.limits, Limits):
+            raise TypeError(f"limits must be a vxl_fast.limits.Limits, got {type(self.limits).__name__}")
+        object.__setattr__(self, "stop", _stops(self.stop, self.limits))
 
     def sampling(self, defaults: dict) -> dict:
         """Sampler settings: the given values, else ``defaults`` (generation_config.json), else HF's."""
@@ -129,10 +139,17 @@ def _integer(name: str, value, why: str) -> None:
         raise ValueError(f"{why}, got {value}")
 
 
-def _stops(stop) -> tuple[str, ...]:
+def _stops(stop, limits: Limits) -> tuple[str, ...]:
     if stop is None:
         return ()
     stops = (stop,) if isinstance(stop, str) else stop
     if not isinstance(stops, (list, tuple)) or not all(isinstance(s, str) and s for s in stops):
         raise ValueError("stop must be a non-empty string or a list of non-empty strings")
+    if len(stops) > limits.max_stop_strings:
+        raise ValueError(f"stop holds {len(stops)} strings, more than the limit of {limits.max_stop_strings} "
+                         "(max_stop_strings)")
+    longest = max(map(len, stops), default=0)
+    if longest > limits.max_stop_chars:
+        raise ValueError(f"stop holds a string of {longest} characters, longer than the limit of "
+                         f"{limits.max_stop_chars} (max_stop_chars)")
     return tuple(stops)

@@ -126,6 +126,46 @@ def test_serve_cli_options():
         ServeOptions(max_pixels=0)
 
 
+def test_host_names_and_their_defaults():
+    from vxl_fast.server.guard import default_hosts, host_name
+
+    assert [host_name(h) for h in ("LocalHost:8000", "127.0.0.1", "[::1]:80", "::1", "[::1]", "a.example:1")] == \
+        ["localhost", "127.0.0.1", "[::1]", "[::1]", "[::1]", "a.example"]
+    assert default_hosts("127.0.0.1") == ("127.0.0.1", "localhost", "[::1]")
+    assert default_hosts("::1") == ("[::1]", "localhost", "127.0.0.1")
+    assert default_hosts("10.0.0.5") == ("10.0.0.5", "localhost", "127.0.0.1", "[::1]")
+    assert default_hosts("0.0.0.0") == ("*",) and default_hosts("::") == ("*",)
+    assert default_hosts("myhost") == ("myhost", "localhost", "127.0.0.1", "[::1]")
+    assert default_hosts("localhost") == ("localhost", "127.0.0.1", "[::1]")
+
+
+def test_serve_security_options(capsys):
+    pytest.importorskip("fastapi")
+    pytest.importorskip("uvicorn")
+    import vxl_fast.server.cli as server_cli
+
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="command"))
+    _, plain = server_cli.serve_options(parser.parse_args(["serve", "--model", "m", "--host", "127.0.0.2"]))
+    assert plain.allowed_hosts == ("127.0.0.2", "localhost", "127.0.0.1", "[::1]")
+    assert plain.cors_origins == () and plain.api_key is None and plain.limits.max_prompt_bytes is None
+    _, anywhere = server_cli.serve_options(parser.parse_args(["serve", "--model", "m", "--host", "0.0.0.0"]))
+    assert anywhere.allowed_hosts == ("*",) and "any Host header is answered" in capsys.readouterr().out
+    _, opts = server_cli.serve_options(parser.parse_args([
+        "serve", "--model", "m", "--allowed-hosts", "a.example", "b.example", "--cors-origins", "https://x.example",
+        "--api-key", "k", "--max-prompt-bytes", "1M", "--max-stop-strings", "4", "--max-stop-chars", "64",
+        "--body-timeout", "5"]))
+    assert opts.allowed_hosts == ("a.example", "b.example") and opts.cors_origins == ("https://x.example",)
+    assert opts.api_key == "k" and opts.body_timeout_s == 5.0
+    assert (opts.limits.max_prompt_bytes, opts.limits.max_stop_strings, opts.limits.max_stop_chars) == (2 ** 20, 4, 64)
+    with pytest.raises(ValueError, match="allowed_hosts is empty"):
+        ServeOptions(allowed_hosts=())
+    with pytest.raises(TypeError, match="cors_origins must be a list"):
+        ServeOptions(cors_origins="https://x.example")
+    with pytest.raises(ValueError, match="api_key must be a non-empty string"):
+        ServeOptions(api_key=" ")
+
+
 def test_serve_on_ray_is_added_by_distributed(monkeypatch):
     """``serve --ray`` comes from distributed/cli.py; server/ alone knows nothing of Ray."""
     from vxl_fast import cli

@@ -34,6 +34,7 @@ def answer(runner: Runner, tokenizer, state: MemoryState, tok: TokenizedPrompt, 
                       seed=options.seed, device=runner.device)
     sampler.observe(tok.before + tok.after)
     eos = set() if options.ignore_eos else set(cfg.eos_token_ids)
+    held = torch.tensor(sorted(eos), dtype=torch.long, device=runner.device) if options.min_tokens and eos else None
     det = Detokenizer(tokenizer, options.stop)
     with runner.lock, _answering(state):
         t0 = time.perf_counter()
@@ -44,6 +45,8 @@ def answer(runner: Runner, tokenizer, state: MemoryState, tok: TokenizedPrompt, 
         with tqdm(total=options.max_new_tokens, desc="generating", unit="tok", disable=not progress,
                   leave=False) as bar:
             while True:
+                if held is not None and len(det.ids) < options.min_tokens:  # no EOS before min_tokens
+                    logits = logits.index_fill(-1, held, float("-inf"))
                 token = sampler(logits)
                 piece = det.push(token)
                 bar.update(1)

@@ -9,11 +9,15 @@ import time
 
 try:
     from fastapi import FastAPI, Request
+    from fastapi.middleware.cors import CORSMiddleware
     from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+    from starlette.requests import ClientDisconnect
 except ImportError:  # pragma: no cover - depends on the environment
     raise ImportError('the server needs FastAPI and uvicorn: pip install "vxl_fast[serve]"') from None
 
 from . import protocol
+from .fields import check_fields, media_sampling
+from .guard import HostGuard, RequestGuard
 from .protocol import APIError
 from .options import ServeOptions
 from .service import Answer, Service
@@ -45,6 +49,12 @@ def create_app(model, options: ServeOptions | None = None, **kwargs) -> FastAPI:
     async def chat_completions(request: Request):
         return await _chat_completion(request, service, options)
 
+    # the last added runs first: Host, then CORS (preflights), then the API key and body type
+    app.add_middleware(RequestGuard, api_key=options.api_key, metrics=service.metrics)
+    if options.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(options.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"])
+    app.add_middleware(HostGuard, allowed=options.allowed_hosts, metrics=service.metrics)
     return app
 
 
@@ -80,14 +90,9 @@ def _add_status_routes(app: FastAPI, service: Service, model_path: str) -> None:
 
 
 async def _chat_completion(request: Request, service: Service, options: ServeOptions):
-    """``POST /v1/chat/completions``: one answer, whole or as server-sent events; 499 when the client goes."""
-    req = protocol.parse_request(await _body(request, options.max_body_bytes))
-    if req.model != service.name:
-        raise APIError(404, f"the model {req.model!r} does not exist; this server serves {service.name!r}",
-                       "model", code="model_not_found")
-    max_tokens = protocol.check_request(req, options.max_tokens, options.max_frames)
-    generation = protocol.generation_options(req, max_tokens)
-    conv = protocol.parse_messages(req.messages)
+    """``POST /v1/chat/completions``: one answer, whole or as server-sent events; 499 when the client goes.
+    A queue slot is taken before the body is read, so waiting bodies are bounded by the queue."""
+    _check_declared_length(request, options.max_body_bytes)
     slot = service.worker.admit()
     answer: Answer | None = None
     handed_off = False
@@ -104,6 +109,9 @@ async def _chat_completion(request: Request, service: Service, options: ServeOpt
             piece = await answer.next()
 
     try:
+        req, conv, generation = _read(await _body(request, options), service)
+        await asyncio.to_thread(service.check_context, conv, generation["max_new_tokens"],
+                                "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens")
         if req.stream:
             first = await _unless_disconnected(request, first_piece())
             handed_off = True
@@ -127,20 +135,58 @@ async def _chat_completion(request: Request, service: Service, options: ServeOpt
             slot.release_after(answer.job if answer is not None else None)
 
 
+def _read(body: bytes, service: Service):
+    """The request, its conversation and generation options, every field and budget checked
+    before any media is opened or any text tokenized."""
+    req = protocol.parse_request(body)
+    if req.model != service.name:
+        raise APIError(404, f"the model {req.model!r} does not exist; this server serves {service.name!r}",
+                       "model", code="model_not_found")
+    check_fields(req.model_extra or {})
+    for name, (value, at) in media_sampling(req.mm_processor_kwargs, req.media_io_kwargs).items():
+        if getattr(req, name) not in (None, value):
+            raise APIError(400, f"{at}={value!r} contradicts {name}={getattr(req, name)!r}", at)
+        setattr(req, name, value)
+    options = service.options
+    max_tokens = protocol.check_request(req, options.max_tokens, options.max_frames)
+    generation = protocol.generation_options(req, max_tokens, service.limits)
+    conv = protocol.parse_messages(req.messages)
+    try:
+        service.limits.check_prompt(conv.text(), service.context)
+    except ValueError as e:
+        raise APIError(400, str(e), "messages", code="prompt_too_long") from None
+    return req, conv, generation
+
+
 class _ClientGone(Exception):
     pass
 
 
-async def _body(request: Request, limit: int) -> bytes:
+def _check_declared_length(request: Request, limit: int) -> None:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise APIError(413, f"the request body ({declared} bytes) exceeds the server's limit of {limit} bytes")
-    body = bytearray()
-    async for part in request.stream():
-        body += part
-        if len(body) > limit:
-            raise APIError(413, f"the request body exceeds the server's limit of {limit} bytes")
-    return bytes(body)
+
+
+async def _body(request: Request, options: ServeOptions) -> bytes:
+    """The body, counted as it arrives (413 past ``max_body_bytes``; 408 after ``body_timeout_s``)."""
+    limit = options.max_body_bytes
+
+    async def read() -> bytes:
+        body = bytearray()
+        async for part in request.stream():
+            body += part
+            if len(body) > limit:
+                raise APIError(413, f"the request body exceeds the server's limit of {limit} bytes")
+        return bytes(body)
+
+    try:
+        return await asyncio.wait_for(read(), options.body_timeout_s)
+    except asyncio.TimeoutError:
+        raise APIError(408, f"the request body did not arrive within {options.body_timeout_s:g} s",
+                       code="body_timeout") from None
+    except ClientDisconnect:
+        raise _ClientGone() from None
 
 
 async def _unless_disconnected(request: Request, work):

@@ -7,6 +7,7 @@ import argparse
 import re
 
 from ..runtime import default_model
+from .guard import default_hosts
 from .options import ServeOptions
 
 _UNITS = {"": 1, "k": 2 ** 10, "m": 2 ** 20, "g": 2 ** 30, "t": 2 ** 40}
@@ -34,6 +35,24 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="allow file:// URLs and paths of files inside DIR (symlinks resolved); refused otherwise")
     p.add_argument("--max-queue", type=int, default=d.max_queue,
                    help="requests that may wait beyond the one being served; more get 429")
+    _add_budgets(p.add_argument_group("budgets of one request"), d)
+    p.add_argument("--memory-cache-bytes", type=size, default=d.memory_cache_bytes, metavar="SIZE",
+                   help="encoded memories kept on the device (LRU, e.g. 8G)")
+    p.add_argument("--memory-cache-dir", default=None, metavar="DIR",
+                   help="spill evicted memories to files here (reused across restarts)")
+    p.add_argument("--memory-cache-disk-bytes", type=size, default=d.memory_cache_disk_bytes, metavar="SIZE",
+                   help="at most this much in --memory-cache-dir (default: 20G); the cache deletes only "
+                        "the files it made there")
+    _add_access(p.add_argument_group("who may ask"))
+    p.add_argument("--graceful-timeout", type=float, default=30.0,
+                   help="seconds in-flight requests get to finish on shutdown before they are cancelled")
+    p.add_argument("--log-level", default="info")
+    p.set_defaults(run=run)
+    return p
+
+
+def _add_budgets(p, d: ServeOptions) -> None:
+    """The per-request budgets (see vxl_fast.limits)."""
     p.add_argument("--max-tokens", type=int, default=d.max_tokens,
                    help="the most tokens one answer may generate (also the default)")
     p.add_argument("--default-frames", type=int, default=d.default_frames,
@@ -50,18 +69,26 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="the most images in one request (at most --max-frames)")
     p.add_argument("--max-decoded-bytes", type=size, default=d.max_decoded_bytes, metavar="SIZE",
                    help="decoded frames one request may hold at once (e.g. 1G)")
-    p.add_argument("--memory-cache-bytes", type=size, default=d.memory_cache_bytes, metavar="SIZE",
-                   help="encoded memories kept on the device (LRU, e.g. 8G)")
-    p.add_argument("--memory-cache-dir", default=None, metavar="DIR",
-                   help="spill evicted memories to files here (reused across restarts)")
-    p.add_argument("--memory-cache-disk-bytes", type=size, default=d.memory_cache_disk_bytes, metavar="SIZE",
-                   help="at most this much in --memory-cache-dir (default: 20G); the cache deletes only "
-                        "the files it made there")
-    p.add_argument("--graceful-timeout", type=float, default=30.0,
-                   help="seconds in-flight requests get to finish on shutdown before they are cancelled")
-    p.add_argument("--log-level", default="info")
-    p.set_defaults(run=run)
-    return p
+    p.add_argument("--max-prompt-bytes", type=size, default=None, metavar="SIZE",
+                   help="largest prompt text of a request, refused before tokenizing (default: 8 bytes per "
+                        "token of the model's context)")
+    p.add_argument("--max-stop-strings", type=int, default=d.max_stop_strings,
+                   help=f"most stop strings in a request (default {d.max_stop_strings})")
+    p.add_argument("--max-stop-chars", type=int, default=d.max_stop_chars,
+                   help=f"longest stop string, in characters (default {d.max_stop_chars})")
+    p.add_argument("--body-timeout", type=float, default=d.body_timeout_s, metavar="SECONDS",
+                   help=f"a request body must arrive within this time, else 408 (default {d.body_timeout_s:g})")
+
+
+def _add_access(p) -> None:
+    """Host names, CORS origins and the API key."""
+    p.add_argument("--allowed-hosts", nargs="+", default=None, metavar="HOST",
+                   help="Host header names answered, against DNS rebinding ('*': any; default: the --host "
+                        "address, plus localhost, 127.0.0.1 and [::1]; any when bound to 0.0.0.0 or ::)")
+    p.add_argument("--cors-origins", nargs="+", default=(), metavar="ORIGIN",
+                   help="browser origins allowed by CORS, e.g. https://app.example ('*': any; default: CORS off)")
+    p.add_argument("--api-key", default=None,
+                   help="require 'Authorization: Bearer KEY' on /v1 requests (default: no key)")
 
 
 def run(args) -> int:
@@ -98,13 +125,20 @@ def serve_options(args) -> tuple[str, ServeOptions]:
         print(f"vxl-fast serve: demo checkpoint {checkpoint}; sample video {video}", flush=True)
     if not args.model:
         raise ValueError("no checkpoint: pass --model PATH (or set VXL_FAST_MODEL), or --demo")
+    hosts = tuple(args.allowed_hosts or default_hosts(args.host))
+    if hosts == ("*",) and not args.allowed_hosts:
+        print(f"vxl-fast serve: bound to every address ({args.host}): any Host header is answered; "
+              "--allowed-hosts NAME ... restricts them", flush=True)
     return args.model, ServeOptions(
         served_model_name=args.served_model_name, allowed_local_media_path=media_dir, max_queue=args.max_queue,
         max_tokens=args.max_tokens, default_frames=args.default_frames, max_frames=args.max_frames,
         max_body_bytes=args.max_body_bytes, max_media_bytes=args.max_media_bytes, max_pixels=args.max_pixels,
         max_images=args.max_images, max_decoded_bytes=args.max_decoded_bytes,
         memory_cache_bytes=args.memory_cache_bytes, memory_cache_dir=args.memory_cache_dir,
-        memory_cache_disk_bytes=args.memory_cache_disk_bytes)
+        memory_cache_disk_bytes=args.memory_cache_disk_bytes, max_prompt_bytes=args.max_prompt_bytes,
+        max_stop_strings=args.max_stop_strings, max_stop_chars=args.max_stop_chars, body_timeout_s=args.body_timeout,
+        allowed_hosts=hosts, cors_origins=tuple(args.cors_origins),
+        api_key=args.api_key)
 
 
 def size(text: str) -> int:

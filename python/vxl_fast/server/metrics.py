@@ -7,6 +7,7 @@ from collections import defaultdict
 
 COUNTERS = {
     "vxl_requests_total": "Chat completion requests answered, by HTTP status.",
+    "vxl_requests_refused_total": "Requests refused before they were read, by reason (host, api_key, content_type).",
     "vxl_requests_cancelled_total": "Requests whose client went away before the answer was complete.",
     "vxl_prompt_tokens_total": "Prompt tokens (text and VSTs) of answered requests.",
     "vxl_completion_tokens_total": "Tokens generated for answered requests.",

@@ -28,6 +28,13 @@ class ServeOptions:
     memory_cache_bytes: int = 4 * GiB  # memories kept on the device
     memory_cache_dir: str | None = None  # evicted memories spill here
     memory_cache_disk_bytes: int = 20 * GiB  # at most this much in the folder
+    allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "[::1]")  # Host names answered; "*": any
+    cors_origins: tuple[str, ...] = ()  # origins allowed by CORS ("*": any); none: CORS off
+    api_key: str | None = None  # when set, /v1 requests need "Authorization: Bearer <key>"
+    body_timeout_s: float = 60.0  # a request body must arrive within this time (408 otherwise)
+    max_prompt_bytes: int | None = None  # a request's prompt text (None: 8 bytes per context token)
+    max_stop_strings: int = Limits.max_stop_strings
+    max_stop_chars: int = Limits.max_stop_chars
 
     def __post_init__(self):
         for name in ("max_tokens", "default_frames", "max_frames", "max_body_bytes", "max_media_bytes", "max_pixels",
@@ -38,9 +45,23 @@ class ServeOptions:
             raise ValueError(f"memory_cache_disk_bytes must be >= 0, got {self.memory_cache_disk_bytes}")
         if self.default_frames > self.max_frames:
             raise ValueError(f"default_frames {self.default_frames} exceeds max_frames {self.max_frames}")
+        for name in ("allowed_hosts", "cors_origins"):
+            value = getattr(self, name)
+            if isinstance(value, str) or not all(isinstance(v, str) and v for v in value):
+                raise TypeError(f"{name} must be a list of non-empty strings, got {value!r}")
+            object.__setattr__(self, name, tuple(value))
+        if not self.allowed_hosts:
+            raise ValueError("allowed_hosts is empty: no request could be answered (use '*' for any)")
+        if self.api_key is not None and (not isinstance(self.api_key, str) or not self.api_key.strip()):
+            raise ValueError("api_key must be a non-empty string")
+        if not self.body_timeout_s > 0:
+            raise ValueError(f"body_timeout_s must be positive, got {self.body_timeout_s}")
+
 
     @property
     def limits(self) -> Limits:
-        """The media budgets of one request."""
+        """The per-request budgets these options set."""
         return Limits(max_pixels=self.max_pixels, max_frames=self.max_frames, max_images=self.max_images,
-                      max_media_bytes=self.max_media_bytes, max_decoded_bytes=self.max_decoded_bytes)
+                      max_media_bytes=self.max_media_bytes, max_decoded_bytes=self.max_decoded_bytes,
+                      max_prompt_bytes=self.max_prompt_bytes, max_stop_strings=self.max_stop_strings,
+                      max_stop_chars=self.max_stop_chars)

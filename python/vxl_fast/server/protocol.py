@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from ..limits import Limits
 from ..options import DEFAULT_RATIO, EncodeOptions, GenerationOptions
 from ..prompt import IMAGE_MARKER
+
 _TEXT_ROLES = ("system", "developer", "user", "assistant")
 
 
@@ -27,11 +29,14 @@ class APIError(Exception):
 
 
 class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # vLLM's continuous_usage_stats is refused, not ignored
+
     include_usage: bool = False
 
 
 class ChatCompletionRequest(BaseModel):
-    """The fields we read; others (``user``, ``metadata``, ...) are accepted and ignored."""
+    """The fields the server uses. Every other field lands in ``model_extra`` and is checked by
+    :func:`.fields.check_fields` (accepted only where its value changes nothing)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -44,16 +49,15 @@ class ChatCompletionRequest(BaseModel):
     top_k: int | None = None
     seed: int | None = None
     stop: str | list[str] | None = None
-    n: int | None = 1
     stream: bool = False
     stream_options: StreamOptions | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-    logprobs: bool | None = None
-    tools: list | None = None
-    # extra fields, as vLLM and SGLang accept them
+    # vLLM's extra fields
     repetition_penalty: float | None = None
     ignore_eos: bool = False
+    min_tokens: int = 0
+    mm_processor_kwargs: dict | None = None
+    media_io_kwargs: dict | None = None
+    # the video's sampling and compression (also in mm_processor_kwargs / media_io_kwargs)
     num_frames: int | None = None
     fps: float | None = None
     max_frames: int | None = None
@@ -68,6 +72,10 @@ class Conversation:
     messages: list[dict]  # [{"role": "user"|"assistant", "content": str}], at least one user turn
     videos: list[tuple[str, str]] = field(default_factory=list)  # (url, param)
     images: list[tuple[str, str]] = field(default_factory=list)
+
+    def text(self) -> str:
+        """The system prompt and the turns' text: what the prompt budget counts."""
+        return "\n".join([self.system or "", *(m["content"] for m in self.messages)])
 
 
 def parse_request(body: bytes) -> ChatCompletionRequest:
@@ -84,15 +92,6 @@ def parse_request(body: bytes) -> ChatCompletionRequest:
 def check_request(req: ChatCompletionRequest, max_tokens_limit: int, max_frames_limit: int) -> int:
     """Validate the sampling fields and the server's limits (the visual request is checked where it
     is built, see ``Service``); the number of tokens to generate."""
-    if req.n not in (None, 1):
-        raise APIError(400, f"n={req.n} is not supported; only one choice (n=1) per request", "n")
-    if req.logprobs:
-        raise APIError(400, "logprobs are not supported", "logprobs")
-    if req.tools:
-        raise APIError(400, "tools are not supported", "tools")
-    for name in ("presence_penalty", "frequency_penalty"):
-        if getattr(req, name):
-            raise APIError(400, f"{name} is not supported (use repetition_penalty)", name)
     name = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
     max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
     if max_tokens is None:
@@ -115,14 +114,16 @@ def check_request(req: ChatCompletionRequest, max_tokens_limit: int, max_frames_
     return max_tokens
 
 
-def generation_options(req: ChatCompletionRequest, max_tokens: int) -> dict:
-    """OpenAI sampling fields → ``VideoXL.ask`` options, checked by the engine's own rules:
-    sampling when temperature > 0, greedy otherwise (unset temperature included)."""
+def generation_options(req: ChatCompletionRequest, max_tokens: int, limits: Limits) -> dict:
+    """OpenAI sampling fields → ``VideoXL.ask`` options, checked by the engine's own rules (the
+    stop strings against ``limits``): sampling when temperature > 0, greedy otherwise (unset
+    temperature included)."""
     sample = req.temperature is not None and req.temperature > 0
     options = {"max_new_tokens": max_tokens, "do_sample": sample,
-               "temperature": req.temperature if sample else None, "top_p": req.top_p, "top_k": req.top_k,
+               "temperature": req.temperature if sample else None, "top_p": req.top_p,
+               "top_k": 0 if req.top_k == -1 else req.top_k,  # vLLM's -1: no top-k filter
                "repetition_penalty": req.repetition_penalty, "seed": req.seed, "stop": req.stop,
-               "ignore_eos": req.ignore_eos}
+               "ignore_eos": req.ignore_eos, "min_tokens": req.min_tokens, "limits": limits}
     try:
         GenerationOptions.from_kwargs(**options)
     except (TypeError, ValueError) as e:
@@ -207,9 +208,12 @@ FINISH = {"eos": "stop", "stop": "stop", "length": "length"}
 
 
 def usage(out, info: dict) -> dict:
-    """OpenAI usage; prompt tokens count the text and the memory's VSTs. Our stats under ``vxl_fast``."""
+    """OpenAI usage. ``prompt_tokens``: the positions the answer attends to before its first token,
+    the prompt's text tokens plus the memory's visual summary tokens (VSTs); the text tokens alone
+    are ``vxl_fast.text_tokens``. The engine's other statistics and the request's timings are under
+    ``vxl_fast``."""
     prompt = out.stats["prompt_tokens"] + out.stats["vsts"]
-    stats = {k: v for k, v in out.stats.items() if k != "trace"}
+    stats = {("text_tokens" if k == "prompt_tokens" else k): v for k, v in out.stats.items() if k != "trace"}
     return {"prompt_tokens": prompt, "completion_tokens": len(out.token_ids),
             "total_tokens": prompt + len(out.token_ids), "vxl_fast": {**stats, **info}}
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
+import uuid
 from concurrent.futures import Future
 from pathlib import Path
 
 from ..errors import EncodeCancelled, MemoryPlanError
 from ..options import EncodeOptions
+from ..prompt import build_prompt, tokenize_prompt
 from ..video.request import VisualRequest
 from .cache import MemoryCache
 from .media import Media, MediaResolver
@@ -20,6 +23,7 @@ from .options import ServeOptions
 from .protocol import APIError, ChatCompletionRequest, Conversation
 from .worker import DeviceWorker
 
+_log = logging.getLogger("vxl_fast.server")
 _ENGINE_ERRORS = (ValueError, TypeError, FileNotFoundError, MemoryPlanError)
 
 
@@ -97,6 +101,11 @@ class Service:
         self.fingerprint = "fp_" + model.fingerprint[:16]
         self.created = int(time.time())
         self.metrics = Metrics()
+        self.limits = options.limits
+        self.context = model.config.llm.max_position_embeddings
+        if options.max_tokens >= self.context:
+            raise ValueError(f"max_tokens {options.max_tokens} leaves no room for a prompt in the model's context "
+                             f"of {self.context} tokens")
         self.worker = DeviceWorker(options.max_queue)
         self.cache = MemoryCache(options.memory_cache_bytes, options.memory_cache_dir, options.memory_cache_disk_bytes)
         self.media = MediaResolver(options.allowed_local_media_path, options.limits)
@@ -205,17 +214,29 @@ class Service:
                 m.close()
 
     # ------------------------------------------------------------------ the answer
+    def check_context(self, conv: Conversation, max_tokens: int, param: str) -> None:
+        """Refuse, before any media is opened, a request whose prompt text and ``max_tokens`` do not
+        fit in the model's context (the engine's own rule; the prompt's bytes are checked already)."""
+        try:
+            tok = tokenize_prompt(self.model.tokenizer, build_prompt(messages=conv.messages, system=conv.system))
+        except ValueError as e:
+            raise APIError(400, str(e), "messages") from None
+        text_tokens = len(tok.before) + len(tok.after)
+        if text_tokens + max_tokens > self.context:
+            raise APIError(400, f"prompt too long: {text_tokens} text tokens + {param} {max_tokens} exceed the "
+                                f"model's context of {self.context} tokens", param, code="context_length_exceeded")
+
     def answer(self, memory, conv: Conversation, options: dict, info: dict) -> Answer:
         """Queue the generation; its pieces arrive through the returned :class:`Answer`."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         cancel = threading.Event()
         emit = lambda piece: _call_soon(loop, queue.put_nowait, piece)  # noqa: E731
-        job = self.worker.submit(self._generate_job, memory, conv.messages, options, cancel, emit)
+        job = self.worker.submit(self._generate_job, memory, conv.messages, options, cancel, emit, info)
         job.add_done_callback(lambda _: _call_soon(loop, queue.put_nowait, Answer._DONE))
         return Answer(self, job, queue, cancel, info)
 
-    def _generate_job(self, memory, messages: list[dict], options: dict, cancel: threading.Event, emit):
+    def _generate_job(self, memory, messages: list[dict], options: dict, cancel: threading.Event, emit, info: dict):
         if cancel.is_set():
             raise Cancelled()
         stream = self.model.stream(memory, messages=messages, **options)
@@ -227,7 +248,7 @@ class Service:
                 emit(piece)
         finally:
             pieces.close()
-        return stream.output
+        return _with_encode(stream.output, memory, info)
 
     def _account(self, out) -> None:
         s = out.stats
@@ -248,8 +269,25 @@ class Service:
         })
 
 
+def _with_encode(out, memory, info: dict):
+    """``out`` with this request's encode in its timings: a request that encoded its memory
+    (``info["cache"] == "miss"``) counts the encode's seconds in ``ttft_s`` and ``total_s`` and the
+    memory's vision time as ``vision_s``; any other request ran no vision (``vision_s`` 0)."""
+    if info.get("cache") == "miss":
+        encode_s = info.get("encode_s", 0.0)
+        out.stats["vision_s"] = memory.stats["vision_s"]
+        out.stats["ttft_s"] += encode_s
+        out.stats["total_s"] += encode_s
+    return out
+
+
 def _internal(what: str, e: Exception) -> APIError:
-    return APIError(500, f"{what} failed: {type(e).__name__}: {e}", type_="server_error", code="internal_error")
+    """A 500 that names the failure's kind and an id; its text (which may hold server paths) goes to
+    the server's log under that id."""
+    ref = uuid.uuid4().hex[:12]
+    _log.error("%s failed (error id %s)", what, ref, exc_info=e)
+    return APIError(500, f"{what} failed ({type(e).__name__}); the server's log has the details under error id {ref}",
+                    type_="server_error", code="internal_error")
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, fn, *args) -> None:
