@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import re
 
+from ..errors import install_hint
 from ..runtime import default_model
 from .options import ServeOptions
 
@@ -16,7 +17,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``serve`` to ``subparsers`` (from ``ArgumentParser.add_subparsers``)."""
     d = ServeOptions()
     p = subparsers.add_parser(
-        "serve", help="an OpenAI-compatible server (POST /v1/chat/completions); needs vxl_fast[serve]",
+        "serve", help="an OpenAI-compatible server (POST /v1/chat/completions); needs the serve extra",
         description="Serve a checkpoint over HTTP with the OpenAI chat-completions API. Each video is "
                     "encoded once and kept in a memory cache for the next questions.")
     p.add_argument("--model", default=default_model(),
@@ -27,7 +28,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when available)")
     p.add_argument("--dtype", default=None, help="float32, bfloat16 or float16")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000, help="port to listen on")
     p.add_argument("--served-model-name", default=None,
                    help="the name clients pass as `model` (default: the checkpoint folder's name)")
     p.add_argument("--allowed-local-media-path", default=None, metavar="DIR",
@@ -51,7 +52,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="at most this much in --memory-cache-dir (default: no limit)")
     p.add_argument("--graceful-timeout", type=float, default=30.0,
                    help="seconds in-flight requests get to finish on shutdown before they are cancelled")
-    p.add_argument("--log-level", default="info")
+    p.add_argument("--log-level", default="info", help="uvicorn's log level")
     p.set_defaults(run=run)
     return p
 
@@ -78,7 +79,7 @@ def serve_options(args) -> tuple[str, ServeOptions]:
         import fastapi  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError:
-        raise ImportError('the server needs FastAPI and uvicorn: pip install "vxl_fast[serve]"') from None
+        raise ImportError(f"the server needs FastAPI and uvicorn: {install_hint('serve')}") from None
     media_dir = args.allowed_local_media_path
     if args.demo:
         from ..testing.tiny import ensure_demo

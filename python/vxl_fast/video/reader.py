@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import re
 from fractions import Fraction
 import warnings
 from dataclasses import dataclass
@@ -52,6 +53,13 @@ def _av():
     return av
 
 
+def in_words(e: Exception) -> str:
+    """An FFmpeg error as words, without its code and path: ``[Errno 1094995529] Invalid data found
+    when processing input: 'x.mp4'`` → ``invalid data found when processing input``."""
+    text = getattr(e, "strerror", None) or re.sub(r"^\[Errno -?\d+\]\s*", "", str(e))
+    return text[:1].lower() + text[1:]
+
+
 def _open(path: str):
     av = _av()
     if not os.path.exists(path):
@@ -64,7 +72,7 @@ def _open(path: str):
         raise ValueError(f"cannot read video {path}: it ends before its first frame (an empty or "
                          "truncated file)") from None
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
-        raise ValueError(f"cannot read video {path}: {e}") from None
+        raise ValueError(f"cannot read video {path}: {in_words(e)}") from None
     if not container.streams.video:
         container.close()
         raise ValueError(f"cannot read video {path}: it has no video stream")
@@ -93,8 +101,8 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             pass  # some demuxers end a stream with an error instead of an empty packet
         except av.error.FFmpegError as e:
             if not pts:
-                raise ValueError(f"cannot read video {path}: {e}") from None
-            warnings.warn(f"video {path} is damaged after {len(pts)} frames ({e}); using those")
+                raise ValueError(f"cannot read video {path}: {in_words(e)}") from None
+            warnings.warn(f"video {path} is damaged after {len(pts)} frames ({in_words(e)}); using those")
         if not pts:
             raise ValueError(f"cannot read video {path}: it has zero frames")
         order = np.sort(np.asarray(pts, dtype=np.int64))
@@ -166,7 +174,7 @@ def iter_frames(info: VideoInfo, indices, strategy: str = "hybrid", progress=Non
                         break
             except av.error.FFmpegError as e:
                 raise ValueError(f"cannot read video {info.path}: decoding failed near frame {position + 1} "
-                                 f"of {info.frames}: {e}") from None
+                                 f"of {info.frames}: {in_words(e)}") from None
             if progress is not None:
                 progress(decoded)
                 decoded = 0
