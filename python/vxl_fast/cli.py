@@ -248,21 +248,31 @@ def _progress(args) -> bool:
     return not args.quiet and not args.json and sys.stderr.isatty()
 
 
-def _say(args, message: str) -> None:
-    if not args.quiet and not args.json:
+def _say(args, message: str | None) -> None:
+    if message and not args.quiet and not args.json:
         print(message, file=sys.stderr, flush=True)
 
 
 def _load(args, path=None):
     from .api import VideoXL
-    from .device import resolve_device, set_threads
+    from .device import physical_cores, resolve_device, set_threads
 
     path = path or args.model
     threads = set_threads(args.threads, omp_threads())
     device = resolve_device(args.device)
     where = f"{device} with {threads} CPU thread{'s' * (threads > 1)}" if device.type == "cpu" else str(device)
     _say(args, f"vxl-fast: loading {path} on {where} ...")
+    if device.type == "cpu":
+        _say(args, _busy_hint(threads, os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0, physical_cores()))
     return VideoXL.from_pretrained(path, device=args.device, dtype=args.dtype, progress=_progress(args))
+
+
+def _busy_hint(threads: int, load: float, cores: int) -> str | None:
+    """A hint to use fewer threads when other processes keep the cores busy (``load``: the 1-minute load average)."""
+    if threads > 1 and load > cores:
+        return (f"vxl-fast: the CPUs are busy (load {load:.1f} on {cores} cores): --threads 1 may run many times "
+                "faster")
+    return None
 
 
 def _memory(args, model, request, encoding):

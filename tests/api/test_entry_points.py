@@ -222,6 +222,12 @@ def test_threads_default_and_option():
     assert omp_threads({"OMP_NUM_THREADS": "0"}) is omp_threads({}) is omp_threads({"OMP_NUM_THREADS": "x"}) is None
 
 
+def test_a_busy_machine_suggests_fewer_threads():
+    assert cli._busy_hint(2, 8.7, 2) == ("vxl-fast: the CPUs are busy (load 8.7 on 2 cores): --threads 1 may run "
+                                         "many times faster")
+    assert cli._busy_hint(2, 1.5, 2) is cli._busy_hint(1, 8.7, 2) is None
+
+
 def test_batch_summary_lists_the_failed_ids():
     summary = BatchSummary(30, 0, 5, 25, 2, 10.0, "a.jsonl", failed_ids=[f"r{i}" for i in range(25)])
     assert str(summary).endswith("; failed: " + ", ".join(f"r{i}" for i in range(20)) +
