@@ -84,13 +84,11 @@ def add_ray_options(serve_parser: argparse.ArgumentParser) -> argparse.ArgumentP
 def serve(args) -> int:
     """``vxl-fast serve``: on Ray Serve with ``--ray``, else the server of :mod:`vxl_fast.server.cli`."""
     from ..device import set_threads
-    from ..preflight import check_port
     from ..runtime import omp_threads
     from ..server import cli as server_cli
 
     if args.replicas != 1 and not args.ray:
         raise ValueError("--replicas needs --ray")
-    check_port(args.host, args.port)
     set_threads(args.threads, omp_threads())
     if not args.ray:
         return server_cli.run(args)

@@ -7,6 +7,7 @@ import argparse
 import re
 
 from ..errors import install_hint
+from ..preflight import check_port
 from ..runtime import default_model
 from .options import ServeOptions
 
@@ -91,6 +92,7 @@ def serve_options(args) -> tuple[str, ServeOptions]:
         print(f"vxl-fast serve: demo checkpoint {checkpoint}; sample video {video}", flush=True)
     if not args.model:
         raise ValueError("no checkpoint: pass --model PATH (or set VXL_FAST_MODEL), or --demo")
+    check_port(args.host, args.port)  # before the model loads
     return args.model, ServeOptions(
         served_model_name=args.served_model_name, allowed_local_media_path=media_dir, max_queue=args.max_queue,
         max_tokens=args.max_tokens, default_frames=args.default_frames, max_frames=args.max_frames,
