@@ -188,8 +188,8 @@ def test_temperature_without_do_sample_is_greedy_and_warns_once():
 def test_help_shows_defaults_and_the_version(capsys):
     parser = cli._parser()
     sub = next(a for a in parser._actions if a.dest == "command").choices
-    for name, text in (("serve", "(default: 8000)"), ("serve", "(default: 1024)"), ("batch", "(default: 128)"), ("ask", "(default: 1024)"),
-                       ("demo", "(default: 64)"), ("encode", "(default: 128 unless --fps")):
+    for name, text in (("serve", "(default: 8000)"), ("serve", "(default: 1024)"), ("batch", "(default: 128)"),
+                       ("ask", "(default: 1024)"), ("demo", "(default: 64)"), ("encode", "(default: 128 unless --fps")):
         assert text in " ".join(sub[name].format_help().split()), name
     for name in ("ask", "chat", "encode", "demo", "serve"):
         assert "--threads" in sub[name].format_help(), name
