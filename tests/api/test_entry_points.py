@@ -256,3 +256,24 @@ def test_loading_shows_progress_when_asked(capsys):
     assert "loading weights" in err and "tensor" in err
     VideoXL.from_pretrained(CKPT, device="cpu", dtype=torch.float32)
     assert capsys.readouterr().err == ""
+
+
+@needs_av
+def test_the_batch_runner_says_what_the_api_says(tmp_path, memory_file):
+    """The same input in a batch request line: checked lines name the line, files fail in their record."""
+    from vxl_fast.distributed.requests import group_requests
+    from vxl_fast.distributed.worker import BatchWorker
+
+    cases = _cases(tmp_path, memory_file)
+    worker = BatchWorker(str(CKPT), "cpu", "float32", "w")
+    for name, row in (("missing video", {"video": str(tmp_path / "missing.mp4")}),
+                      ("broken video", {"video": str(tmp_path / "broken.mp4")}),
+                      ("missing image", {"image": str(tmp_path / "missing.png")})):
+        (group,) = group_requests(parse_requests([(1, {"id": 1, **row, "question": "q"})], base=tmp_path,
+                                                 default_frames=DEFAULT_FRAMES))
+        (record,) = worker.run(group)
+        assert record["error"]["message"] == _api_error(cases[name][1]), name
+    for name, row in (("ratio", {"compression_ratio": 5}), ("frames", {"num_frames": 0})):
+        with pytest.raises(ValueError) as e:
+            parse_requests([(1, {"id": 1, "video": str(VIDEO), "question": "q", **row})], base=tmp_path)
+        assert str(e.value).endswith("line 1: " + _api_error(cases[name][1])), name
