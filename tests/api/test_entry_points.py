@@ -277,3 +277,16 @@ def test_the_batch_runner_says_what_the_api_says(tmp_path, memory_file):
         with pytest.raises(ValueError) as e:
             parse_requests([(1, {"id": 1, "video": str(VIDEO), "question": "q", **row})], base=tmp_path)
         assert str(e.value).endswith("line 1: " + _api_error(cases[name][1])), name
+
+
+def test_third_party_deprecations_are_filtered_ours_shown(tmp_path):
+    (tmp_path / "test_w.py").write_text(
+        "import warnings\n\n\ndef test_w():\n"
+        "    warnings.warn_explicit('theirs', DeprecationWarning, 'x.py', 1, module='ray.serve')\n"
+        "    warnings.warn_explicit('their future', FutureWarning, 'x.py', 2, module='transformers.utils')\n"
+        "    warnings.warn_explicit('ours', DeprecationWarning, 'x.py', 3, module='vxl_fast.api')\n")
+    r = subprocess.run([sys.executable, "-m", "pytest", "-c", str(REPO / "pyproject.toml"), "--rootdir", str(tmp_path),
+                        str(tmp_path / "test_w.py"), "-q", "-p", "no:cacheprovider"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0 and "DeprecationWarning: ours" in r.stdout, r.stdout + r.stderr
+    assert "theirs" not in r.stdout and "their future" not in r.stdout
