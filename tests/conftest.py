@@ -115,7 +115,22 @@ def pytest_configure(config):
 
 def pytest_runtest_setup(item):
     if item.get_closest_marker("gpu") is not None and not CUDA_AVAILABLE:
-        pytest.skip("needs a CUDA GPU")
+        pytest.skip(NEEDS_GPU)
+
+
+NEEDS_GPU = "needs a CUDA GPU"
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line for the tests skipped for want of a GPU, one for the other skips (``-rs`` lists them)."""
+    reasons = [rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+               for rep in terminalreporter.stats.get("skipped", [])]
+    gpu = sum(NEEDS_GPU in r or "CUDA" in r for r in reasons)
+    if gpu:
+        terminalreporter.write_line(f"{gpu} skipped: they need a CUDA GPU and none is usable here (expected on a "
+                                    "machine without one; .ci/gpu_suite.sh runs them on a GPU)")
+    if len(reasons) > gpu:
+        terminalreporter.write_line(f"{len(reasons) - gpu} skipped for other reasons (pytest -rs lists them)")
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,8 @@ import vxl_fast
 
 PACKAGE = Path(vxl_fast.__file__).resolve().parent
 OPTIONAL = {"fastapi", "uvicorn", "openai", "httpx", "ray", "av"}  # extras a module may need
-FACADE = {"api", "cli", "chat", "stream", "video_memory", "info", "server", "distributed", "__main__"}
+FACADE = {"api", "cli", "chat", "stream", "video_memory", "info", "server", "distributed", "__main__", "preflight",
+          "terminal"}
 # folder (or module) → what it may not import
 FORBIDDEN = {
     "memory": FACADE | {"engine", "models", "layers", "testing"},

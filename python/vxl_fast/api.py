@@ -21,7 +21,7 @@ from .loader import load_model, load_tokenizer, random_model, resolve_checkpoint
 from .memory.budget import MemoryBudget, plan_memory
 from .memory.plan import parse_ratios
 from .options import (DEFAULT_MAX_NEW_TOKENS, DEFAULT_RATIO, DEFAULT_RESERVE, EncodeOptions, GenerationOptions,
-                      check_count)
+                      check_context, check_count, default_num_frames)
 from .prompt import build_prompt, prefix_ids, prefix_text, split_prefix, system_of, tokenize_prompt
 from .runtime import RuntimeOptions
 from .stream import TextStream
@@ -68,19 +68,21 @@ class VideoXL:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device | None = None,
-                        dtype: str | torch.dtype | None = None, runtime: RuntimeOptions | None = None) -> "VideoXL":
+                        dtype: str | torch.dtype | None = None, runtime: RuntimeOptions | None = None,
+                        progress: bool = False) -> "VideoXL":
         """Load a checkpoint folder laid out like ``sy1998/Video_XL`` (or a hub id when online).
 
         device: default CUDA when available, else CPU. dtype: default bfloat16 on CUDA, float32
         on CPU (float32 reproduces the reference goldens). runtime: how to run it (attention
         backend, VST projection, CUDA graphs, kernel policy); default ``RuntimeOptions.from_env()``.
+        progress: a bar over the weights as they load (on stderr).
         """
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
         folder = resolve_checkpoint(path)
         cfg = VideoXLConfig.from_dir(folder)
         tokenizer = load_tokenizer(folder)
-        return cls(cfg, load_model(folder, cfg, dev, dt), tokenizer, dev, dt, str(folder), runtime)
+        return cls(cfg, load_model(folder, cfg, dev, dt, progress), tokenizer, dev, dt, str(folder), runtime)
 
     @classmethod
     def random(cls, config: VideoXLConfig | None = None, device: str | torch.device | None = None,
@@ -107,7 +109,8 @@ class VideoXL:
 
     def visual_tokens(self, *, frames=None, video=None, num_frames=None, fps=None, images=None) -> torch.Tensor:
         """All visual tokens [N, D] the language model would see (144 per frame or image tile)."""
-        request = VisualRequest(frames=frames, video=video, images=images, num_frames=num_frames, fps=fps)
+        request = VisualRequest(frames=frames, video=video, images=images, fps=fps,
+                                num_frames=default_num_frames(video, num_frames, fps))
         return compress.visual_tokens(self.runner, visual_input(self.config, request))
 
     # ------------------------------------------------------------------ the memory
@@ -125,7 +128,8 @@ class VideoXL:
         ``frames`` uint8 [T, H, W, 3] (any device), or ``images`` (one image, anyres path).
         No input gives an empty memory to feed with :meth:`VideoMemory.append`.
         ``num_frames`` samples uniformly as upstream does; ``fps`` samples at that rate (at most
-        ``max_frames``); ``sampling="keyframe"`` takes the nearest keyframes instead (faster,
+        ``max_frames``); a video file given neither samples ``DEFAULT_FRAMES`` (128, as every entry
+        point does); ``sampling="keyframe"`` takes the nearest keyframes instead (faster,
         not upstream's frames). ``decoder``: ``"auto"``, ``"cpu"``, ``"nvdec"`` (the GPU's video
         decoder, the same pixels; see :func:`vxl_fast.video.open_video`) or ``"dali"`` (NVIDIA
         DALI, also for ``images``; README "DALI"). Frames are
@@ -138,8 +142,9 @@ class VideoXL:
         the frames, the images and the decoded bytes held at once; files over them are refused
         from their headers, before decoding. Pass a larger one to raise them.
         """
-        request = VisualRequest.optional(frames=frames, video=video, images=images, num_frames=num_frames, fps=fps,
-                                         max_frames=max_frames, sampling=sampling, decoder=decoder, limits=limits)
+        request = VisualRequest.optional(frames=frames, video=video, images=images, fps=fps, max_frames=max_frames,
+                                         num_frames=default_num_frames(video, num_frames, fps), sampling=sampling,
+                                         decoder=decoder, limits=limits)
         return self.encode_request(request, EncodeOptions(compression_ratio, reserve_tokens, system, progress, trace),
                                    cancel)
 
@@ -198,7 +203,9 @@ class VideoXL:
 
     def _generate(self, prompt=None, messages=None, compression_ratio=DEFAULT_RATIO, progress=False, trace=False,
                   **options) -> Generator[str, None, GenerationOutput]:
-        request = VisualRequest(**{f.name: options.pop(f.name) for f in fields(VisualRequest) if f.name in options})
+        visual = {f.name: options.pop(f.name) for f in fields(VisualRequest) if f.name in options}
+        visual["num_frames"] = default_num_frames(visual.get("video"), visual.get("num_frames"), visual.get("fps"))
+        request = VisualRequest(**visual)
         opts = GenerationOptions.from_kwargs(**options)
         text = build_prompt(prompt, messages)
         opts.limits.check_prompt(text, self.config.llm.max_position_embeddings)
@@ -225,11 +232,7 @@ class VideoXL:
                                             progress=progress, trace=trace))
 
     def _check_context(self, tok, max_new_tokens: int) -> None:
-        limit, text_tokens = self.config.llm.max_position_embeddings, len(tok.before) + len(tok.after)
-        if text_tokens + max_new_tokens > limit:
-            raise ValueError(
-                f"prompt too long: {text_tokens} text tokens + max_new_tokens {max_new_tokens} "
-                f"exceed the model's context of {limit} tokens")
+        check_context(len(tok.before) + len(tok.after), max_new_tokens, self.config.llm.max_position_embeddings)
 
     # ------------------------------------------------------------------ planning
     def memory_plan(self, num_frames: int, compression_ratio: int = DEFAULT_RATIO, question_tokens: int = 64,

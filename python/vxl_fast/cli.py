@@ -16,11 +16,15 @@ import argparse
 import json
 import os
 import sys
+import warnings
 
-from .runtime import default_model
+from . import __version__
 from .config import EXTENDED_RATIOS, SUPPORTED_RATIOS
 from .errors import MemoryPlanError
-from .options import DEFAULT_MAX_NEW_TOKENS, DEFAULT_RATIO
+from .limits import DEFAULT_FRAMES
+from .options import DEFAULT_MAX_NEW_TOKENS, DEFAULT_RATIO, DEMO_MAX_NEW_TOKENS
+from .runtime import default_model, omp_threads
+from .terminal import describe, memory_summary, printable, show_warning
 
 GIB = 2 ** 30
 
@@ -30,7 +34,7 @@ class _HELP(argparse.HelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if action.default not in (None, False, argparse.SUPPRESS) and "default" not in text:
+        if action.default not in (None, False, argparse.SUPPRESS) and "(default" not in text:
             text += " (default: %(default)s)"
         return text
 
@@ -38,7 +42,9 @@ class _HELP(argparse.HelpFormatter):
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return args.run(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = show_warning
+            return args.run(args)
     except (ValueError, TypeError, FileNotFoundError, ImportError, MemoryPlanError) as e:
         print(f"vxl-fast: error: {e}", file=sys.stderr)
         return 2
@@ -53,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vxl-fast", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"vxl-fast {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_question_commands(sub)
     _add_encode_command(sub)
@@ -63,8 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     from .distributed.cli import add_ray_options
     from .server.cli import add_parser as add_serve_parser
 
-    add_ray_options(add_serve_parser(sub))
+    _threads_option(add_ray_options(add_serve_parser(sub)))
     add_batch_parser(sub)
+    for command in sub.choices.values():
+        command.formatter_class = _HELP
     return parser
 
 
@@ -117,12 +126,13 @@ def _add_info_command(sub) -> None:
 def _add_demo_command(sub) -> None:
     demo = sub.add_parser("demo", help="answer a question about the bundled sample video with a tiny "
                                        "random checkpoint (created offline on first use)", formatter_class=_HELP)
-    demo.add_argument("question", nargs="?", default="What happens in this video?")
+    demo.add_argument("question", nargs="?", default="What happens in this video?", help="the question")
     demo.add_argument("--dir", help="where to create the demo files (default: ~/.cache/vxl_fast/demo)")
     demo.add_argument("--device", default=None, help="cuda, cuda:N or cpu (default: cuda when available)")
     demo.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: bfloat16 on cuda)")
-    _video_options(demo, default_frames=32)
-    _generation_options(demo, default_tokens=64)
+    _threads_option(demo)
+    _video_options(demo)
+    _generation_options(demo, default_tokens=DEMO_MAX_NEW_TOKENS)
     demo.set_defaults(run=_demo, memory=None)
 
 
@@ -135,11 +145,20 @@ def _model_options(p: argparse.ArgumentParser) -> None:
                    help="checkpoint folder or hub id (default: $VXL_FAST_MODEL)")
     p.add_argument("--device", default=None, help="cuda, cuda:N or cpu (default: cuda when available)")
     p.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: bfloat16 on cuda)")
+    _threads_option(p)
 
 
-def _video_options(p: argparse.ArgumentParser, default_frames: int = 128) -> None:
+def _threads_option(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads (default: $OMP_NUM_THREADS, else the physical cores; on a machine "
+                        "shared with other busy processes, fewer are faster, often 1)")
+    return p
+
+
+def _video_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=int, default=None,
-                   help=f"frames sampled uniformly (default: {default_frames} unless --fps is given)")
+                   help=f"frames sampled uniformly from a video file (default: {DEFAULT_FRAMES} unless --fps "
+                        "is given; a folder or images: all of them)")
     p.add_argument("--fps", type=float, default=None, help="sample this many frames per second instead")
     p.add_argument("--max-frames", type=int, default=None, help="at most this many frames with --fps")
     p.add_argument("--keyframes", action="store_true",
@@ -147,10 +166,9 @@ def _video_options(p: argparse.ArgumentParser, default_frames: int = 128) -> Non
     p.add_argument("--ratio", type=int, default=None,
                    help=f"compression ratio: {', '.join(map(str, SUPPORTED_RATIOS + EXTENDED_RATIOS))} "
                         f"(default: {DEFAULT_RATIO}; with --memory, the memory's own)")
-    p.set_defaults(default_frames=default_frames)
 
 
-def _generation_options(p: argparse.ArgumentParser, default_tokens: int = 512) -> None:
+def _generation_options(p: argparse.ArgumentParser, default_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> None:
     p.add_argument("--max-new-tokens", type=int, default=default_tokens, help="longest answer, in tokens")
     p.add_argument("--temperature", type=float, default=None, help="sample at this temperature (default: greedy)")
     p.add_argument("--top-p", type=float, default=None, help="sample from the top-p probability mass")
@@ -178,9 +196,10 @@ def _options(args):
 
 
 def _request(args, media):
-    """The visual request of the command (None with --memory), checked before the model loads
-    (``media``: a path, or a list of image paths)."""
-    from .video.request import VisualRequest
+    """The visual request of the command (None with --memory), checked (``media``: a path, or a list
+    of image paths; one image takes the single-image path, as in the API and the server)."""
+    from .options import default_num_frames
+    from .video.request import IMAGE_SUFFIXES, VisualRequest
 
     if getattr(args, "memory", None):
         given = [flag for flag, on in (("--frames", args.frames is not None), ("--fps", args.fps is not None),
@@ -194,52 +213,86 @@ def _request(args, media):
     if media is None:
         raise ValueError("give a VIDEO or --memory FILE")
     sampling = "keyframe" if args.keyframes else "exact"
-    if isinstance(media, list):  # several images: each one frame of one visual span
+    if isinstance(media, list) or (os.path.splitext(media)[1].lower() in IMAGE_SUFFIXES and not os.path.isdir(media)):
         return VisualRequest(images=media, num_frames=args.frames, fps=args.fps, max_frames=args.max_frames,
                              sampling=sampling)
-    frames = args.default_frames if args.frames is None and args.fps is None else args.frames
-    return VisualRequest(video=media, num_frames=frames, fps=args.fps, max_frames=args.max_frames, sampling=sampling)
+    return VisualRequest(video=media, num_frames=default_num_frames(media, args.frames, args.fps), fps=args.fps,
+                         max_frames=args.max_frames, sampling=sampling)
+
+
+def _prepare(args, media, question: str | None, checkpoint=None):
+    """Everything checked before the model loads — options, device, files, the checkpoint's config
+    and tokenizer, a memory file's header, the token budget: (generation options, request, encoding)."""
+    from .device import resolve_device, resolve_dtype
+    from .options import EncodeOptions
+    from .preflight import check_budget, check_media, check_memory_file
+
+    options = _options(args) if hasattr(args, "max_new_tokens") else None
+    request = _request(args, media)
+    encoding = None if request is None else EncodeOptions(DEFAULT_RATIO if args.ratio is None else args.ratio,
+                                                          progress=_progress(args))
+    device = resolve_device(args.device)
+    checkpoint = checkpoint or args.model
+    if not checkpoint:
+        raise ValueError("no checkpoint: pass --model PATH (or set VXL_FAST_MODEL)")
+    check_media(request)
+    prefix = None
+    if request is None:
+        prefix = check_memory_file(args.memory, resolve_dtype(args.dtype, device), args.ratio).get("prefix_text")
+    check_budget(checkpoint, question or "?", options.max_new_tokens if options else 1,
+                 prefix if isinstance(prefix, str) else None)
+    return options, request, encoding
 
 
 def _progress(args) -> bool:
     return not args.quiet and not args.json and sys.stderr.isatty()
 
 
-def _say(args, message: str) -> None:
-    if not args.quiet and not args.json:
+def _say(args, message: str | None) -> None:
+    if message and not args.quiet and not args.json:
         print(message, file=sys.stderr, flush=True)
 
 
 def _load(args, path=None):
     from .api import VideoXL
-    from .device import resolve_device
+    from .device import physical_cores, resolve_device, set_threads
 
     path = path or args.model
-    if not path:
-        raise ValueError("no checkpoint: pass --model PATH (or set VXL_FAST_MODEL)")
-    resolve_device(args.device)  # a bad --device is named before the checkpoint is read
-    _say(args, f"vxl-fast: loading {path} ...")
-    return VideoXL.from_pretrained(path, device=args.device, dtype=args.dtype)
+    threads = set_threads(args.threads, omp_threads())
+    device = resolve_device(args.device)
+    where = f"{device} with {threads} CPU thread{'s' * (threads > 1)}" if device.type == "cpu" else str(device)
+    _say(args, f"vxl-fast: loading {path} on {where} ...")
+    if device.type == "cpu":
+        _say(args, _busy_hint(threads, os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0, physical_cores()))
+    return VideoXL.from_pretrained(path, device=args.device, dtype=args.dtype, progress=_progress(args))
 
 
-def _memory(args, model, request):
-    from .options import EncodeOptions
+def _busy_hint(threads: int, load: float, cores: int) -> str | None:
+    """A hint to use fewer threads when other processes keep the cores busy (``load``: the 1-minute load average)."""
+    if threads > 1 and load > cores:
+        return (f"vxl-fast: the CPUs are busy (load {load:.1f} on {cores} cores): --threads 1 may run many times "
+                "faster")
+    return None
+
+
+def _memory(args, model, request, encoding):
     from .video_memory import VideoMemory
 
     if request is None:
         memory = VideoMemory.load(args.memory, model, compression_ratio=args.ratio)
-        _say(args, f"vxl-fast: loaded {args.memory}: " + _describe(memory, encoded=False))
+        _say(args, f"vxl-fast: loaded {args.memory}: " + describe(memory, encoded=False))
         return memory
-    options = EncodeOptions(DEFAULT_RATIO if args.ratio is None else args.ratio, progress=_progress(args))
-    ratio = options.compression_ratio
+    ratio = encoding.compression_ratio
     if request.images is not None:
-        what = f"{len(request.images)} images (ratio {ratio})"
+        count = len(request.images) if isinstance(request.images, list) else 1
+        what = f"{count} image{'s' * (count > 1)} (ratio {ratio})"
     else:
-        count = f"{request.num_frames} frames" if request.num_frames else f"{request.fps} fps"
+        count = f"{request.num_frames} frames" if request.num_frames else (f"{request.fps} fps" if request.fps
+                                                                            else "all frames")
         what = f"{request.video} ({count}, ratio {ratio})"
     _say(args, f"vxl-fast: encoding {what}")
-    memory = model.encode_request(request, options)
-    _say(args, _describe(memory, encoded=True))
+    memory = model.encode_request(request, encoding)
+    _say(args, describe(memory, encoded=True))
     return memory
 
 
@@ -250,33 +303,18 @@ def _answer(args, options, memory, question: str, chat) -> None:
         out = stream.output
         print(json.dumps({"text": out.text, "token_ids": out.token_ids, "finish_reason": out.finish_reason,
                           "stats": {k: v for k, v in out.stats.items() if k != "trace"},
-                          "memory": _memory_summary(memory)}))
+                          "memory": memory_summary(memory)}))
         return
     for piece in stream:
-        print(piece, end="", flush=True)
+        print(printable(piece), end="", flush=True)
     print()
     s = stream.output.stats
     _say(args, f"[{s['generated_tokens']} tokens; this question: prefill {s['ttft_s'] * 1000:.1f} ms, "
                f"decode {s['decode_tok_s']:.1f} tok/s; {stream.output.finish_reason}]")
 
 
-def _memory_summary(memory) -> dict:
-    return {"frames": memory.frames, "windows": len(memory.windows), "vsts": memory.num_vsts,
-            "kv_slots": memory.kv_slots, "ratios": list(memory.ratios), **memory.stats}
-
-
-def _describe(memory, encoded: bool) -> str:
-    s = memory.stats
-    text = (f"{memory.frames} frames -> {memory.visual_tokens} visual tokens -> {len(memory.windows)} "
-            f"windows -> {memory.num_vsts} VSTs kept (ratio {'/'.join(map(str, memory.ratios))}); "
-            f"KV {memory.kv_slots} slots, {memory.kv_slots * memory.cache.slot_bytes / 2**20:.2f} MiB")
-    if encoded:
-        text += f"; encoded now: vision {s['vision_s']:.2f} s, compression {s['compress_s']:.2f} s"
-    return text
-
-
 def _media(paths: list[str]):
-    """One path is a video (or a folder or one image, as frames); several are images."""
+    """One path is a video, a folder of frames or one image; several are images."""
     if not paths:
         return None
     return paths[0] if len(paths) == 1 else list(paths)
@@ -289,19 +327,17 @@ def _ask(args) -> int:
     if not args.memory and not media:
         raise ValueError("give VIDEO and QUESTION (or --memory FILE and QUESTION)")
     check_question(question)
-    options = _options(args)
-    request = _request(args, _media(media))
+    options, request, encoding = _prepare(args, _media(media), question)
     model = _load(args)
-    memory = _memory(args, model, request)
+    memory = _memory(args, model, request, encoding)
     _answer(args, options, memory, question, model.chat(memory))
     return 0
 
 
 def _chat(args) -> int:
-    options = _options(args)
-    request = _request(args, _media(args.video))
+    options, request, encoding = _prepare(args, _media(args.video), None)
     model = _load(args)
-    memory = _memory(args, model, request)
+    memory = _memory(args, model, request, encoding)
     _say(args, "Ask questions, one per line; an empty line or Ctrl-D ends.")
     chat = model.chat(memory)
     interactive = sys.stdin.isatty()
@@ -318,12 +354,12 @@ def _encode(args) -> int:
     from .memory.files import check_writable
 
     output = check_writable(args.output)
-    request = _request(args, args.video)
+    _, request, encoding = _prepare(args, args.video, None)
     model = _load(args)
-    memory = _memory(args, model, request)
+    memory = _memory(args, model, request, encoding)
     path = memory.save(output)
     if args.json:
-        print(json.dumps({"output": str(path), **_memory_summary(memory)}))
+        print(json.dumps({"output": str(path), **memory_summary(memory)}))
     else:
         _say(args, f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     return 0
@@ -332,14 +368,21 @@ def _encode(args) -> int:
 def _demo(args) -> int:
     from .testing.tiny import ensure_demo
 
-    options = _options(args)
     model_path, video = ensure_demo(args.dir)
-    request = _request(args, str(video))
+    options, request, encoding = _prepare(args, str(video), args.question, model_path)
     _say(args, "demo: a tiny checkpoint with RANDOM weights, so the answer is nonsense words; "
                "the pipeline and its numbers are real.")
     model = _load(args, model_path)
-    memory = _memory(args, model, request)
+    memory = _memory(args, model, request, encoding)
     _answer(args, options, memory, args.question, model.chat(memory))
+    _say(args, f"""
+Try next (the demo's checkpoint and video; use your own with --model and a video path):
+  vxl-fast ask {video} "Where does the square go?" --model {model_path}
+  vxl-fast encode {video} -o clip.vxl --model {model_path}
+  vxl-fast ask --memory clip.vxl "And then?" --model {model_path}
+  vxl-fast chat {video} --model {model_path}
+  vxl-fast serve --demo        (after: pip install --no-build-isolation ".[serve]")
+  vxl-fast --help, vxl-fast ask --help""")
     return 0
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
@@ -52,3 +55,26 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
 
 def itemsize(dtype: torch.dtype) -> int:
     return torch.empty((), dtype=dtype).element_size()
+
+
+def physical_cores() -> int:
+    """Physical CPU cores this process may run on (hyper-threads of one core counted once)."""
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    cores = set()
+    for cpu in cpus:
+        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            cores.add(tuple((topology / name).read_text().strip() for name in ("physical_package_id", "core_id")))
+        except OSError:
+            cores.add(("cpu", str(cpu)))
+    return max(1, len(cores))
+
+
+def set_threads(threads: int | None, user_default: int | None = None) -> int:
+    """Set torch's CPU threads to ``threads``, else ``user_default`` (``OMP_NUM_THREADS``), else the
+    physical cores; the number set. On a machine shared with other busy processes, fewer are faster."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    n = threads or user_default or physical_cores()
+    torch.set_num_threads(n)
+    return n

@@ -1,4 +1,10 @@
-"""Exceptions raised for problems the caller can fix."""
+"""Exceptions raised for problems the caller can fix, and the install hint of a missing extra."""
+
+
+def install_hint(extra: str) -> str:
+    """How to add an optional extra (``serve``, ``ray``) to a checkout set up as the README says
+    (vxl_fast is not on PyPI; build isolation would rebuild the extension without torch)."""
+    return f'pip install --no-build-isolation ".[{extra}]" in the vxl_fast checkout'
 
 
 class CheckpointError(ValueError):

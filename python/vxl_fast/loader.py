@@ -116,25 +116,41 @@ class WeightReader:
 
 
 def load_module_weights(module: torch.nn.Module, reader: WeightReader, dtype: torch.dtype,
-                        sources) -> None:
+                        sources, progress: bool = False) -> None:
     """Fill every parameter of ``module`` (built on the meta device) from the checkpoint.
 
     ``sources(param_name)`` lists the checkpoint tensors that make up a parameter as
     ``(name, expected_shape)`` pairs; several are concatenated along dim 0 (fused projections).
+    ``progress``: a bar over the parameters (on stderr).
     """
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=sum(1 for _ in module.parameters()), unit="tensor", desc="loading weights",
+                   dynamic_ncols=True, leave=False)
+
     def make(name: str, _) -> torch.Tensor:
         parts = [reader.get(src, shape, dtype) for src, shape in sources(name)]
+        if bar is not None:
+            bar.update(1)
         return parts[0] if len(parts) == 1 else torch.cat(parts)
-    set_parameters(module, make)
+    try:
+        set_parameters(module, make)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
-def load_model(folder: Path, cfg: VideoXLConfig, device: torch.device, dtype: torch.dtype) -> VideoXLModel:
-    """The Video-XL modules of a checkpoint folder, weights read straight onto ``device``."""
+def load_model(folder: Path, cfg: VideoXLConfig, device: torch.device, dtype: torch.dtype,
+               progress: bool = False) -> VideoXLModel:
+    """The Video-XL modules of a checkpoint folder, weights read straight onto ``device``
+    (``progress``: a bar on stderr)."""
     with torch.device("meta"):
         model = VideoXLModel(cfg)
     reader = WeightReader(folder, device)
     try:
-        load_module_weights(model, reader, dtype, model.checkpoint_sources)
+        load_module_weights(model, reader, dtype, model.checkpoint_sources, progress)
     finally:
         reader.close()
     return model.eval()

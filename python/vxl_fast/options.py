@@ -5,16 +5,36 @@ Wrong types raise ``TypeError``, wrong values ``ValueError``, each naming the op
 
 from __future__ import annotations
 
+import functools
 import math
+import warnings
 from dataclasses import dataclass, fields
 
-from .limits import Limits
+from .limits import DEFAULT_FRAMES, Limits
 from .memory.plan import parse_ratios
 from .prompt import check_system
+from .video.request import is_video_file
 
 DEFAULT_RATIO = 8  # compression ratio of an encode that names none
 DEFAULT_RESERVE = 2048  # KV slots a memory keeps free after the video for questions and answers
-DEFAULT_MAX_NEW_TOKENS = 1024
+DEFAULT_MAX_NEW_TOKENS = 1024  # every entry point: the API, the CLI, the server (its cap too), the batch runner
+DEMO_MAX_NEW_TOKENS = 64  # ``vxl-fast demo`` only: its random checkpoint answers in random words
+SAMPLING_ONLY = ("temperature", "top_p", "top_k")
+
+
+def default_num_frames(video, num_frames: int | None, fps: float | None) -> int | None:
+    """``num_frames`` of a request: a video file that gives neither ``num_frames`` nor ``fps``
+    samples ``DEFAULT_FRAMES`` (every entry point); other inputs keep what they give."""
+    if num_frames is None and fps is None and is_video_file(video):
+        return DEFAULT_FRAMES
+    return num_frames
+
+
+def check_context(text_tokens: int, max_new_tokens: int, context: int) -> None:
+    """The prompt's text and the answer fit the model's context (the one message of every entry point)."""
+    if text_tokens + max_new_tokens > context:
+        raise ValueError(f"prompt too long: {text_tokens} text tokens + max_new_tokens {max_new_tokens} "
+                         f"exceed the model's context of {context} tokens")
 
 
 @dataclass(frozen=True)
@@ -78,7 +98,11 @@ class GenerationOptions:
         if unknown:
             raise TypeError(f"unknown generation option{'s' * (len(unknown) > 1)} {', '.join(unknown)}; "
                             f"the options are {', '.join(sorted(names))}")
-        return cls(**kwargs)
+        options = cls(**kwargs)
+        ignored = tuple(k for k in SAMPLING_ONLY if kwargs.get(k) is not None)
+        if ignored and not options.do_sample:
+            _warn_greedy(ignored)
+        return options
 
     def __post_init__(self):
         n = self.max_new_tokens
@@ -113,6 +137,13 @@ class GenerationOptions:
         # The checkpoint's own defaults are checked too: a bad generation_config.json is named.
         GenerationOptions(do_sample=self.do_sample, **out)
         return out
+
+
+@functools.cache
+def _warn_greedy(names: tuple[str, ...]) -> None:
+    """Once per process and set of names, as transformers' ``generate`` does: greedy ignores them."""
+    warnings.warn(f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} set but do_sample is False: "
+                  "decoding is greedy and ignores it; pass do_sample=True to sample", UserWarning, stacklevel=4)
 
 
 def _pick(value, defaults: dict, key: str, fallback):

@@ -12,6 +12,7 @@ The environment is read here and nowhere else in the package, and only when aske
 | ``VXL_FAST_MODEL`` | the CLIs' ``--model`` default | a checkpoint folder or hub id |
 | ``VXL_FAST_CACHE`` | where ``vxl-fast demo`` writes its files | a folder (default ``~/.cache/vxl_fast``) |
 | ``RAY_ADDRESS`` | the Ray cluster to join (``vxl_fast.distributed``) | Ray's address forms |
+| ``OMP_NUM_THREADS`` | the CLIs' ``--threads`` default (torch reads it too) | a positive integer |
 """
 
 from __future__ import annotations
@@ -93,3 +94,10 @@ def ray_address(environ: Mapping[str, str] | None = None) -> str | None:
     """The Ray cluster to join when none is named: ``RAY_ADDRESS`` (None: start a local one)."""
     env = os.environ if environ is None else environ
     return env.get("RAY_ADDRESS") or None
+
+
+def omp_threads(environ: Mapping[str, str] | None = None) -> int | None:
+    """``OMP_NUM_THREADS`` when it is a positive integer (the user's choice of CPU threads), else None."""
+    env = os.environ if environ is None else environ
+    value = env.get("OMP_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from .engine import compress
 from .errors import MemoryFileError
-from .memory.files import identity_key, read_state_file, restore_fields
+from .memory.files import check_compatible, identity_key, read_state_file, restore_fields
 from .memory.kv import KVCache, VstStage
-from .memory.plan import VisualWindow, parse_ratios
+from .memory.plan import VisualWindow
 from .memory.state import MemoryState
 from .options import DEFAULT_RESERVE
 from .prompt import prefix_ids
@@ -125,12 +125,7 @@ class VideoMemory:
         if meta["fingerprint"] != model.fingerprint:
             raise MemoryFileError(f"memory file {path} was made with another checkpoint "
                                   f"({meta['fingerprint'][:12]}…, this model is {model.fingerprint[:12]}…)")
-        if meta["dtype"] != str(model.dtype):
-            raise MemoryFileError(f"memory file {path} holds {meta['dtype']} K/V but the model runs in "
-                                  f"{model.dtype}; load the model with that dtype")
-        if compression_ratio is not None and parse_ratios(compression_ratio, ()) != tuple(meta["ratios"]):
-            raise MemoryFileError(f"memory file {path} was encoded at compression ratio "
-                                  f"{'/'.join(map(str, meta['ratios']))}, not {compression_ratio}")
+        check_compatible(path, meta, model.dtype, compression_ratio)
         if prefix_ids(model.tokenizer, meta["prefix_text"]) != meta["prefix_ids"]:
             raise MemoryFileError(f"memory file {path}: the tokenizer gives other ids for its prompt prefix")
         try:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import unicodedata
 
 import pytest
 import torch
@@ -61,6 +62,9 @@ def test_demo_command(demo):
     r = _cli("demo", "--dir", demo[0], "--frames", 4, "--max-new-tokens", 3)
     assert r.returncode == 0, r.stderr
     assert "RANDOM weights" in r.stderr and "4 frames -> 576 visual tokens" in r.stderr
+    # the random answer printed safely, then what to try next
+    assert "\ufffd" not in r.stdout and all(c in "\n\t" or unicodedata.category(c)[0] != "C" for c in r.stdout)
+    assert "Try next" in r.stderr and "vxl-fast serve --demo" in r.stderr
 
 
 def test_encode_once_ask_many(demo, tmp_path):

@@ -187,3 +187,25 @@ def test_restarted_run_answers_only_the_rest(cluster, batch, expected, tmp_path)
     assert records[:5] == first, "recorded answers are kept as they were"
     _check(records, expected)
     assert read_records(out)["broken"]["status"] == "error"
+
+
+def test_image_requests_answer_as_the_api_does(cluster, tmp_path):
+    """``image`` (one image, the anyres path) and ``images`` (several, the multi-image path) run
+    end to end on a worker and answer as ``VideoXL.generate(images=...)`` does in this process; the
+    summary names the one failed request."""
+    pictures = sorted(str(p) for p in frame_folder(tmp_path / "pictures", frames=2, seed=7).iterdir())
+    rows = [{"id": "one", "image": pictures[0], "question": "What is it?", **OPTIONS},
+            {"id": "two", "images": pictures, "question": "What changed?", **OPTIONS},
+            {"id": "gone", "image": str(tmp_path / "missing.png"), "question": "And this?", **OPTIONS}]
+    out = tmp_path / "answers.jsonl"
+    summary = run_batch(write_jsonl(tmp_path / "images.jsonl", rows), out, CHECKPOINT, workers=1, progress=False)
+    records = {r["id"]: r for r in _lines(out)}
+    model = load_model(CHECKPOINT)
+    for rid, images in (("one", pictures[0]), ("two", pictures)):
+        want = model.generate(images=images, prompt=records[rid]["answers"][0]["question"], **OPTIONS)
+        assert records[rid]["status"] == "ok", records[rid]
+        assert records[rid]["answers"][0]["token_ids"] == want.token_ids
+        assert records[rid]["memory"]["frames"] == model.encode(images=images).frames
+    assert records["gone"]["error"]["message"] == f"image file not found: {tmp_path / 'missing.png'}"
+    assert (summary.answered, summary.failed, summary.failed_ids) == (2, 1, ["gone"])
+    assert str(summary).endswith(f"; failed: gone (their errors are in {out})")

@@ -4,7 +4,7 @@ Two kinds of tests. Through the fake at DALI's boundary (tests/dali_fake.py: Pil
 DALI's pipeline surface), which run everywhere: the GPU path (``device="mixed"``, frames through
 DLPack), the batches and frame numbers asked for, the fallbacks with one warning for a missing or
 broken install, and ``auto`` never picking DALI. With the real DALI (``pip install
-'vxl_fast[dali]'``; skipped without it, run by .ci/run): its CPU decoders' pixels against Pillow's
+".[dali]"``; skipped without it, run by .ci/run): its CPU decoders' pixels against Pillow's
 and PyAV's, batch boundaries, broken files and the golden answers. Awaiting a GPU: the real
 ``mixed`` image and video decoders (nvJPEG, NVDEC), which only the fake exercises here.
 """
@@ -150,7 +150,7 @@ def test_no_working_dali_is_one_warning_and_the_cpu_path(fake_gpu, monkeypatch, 
         video, caught = _load(source, decoder="dali", **kw)
         assert len(caught) == 1, caught
         assert "not DALI: NVIDIA DALI does not work here (" in caught[0]
-        assert caught[0].endswith("pip install 'vxl_fast[dali]'")
+        assert caught[0].endswith('pip install --no-build-isolation ".[dali]" in the vxl_fast checkout')
         assert torch.equal(video.frames, load_video(source, decoder="cpu", **kw).frames)
     if broken == "build-fails":
         assert "libnvimgcodec.so.0: cannot open shared object file" in caught[0]

@@ -174,7 +174,7 @@ def test_explicit_nvdec_falls_back_with_one_warning(fake_nvdec, monkeypatch):
     monkeypatch.setitem(sys.modules, "PyNvVideoCodec", None)
     _, caught = _load(VIDEO, num_frames=4, decoder="nvdec")
     assert len(caught) == 1 and "PyNvVideoCodec does not import (ModuleNotFoundError" in caught[0]
-    assert "pip install 'vxl_fast[nvdec]'" in caught[0]
+    assert 'pip install --no-build-isolation ".[nvdec]"' in caught[0]
 
 
 @pytest.mark.parametrize("decoder", ["auto", "nvdec"])

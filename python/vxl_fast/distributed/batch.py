@@ -15,15 +15,16 @@ import re
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..limits import DEFAULT_FRAMES
 from .cluster import connected
 from .records import AnswerFile, error_record
 from .requests import group_requests, parse_requests, read_requests
 from .worker import BatchWorker
 
-DEFAULT_FRAMES = 128
+MAX_FAILED_SHOWN = 20  # failed ids the summary line names
 
 
 class WorkerError(RuntimeError):
@@ -39,6 +40,7 @@ class BatchSummary:
     workers: int
     elapsed_s: float
     output: str
+    failed_ids: list = field(default_factory=list)  # of this run's failed requests, in the order they failed
 
     @property
     def requests_per_s(self) -> float:
@@ -48,7 +50,15 @@ class BatchSummary:
     def __str__(self) -> str:
         return (f"{self.requests} requests: {self.answered} answered, {self.failed} failed, {self.skipped} "
                 f"already in {self.output}; {self.elapsed_s:.1f} s on {self.workers} worker"
-                f"{'s' * (self.workers != 1)} ({self.requests_per_s:.2f} requests/s)")
+                f"{'s' * (self.workers != 1)} ({self.requests_per_s:.2f} requests/s)" + self._failures())
+
+    def _failures(self) -> str:
+        if not self.failed_ids:
+            return ""
+        shown = ", ".join(map(str, self.failed_ids[:MAX_FAILED_SHOWN]))
+        rest = len(self.failed_ids) - MAX_FAILED_SHOWN
+        more = f" and {rest} more" if rest > 0 else ""
+        return f"; failed: {shown}{more} (their errors are in {self.output})"
 
 
 @dataclass(frozen=True)
@@ -129,6 +139,8 @@ def _run_groups(ray, model: str, groups: list, opts: BatchOptions, summary: Batc
                 if answers.write(record):
                     summary.answered += record["status"] == "ok"
                     summary.failed += record["status"] != "ok"
+                    if record["status"] != "ok":
+                        summary.failed_ids.append(record["id"])
                     if on_record is not None:
                         on_record(record)
             if bar is not None:

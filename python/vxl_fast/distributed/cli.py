@@ -9,13 +9,13 @@ import json
 import sys
 
 from ..runtime import default_model
-from .batch import DEFAULT_FRAMES
+from ..limits import DEFAULT_FRAMES
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``batch`` to ``subparsers`` (from ``ArgumentParser.add_subparsers``)."""
     p = subparsers.add_parser(
-        "batch", help="answer a JSONL file of requests over many videos with Ray workers; needs vxl_fast[ray]",
+        "batch", help="answer a JSONL file of requests over many videos with Ray workers; needs the ray extra",
         description="Answer every request of REQUESTS (one JSON object a line: an id, a video and its "
                     "questions) into OUTPUT (one JSON record a line), with Ray actors that each hold one "
                     "loaded model. Rerunning skips the requests already in OUTPUT.")
@@ -47,10 +47,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     """Run the batch; 0 when every request is answered, 1 when some failed, 2 on a usage error."""
+    from ..preflight import check_budget
     from .batch import WorkerError, run_batch
 
     if not args.model:
         raise ValueError("no checkpoint: pass --model PATH (or set VXL_FAST_MODEL)")
+    check_budget(args.model, "?", 1)  # the checkpoint is named before Ray starts
     try:
         summary = run_batch(args.requests, args.output, args.model, workers=args.workers,
                             gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
@@ -71,7 +73,7 @@ def add_ray_options(serve_parser: argparse.ArgumentParser) -> argparse.ArgumentP
     """Add ``--ray`` and ``--replicas`` to the ``serve`` parser of :mod:`vxl_fast.server.cli`."""
     serve_parser.add_argument(
         "--ray", action="store_true",
-        help="serve on Ray Serve, one model per replica (needs vxl_fast[ray]; $RAY_ADDRESS or a local cluster "
+        help="serve on Ray Serve, one model per replica (needs the ray extra; $RAY_ADDRESS or a local cluster "
              "on 127.0.0.1)")
     serve_parser.add_argument("--replicas", type=int, default=1,
                               help="with --ray: model replicas (a GPU each when there are GPUs)")
@@ -81,10 +83,13 @@ def add_ray_options(serve_parser: argparse.ArgumentParser) -> argparse.ArgumentP
 
 def serve(args) -> int:
     """``vxl-fast serve``: on Ray Serve with ``--ray``, else the server of :mod:`vxl_fast.server.cli`."""
+    from ..device import set_threads
+    from ..runtime import omp_threads
     from ..server import cli as server_cli
 
     if args.replicas != 1 and not args.ray:
         raise ValueError("--replicas needs --ray")
+    set_threads(args.threads, omp_threads())
     if not args.ray:
         return server_cli.run(args)
     model, options = server_cli.serve_options(args)

@@ -16,6 +16,7 @@ import os
 import sys
 import warnings
 
+from ..errors import install_hint
 from ..runtime import ray_address
 
 LOOPBACK = "127.0.0.1"
@@ -30,7 +31,7 @@ def import_ray():
     try:
         import ray
     except ImportError:
-        raise ImportError('running on Ray needs the ray extra: pip install "vxl_fast[ray]"') from None
+        raise ImportError(f"running on Ray needs the ray extra: {install_hint('ray')}") from None
     return ray
 
 

@@ -9,7 +9,8 @@ A line names one visual input and one or more questions::
 
 ``id`` (a string or an integer, unique in the file) names the request in the output.
 The visual input is ``video`` (a file, a folder of frames or a list of image files: frames in
-that order) or ``image`` (one image, upstream's anyres path); relative paths are relative to the
+that order), ``image`` (one image, upstream's anyres path) or ``images`` (a list of image files,
+the multi-image path, as ``VideoXL.generate(images=[...])``); relative paths are relative to the
 request file's folder. Encoding: ``num_frames`` or ``fps`` (+ ``max_frames``), ``sampling``,
 ``compression_ratio``, ``system``. Generation options (see :class:`vxl_fast.GenerationOptions`)
 apply to every question of the line; a question object may override them.
@@ -31,7 +32,8 @@ from ..video.request import VisualRequest, is_video_file
 SAMPLING_KEYS = ("num_frames", "fps", "max_frames", "sampling")
 ENCODE_KEYS = (*SAMPLING_KEYS, "compression_ratio", "system")
 GENERATION_KEYS = tuple(f.name for f in fields(GenerationOptions))
-KEYS = {"id", "video", "image", "question", "questions", *ENCODE_KEYS, *GENERATION_KEYS}
+SOURCES = ("video", "image", "images")
+KEYS = {"id", *SOURCES, "question", "questions", *ENCODE_KEYS, *GENERATION_KEYS}
 MAX_LISTED = 20  # problems named in one error message
 
 
@@ -45,7 +47,7 @@ class Question:
 class Request:
     id: str | int
     line: int  # 1-based line number in the request file
-    source: dict  # {"video": path or [paths]} or {"image": path}, paths absolute
+    source: dict  # {"video": path or [paths]}, {"image": path} or {"images": [paths]}, paths absolute
     encode: dict  # keyword arguments of VideoXL.encode beyond the source
     questions: tuple[Question, ...]
     visual: VisualRequest  # ``source`` and the sampling keys of ``encode``, checked
@@ -133,7 +135,7 @@ def _request(item, number: int, base: Path, default_frames: int | None) -> Reque
             is_video_file(source.get("video")):
         encode["num_frames"] = default_frames
     # what can be checked without the model; the video itself is read by a worker
-    visual = VisualRequest(video=source.get("video"), images=source.get("image"),
+    visual = VisualRequest(video=source.get("video"), images=source.get("image", source.get("images")),
                            **{k: encode[k] for k in SAMPLING_KEYS if k in encode})
     options = EncodeOptions(encode.get("compression_ratio", DEFAULT_RATIO), system=encode.get("system"))
     questions = _questions(item, {k: item[k] for k in GENERATION_KEYS if k in item})
@@ -141,14 +143,15 @@ def _request(item, number: int, base: Path, default_frames: int | None) -> Reque
 
 
 def _source(item: dict, base: Path) -> dict:
-    given = [k for k in ("video", "image") if k in item]
+    given = [k for k in SOURCES if k in item]
     if len(given) != 1:
-        raise ValueError("give exactly one of 'video' or 'image'" + (" (got both)" if len(given) == 2 else ""))
+        raise ValueError("give exactly one of 'video', 'image' or 'images'" +
+                         (f" (got {', '.join(given)})" if given else ""))
     key = given[0]
     value = item[key]
-    if key == "video" and isinstance(value, list):
-        if not value or not all(isinstance(v, str) and v for v in value):
-            raise TypeError("'video' as a list must hold image file paths (strings)")
+    if key == "images" or (key == "video" and isinstance(value, list)):
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+            raise TypeError(f"'{key}' as a list must hold image file paths (strings)")
         return {key: [_path(v, base) for v in value]}
     if not isinstance(value, str) or not value:
         raise TypeError(f"'{key}' must be a file path, got {value!r}")

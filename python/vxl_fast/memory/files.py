@@ -21,7 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ..errors import MemoryFileError
-from .plan import VisualWindow
+from .plan import VisualWindow, parse_ratios
 from .state import EncodeStats, MemoryState
 
 FORMAT = "vxl_fast.VideoMemory/2"
@@ -75,12 +75,24 @@ def save_state(state: MemoryState, path: str | os.PathLike, fingerprint: str, dt
 def read_state_file(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
     """The verified metadata and CPU tensors of a memory file (:class:`MemoryFileError` if not)."""
     path = Path(path)
+    meta = read_header(path)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # safetensors reports truncation/corruption with its own types
+        raise MemoryFileError(f"memory file {path} is truncated or corrupt: {e}") from None
+    _check_meta(path, meta, tensors)
+    return meta, tensors
+
+
+def read_header(path: str | os.PathLike) -> dict:
+    """The metadata of a memory file, its checksum and format verified, without reading its tensors."""
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"memory file not found: {path}")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             header = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # safetensors reports truncation/corruption with its own types
         raise MemoryFileError(f"memory file {path} is truncated or corrupt: {e}") from None
     text = header.get("vxl_fast")
@@ -95,8 +107,18 @@ def read_state_file(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tens
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else None
         raise MemoryFileError(f"{path} has format {found!r}, expected {FORMAT!r}; encode the video again")
-    _check_meta(path, meta, tensors)
-    return meta, tensors
+    return meta
+
+
+def check_compatible(path: str | os.PathLike, meta: dict, dtype: torch.dtype,
+                     compression_ratio: int | None = None) -> None:
+    """A memory file's K/V dtype is the model's, and its ratio is ``compression_ratio`` (when given)."""
+    if meta.get("dtype") != str(dtype):
+        raise MemoryFileError(f"memory file {path} holds {meta.get('dtype')} K/V but the model runs in "
+                              f"{dtype}; load the model with that dtype")
+    if compression_ratio is not None and parse_ratios(compression_ratio, ()) != tuple(meta.get("ratios", ())):
+        raise MemoryFileError(f"memory file {path} was encoded at compression ratio "
+                              f"{'/'.join(map(str, meta.get('ratios', ())))}, not {compression_ratio}")
 
 
 def identity_key(identity: dict) -> str:

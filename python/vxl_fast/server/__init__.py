@@ -1,7 +1,7 @@
 """An OpenAI-compatible HTTP server: ``vxl-fast serve``, or :func:`create_app` to embed it.
 
-Needs the ``serve`` extra: ``pip install "vxl_fast[serve]"`` (FastAPI and uvicorn). Importing
-this package does not: ``cli.add_parser`` works without them.
+Needs the ``serve`` extra (FastAPI and uvicorn): ``pip install --no-build-isolation ".[serve]"`` in
+the checkout. Importing this package does not: ``cli.add_parser`` works without them.
 """
 
 __all__ = ["create_app", "ServeOptions"]

@@ -7,13 +7,15 @@ import contextlib
 import json
 import time
 
+from ..errors import install_hint
+
 try:
     from fastapi import FastAPI, Request
     from fastapi.middleware.cors import CORSMiddleware
     from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
     from starlette.requests import ClientDisconnect
 except ImportError:  # pragma: no cover - depends on the environment
-    raise ImportError('the server needs FastAPI and uvicorn: pip install "vxl_fast[serve]"') from None
+    raise ImportError(f"the server needs FastAPI and uvicorn: {install_hint('serve')}") from None
 
 from . import protocol
 from .fields import check_fields, media_sampling

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import re
 
+from ..errors import install_hint
+from ..preflight import check_port
 from ..runtime import default_model
 from .guard import default_hosts
 from .options import ServeOptions
@@ -17,7 +19,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``serve`` to ``subparsers`` (from ``ArgumentParser.add_subparsers``)."""
     d = ServeOptions()
     p = subparsers.add_parser(
-        "serve", help="an OpenAI-compatible server (POST /v1/chat/completions); needs vxl_fast[serve]",
+        "serve", help="an OpenAI-compatible server (POST /v1/chat/completions); needs the serve extra",
         description="Serve a checkpoint over HTTP with the OpenAI chat-completions API. Each video is "
                     "encoded once and kept in a memory cache for the next questions.")
     p.add_argument("--model", default=default_model(),
@@ -28,7 +30,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when available)")
     p.add_argument("--dtype", default=None, help="float32, bfloat16 or float16")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000, help="port to listen on")
     p.add_argument("--served-model-name", default=None,
                    help="the name clients pass as `model` (default: the checkpoint folder's name)")
     p.add_argument("--allowed-local-media-path", default=None, metavar="DIR",
@@ -46,7 +48,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     _add_access(p.add_argument_group("who may ask"))
     p.add_argument("--graceful-timeout", type=float, default=30.0,
                    help="seconds in-flight requests get to finish on shutdown before they are cancelled")
-    p.add_argument("--log-level", default="info")
+    p.add_argument("--log-level", default="info", help="uvicorn's log level")
     p.set_defaults(run=run)
     return p
 
@@ -113,7 +115,7 @@ def serve_options(args) -> tuple[str, ServeOptions]:
         import fastapi  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError:
-        raise ImportError('the server needs FastAPI and uvicorn: pip install "vxl_fast[serve]"') from None
+        raise ImportError(f"the server needs FastAPI and uvicorn: {install_hint('serve')}") from None
     media_dir = args.allowed_local_media_path
     if args.demo:
         from ..testing.tiny import ensure_demo
@@ -129,6 +131,7 @@ def serve_options(args) -> tuple[str, ServeOptions]:
     if hosts == ("*",) and not args.allowed_hosts:
         print(f"vxl-fast serve: bound to every address ({args.host}): any Host header is answered; "
               "--allowed-hosts NAME ... restricts them", flush=True)
+    check_port(args.host, args.port)  # before the model loads
     return args.model, ServeOptions(
         served_model_name=args.served_model_name, allowed_local_media_path=media_dir, max_queue=args.max_queue,
         max_tokens=args.max_tokens, default_frames=args.default_frames, max_frames=args.max_frames,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..limits import Limits
+from ..limits import DEFAULT_FRAMES, Limits
 from ..options import DEFAULT_MAX_NEW_TOKENS
 
 MiB, GiB = 2 ** 20, 2 ** 30
@@ -18,8 +18,8 @@ class ServeOptions:
     allowed_local_media_path: str | None = None  # local files only under this folder
     max_queue: int = 16  # requests waiting beyond the one being served
     max_tokens: int = DEFAULT_MAX_NEW_TOKENS  # the most one answer may generate; also the default
-    default_frames: int = 128  # frames sampled from a video when a request gives neither num_frames nor fps
-    max_frames: int = 2048  # the most frames one request may sample
+    default_frames: int = DEFAULT_FRAMES  # frames sampled from a video when a request gives neither num_frames nor fps
+    max_frames: int = Limits.max_frames  # the most frames one request may sample
     max_body_bytes: int = 256 * MiB
     max_media_bytes: int = 256 * MiB  # per video or image
     max_pixels: int = Limits.max_pixels  # per frame or image, from its header
@@ -56,7 +56,6 @@ class ServeOptions:
             raise ValueError("api_key must be a non-empty string")
         if not self.body_timeout_s > 0:
             raise ValueError(f"body_timeout_s must be positive, got {self.body_timeout_s}")
-
 
     @property
     def limits(self) -> Limits:

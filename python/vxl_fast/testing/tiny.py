@@ -15,8 +15,11 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
+from ..limits import DEFAULT_FRAMES
 from ..loader import SPECIAL_TOKENS, tiny_bpe
 from ..runtime import cache_dir
+
+SAMPLE_FRAMES = 160  # more than DEFAULT_FRAMES: the demo's default request samples without a warning
 
 _CHAT_TEMPLATE = (
     "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
@@ -32,10 +35,13 @@ def default_dir() -> Path:
 
 
 def ensure_demo(folder: str | os.PathLike | None = None) -> tuple[Path, Path]:
-    """Create (once) the demo checkpoint and video under ``folder``; return their paths."""
+    """Create (once) the demo checkpoint and video under ``folder``; return their paths (a sample
+    video shorter than ``DEFAULT_FRAMES``, from an older version, is written again)."""
+    from ..video.reader import probe
+
     folder = Path(folder) if folder else default_dir()
     video = folder / "sample.mp4"
-    if not video.is_file():
+    if not video.is_file() or probe(video).frames < DEFAULT_FRAMES:
         write_sample_video(video)
     return ensure_demo_checkpoint(folder), video
 
@@ -184,7 +190,7 @@ def _write_tokenizer(folder: Path, vocab_size: int) -> int:
     return n_text
 
 
-def write_sample_video(path: str | os.PathLike, frames: int = 96, fps: int = 8,
+def write_sample_video(path: str | os.PathLike, frames: int = SAMPLE_FRAMES, fps: int = 8,
                        size: tuple[int, int] = (320, 240)) -> Path:
     """A short H.264 clip: a square crossing the frame over a slowly changing background."""
     import av

@@ -1,4 +1,4 @@
-"""Decoding with NVIDIA DALI (``pip install 'vxl_fast[dali]'``, imported lazily), asked for by ``decoder="dali"``.
+"""Decoding with NVIDIA DALI (the ``dali`` extra, imported lazily), asked for by ``decoder="dali"``.
 
 Image files (a folder of frames, a list of paths, several images): ``fn.decoders.image`` in batches
 of ``BATCH``, ``device="mixed"`` with CUDA (nvJPEG, the GPU's hardware JPEG decoder where it has
@@ -27,6 +27,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from ..errors import install_hint
 from .reader import VideoInfo
 
 BATCH = 32  # images per DALI run
@@ -63,7 +64,7 @@ def unavailable(on: str) -> str | None:
             return f"DALI decoded a 16x16 probe JPEG to shape {list(frame.shape)}"
     except Exception as e:  # noqa: BLE001 - a missing library raises ImportError, OSError or RuntimeError
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        return f"NVIDIA DALI does not work here ({type(e).__name__}: {first}); pip install 'vxl_fast[dali]'"
+        return f"NVIDIA DALI does not work here ({type(e).__name__}: {first}); {install_hint('dali')}"
     return None
 
 

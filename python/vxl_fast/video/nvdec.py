@@ -1,4 +1,4 @@
-"""GPU decoding with NVDEC through PyNvVideoCodec (``pip install vxl_fast[nvdec]``, imported lazily).
+"""GPU decoding with NVDEC through PyNvVideoCodec (the ``nvdec`` extra, imported lazily).
 
 Exact frame access by index with ``SimpleDecoder.get_batch_frames_by_index``; the decoder hands
 back NV12 frames on the GPU (DLPack), which the ``yuv420_to_rgb`` op converts there with the
@@ -16,6 +16,7 @@ from typing import Iterator
 import torch
 
 from .. import ops
+from ..errors import install_hint
 from .reader import VideoInfo
 from .yuv import Conversion, conversion
 
@@ -36,7 +37,7 @@ def unavailable() -> str | None:
     try:
         _import()
     except Exception as e:  # noqa: BLE001 - a missing driver library raises OSError/RuntimeError too
-        return f"PyNvVideoCodec does not import ({type(e).__name__}: {e}); pip install 'vxl_fast[nvdec]'"
+        return f"PyNvVideoCodec does not import ({type(e).__name__}: {e}); {install_hint('nvdec')}"
     return None
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import os
+import re
 from fractions import Fraction
 import warnings
 from dataclasses import dataclass
@@ -72,6 +73,13 @@ def _av():
     return av
 
 
+def in_words(e: Exception) -> str:
+    """An FFmpeg error as words, without its code and path: ``[Errno 1094995529] Invalid data found
+    when processing input: 'x.mp4'`` → ``invalid data found when processing input``."""
+    text = getattr(e, "strerror", None) or re.sub(r"^\[Errno -?\d+\]\s*", "", str(e))
+    return text[:1].lower() + text[1:]
+
+
 def open_file(path: str | os.PathLike) -> MediaFile:
     """``path`` opened once, as a video file."""
     path = os.fspath(path)
@@ -112,7 +120,7 @@ def _open(file: MediaFile, max_pixels: int | None = None):
             raise ValueError(f"cannot read video {name}: no container it could be read as (its data is not a "
                              "video file)") from None
         except (av.error.FFmpegError, UnicodeDecodeError, ValueError, OSError) as e:
-            raise ValueError(f"cannot read video {name}: {e}") from None
+            raise ValueError(f"cannot read video {name}: {in_words(e)}") from None
         with container:
             if not set(container.format.name.split(",")) <= set(FORMATS):
                 raise ValueError(f"cannot read video {name}: {container.format.name} containers are not read")
@@ -156,8 +164,8 @@ def probe(source: str | os.PathLike | MediaFile, max_pixels: int | None = None) 
             pass  # some demuxers end a stream with an error instead of an empty packet
         except av.error.FFmpegError as e:
             if not pts:
-                raise ValueError(f"cannot read video {path}: {e}") from None
-            warnings.warn(f"video {path} is damaged after {len(pts)} frames ({e}); using those")
+                raise ValueError(f"cannot read video {path}: {in_words(e)}") from None
+            warnings.warn(f"video {path} is damaged after {len(pts)} frames ({in_words(e)}); using those")
         if not pts:
             raise ValueError(f"cannot read video {path}: it has zero frames")
         order = np.sort(np.asarray(pts, dtype=np.int64))
@@ -229,7 +237,7 @@ def iter_frames(info: VideoInfo, indices, strategy: str = "hybrid", progress=Non
                         break
             except av.error.FFmpegError as e:
                 raise ValueError(f"cannot read video {info.path}: decoding failed near frame {position + 1} "
-                                 f"of {info.frames}: {e}") from None
+                                 f"of {info.frames}: {in_words(e)}") from None
             if progress is not None:
                 progress(decoded)
                 decoded = 0
