@@ -104,12 +104,18 @@ def run(model: VideoXL, haystacks: dict[int, torch.Tensor], needle: Needle, dept
         if tuple(hay.shape[1:]) != tuple(needle.frames.shape[1:]):
             raise ValueError(f"the needle's frames are {tuple(needle.frames.shape[1:])}, the haystack's "
                              f"{tuple(hay.shape[1:])}; resize the needle")
-        memories = _with_prefix(model, hay, needle, sorted(depths), compression_ratio, grid) if reuse else (
-            _whole(model, hay, needle, d, compression_ratio, grid) for d in sorted(depths))
-        for depth, memory in memories:
+        for depth, memory in memories(model, hay, needle, depths, compression_ratio, grid, reuse):
             text = model.ask(memory, needle.prompt(), max_new_tokens=max_new_tokens).text
             grid.cells.append(Cell(n, depth, text, needle.correct(text)))
     return grid
+
+
+def memories(model: VideoXL, hay: torch.Tensor, needle: Needle, depths, ratio: int, grid: Grid, reuse: bool = True):
+    """(depth, memory of the haystack with the needle at that depth) for each depth, in
+    increasing order; the windows compressed are added to ``grid``'s counts."""
+    if reuse:
+        return _with_prefix(model, hay, needle, sorted(depths), ratio, grid)
+    return (_whole(model, hay, needle, d, ratio, grid) for d in sorted(depths))
 
 
 def _whole(model, hay, needle, depth, ratio, grid) -> tuple[float, VideoMemory]:

@@ -124,7 +124,8 @@ def heatmap(report: dict, path: Path) -> None:
     fig.colorbar(im, ax=ax, label="accuracy")
     s = report["settings"]
     ax.set_title(f"V-NIAH: accuracy {report['accuracy']:.3f}", fontsize=11)
-    fig.text(0.01, 0.01, f"model {s['model']} · ratio {s['compression_ratio']} · {s['dtype']} on {s['device']}\n"
+    fig.text(0.01, 0.01, f"Q: {s['question'][:90]} · options {len(s['options'])}\n"
+             f"model {s['model']} · ratio {s['compression_ratio']} · {s['dtype']} on {s['device']}\n"
              f"needle {Path(s['needle']).name} ({s['needle_frames']} frame(s)) · answer {s['answer']} · "
              f"windows {report['windows_encoded']} (whole: {report['windows_naive']})", fontsize=7, va="bottom")
     fig.subplots_adjust(bottom=0.28)
