@@ -9,12 +9,15 @@ import os
 import subprocess
 import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 
-from conftest import GOLDEN, REPO, _importable, load_model, needs_av
+import vxl_fast
+from conftest import GOLDEN, _importable, load_model, needs_av
 
 pytestmark = [needs_av, pytest.mark.skipif(not _importable("lmms_eval"), reason="needs lmms-eval (the eval extra)")]
+PACKAGE_ROOT = Path(vxl_fast.__file__).parents[1]  # the child imports the vxl_fast this process does
 MODEL_ARGS = "num_frames=10,compression_ratio=4,device=cpu,dtype=float32,max_new_tokens=16"
 
 
@@ -31,7 +34,7 @@ def _entry_point_path(tmp_path) -> list[str]:
 
 
 def _run(tmp_path, tasks, out, *extra):
-    path = [*_entry_point_path(tmp_path), str(REPO / "python"), os.environ.get("PYTHONPATH", "")]
+    path = [*_entry_point_path(tmp_path), str(PACKAGE_ROOT), os.environ.get("PYTHONPATH", "")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p), "HF_HUB_OFFLINE": "1",
            "HF_DATASETS_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "", "TOKENIZERS_PARALLELISM": "false"}
     cmd = [sys.executable, "-m", "lmms_eval", "--model", "vxl_fast",
@@ -76,3 +79,39 @@ def test_lmms_eval_runs_a_local_task_with_the_engines_answers(tmp_path):
         assert [float(nll) for nll, _ in s["filtered_resps"]] == pytest.approx([-lp for lp in logprobs], rel=1e-5)
         picks.append(float(chr(65 + logprobs.index(max(logprobs))) == doc["answer"]))
     assert results["results"]["vxl_tiny_mc"]["acc,none"] == pytest.approx(sum(picks) / len(picks))
+
+
+def test_plugin_multi_round_and_generate_until(tmp_path):
+    from lmms_eval.api.instance import Instance
+
+    from localtask import write_video
+    from vxl_fast.eval.lmms_plugin import VideoXLLmms, parse_ratio
+
+    assert parse_ratio("8") == 8 and parse_ratio("2/4/8") == [2, 4, 8] and parse_ratio("config") == "config"
+    with pytest.raises(ValueError, match="compression_ratio"):
+        parse_ratio("2,4")
+    video = str(write_video(tmp_path / "v.mp4", seed=3, frames=12))
+    lm = VideoXLLmms(pretrained=str(GOLDEN / "tiny-videoxl"), num_frames=10, compression_ratio=4, device="cpu",
+                     dtype="float32", max_new_tokens=4)
+    lm.task_dict = {"t": {"test": [{"video": video}]}}
+    meta = {"task": "t", "doc_id": 0, "repeats": 1}
+
+    def doc_to_text(doc, previous_output, round_idx, previous_round_info):
+        if round_idx == 3:
+            return [video], None, True, previous_output, previous_round_info
+        return [video], f"Round {round_idx}: and then? ({previous_output[-1][:5]})", False, previous_output, None
+
+    visual = lambda doc: [doc["video"]]  # noqa: E731
+    multi = Instance("generate_until_multi_round", ("Round 0: what happens?", {"until": ["\n"]}, visual, doc_to_text,
+                                                    0, "t", "test"), 0, meta)
+    (rounds,) = lm.generate_until_multi_round([multi])
+    model = lm.model
+    expected, context = [], "Round 0: what happens?"
+    for r in range(3):
+        expected.append(model.generate(video=video, num_frames=10, compression_ratio=4, prompt=context,
+                                       max_new_tokens=4).text)
+        context = f"Round {r + 1}: and then? ({expected[-1][:5]})"
+    assert rounds == expected
+    single = Instance("generate_until", ("Round 0: what happens?", {"max_new_tokens": 4}, visual,
+                                         0, "t", "test"), 0, meta)
+    assert lm.generate_until([single]) == [expected[0]]

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import GOLDEN, REPO, _importable, needs_av
+import vxl_fast
+from conftest import GOLDEN, _importable, needs_av
 from vxl_fast.eval import niah
+
+PACKAGE_ROOT = Path(vxl_fast.__file__).parents[1]  # the child imports the vxl_fast this process does
 
 
 def _haystack(n: int, seed: int = 0) -> torch.Tensor:
@@ -67,7 +72,7 @@ def test_niah_command_writes_grid_and_heatmap(tmp_path):
            "--dtype", "float32", "--haystack", str(haystack), "--needle", str(tmp_path / "needle.png"),
            "--question", "What color is the flash?", "--option", "red", "--option", "white", "--answer", "b",
            "--frames", "12", "24", "--depths", "0", "50", "100", "--ratio", "4", "--max-new-tokens", "2", "-o", str(out)]
-    env = {**__import__("os").environ, "PYTHONPATH": str(REPO / "python"), "CUDA_VISIBLE_DEVICES": ""}
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE_ROOT), "CUDA_VISIBLE_DEVICES": ""}
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 0, r.stderr
     report = json.loads((out / "niah.json").read_text())

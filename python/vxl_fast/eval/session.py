@@ -46,17 +46,21 @@ class Sampling:
             parse_ratios(self.compression_ratio, ())
 
     def request(self, visuals: Sequence[Any] | None) -> VisualRequest | None:
-        """The visual request of a document's visuals: one video file, or images (paths or PIL
+        """The visual request of a document's visuals: one video file (or folder of frames), or images (paths or PIL
         images, each one frame); None or [] for none."""
         if visuals is None or (isinstance(visuals, (list, tuple)) and not visuals):
             return None
         items = list(visuals) if isinstance(visuals, (list, tuple)) else [visuals]
-        if len(items) == 1 and is_video_file(items[0]):
-            if not os.path.isfile(items[0]):
+        if len(items) == 1 and (is_video_file(items[0]) or _is_folder(items[0])):
+            if not os.path.exists(items[0]):
                 raise FileNotFoundError(f"video not found: {items[0]}")
             return VisualRequest(video=str(items[0]), num_frames=self.num_frames, fps=self.fps,
                                  max_frames=self.max_frames)
         return VisualRequest(images=items if len(items) > 1 else items[0])
+
+
+def _is_folder(item) -> bool:
+    return isinstance(item, (str, os.PathLike)) and os.path.isdir(item)
 
 
 def visual_key(visuals) -> tuple:
