@@ -11,7 +11,8 @@ draw), ``device``, ``dtype``, ``max_new_tokens`` (when a task gives none), ``sys
 ``score``: what ``loglikelihood`` reports first — ``nll`` (default), the summed negative
 log-probability of the continuation, because lmms-eval 0.7's multiple-choice and perplexity
 metrics take the smallest value as the likeliest (its built-in models return a loss); ``logprob``
-the summed log-probability, as ``lmms.loglikelihood``'s docstring states.
+the summed log-probability, as ``lmms.loglikelihood``'s docstring states. lmms-eval's
+``--batch_size`` is accepted and changes nothing: requests are grouped by video instead.
 """
 
 from __future__ import annotations
