@@ -83,3 +83,20 @@ def test_niah_command_writes_grid_and_heatmap(tmp_path):
     assert "windows encoded" in r.stderr
     with Image.open(out / "niah.png") as png:
         assert png.size[0] > 300 and png.size[1] > 200
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--answer", "C"], "the answer must be one of the options' letters AB, got 'C'"),
+    (["--answer", "A", "--ratio", "3"], "unsupported compression ratio 3"),
+    (["--answer", "A", "--depths", "150"], "depths are percentages in [0, 100]"),
+    (["--answer", "A", "--needle-frames", "0"], "--needle-frames must be at least 1"),
+])
+def test_niah_command_refuses_bad_input_before_loading(tmp_path, capsys, extra, message):
+    from vxl_fast.cli import main
+
+    args = ["niah", "--model", str(tmp_path / "no-model"), "--haystack", str(tmp_path / "no.mp4"), "--needle",
+            str(tmp_path / "no.png"), "--question", "q?", "--option", "a", "--option", "b", "--frames", "8",
+            "-o", str(tmp_path / "out"), *extra]
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

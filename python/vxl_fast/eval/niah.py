@@ -36,11 +36,7 @@ class Needle:
     def __post_init__(self):
         if self.frames.dtype != torch.uint8 or self.frames.ndim != 4 or self.frames.shape[0] < 1:
             raise ValueError("the needle must be uint8 frames [k, H, W, 3] with k >= 1")
-        if not 2 <= len(self.options) <= 26:
-            raise ValueError(f"give 2 to 26 options, got {len(self.options)}")
-        if self.answer not in string.ascii_uppercase[:len(self.options)]:
-            raise ValueError(f"the answer must be one of the options' letters "
-                             f"{string.ascii_uppercase[:len(self.options)]}, got {self.answer!r}")
+        check_options(self.options, self.answer)
 
     def prompt(self) -> str:
         lines = [self.question, *(f"({string.ascii_uppercase[i]}) {o}" for i, o in enumerate(self.options))]
@@ -53,6 +49,15 @@ class Needle:
         if letter is not None and (len(head) == 1 or not head[1].isalpha()):
             return letter == self.answer
         return text.strip().lower().startswith(self.options[ord(self.answer) - 65].lower())
+
+
+def check_options(options, answer: str) -> None:
+    """2 to 26 non-blank options; ``answer`` one of their letters."""
+    if not 2 <= len(options) <= 26 or not all(isinstance(o, str) and o.strip() for o in options):
+        raise ValueError(f"give 2 to 26 non-blank options, got {list(options)!r}")
+    if answer not in string.ascii_uppercase[:len(options)]:
+        raise ValueError(f"the answer must be one of the options' letters "
+                         f"{string.ascii_uppercase[:len(options)]}, got {answer!r}")
 
 
 def insert(haystack: torch.Tensor, needle: torch.Tensor, depth: float) -> tuple[torch.Tensor, int]:

@@ -41,11 +41,17 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def main(args) -> int:
-    from .niah import Needle, check_grid, run
+    from ..memory.plan import parse_ratios
+    from ..options import check_count
+    from .niah import Needle, check_grid, check_options, run
 
     if not args.model:
         raise ValueError("give --model PATH (or set VXL_FAST_MODEL)")
     check_grid(args.frames, args.depths)
+    check_options(args.option, args.answer.strip().upper())
+    parse_ratios(args.ratio, ())
+    check_count("--needle-frames", args.needle_frames, low=1)
+    check_count("--max-new-tokens", args.max_new_tokens, low=1)
     for path in (args.haystack, args.needle):
         if not Path(path).is_file():
             raise FileNotFoundError(f"no such file: {path}")
