@@ -12,8 +12,8 @@ from pathlib import Path
 import vxl_fast
 
 PACKAGE = Path(vxl_fast.__file__).resolve().parent
-OPTIONAL = {"fastapi", "uvicorn", "openai", "httpx", "ray", "av"}  # extras a module may need
-FACADE = {"api", "cli", "chat", "stream", "video_memory", "info", "server", "distributed", "__main__", "preflight",
+OPTIONAL = {"fastapi", "uvicorn", "openai", "httpx", "ray", "av", "lmms_eval"}  # extras a module may need
+FACADE = {"api", "cli", "chat", "stream", "video_memory", "info", "server", "distributed", "eval", "__main__", "preflight",
           "terminal"}
 # folder (or module) → what it may not import
 FORBIDDEN = {

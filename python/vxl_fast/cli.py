@@ -68,10 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     # NOTE: neither needs its optional packages (FastAPI, Ray) to add its options.
     from .distributed.cli import add_parser as add_batch_parser
     from .distributed.cli import add_ray_options
+    from .eval.niah_cli import add_parser as add_niah_parser
     from .server.cli import add_parser as add_serve_parser
 
     _threads_option(add_ray_options(add_serve_parser(sub)))
     add_batch_parser(sub)
+    add_niah_parser(sub)
     for command in sub.choices.values():
         command.formatter_class = _HELP
     return parser
