@@ -6,23 +6,23 @@
 #   run(command="bash .ci/gpu_suite.sh $OUT", timeout_s=540)       # the device tool; no carry
 #   VXL_GPU_SUITE_DRY_RUN=1 .ci/gpu_suite.sh OUT    # every phase on this CPU, medium config
 #
-# Phases, each under `timeout` (budget in s on the GPU; the estimate for an H200 machine):
+# Phases, each under `timeout` (budget in s on the GPU; the estimate for an H100 machine):
 #   setup      20   (5)   machine facts; carried wheels (.gpu/wheels/*.whl) pip --target'ed
 #   build     130  (75)   pip --target a temp site dir, TORCH_CUDA_ARCH_LIST=9.0a, build dir kept
 #                          under build/gpu-suite (a warm machine's second call rebuilds nothing)
 #   selfcheck  40  (15)   every CUDA op once against its reference twin, per dtype (selfcheck.json)
-#   tests      90  (60)   GPU tests first: pytest -m gpu (tests-gpu.xml; ~40 s on an H100, see
+#   tests      90  (90)   GPU tests first: pytest -m gpu (tests-gpu.xml; ~40 s on an H100, see
 #                          benchmarks/README.md), then the rest for what is left (tests.xml); PyAV
 #                          tests skip
 #   micro      40  (20)   benchmarks/test_ops_micro.py (real model shapes, bf16)
-#   e2e       140 (105)   benchmarks/test_vision.py (2048 frames: engine, reference, transformers'
+#   e2e       140 (120)   benchmarks/test_vision.py (2048 frames: engine, reference, transformers'
 #                          CLIPVisionModel) and test_e2e.py, full config, 128 and 2048 frames at
-#                          ratio 16, engine and reference (VXL_BENCH_LONG="": no 4096/10000-frame
+#                          ratio 16, engine and reference, engine from host frames (VXL_BENCH_LONG="": no 4096/10000-frame
 #                          cases), then the peak-growth check over those two
 #   report     10   (2)   table.md from bench.jsonl: the tables, the runner's choices and versions
 #                          (attention, VST projection, disabled kernels, decode mode, torch/CUDA/cuDNN,
 #                          GPU), and the cases that failed (stage and reason) or were skipped
-# Budgets add up to 470 s (7 min 50 s); the estimates to ~4 min 45 s.
+# Budgets add up to 470 s (7 min 50 s); the estimates to ~5 min 30 s (benchmarks/README.md).
 # Results: log.txt, phases.jsonl (rc and seconds per phase), selfcheck.json, tests-gpu.xml, tests.xml,
 # bench.jsonl (one line per benchmark case as it finishes), table.md.
 # Settings: VXL_GPU_SUITE_DRY_RUN=1; PYTHON (python3); SUITE_PHASES (all of them, space-separated);
