@@ -5,7 +5,8 @@ Every backend computes, for q: [H, n, d] (after RoPE) and k, v: [Hkv, m + n, d] 
 first m + n slots: m kept ones, then the window's n rows; H a multiple of Hkv; last dimension
 contiguous, other strides arbitrary), ``softmax(q·kᵀ/√d + mask) · v`` with bottom-right aligned
 causality — query i sees the m kept slots and window rows 0..i — returned as [n, H, d].
-K/V heads are never repeated and no mask tensor is made by the fused backends.
+K/V heads are never repeated; of the fused backends only ``cudnn`` makes a mask, one row over its
+padded keys.
 
 Backends: ``split`` (memory and window as two flash calls merged by their log-sum-exp; CPU and
 CUDA), ``prefix`` (one flash call over the prefix; the CUDA flash kernel aligns causality to the
