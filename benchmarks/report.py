@@ -78,14 +78,20 @@ def _f(value, fmt: str) -> str:
 
 def e2e_table(rows: list[dict]) -> str:
     ref = {(r["device"], r["config"], r["frames"], r["ratio"]): r for r in rows if r["path"] == "reference"}
-    out = ["| device | config | frames | ratio | path | peak GiB | planned GiB | vision s | prefill s | "
+    out = ["| device | config | frames | ratio | path (frames on) | peak GiB | planned GiB | reserved GiB (planned) | "
+           "device used GiB (planned) | vision s | prefill s | "
            "prefill TFLOP/s | first token s | decode tok/s | speed-up (first token) |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in sorted(rows, key=lambda r: (r["device"], r["config"], r["frames"], -r["ratio"], r["path"])):
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["device"], r["config"], r["frames"], -r["ratio"], r["path"],
+                                         r.get("frames_on", "device"))):
         base = ref.get((r["device"], r["config"], r["frames"], r["ratio"]))
         speedup = base["ttft_s"] / r["ttft_s"] if base and r["path"] == "engine" else None
-        out.append(f"| {r['device']} | {r['config']} | {r['frames']} | {r['ratio']} | {r['path']} | "
-                   f"{_f(r['peak_gib'], '.2f')} | {r['planned_gib']:.2f} | {r['vision_s']:.2f} | "
+        out.append(f"| {r['device']} | {r['config']} | {r['frames']} | {r['ratio']} | "
+                   f"{r['path']} ({r.get('frames_on', 'device')}) | "
+                   f"{_f(r['peak_gib'], '.2f')} | {r['planned_gib']:.2f} | "
+                   f"{_f(r.get('reserved_gib'), '.2f')} ({_f(r.get('planned_reserved_gib'), '.2f')}) | "
+                   f"{_f(r.get('device_used_gib'), '.2f')} ({_f(r.get('planned_device_gib'), '.2f')}) | "
+                   f"{r['vision_s']:.2f} | "
                    f"{r['prefill_s']:.2f} | {_f(r.get('prefill_tflops'), '.2f')} | {r['ttft_s']:.2f} | "
                    f"{r['decode_tok_s']:.0f} | {_f(speedup, '.2f')}{'×' if speedup else ''} |")
     return "\n".join(out)

@@ -256,17 +256,20 @@ class _ClipSettings:
         self.resample = Image.Resampling.BICUBIC
 
 
-@pytest.mark.parametrize("variant", ["gather", "overwrite"])
+@pytest.mark.parametrize("variant", ["gather", "overwrite", "grouped"])
 def test_vst_projection(benchmark, variant):
     """A visual window's q/k/v at ratio 16 (1440 raw + 90 VST rows): two GEMMs over gathered rows,
-    or the base projection over every row with the VST rows' own written over it (the runner picks
-    the faster on a GPU). The real model's widths on a GPU; a quarter of them on the CPU."""
+    the base projection over every row with the VST rows' own written over it, or one grouped GEMM
+    over the weights side by side (the runner picks the fastest on a GPU; "grouped" only where
+    ``grouped_available``). The real model's widths on a GPU; a quarter of them on the CPU."""
     from torch import nn
 
-    from vxl_fast.layers.step import project_window
+    from vxl_fast.layers.step import project_window, share_weights
 
     hidden, width = (HIDDEN, 4608) if DEVICE.type == "cuda" else (HIDDEN // 4, 4608 // 4)
     base, beacon = (nn.Linear(hidden, width).to(DEVICE, DTYPE) for _ in range(2))
+    if variant == "grouped":
+        share_weights(base, beacon)
     nb, vst_index = ops.vst_slots(1440, 16, 0)
     h = torch.randn(1440 + nb, hidden, device=DEVICE).to(DTYPE)
     vst_index, raw_index = vst_index.to(DEVICE), ops.raw_slots(1440, 16, 0).to(DEVICE)

@@ -16,8 +16,8 @@ def test_defaults_and_validation():
     assert RuntimeOptions() == RuntimeOptions("auto", "auto", True, "check")
     with pytest.raises(ValueError, match=re.escape("attention='fast' is not one of auto, prefix, split, cudnn, masked")):
         RuntimeOptions(attention="fast")
-    with pytest.raises(ValueError, match=re.escape("vst_projection='grouped' is not one of auto, gather, overwrite")):
-        RuntimeOptions(vst_projection="grouped")
+    with pytest.raises(ValueError, match=re.escape("vst_projection='fused' is not one of auto, gather, overwrite, grouped")):
+        RuntimeOptions(vst_projection="fused")
     with pytest.raises(ValueError, match=re.escape("kernels='fast' is not one of check, trust, off")):
         RuntimeOptions(kernels="fast")
     with pytest.raises(TypeError, match="cuda_graphs must be True or False"):

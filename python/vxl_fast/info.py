@@ -42,7 +42,7 @@ def plan_summary(checkpoint: str, frames: int, ratio: int, question_tokens: int,
     weights = parameter_count(cfg) * itemsize(dt)
     plan, need = plan_memory(cfg, sink, frames, ratios, question_tokens, max_new_tokens, weights, itemsize(dt))
     llm, vis = cfg.llm, cfg.vision
-    fits = [name for name, size in GPU_SIZES.items() if need.total <= size * GIB]
+    fits = [name for name, size in GPU_SIZES.items() if need.expected_device_total <= size * GIB]
     return {
         "checkpoint": str(folder),
         "llm": {"hidden": llm.hidden_size, "layers": llm.num_layers, "heads": llm.num_heads,
@@ -79,10 +79,12 @@ def render_summary(s: dict) -> str:
                        ("workspace", "workspace"), ("total", "total    ")):
         extra = f" ({p['kv_slots']} slots)" if key == "kv_cache" else ""
         lines.append(f"  {label} {p[key] / GIB:8.2f} GiB{extra}")
+    lines.append(f"  on a CUDA device: ~{p['expected_reserved'] / GIB:.2f} GiB reserved by PyTorch, "
+                 f"~{p['expected_device_total'] / GIB:.2f} GiB of device memory in use with the CUDA context")
     if p["fits_gpus"]:
         lines.append(f"  fits a GPU of {p['fits_gpus'][0]} or more")
     else:
-        lines.append(f"  WARNING: {p['total'] / GIB:.0f} GiB exceeds every GPU size known here "
+        lines.append(f"  WARNING: {p['expected_device_total'] / GIB:.0f} GiB exceeds every GPU size known here "
                      f"(largest {list(GPU_SIZES)[-1]}); use fewer frames or a higher ratio")
     if p["exceeds_context"]:
         lines.append(f"  WARNING: the request uses {p['positions']} positions, beyond the model's trained "

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ATTENTION_BACKENDS = ("prefix", "split", "cudnn", "masked")
-VST_PROJECTIONS = ("gather", "overwrite")
+VST_PROJECTIONS = ("gather", "overwrite", "grouped")
 KERNEL_MODES = ("check", "trust", "off")
 
 

@@ -1,5 +1,6 @@
 """The decode step's first-use check and its fallbacks (graph → eager → masked), on the CPU: a
-mocked CUDA-graph capture and a stand-in "fused" decode attention take the places of the CUDA ones."""
+mocked CUDA-graph capture and a stand-in "fused" decode attention take the places of the CUDA ones;
+on a GPU, the real ones pass it (graph replay vs eager vs the masked reference)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import warnings
 import pytest
 import torch
 
+from conftest import GOLDEN, needs_cuda
 from vxl_fast import RuntimeOptions
 from vxl_fast.engine.decode import CaptureFailed, StaticDecoder, check_decode
 from vxl_fast.engine.runner import Runner
@@ -121,3 +123,13 @@ def test_check_decode_bounds_the_logits_error_relative_to_the_largest_logit():
                                                                   "allowed 0.08)"])
     assert check_decode({"x": far.copy, "masked-eager": lambda: want}, "masked-eager", torch.float16) == (
         "masked-eager", ["x differs from masked-eager (max error 0.5, allowed 0.02)"])
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_the_cuda_decode_step_passes_its_check_as_a_graph(dtype):
+    from vxl_fast import VideoXL, VideoXLConfig
+
+    model = VideoXL.random(VideoXLConfig.from_dir(GOLDEN / "medium-videoxl"), device="cuda", dtype=dtype)
+    assert _check(model.runner) == ("graph", [])
+    assert model.runner.decode_mode == "graph"

@@ -125,3 +125,47 @@ def test_the_runtime_option_forces_a_backend():
         _selected(cpu, torch.float32, "prefix")
     assert select_attention(cpu, torch.bfloat16, 8, 2, 64) == ("split", split_attention_cpu)
     assert _selected(torch.device("cuda"), torch.float32) is masked_attention  # flash has no fp32
+
+
+def _attention_shapes(plan) -> set[tuple[int, int, bool]]:
+    """(queries, keys, causal) of every flash call the ``cudnn`` backend makes for ``plan`` (per
+    layer): the sink, each visual window, the text after the video (decode has its own kernel)."""
+    steps = [(plan.sink, 0), *((w.rows, w.kv_before) for w in plan.windows),
+             (plan.text_after, plan.sink + plan.num_vsts)]
+    shapes = set()
+    for n, m in steps:
+        shapes.add((n, n, True))
+        if m:
+            shapes.add((n, attention.key_bucket(m), False))
+    return shapes
+
+
+def test_cudnn_sees_at_most_16_attention_shapes_at_2048_frames():
+    from vxl_fast import VideoXLConfig
+    from vxl_fast.memory.plan import plan_request
+
+    cfg = VideoXLConfig.released()
+    plan = plan_request(14, 2048 * 144, 20, 1024, cfg.beacon.window, (16,))
+    assert len(plan.windows) == 205 and len({w.kv_before for w in plan.windows}) == 205
+    shapes = _attention_shapes(plan)
+    assert len(shapes) == 14, sorted(shapes)
+    assert {k for _, k, causal in shapes if not causal} == {512, 1024, 2048, 4096, 8192, 12288, 16384, 20480}
+
+
+@pytest.mark.parametrize("m, expected", [(1, 512), (512, 512), (513, 1024), (4096, 4096), (4097, 8192),
+                                         (18374, 20480)])
+def test_key_bucket(m, expected):
+    assert attention.key_bucket(m) == expected
+
+
+@pytest.mark.parametrize("slots", [None, 6000], ids=["zero-padded", "read-in-place"])
+@pytest.mark.parametrize("m, n", [(1, 5), (300, 100), (4100, 37)])
+def test_padded_keys_give_the_unpadded_result_on_the_cpu(m, n, slots):
+    """The cudnn path's bucketed kept slots (masked past m) through the CPU flash kernel: the
+    result of the unpadded split, whether the slots past m are read from the cache or zero-padded."""
+    torch.manual_seed(m + n)
+    q = torch.randn(28, n, 128)
+    k, v = _prefix(4, m, n, 128, slots)
+    got = split_attention(_flash_cpu, q, k, v, attention.key_bucket)
+    assert (got - split_attention_cpu(q, k, v)).abs().max().item() < 1e-6
+    assert (got.double() - _explicit(q, k, v)).abs().max().item() < 2e-6

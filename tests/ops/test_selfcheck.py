@@ -10,7 +10,7 @@ import warnings
 import pytest
 import torch
 
-from conftest import needs_ext
+from conftest import needs_cuda, needs_ext
 from vxl_fast import ops
 from vxl_fast.ops import (add_layer_norm_ref, bias_quick_gelu_ref, fused_add_rms_norm_ref, interleave_vst_ref,
                           silu_and_mul_ref)
@@ -73,6 +73,14 @@ def test_the_cpu_impls_pass_the_check(name, dtype):
     assert set(ops.OPS) == {"add_layer_norm", "bias_quick_gelu", "clip_embed_layer_norm", "clip_preprocess",
                             "fused_add_rms_norm", "interleave_vst", "kv_compact", "rope_kv_write", "silu_and_mul",
                             "yuv420_to_rgb"}
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", sorted(ops.OPS))
+def test_every_cuda_kernel_passes_the_check(name, dtype):
+    """The self-check a run makes at first use, on the GPU: each op's CUDA kernel against its twin."""
+    assert check_op(name, torch.device("cuda"), dtype) is None
 
 
 def test_check_catches_wrong_fused_kernels():

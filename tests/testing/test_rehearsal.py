@@ -105,3 +105,14 @@ def test_vision_fused_ops_run_as_on_the_device(rehearsal_128):
 def test_simulated_peak_is_what_the_planner_says(rehearsal_128):
     r = rehearsal_128
     assert abs(r.peak_bytes - r.planned_bytes) <= 0.05 * r.peak_bytes, r.as_dict()
+
+
+def test_2048_frames_streamed_from_the_host_fit_the_target_and_the_plan():
+    """Issue 24's memory target, rehearsed: 2048 frames at ratio 16 in bf16 from host memory (the
+    default path of a video) peak at ≤ 17.2 GiB of live tensors, within 3% of the planner's total."""
+    from vxl_fast.testing.rehearsal import GIB, rehearse
+
+    r = rehearse(2048, 16, decode_steps=2, frames_on="host")
+    assert r.windows == 205 and r.uploads == -(-2048 // r.vision_batch)
+    assert r.peak_bytes <= 17.2 * GIB, r.as_dict()
+    assert abs(r.peak_bytes - r.planned_bytes) <= 0.03 * r.peak_bytes, r.as_dict()

@@ -19,7 +19,7 @@ from ..device import itemsize
 from ..layers.attention import select_attention
 from ..layers.decode_step import decode_attention_masked, select_decode_attention
 from ..layers.rotary import RotaryTable
-from ..layers.step import Slots, WindowStep, select_projection
+from ..layers.step import Slots, WindowStep, select_projection, share_weights
 from ..memory.budget import MemoryBudget, budget, check_fits, vision_batch
 from ..memory.kv import KVCache, VstStage
 from ..memory.plan import VisualWindow, max_window_rows, max_window_vsts
@@ -54,6 +54,9 @@ class Runner:
         attn = model.llm.layers[0].self_attn
         self.vst_projection = select_projection(attn.qkv_proj, attn.beacon_qkv_proj, config.beacon.window, device,
                                                 dtype, runtime.vst_projection)
+        if self.vst_projection == "grouped":
+            for layer in model.llm.layers:
+                share_weights(layer.self_attn.qkv_proj, layer.self_attn.beacon_qkv_proj)
         self.decode_attention = select_decode_attention(device, dtype)
         self.cuda_graphs = runtime.cuda_graphs and device.type == "cuda"
         self.capture = capture_cuda_graph

@@ -5,12 +5,14 @@ Every backend computes, for q: [H, n, d] (after RoPE) and k, v: [Hkv, m + n, d] 
 first m + n slots: m kept ones, then the window's n rows; H a multiple of Hkv; last dimension
 contiguous, other strides arbitrary), ``softmax(q·kᵀ/√d + mask) · v`` with bottom-right aligned
 causality — query i sees the m kept slots and window rows 0..i — returned as [n, H, d].
-K/V heads are never repeated and no mask tensor is made by the fused backends.
+K/V heads are never repeated; of the fused backends only ``cudnn`` makes a mask, one row over its
+padded keys.
 
 Backends: ``split`` (memory and window as two flash calls merged by their log-sum-exp; CPU and
 CUDA), ``prefix`` (one flash call over the prefix; the CUDA flash kernel aligns causality to the
 bottom right when there are more keys than queries, the CPU one to the top left, so CUDA only),
-``cudnn`` (``split`` through cuDNN's fused attention; CUDA), ``masked`` (one SDPA call with a
+``cudnn`` (``split`` through cuDNN's fused attention, the kept slots padded to ``key_bucket``
+lengths so that cuDNN builds a few plans per request, not one per window; CUDA), ``masked`` (one SDPA call with a
 boolean mask: the reference, and the path for fp32 on CUDA).
 ``RuntimeOptions.attention`` forces one; otherwise (``"auto"``) on CUDA in bf16/fp16 the runner's
 ``select_attention`` checks each candidate against the reference and times those that agree.
@@ -37,12 +39,18 @@ def _check_fused(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
     assert q.stride(-1) == k.stride(-1) == v.stride(-1) == 1, "fused attention needs a contiguous last dim"
 
 
-def _flash_cpu(q, k, v, causal):
+def _bias(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """The additive form of a boolean mask (True where visible)."""
+    return None if mask is None else torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(
+        ~mask, float("-inf"))
+
+
+def _flash_cpu(q, k, v, causal, mask=None):
     # NOTE: the public SDPA does not return the log-sum-exp needed to merge segments; this aten op
     # is its CPU flash kernel (q, k, v: [B, heads, len, d], GQA allowed) → (out, lse [B, heads, len]).
     # It runs in fp32 whatever the inputs' dtype, so that split_attention rounds its output once.
     out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q.float(), k.float(), v.float(), 0.0,
-                                                                            causal)
+                                                                            causal, attn_mask=_bias(mask, torch.float32))
     return out, lse
 
 
@@ -54,20 +62,43 @@ def _flash_cuda(q, k, v, causal):
     return out, lse
 
 
-def _cudnn_cuda(q, k, v, causal):
+def _cudnn_cuda(q, k, v, causal, mask=None):
     # cuDNN's fused attention (log-sum-exp returned); a square window needs no causal alignment.
     _check_fused(q, k, v)
-    out, lse = torch.ops.aten._scaled_dot_product_cudnn_attention(q, k, v, None, True, 0.0, causal, False)[:2]
+    bias = None if mask is None else _bias(mask, q.dtype).expand(q.shape[0], q.shape[1], q.shape[2], k.shape[2])
+    out, lse = torch.ops.aten._scaled_dot_product_cudnn_attention(q, k, v, bias, True, 0.0, causal, False)[:2]
     return out, lse.view(lse.shape[:3])
 
 
-def split_attention(flash, q, k, v) -> torch.Tensor:
+def key_bucket(m: int) -> int:
+    """The key length cuDNN sees for ``m`` kept slots: 512, or the next power of two up to 4096,
+    then the next multiple of 4096, so a request's memory segments take a few shapes (one cuDNN
+    plan each; 8 at 2048 frames)."""
+    if m <= 4096:
+        return max(512, 1 << (m - 1).bit_length())
+    return -(-m // 4096) * 4096
+
+
+def _padded_keys(t: torch.Tensor, length: int) -> torch.Tensor:
+    """The first ``length`` slots of the cache view t [Hkv, ≥ m, d]: the slots after it read in
+    place where the cache holds them (their keys are masked out; the cache is zero-initialised,
+    so they are finite), else zero-padded."""
+    slots = t.stride(0) // t.stride(1) if t.stride(1) else 0
+    if t.stride(-1) == 1 and t.stride(1) == t.shape[2] and length <= slots \
+            and t.storage_offset() + t.stride(0) * t.shape[0] <= t.untyped_storage().nbytes() // t.element_size():
+        return t.as_strided((t.shape[0], length, t.shape[2]), t.stride())
+    return F.pad(t, (0, 0, 0, length - t.shape[1]))
+
+
+def split_attention(flash, q, k, v, bucket=None) -> torch.Tensor:
     """The kept slots (every query sees them) and the window (square-causal) run as two flash
     calls and are merged by their log-sum-exp. ``flash(q, k, v, causal)`` takes 4-D
     [B, heads, len, d] tensors and returns (out, lse fp32): out in fp32 (the CPU's) or in the
     inputs' dtype (the fused CUDA kernels return nothing else). The merge runs in fp32 and rounds
     to q's dtype once: one rounding in all from fp32 segments; from bf16 ones the kernels' own
-    rounding comes first (``tests/layers/test_attention_numerics.py`` measures what that costs)."""
+    rounding comes first (``tests/layers/test_attention_numerics.py`` measures what that costs).
+    With ``bucket`` (m → length ≥ m), the kept slots are read as ``bucket(m)`` keys, those past m
+    masked out (``flash(q, k, v, False, mask)``, mask [1, 1, 1, length] True where visible)."""
     h, n, d = q.shape
     hkv, m = k.shape[0], k.shape[1] - n
     g = h // hkv
@@ -76,7 +107,14 @@ def split_attention(flash, q, k, v) -> torch.Tensor:
     out, lse = out[0], lse[0]  # [H, n, d], [H, n]
     if m:
         # A KV head's g query heads folded into one sequence: the kept K/V are read once per KV head.
-        out_m, lse_m = flash(q.view(1, hkv, g * n, d), k[None, :, :m], v[None, :, :m], False)
+        qm = q.view(1, hkv, g * n, d)
+        if bucket is None:
+            out_m, lse_m = flash(qm, k[None, :, :m], v[None, :, :m], False)
+        else:
+            length = bucket(m)
+            mask = (torch.arange(length, device=q.device) < m).view(1, 1, 1, length)
+            out_m, lse_m = flash(qm, _padded_keys(k[:, :m], length)[None], _padded_keys(v[:, :m], length)[None],
+                                 False, mask)
         out_m, lse_m = out_m.view(hkv, g, n, d), lse_m.view(hkv, g, n)
         out, lse = out.view(hkv, g, n, d), lse.view(hkv, g, n)
         total = torch.logaddexp(lse, lse_m)
@@ -94,7 +132,7 @@ def split_attention_cuda(q, k, v) -> torch.Tensor:
 
 
 def split_attention_cudnn(q, k, v) -> torch.Tensor:
-    return split_attention(_cudnn_cuda, q, k, v)
+    return split_attention(_cudnn_cuda, q, k, v, key_bucket)
 
 
 def prefix_attention_cuda(q, k, v) -> torch.Tensor:

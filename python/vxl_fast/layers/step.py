@@ -53,7 +53,10 @@ def project_window(base: nn.Linear, beacon: nn.Linear, h: torch.Tensor, vst_inde
     """A visual window's fused q/k/v [n, width]: raw rows through ``base``, VST rows through ``beacon``.
     ``how`` (``runtime.VST_PROJECTIONS``): "gather" runs each projection on its own rows (two GEMMs over
     gathered rows), "overwrite" runs ``base`` over every row and writes the VST rows' own results over
-    it (one more GEMM row per VST, no gather of the raw rows)."""
+    it (one more GEMM row per VST, no gather of the raw rows), "grouped" runs both as one grouped GEMM
+    (``torch._grouped_mm``) over the rows gathered raw first, VSTs after, and scatters them back."""
+    if how == "grouped":
+        return _project_grouped(base, beacon, h, vst_index, raw_index)
     if how == "overwrite":
         qkv = base(h)
     else:
@@ -61,6 +64,43 @@ def project_window(base: nn.Linear, beacon: nn.Linear, h: torch.Tensor, vst_inde
         qkv[raw_index] = base(h[raw_index])
     qkv[vst_index] = beacon(h[vst_index])
     return qkv
+
+
+def _project_grouped(base: nn.Linear, beacon: nn.Linear, h: torch.Tensor, vst_index: torch.Tensor,
+                     raw_index: torch.Tensor) -> torch.Tensor:
+    order, n_raw = torch.cat((raw_index, vst_index)), raw_index.shape[0]
+    ends = torch.tensor([n_raw, order.shape[0]], dtype=torch.int32, device=h.device)
+    out = torch._grouped_mm(h[order], stacked_weight(base, beacon).transpose(1, 2), offs=ends)
+    if base.bias is not None:
+        out[:n_raw] += base.bias
+        out[n_raw:] += beacon.bias
+    qkv = torch.empty_like(out)
+    qkv[order] = out
+    return qkv
+
+
+def stacked_weight(base: nn.Linear, beacon: nn.Linear) -> torch.Tensor:
+    """The two projections' weights as one [2, out, in] tensor: a view where ``share_weights`` laid
+    them out side by side, else a copy."""
+    w0, w1 = base.weight, beacon.weight
+    if (w0.is_contiguous() and w1.is_contiguous() and w0.shape == w1.shape
+            and w1.data_ptr() == w0.data_ptr() + w0.numel() * w0.element_size()):
+        return w0.as_strided((2, *w0.shape), (w0.numel(), *w0.stride()))
+    return torch.stack((w0, w1))
+
+
+def share_weights(base: nn.Linear, beacon: nn.Linear) -> None:
+    """Lays the two weights out side by side in one storage (no extra memory once the old ones are
+    freed), so that ``stacked_weight`` is a view: what "grouped" needs to run without a copy."""
+    both = torch.stack((base.weight.detach(), beacon.weight.detach()))
+    base.weight.data, beacon.weight.data = both[0], both[1]
+
+
+def grouped_available(device: torch.device) -> bool:
+    """Whether "grouped" joins the timed choice: torch has ``_grouped_mm`` and the device is a CUDA
+    GPU of compute capability 9.0 (CUTLASS's grouped GEMM; the CPU runs it only in tests)."""
+    return (device.type == "cuda" and hasattr(torch, "_grouped_mm")
+            and torch.cuda.get_device_capability(device) == (9, 0))
 
 
 @dataclass(frozen=True)
@@ -132,8 +172,9 @@ class WindowStep:
 def select_projection(base: nn.Linear, beacon: nn.Linear, window: int, device: torch.device,
                       dtype: torch.dtype, forced: str = "auto") -> str:
     """How visual windows project q/k/v (``project_window``): ``forced`` if not "auto"; on CUDA the
-    faster of the two on a full window at ratio 16 (the released checkpoint's densest VSTs) of
-    these projections (the first layer's); else "gather"."""
+    fastest on a full window at ratio 16 (the released checkpoint's densest VSTs) of these
+    projections (the first layer's), "grouped" a candidate where ``grouped_available`` (timed on
+    the weights side by side; the caller lays out the others if it wins); else "gather"."""
     if forced != "auto":
         return forced
     if device.type != "cuda":
@@ -141,8 +182,11 @@ def select_projection(base: nn.Linear, beacon: nn.Linear, window: int, device: t
     nb, vst_index = ops.vst_slots(window, 16, 0)
     raw_index = ops.raw_slots(window, 16, 0).to(device)
     h = torch.randn(window + nb, base.in_features, device=device, dtype=dtype)
+    candidates = VST_PROJECTIONS if grouped_available(device) else tuple(c for c in VST_PROJECTIONS if c != "grouped")
+    if "grouped" in candidates:
+        share_weights(base, beacon)
     seconds = {}
     with torch.inference_mode():
-        for how in VST_PROJECTIONS:
+        for how in candidates:
             seconds[how] = cuda_seconds(project_window, (base, beacon, h, vst_index.to(device), raw_index, how))
     return min(seconds, key=seconds.get)

@@ -13,9 +13,21 @@ from .kv import slot_bytes
 from .plan import RequestPlan, max_window_rows, max_window_vsts, plan_request
 
 
+# What a CUDA device shows beyond the tensors' bytes (estimates until a GPU run measures them;
+# benchmarks/test_e2e.py records all three figures): the caching allocator rounds a weight's block
+# up to 2 MiB (~1 % of the weights) and keeps the vision tower's and the LLM windows' transients in
+# blocks of their own (a workspace more); the CUDA context with cuBLAS's and cuDNN's handles and
+# workspaces (~0.6 GiB on an H100 with CUDA 12/13) comes on top of what PyTorch reserves.
+WEIGHT_BLOCK_SLACK = 0.01
+CUDA_CONTEXT_BYTES = 640 * 2 ** 20
+
+
 @dataclass(frozen=True)
 class MemoryBudget:
-    """Bytes, by purpose. ``total`` is what the request needs on top of nothing."""
+    """Bytes, by purpose. ``total`` is what the request needs on top of nothing: the peak of
+    ``torch.cuda.max_memory_allocated``; ``expected_reserved`` the allocator's peak
+    (``max_memory_reserved``); ``expected_device_total`` the device's used memory (``nvidia-smi``,
+    ``mem_get_info``) with the CUDA context."""
 
     weights: int
     kv_cache: int  # kept slots plus room for the largest window's rows
@@ -27,8 +39,17 @@ class MemoryBudget:
     def total(self) -> int:
         return self.weights + self.kv_cache + self.stage + self.workspace
 
+    @property
+    def expected_reserved(self) -> int:
+        return self.total + int(WEIGHT_BLOCK_SLACK * self.weights) + self.workspace
+
+    @property
+    def expected_device_total(self) -> int:
+        return self.expected_reserved + CUDA_CONTEXT_BYTES
+
     def as_dict(self) -> dict:
-        return {**asdict(self), "total": self.total}
+        return {**asdict(self), "total": self.total, "expected_reserved": self.expected_reserved,
+                "expected_device_total": self.expected_device_total}
 
 
 def kv_slot_bytes(cfg: VideoXLConfig, itemsize: int) -> int:

@@ -238,9 +238,14 @@ def rope_kv_write(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.
 
 
 def _register_fakes() -> None:
+    """Once per process: a schema that has a fake keeps it when this module is imported again
+    (torch 2.11's ``register_fake`` refuses a second registration, later ones replace it)."""
+    from torch._library.simple_registry import singleton
+
     for spec in OPS.values():
         for schema, fake in spec.fakes.items():
-            torch.library.register_fake(f"vxl_fast::{schema}")(fake)
+            if singleton.find(f"vxl_fast::{schema}").fake_impl.kernel is None:
+                torch.library.register_fake(f"vxl_fast::{schema}")(fake)
 
 
 if _ext.available:

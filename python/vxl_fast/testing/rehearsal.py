@@ -46,7 +46,7 @@ class Rehearsal:
     vsts: int
     vision_batch: int  # frames per vision-tower call
     planned_bytes: int  # the memory planner's total (weights included), plus the input frames on the device
-    peak_bytes: int  # the largest sum of live tensor bytes seen
+    peak_bytes: int  # the largest sum of live device tensor bytes seen
     encode_waits: int  # times the host waited for the device while encoding (syncs, event waits)
     uploads: int  # host→device frame copies on the copy stream, each waited for by the compute stream
     ops_per_window_layer: Counter = field(default_factory=Counter)
@@ -68,7 +68,8 @@ class Rehearsal:
 
 
 class _LiveBytes(TorchDispatchMode):
-    """Counts aten ops and the bytes of the storages their outputs live in, freed when collected."""
+    """Counts aten ops and the device bytes of the storages their outputs live in, freed when
+    collected (host tensors, e.g. frames streamed from host memory, are not device memory)."""
 
     def __init__(self):
         super().__init__()
@@ -80,7 +81,7 @@ class _LiveBytes(TorchDispatchMode):
         out = func(*args, **(kwargs or {}))
         self.ops[func.overloadpacket.__name__] += 1
         for t in tree_flatten(out)[0]:
-            if isinstance(t, torch.Tensor) and t.device.type != "meta":  # meta: the modules' blueprint
+            if isinstance(t, torch.Tensor) and t.device.type not in ("meta", "cpu"):  # meta: the modules' blueprint
                 self._track(t.untyped_storage())
         return out
 
