@@ -7,7 +7,7 @@ its ``serve`` options); a user or operator raises a limit by passing a larger va
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 
 MiB, GiB = 2 ** 20, 2 ** 30
 
@@ -25,6 +25,9 @@ class Limits:
     ``max_prompt_bytes``: UTF-8 bytes of the text of one request, refused before tokenizing
     (None: derived from the model's context as ``max_position_embeddings × 8``).
     ``max_stop_strings`` / ``max_stop_chars``: count and length of stop strings.
+    ``max_video_frames``: entries of one video file's frame table, read before sampling (a file
+    of many tiny packets would otherwise cost memory in proportion; default: 1,000,000, 4.6 hours
+    at 60 fps).
     """
 
     max_pixels: int = 4096 * 2160
@@ -35,6 +38,7 @@ class Limits:
     max_prompt_bytes: int | None = None
     max_stop_strings: int = 16
     max_stop_chars: int = 256
+    max_video_frames: int = 1_000_000
 
     def __post_init__(self):
         for f in fields(self):
@@ -51,10 +55,6 @@ class Limits:
     def prompt_bytes(self, context_tokens: int) -> int:
         """The prompt byte limit for a model with ``context_tokens`` positions."""
         return self.max_prompt_bytes if self.max_prompt_bytes is not None else 8 * context_tokens
-
-    def check_pixels(self, width: int, height: int, what: str) -> None:
-        """Refuse a frame or image of ``width`` × ``height`` over ``max_pixels`` (from its header)."""
-        check_pixels(width, height, self.max_pixels, what)
 
     def check_count(self, count: int, what: str, limit: str = "max_frames") -> None:
         """Refuse ``count`` frames (``limit="max_frames"``) or images (``"max_images"``) over the limit."""
@@ -82,10 +82,6 @@ class Limits:
             raise ValueError(f"prompt too long: its text is {size} bytes, more than the limit of {limit} bytes "
                              f"(max_prompt_bytes; by default 8 bytes per token of the model's "
                              f"{context_tokens}-token context)")
-
-    def with_(self, **changes) -> "Limits":
-        """A copy with ``changes`` (None values are ignored)."""
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
 def check_pixels(width: int, height: int, max_pixels: int, what: str) -> None:

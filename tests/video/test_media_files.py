@@ -211,3 +211,10 @@ def test_images_are_decoded_a_piece_at_a_time(tmp_path, monkeypatch):
 def test_limits_must_be_limits():
     with pytest.raises(TypeError, match="limits must be a vxl_fast.limits.Limits"):
         VisualRequest(video="v.mp4", num_frames=2, limits={"max_pixels": 1})
+
+
+def test_a_frame_table_over_the_limit_is_refused_while_it_is_read():
+    frames = reader.probe(str(VIDEO)).frames
+    assert reader.probe(str(VIDEO), max_frames=frames).frames == frames
+    with pytest.raises(ValueError, match=f"more than {frames - 1} frames \\(max_video_frames\\)"):
+        load_video(str(VIDEO), num_frames=2, limits=Limits(max_video_frames=frames - 1))

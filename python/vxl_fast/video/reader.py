@@ -140,9 +140,11 @@ def check_header(file: MediaFile, max_pixels: int) -> None:
         pass
 
 
-def probe(source: str | os.PathLike | MediaFile, max_pixels: int | None = None) -> VideoInfo:
+def probe(source: str | os.PathLike | MediaFile, max_pixels: int | None = None,
+          max_frames: int | None = None) -> VideoInfo:
     """Read the frame table of the first video stream without decoding (a path is opened once;
-    its frames are refused from the header when over ``max_pixels``)."""
+    its frames are refused from the header when over ``max_pixels``, the file when its table
+    holds more than ``max_frames`` entries)."""
     file = source if isinstance(source, MediaFile) else open_file(source)
     path = file.name
     av = _av()
@@ -153,6 +155,9 @@ def probe(source: str | os.PathLike | MediaFile, max_pixels: int | None = None) 
             for packet in container.demux(stream):
                 if packet.size == 0:
                     continue
+                if max_frames is not None and len(pts) >= max_frames:
+                    raise ValueError(f"cannot read video {path}: it holds more than {max_frames} frames "
+                                     "(max_video_frames)")
                 if packet.pts is None:
                     missing_pts = True
                     pts.append(len(pts))

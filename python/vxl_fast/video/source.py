@@ -223,7 +223,7 @@ def plan_read(request: VisualRequest, strategy: str = "hybrid", progress: Callab
 
 def _file_source(source: Path | MediaFile, request: VisualRequest, strategy: str, progress) -> FrameReader:
     limits = request.limits
-    info: VideoInfo = probe(source, limits.max_pixels)
+    info: VideoInfo = probe(source, limits.max_pixels, limits.max_video_frames)
     if request.fps is not None:
         indices = fps_indices(info.frames, info.fps, request.fps, request.max_frames)
     else:
