@@ -90,6 +90,13 @@ def cache_dir(environ: Mapping[str, str] | None = None) -> Path:
     return Path(env.get("VXL_FAST_CACHE") or Path.home() / ".cache" / "vxl_fast")
 
 
+def api_key(environ: Mapping[str, str] | None = None) -> str | None:
+    """The key ``vxl-fast serve`` requires when ``--api-key`` is not given: ``VXL_FAST_API_KEY``
+    (kept out of the process list; None when unset: no key)."""
+    env = os.environ if environ is None else environ
+    return env.get("VXL_FAST_API_KEY") or None
+
+
 def ray_address(environ: Mapping[str, str] | None = None) -> str | None:
     """The Ray cluster to join when none is named: ``RAY_ADDRESS`` (None: start a local one)."""
     env = os.environ if environ is None else environ

@@ -211,3 +211,8 @@ def test_a_4_mib_prompt_is_refused_before_tokenization(server, monkeypatch):
         assert calls
     finally:
         live.close()
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc", "/openapi.json"])
+def test_no_schema_or_docs_pages_are_served(server, path):
+    assert httpx.get(server.url + path, timeout=30).status_code == 404

@@ -205,3 +205,17 @@ def test_metrics_text():
     assert 'vxl_requests_total{status="200"} 1\n' in text and 'vxl_requests_total{status="429"} 2\n' in text
     assert "vxl_decode_seconds_total 0.25\n" in text and "vxl_encodes_total 0\n" in text
     assert "# TYPE vxl_queue_length gauge\nvxl_queue_length 3\n" in text
+
+
+def test_the_api_key_can_come_from_the_environment(monkeypatch):
+    pytest.importorskip("fastapi")
+    pytest.importorskip("uvicorn")
+    import vxl_fast.server.cli as server_cli
+
+    monkeypatch.setenv("VXL_FAST_API_KEY", "s3cret")
+    parser = argparse.ArgumentParser()
+    serve = add_parser(parser.add_subparsers(dest="command"))
+    _, opts = server_cli.serve_options(parser.parse_args(["serve", "--model", "m"]))
+    assert opts.api_key == "s3cret" and "s3cret" not in serve.format_help()
+    _, given = server_cli.serve_options(parser.parse_args(["serve", "--model", "m", "--api-key", "other"]))
+    assert given.api_key == "other"

@@ -71,15 +71,31 @@ class Replica:
 
 
 class Ingress:
-    """Ray's HTTP proxy → this → a replica chosen by the request's video key."""
+    """Ray's HTTP proxy → this → a replica chosen by the request's video key. Bodies are read as
+    ``vxl-fast serve`` reads them (declared length first, then counted, within the body timeout),
+    and at most ``max_queue + 1`` at once: beyond that a request gets 429 before its body is read."""
 
-    def __init__(self, replica):
-        self.replica = replica
+    def __init__(self, replica, options):
+        self.replica, self.options = replica, options
+        self._reading = asyncio.Semaphore(options.max_queue + 1)
 
     async def __call__(self, request):
-        from starlette.responses import JSONResponse, StreamingResponse
+        from starlette.responses import JSONResponse, Response, StreamingResponse
 
-        body = await request.body()
+        from ..server.app import ClientGone, check_declared_length, read_body
+        from ..server.protocol import APIError
+
+        try:
+            check_declared_length(request, self.options.max_body_bytes)
+            if self._reading.locked():
+                raise APIError(429, "the server is busy: too many request bodies are arriving; try again later",
+                               code="queue_full")
+            async with self._reading:
+                body = await read_body(request, self.options)
+        except APIError as e:
+            return JSONResponse(e.body(), status_code=e.status)
+        except ClientGone:
+            return Response(status_code=499)
         key = video_key(body) if request.method == "POST" else None
         handle = self.replica.options(stream=True, **({"session_id": key} if key else {}))
         stream = handle.call.remote({"method": request.method, "path": request.url.path,
@@ -132,7 +148,7 @@ def build(model: str, options, *, replicas: int, gpus_per_replica: float | None 
                                max_ongoing_requests=options.max_queue + 1, max_constructor_retry_count=3,
                                **extra)
     ingress = serve.deployment(Ingress, name="Ingress", ray_actor_options={"num_cpus": 0})
-    return ingress.bind(replica.bind(str(model), device, dtype, options))
+    return ingress.bind(replica.bind(str(model), device, dtype, options), options)
 
 
 def serve_on_ray(model: str, options, *, replicas: int, host: str = "127.0.0.1", port: int = 8000,

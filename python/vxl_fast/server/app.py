@@ -42,7 +42,8 @@ def create_app(model, options: ServeOptions | None = None, **kwargs) -> FastAPI:
         yield
         await asyncio.to_thread(service.close)
 
-    app = FastAPI(title="vxl_fast", lifespan=lifespan)
+    # no /docs, /redoc or /openapi.json: the API is OpenAI's, and nothing more is shown to clients
+    app = FastAPI(title="vxl_fast", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.service = service
     _add_error_handlers(app, service)
     _add_status_routes(app, service, str(model.path))
@@ -94,7 +95,7 @@ def _add_status_routes(app: FastAPI, service: Service, model_path: str) -> None:
 async def _chat_completion(request: Request, service: Service, options: ServeOptions):
     """``POST /v1/chat/completions``: one answer, whole or as server-sent events; 499 when the client goes.
     A queue slot is taken before the body is read, so waiting bodies are bounded by the queue."""
-    _check_declared_length(request, options.max_body_bytes)
+    check_declared_length(request, options.max_body_bytes)
     slot = service.worker.admit()
     answer: Answer | None = None
     handed_off = False
@@ -111,7 +112,7 @@ async def _chat_completion(request: Request, service: Service, options: ServeOpt
             piece = await answer.next()
 
     try:
-        req, conv, generation = _read(await _body(request, options), service)
+        req, conv, generation = _read(await read_body(request, options), service)
         await asyncio.to_thread(service.check_context, conv, generation["max_new_tokens"],
                                 "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens")
         if req.stream:
@@ -122,7 +123,7 @@ async def _chat_completion(request: Request, service: Service, options: ServeOpt
         service.metrics.inc("vxl_requests_total", status="200")
         return protocol.completion(protocol.new_id(), int(time.time()), service.name, service.fingerprint,
                                    answer.output, answer.info)
-    except _ClientGone:
+    except ClientGone:
         if answer is not None:
             answer.stop()
         service.metrics.inc("vxl_requests_cancelled_total")
@@ -160,17 +161,17 @@ def _read(body: bytes, service: Service):
     return req, conv, generation
 
 
-class _ClientGone(Exception):
+class ClientGone(Exception):
     pass
 
 
-def _check_declared_length(request: Request, limit: int) -> None:
+def check_declared_length(request: Request, limit: int) -> None:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise APIError(413, f"the request body ({declared} bytes) exceeds the server's limit of {limit} bytes")
 
 
-async def _body(request: Request, options: ServeOptions) -> bytes:
+async def read_body(request: Request, options: ServeOptions) -> bytes:
     """The body, counted as it arrives (413 past ``max_body_bytes``; 408 after ``body_timeout_s``)."""
     limit = options.max_body_bytes
 
@@ -188,11 +189,11 @@ async def _body(request: Request, options: ServeOptions) -> bytes:
         raise APIError(408, f"the request body did not arrive within {options.body_timeout_s:g} s",
                        code="body_timeout") from None
     except ClientDisconnect:
-        raise _ClientGone() from None
+        raise ClientGone() from None
 
 
 async def _unless_disconnected(request: Request, work):
-    """Await ``work``; raise :class:`_ClientGone` (cancelling it) if the client disconnects first."""
+    """Await ``work``; raise :class:`ClientGone` (cancelling it) if the client disconnects first."""
     task = asyncio.ensure_future(work)
     gone = asyncio.ensure_future(_disconnect(request))
     try:
@@ -207,7 +208,7 @@ async def _unless_disconnected(request: Request, work):
     task.cancel()
     with contextlib.suppress(BaseException):
         await task
-    raise _ClientGone()
+    raise ClientGone()
 
 
 async def _disconnect(request: Request) -> None:

@@ -8,7 +8,7 @@ import re
 
 from ..errors import install_hint
 from ..preflight import check_port
-from ..runtime import default_model
+from ..runtime import api_key, default_model
 from .guard import default_hosts
 from .options import ServeOptions
 
@@ -89,8 +89,9 @@ def _add_access(p) -> None:
                         "address, plus localhost, 127.0.0.1 and [::1]; any when bound to 0.0.0.0 or ::)")
     p.add_argument("--cors-origins", nargs="+", default=(), metavar="ORIGIN",
                    help="browser origins allowed by CORS, e.g. https://app.example ('*': any; default: CORS off)")
-    p.add_argument("--api-key", default=None,
-                   help="require 'Authorization: Bearer KEY' on /v1 requests (default: no key)")
+    p.add_argument("--api-key", default=api_key(),
+                   help="require 'Authorization: Bearer KEY' on /v1 requests (default: $VXL_FAST_API_KEY, "
+                        "else no key; the variable keeps the key out of the process list)")
 
 
 def run(args) -> int:
