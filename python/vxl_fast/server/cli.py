@@ -35,6 +35,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="the name clients pass as `model` (default: the checkpoint folder's name)")
     p.add_argument("--allowed-local-media-path", default=None, metavar="DIR",
                    help="allow file:// URLs and paths of files inside DIR (symlinks resolved); refused otherwise")
+    p.add_argument("--allowed-media-domains", nargs="+", default=(), metavar="DOMAIN",
+                   help="fetch http(s):// media from these domains and their subdomains, from public addresses "
+                        "only (default: none; remote URLs are refused)")
     p.add_argument("--max-queue", type=int, default=d.max_queue,
                    help="requests that may wait beyond the one being served; more get 429")
     _add_budgets(p.add_argument_group("budgets of one request"), d)
@@ -142,7 +145,7 @@ def serve_options(args) -> tuple[str, ServeOptions]:
         memory_cache_disk_bytes=args.memory_cache_disk_bytes, max_prompt_bytes=args.max_prompt_bytes,
         max_stop_strings=args.max_stop_strings, max_stop_chars=args.max_stop_chars, body_timeout_s=args.body_timeout,
         allowed_hosts=hosts, cors_origins=tuple(args.cors_origins),
-        api_key=args.api_key)
+        api_key=args.api_key, allowed_media_domains=tuple(args.allowed_media_domains))
 
 
 def size(text: str) -> int:

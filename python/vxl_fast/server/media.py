@@ -5,8 +5,10 @@ Accepted: ``data:<type>;base64,<bytes>`` (kept in memory); a local path or ``fil
 when the server has an allowed folder (``--allowed-local-media-path``) and the path, symlinks
 resolved, lies inside it. The file is then opened component by component without following a
 symlink and its open descriptor checked to lie in the folder; that same open file is hashed and
-decoded, so a path swapped after the check is never read. Network URLs are refused: the server
-never fetches anything. Messages name the media by their URL field, never by a server path.
+decoded, so a path swapped after the check is never read. ``http(s)://`` URLs are fetched only
+from the domains in ``--allowed-media-domains`` and only from public addresses (fetch.py), then
+kept in memory like data: URLs; every other URL is refused. Messages name the media by their URL
+field, never by a server path.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from ..limits import Limits
 from ..video.files import MediaFile, OutsideRoot
 from ..video.images import image_size
 from ..video.reader import check_header
+from .fetch import FetchRefused, fetch
 from .protocol import APIError
 
 
@@ -45,11 +48,12 @@ class Media:
 class MediaResolver:
     """Resolves media URLs under the server's rules and budgets; remembers the hashes of local files."""
 
-    def __init__(self, allowed_dir: str | os.PathLike | None, limits: Limits):
+    def __init__(self, allowed_dir: str | os.PathLike | None, limits: Limits, domains: tuple[str, ...] = (),
+                 fetch_timeout_s: float = 30.0):
         self.allowed = Path(os.path.realpath(allowed_dir)) if allowed_dir is not None else None
         if self.allowed is not None and not self.allowed.is_dir():
             raise ValueError(f"--allowed-local-media-path {allowed_dir} is not a folder")
-        self.limits = limits
+        self.limits, self.domains, self.fetch_timeout_s = limits, tuple(domains), fetch_timeout_s
         self._digests: OrderedDict[tuple, str] = OrderedDict()  # MediaFile.identity() -> sha256
         self._lock = threading.Lock()
 
@@ -88,9 +92,12 @@ class MediaResolver:
         scheme = url.split(":", 1)[0].lower() if ":" in url else ""
         if scheme == "data":
             return self._data(url, kind, param)
+        if scheme in ("http", "https") and self.domains:
+            return self._remote(url, kind, param)
         if scheme in ("http", "https", "ftp", "s3", "gs"):
-            raise APIError(400, f"{param}: fetching {scheme}:// URLs is not supported (the server never fetches "
-                                "media); send a data: URL or a file under --allowed-local-media-path", param)
+            raise APIError(400, f"{param}: {scheme}:// URLs are not fetched by this server (its "
+                                "--allowed-media-domains lists none); send a data: URL or a file under "
+                                "--allowed-local-media-path", param)
         if scheme == "file":
             parsed = urlparse(url)
             if parsed.netloc not in ("", "localhost"):
@@ -120,6 +127,14 @@ class MediaResolver:
             raise self._too_large(kind, param)
         digest = hashlib.sha256(data).hexdigest()
         return Media(kind, digest, _opened(lambda: MediaFile.from_bytes(data, f"the {kind}_url")), parts[0] or None)
+
+    def _remote(self, url: str, kind: str, param: str) -> Media:
+        try:
+            data = fetch(url, self.domains, self.limits.max_media_bytes, self.fetch_timeout_s)
+        except FetchRefused as e:
+            raise APIError(400, f"{param}: the URL is not fetched: {e}", param) from None
+        digest = hashlib.sha256(data).hexdigest()
+        return Media(kind, digest, _opened(lambda: MediaFile.from_bytes(data, f"the {kind}_url")))
 
     def _local(self, path: str, kind: str, param: str) -> Media:
         if self.allowed is None:

@@ -16,6 +16,8 @@ class ServeOptions:
 
     served_model_name: str | None = None  # default: the checkpoint folder's name
     allowed_local_media_path: str | None = None  # local files only under this folder
+    allowed_media_domains: tuple[str, ...] = ()  # http(s) media fetched from these domains (and subdomains)
+    media_fetch_timeout_s: float = 30.0  # one remote media file must arrive within this time
     max_queue: int = 16  # requests waiting beyond the one being served
     max_tokens: int = DEFAULT_MAX_NEW_TOKENS  # the most one answer may generate; also the default
     default_frames: int = DEFAULT_FRAMES  # frames sampled from a video when a request gives neither num_frames nor fps
@@ -45,11 +47,16 @@ class ServeOptions:
             raise ValueError(f"memory_cache_disk_bytes must be >= 0, got {self.memory_cache_disk_bytes}")
         if self.default_frames > self.max_frames:
             raise ValueError(f"default_frames {self.default_frames} exceeds max_frames {self.max_frames}")
-        for name in ("allowed_hosts", "cors_origins"):
+        for name in ("allowed_hosts", "cors_origins", "allowed_media_domains"):
             value = getattr(self, name)
             if isinstance(value, str) or not all(isinstance(v, str) and v for v in value):
                 raise TypeError(f"{name} must be a list of non-empty strings, got {value!r}")
             object.__setattr__(self, name, tuple(value))
+        if any("/" in d or ":" in d for d in self.allowed_media_domains):
+            raise ValueError(f"allowed_media_domains are domain names (media.example.com), got "
+                             f"{list(self.allowed_media_domains)}")
+        if not self.media_fetch_timeout_s > 0:
+            raise ValueError(f"media_fetch_timeout_s must be positive, got {self.media_fetch_timeout_s}")
         if not self.allowed_hosts:
             raise ValueError("allowed_hosts is empty: no request could be answered (use '*' for any)")
         if self.api_key is not None and (not isinstance(self.api_key, str) or not self.api_key.strip()):

@@ -108,7 +108,8 @@ class Service:
                              f"of {self.context} tokens")
         self.worker = DeviceWorker(options.max_queue)
         self.cache = MemoryCache(options.memory_cache_bytes, options.memory_cache_dir, options.memory_cache_disk_bytes)
-        self.media = MediaResolver(options.allowed_local_media_path, options.limits)
+        self.media = MediaResolver(options.allowed_local_media_path, options.limits, options.allowed_media_domains,
+                                   options.media_fetch_timeout_s)
         self._inflight: dict[str, _Encode] = {}
 
     def close(self) -> None:
