@@ -73,7 +73,7 @@ CASES = {
     "local text file as video": (request(part("video_url", "notes.txt")), "cannot read video", None),
     "path outside the folder": (request(part("video_url", "/etc/hostname")), "outside the allowed media folder",
                                 "messages[0].content[0].video_url.url"),
-    "http url": (request(part("video_url", "http://127.0.0.1:9/x.mp4")), "not supported", None),
+    "http url": (request(part("video_url", "http://127.0.0.1:9/x.mp4")), "URLs are not fetched by this server (its --allowed-media-domains lists none)", None),
     "max_tokens=0": (request(max_tokens=0), "max_tokens must be at least 1, got 0", "max_tokens"),
     "max_completion_tokens over the limit": (request(max_completion_tokens=65),
                                              "max_completion_tokens=65 exceeds the server's limit of 64",

@@ -94,10 +94,13 @@ class MediaResolver:
             return self._data(url, kind, param)
         if scheme in ("http", "https") and self.domains:
             return self._remote(url, kind, param)
-        if scheme in ("http", "https", "ftp", "s3", "gs"):
+        if scheme in ("http", "https"):
             raise APIError(400, f"{param}: {scheme}:// URLs are not fetched by this server (its "
                                 "--allowed-media-domains lists none); send a data: URL or a file under "
                                 "--allowed-local-media-path", param)
+        if scheme in ("ftp", "s3", "gs"):
+            raise APIError(400, f"{param}: fetching {scheme}:// URLs is not supported; send a data: URL or a "
+                                "file under --allowed-local-media-path", param)
         if scheme == "file":
             parsed = urlparse(url)
             if parsed.netloc not in ("", "localhost"):
