@@ -20,6 +20,7 @@ import warnings
 
 from . import __version__
 from .config import EXTENDED_RATIOS, SUPPORTED_RATIOS
+from .engine.stats import with_encode
 from .errors import MemoryPlanError
 from .limits import DEFAULT_FRAMES
 from .options import DEFAULT_MAX_NEW_TOKENS, DEFAULT_RATIO, DEMO_MAX_NEW_TOKENS
@@ -298,13 +299,19 @@ def _memory(args, model, request, encoding):
     return memory
 
 
-def _answer(args, options, memory, question: str, chat) -> None:
+def _answer(args, options, memory, question: str, chat, encoded: bool = False) -> None:
+    """Print the answer (``encoded``: the memory was made for it in this run, and ``--json``'s
+    timings count that encode: ``vision_s`` is its vision time, ``ttft_s``/``total_s`` include it)."""
     stream = chat.stream(question, **vars(options))
     if args.json:
         stream.text()
         out = stream.output
+        stats = {k: v for k, v in out.stats.items() if k != "trace"}
+        if encoded:
+            made = memory.stats
+            with_encode(stats, made["vision_s"], made["vision_s"] + made["compress_s"])
         print(json.dumps({"text": out.text, "token_ids": out.token_ids, "finish_reason": out.finish_reason,
-                          "stats": {k: v for k, v in out.stats.items() if k != "trace"},
+                          "stats": stats,
                           "memory": memory_summary(memory)}))
         return
     for piece in stream:
@@ -332,7 +339,7 @@ def _ask(args) -> int:
     options, request, encoding = _prepare(args, _media(media), question)
     model = _load(args)
     memory = _memory(args, model, request, encoding)
-    _answer(args, options, memory, question, model.chat(memory))
+    _answer(args, options, memory, question, model.chat(memory), encoded=request is not None)
     return 0
 
 
@@ -376,7 +383,7 @@ def _demo(args) -> int:
                "the pipeline and its numbers are real.")
     model = _load(args, model_path)
     memory = _memory(args, model, request, encoding)
-    _answer(args, options, memory, args.question, model.chat(memory))
+    _answer(args, options, memory, args.question, model.chat(memory), encoded=True)
     _say(args, f"""
 Try next (the demo's checkpoint and video; use your own with --model and a video path):
   vxl-fast ask {video} "Where does the square go?" --model {model_path}

@@ -82,6 +82,12 @@ def test_encode_once_ask_many(demo, tmp_path):
     a, b = json.loads(from_memory.stdout), json.loads(direct.stdout)
     assert a["token_ids"] == b["token_ids"] and a["text"] == b["text"]
     assert a["stats"]["vsts"] == b["stats"]["vsts"] == 216
+    # timings that mean what they say: the direct ask encoded, so its vision time and its encode are
+    # in its stats; the memory's ask ran no vision and its first token came without an encode
+    made, answered = b["memory"], b["stats"]
+    assert a["stats"]["vision_s"] == 0.0 and answered["vision_s"] == made["vision_s"] > 0
+    assert answered["ttft_s"] >= made["vision_s"] + made["compress_s"] > 0
+    assert answered["total_s"] >= answered["ttft_s"]
 
 
 def test_chat_command(demo):

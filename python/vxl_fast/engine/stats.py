@@ -91,6 +91,15 @@ class AnswerStats:
         return out
 
 
+def with_encode(stats: dict, vision_s: float, encode_s: float) -> dict:
+    """An answer's ``stats`` (``AnswerStats.as_dict``) counting the encode that ran for it: its
+    ``encode_s`` seconds in ``ttft_s`` and ``total_s``, its ``vision_s`` as the answer's."""
+    stats["vision_s"] = vision_s
+    stats["ttft_s"] += encode_s
+    stats["total_s"] += encode_s
+    return stats
+
+
 def record_step(trace: list | None, cache: KVCache, kind: str, n_raw: int, n_vst: int, kv_before: int,
                 ratio: int | None, carry: int | None) -> None:
     """One entry of the window trace, in the golden cases' format (plus buffer facts)."""

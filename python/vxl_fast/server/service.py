@@ -12,6 +12,7 @@ import uuid
 from concurrent.futures import Future
 from pathlib import Path
 
+from ..engine.stats import with_encode
 from ..errors import EncodeCancelled, MemoryPlanError
 from ..options import EncodeOptions
 from ..prompt import build_prompt, tokenize_prompt
@@ -275,10 +276,7 @@ def _with_encode(out, memory, info: dict):
     (``info["cache"] == "miss"``) counts the encode's seconds in ``ttft_s`` and ``total_s`` and the
     memory's vision time as ``vision_s``; any other request ran no vision (``vision_s`` 0)."""
     if info.get("cache") == "miss":
-        encode_s = info.get("encode_s", 0.0)
-        out.stats["vision_s"] = memory.stats["vision_s"]
-        out.stats["ttft_s"] += encode_s
-        out.stats["total_s"] += encode_s
+        with_encode(out.stats, memory.stats["vision_s"], info.get("encode_s", 0.0))
     return out
 
 
