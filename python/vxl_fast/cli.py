@@ -25,7 +25,7 @@ from .errors import MemoryPlanError
 from .limits import DEFAULT_FRAMES
 from .options import DEFAULT_MAX_NEW_TOKENS, DEFAULT_RATIO, DEMO_MAX_NEW_TOKENS
 from .runtime import default_model, omp_threads
-from .terminal import describe, memory_summary, printable, show_warning
+from .terminal import busy_hint, describe, memory_summary, printable, show_warning
 
 GIB = 2 ** 30
 
@@ -266,16 +266,8 @@ def _load(args, path=None):
     where = f"{device} with {threads} CPU thread{'s' * (threads > 1)}" if device.type == "cpu" else str(device)
     _say(args, f"vxl-fast: loading {path} on {where} ...")
     if device.type == "cpu":
-        _say(args, _busy_hint(threads, os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0, physical_cores()))
+        _say(args, busy_hint(threads, os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0, physical_cores()))
     return VideoXL.from_pretrained(path, device=args.device, dtype=args.dtype, progress=_progress(args))
-
-
-def _busy_hint(threads: int, load: float, cores: int) -> str | None:
-    """A hint to use fewer threads when other processes keep the cores busy (``load``: the 1-minute load average)."""
-    if threads > 1 and load > cores:
-        return (f"vxl-fast: the CPUs are busy (load {load:.1f} on {cores} cores): --threads 1 may run many times "
-                "faster")
-    return None
 
 
 def _memory(args, model, request, encoding):

@@ -36,3 +36,11 @@ def describe(memory, encoded: bool) -> str:
     if encoded:
         text += f"; encoded now: vision {s['vision_s']:.2f} s, compression {s['compress_s']:.2f} s"
     return text
+
+
+def busy_hint(threads: int, load: float, cores: int) -> str | None:
+    """A hint to use fewer threads when other processes keep the cores busy (``load``: the 1-minute load average)."""
+    if threads > 1 and load > cores:
+        return (f"vxl-fast: the CPUs are busy (load {load:.1f} on {cores} cores): --threads 1 may run many times "
+                "faster")
+    return None

@@ -19,6 +19,7 @@ from PIL import Image
 from conftest import CUDA_AVAILABLE, GOLDEN, REPO, load_model, needs_av
 from vxl_fast import VideoMemory, VideoXL, __version__, cli
 from vxl_fast.device import physical_cores, set_threads
+from vxl_fast.terminal import busy_hint
 from vxl_fast.distributed.batch import BatchOptions, BatchSummary
 from vxl_fast.distributed.requests import parse_requests
 from vxl_fast.limits import DEFAULT_FRAMES
@@ -223,9 +224,9 @@ def test_threads_default_and_option():
 
 
 def test_a_busy_machine_suggests_fewer_threads():
-    assert cli._busy_hint(2, 8.7, 2) == ("vxl-fast: the CPUs are busy (load 8.7 on 2 cores): --threads 1 may run "
+    assert busy_hint(2, 8.7, 2) == ("vxl-fast: the CPUs are busy (load 8.7 on 2 cores): --threads 1 may run "
                                          "many times faster")
-    assert cli._busy_hint(2, 1.5, 2) is cli._busy_hint(1, 8.7, 2) is None
+    assert busy_hint(2, 1.5, 2) is busy_hint(1, 8.7, 2) is None
 
 
 def test_batch_summary_lists_the_failed_ids():
