@@ -219,3 +219,28 @@ def test_the_api_key_can_come_from_the_environment(monkeypatch):
     assert opts.api_key == "s3cret" and "s3cret" not in serve.format_help()
     _, given = server_cli.serve_options(parser.parse_args(["serve", "--model", "m", "--api-key", "other"]))
     assert given.api_key == "other"
+
+
+def test_serve_shows_loading_progress_on_a_terminal(monkeypatch, capsys):
+    pytest.importorskip("fastapi")
+    pytest.importorskip("uvicorn")
+    import sys
+
+    import vxl_fast.server.cli as server_cli
+    from vxl_fast import VideoXL
+
+    seen = []
+
+    def load(path, **kwargs):
+        seen.append(kwargs["progress"])
+        raise KeyboardInterrupt  # stop before serving
+
+    monkeypatch.setattr(VideoXL, "from_pretrained", staticmethod(load))
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["serve", "--model", "m", "--port", "0"])
+    for terminal in (True, False):
+        monkeypatch.setattr(sys.stderr, "isatty", lambda: terminal)
+        with pytest.raises(KeyboardInterrupt):
+            server_cli.run(args)
+    assert seen == [True, False] and "vxl-fast serve: loading m" in capsys.readouterr().out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 
 from ..errors import install_hint
 from ..preflight import check_port
@@ -106,7 +107,7 @@ def run(args) -> int:
     from .app import create_app
 
     print(f"vxl-fast serve: loading {model_path}", flush=True)
-    model = VideoXL.from_pretrained(model_path, device=args.device, dtype=args.dtype)
+    model = VideoXL.from_pretrained(model_path, device=args.device, dtype=args.dtype, progress=sys.stderr.isatty())
     uvicorn.run(create_app(model, options), host=args.host, port=args.port, log_level=args.log_level,
                 timeout_graceful_shutdown=args.graceful_timeout)
     return 0
