@@ -18,6 +18,9 @@ from conftest import GOLDEN, _importable, load_model, needs_av
 
 pytestmark = [needs_av, pytest.mark.skipif(not _importable("lmms_eval"), reason="needs lmms-eval (the eval extra)")]
 PACKAGE_ROOT = Path(vxl_fast.__file__).parents[1]  # the child imports the vxl_fast this process does
+# an installed vxl_fast is found by the child's own site; its folder is not put on PYTHONPATH, where
+# it would shadow the venv's packages (lmms-eval needs the venv's filelock 3, not the one beside vxl_fast)
+INSTALLED = PACKAGE_ROOT.name in ("site-packages", "dist-packages")
 MODEL_ARGS = "num_frames=10,compression_ratio=4,device=cpu,dtype=float32,max_new_tokens=16"
 
 
@@ -34,7 +37,7 @@ def _entry_point_path(tmp_path) -> list[str]:
 
 
 def _run(tmp_path, tasks, out, *extra):
-    path = [*_entry_point_path(tmp_path), str(PACKAGE_ROOT), os.environ.get("PYTHONPATH", "")]
+    path = [*_entry_point_path(tmp_path), "" if INSTALLED else str(PACKAGE_ROOT), os.environ.get("PYTHONPATH", "")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p), "HF_HUB_OFFLINE": "1",
            "HF_DATASETS_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "", "TOKENIZERS_PARALLELISM": "false"}
     cmd = [sys.executable, "-m", "lmms_eval", "--model", "vxl_fast",
