@@ -43,6 +43,21 @@ def _check_same_device(op: str, name: str, t: torch.Tensor, ref_name: str, ref: 
                          f"got {t.device}.")
 
 
+def _check_same_shape(op: str, name: str, t: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
+    if t.shape != ref.shape:
+        raise ValueError(f"{op}: {name} must have the shape of {ref_name} ({_shape(ref)}), got {_shape(t)}.")
+
+
+def _check_rope_tables(op: str, d: int, cos: torch.Tensor, sin: torch.Tensor) -> None:
+    """The head dim ``d`` is even and the RoPE tables cos/sin are [P, d]."""
+    if d <= 0 or d % 2:
+        raise ValueError(f"{op}: the head dim d must be a positive even number, got {d}.")
+    if cos.shape[1] != d:
+        raise ValueError(f"{op}: cos must have d = {d} columns, got {cos.shape[1]}.")
+    if sin.shape != cos.shape:
+        raise ValueError(f"{op}: sin must have the shape of cos ({_shape(cos)}), got {_shape(sin)}.")
+
+
 def _check_last_dim_contiguous(op: str, name: str, t: torch.Tensor) -> None:
     if t.shape[-1] > 1 and t.stride(-1) != 1:
         raise ValueError(f"{op}: {name} must have a contiguous last dimension (stride 1), "
@@ -146,21 +161,13 @@ def check_kv_compact(cache_k: torch.Tensor, cache_v: torch.Tensor, vst_k: torch.
     _check_dtype(op, "sin", sin, torch.float32)
     for name in ("cache_v", "vst_k", "vst_v", "cos", "sin"):
         _check_same_device(op, name, named[name], "cache_k", cache_k)
-    if cache_v.shape != cache_k.shape:
-        raise ValueError(f"{op}: cache_v must have the shape of cache_k ({_shape(cache_k)}), "
-                         f"got {_shape(cache_v)}.")
-    if vst_v.shape != vst_k.shape:
-        raise ValueError(f"{op}: vst_v must have the shape of vst_k ({_shape(vst_k)}), got {_shape(vst_v)}.")
+    _check_same_shape(op, "cache_v", cache_v, "cache_k", cache_k)
+    _check_same_shape(op, "vst_v", vst_v, "vst_k", vst_k)
     if vst_k.shape[0] != cache_k.shape[0] or vst_k.shape[2] != cache_k.shape[2]:
         raise ValueError(f"{op}: vst_k [Hkv, nb, d] = {_shape(vst_k)} and cache_k [Hkv, C, d] = "
                          f"{_shape(cache_k)} must have the same Hkv and d.")
     d = cache_k.shape[2]
-    if d <= 0 or d % 2:
-        raise ValueError(f"{op}: the head dim d must be a positive even number, got {d}.")
-    if cos.shape[1] != d:
-        raise ValueError(f"{op}: cos must have d = {d} columns, got {cos.shape[1]}.")
-    if sin.shape != cos.shape:
-        raise ValueError(f"{op}: sin must have the shape of cos ({_shape(cos)}), got {_shape(sin)}.")
+    _check_rope_tables(op, d, cos, sin)
     for name in ("cache_k", "cache_v", "vst_k", "vst_v", "cos", "sin"):
         _check_last_dim_contiguous(op, name, named[name])
     nb = vst_k.shape[1]
@@ -186,8 +193,7 @@ def check_fused_add_rms_norm(x: torch.Tensor, residual: torch.Tensor, weight: to
     _check_same_dtype(op, "weight", weight, "x", x)
     _check_same_device(op, "residual", residual, "x", x)
     _check_same_device(op, "weight", weight, "x", x)
-    if residual.shape != x.shape:
-        raise ValueError(f"{op}: residual must have the shape of x ({_shape(x)}), got {_shape(residual)}.")
+    _check_same_shape(op, "residual", residual, "x", x)
     if x.shape[-1] < 1:
         raise ValueError(f"{op}: x must have a non-empty last dimension, got D = 0.")
     _check_row_length(op, "weight", weight, x.shape[-1], "x", "D")
@@ -209,8 +215,7 @@ def check_add_layer_norm(x: torch.Tensor, residual: torch.Tensor, weight: torch.
         _check_same_dtype(op, name, t, "x", x)
     for name, t in (("residual", residual), ("weight", weight), ("bias", bias)):
         _check_same_device(op, name, t, "x", x)
-    if residual.shape != x.shape:
-        raise ValueError(f"{op}: residual must have the shape of x ({_shape(x)}), got {_shape(residual)}.")
+    _check_same_shape(op, "residual", residual, "x", x)
     if x.shape[-1] < 1:
         raise ValueError(f"{op}: x must have a non-empty last dimension, got D = 0.")
     for name, t in (("weight", weight), ("bias", bias)):
@@ -290,24 +295,16 @@ def check_rope_kv_write(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: 
     _check_dtype(op, "sin", sin, torch.float32)
     for name in ("k", "v", "cos", "sin", "cache_k", "cache_v"):
         _check_same_device(op, name, named[name], "q", q)
-    if v.shape != k.shape:
-        raise ValueError(f"{op}: v must have the shape of k ({_shape(k)}), got {_shape(v)}.")
+    _check_same_shape(op, "v", v, "k", k)
     if k.shape[0] != q.shape[0] or k.shape[2] != q.shape[2]:
         raise ValueError(f"{op}: k [n, Hkv, d] = {_shape(k)} and q [n, H, d] = {_shape(q)} must have "
                          f"the same n and d.")
-    if cache_v.shape != cache_k.shape:
-        raise ValueError(f"{op}: cache_v must have the shape of cache_k ({_shape(cache_k)}), "
-                         f"got {_shape(cache_v)}.")
+    _check_same_shape(op, "cache_v", cache_v, "cache_k", cache_k)
     if cache_k.shape[0] != k.shape[1] or cache_k.shape[2] != k.shape[2]:
         raise ValueError(f"{op}: cache_k [Hkv, C, d] = {_shape(cache_k)} and k [n, Hkv, d] = {_shape(k)} "
                          f"must have the same Hkv and d.")
     d = q.shape[2]
-    if d <= 0 or d % 2:
-        raise ValueError(f"{op}: the head dim d must be a positive even number, got {d}.")
-    if cos.shape[1] != d:
-        raise ValueError(f"{op}: cos must have d = {d} columns, got {cos.shape[1]}.")
-    if sin.shape != cos.shape:
-        raise ValueError(f"{op}: sin must have the shape of cos ({_shape(cos)}), got {_shape(sin)}.")
+    _check_rope_tables(op, d, cos, sin)
     for name in ("q", "k", "v", "cos", "sin", "cache_k", "cache_v"):
         _check_last_dim_contiguous(op, name, named[name])
     n = q.shape[0]
