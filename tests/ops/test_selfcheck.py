@@ -4,6 +4,7 @@ the CPU is made a checked device type of the policy, as CUDA is in a real run.""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import warnings
 
@@ -27,6 +28,20 @@ def _checking_cpu(mode: str = "check") -> ops.KernelPolicy:
     policy = ops.KernelPolicy(mode, every_cpu_kernel=True)
     policy.checked_devices = frozenset({"cpu", "cuda"})
     return policy
+
+
+@contextlib.contextmanager
+def _cpu_kernels(**impls):
+    """The CPU kernels of the named vxl_fast ops replaced by ``impls`` while the block runs."""
+    lib = torch.library.Library("vxl_fast", "IMPL")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Overriding a previously registered kernel"
+            for name, impl in impls.items():
+                lib.impl(name, impl, "CPU")
+        yield
+    finally:
+        lib._destroy()
 
 
 @pytest.fixture
@@ -54,12 +69,8 @@ def wrong_interleave_vst():
             out[[0, 1]] = out[[1, 0]]
         return out
 
-    lib = torch.library.Library("vxl_fast", "IMPL")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "Overriding a previously registered kernel"
-        lib.impl("interleave_vst", wrong, "CPU")
-    yield calls
-    lib._destroy()
+    with _cpu_kernels(interleave_vst=wrong):
+        yield calls
     raw = torch.randn(5, 4, dtype=torch.float16)
     assert torch.equal(right(raw, raw[0], 2, 0), interleave_vst_ref(raw, raw[0], 2, 0))
 
@@ -97,19 +108,12 @@ def test_check_catches_wrong_fused_kernels():
         with torch._C._AutoDispatchBelowAutograd():
             return silu_and_mul_ref(torch.cat(x.chunk(2, dim=-1)[::-1], dim=-1))
 
-    lib = torch.library.Library("vxl_fast", "IMPL")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "Overriding a previously registered kernel"
-            lib.impl("fused_add_rms_norm", wrong_norm, "CPU")
-            lib.impl("silu_and_mul", wrong_silu, "CPU")
+    with _cpu_kernels(fused_add_rms_norm=wrong_norm, silu_and_mul=wrong_silu):
         assert check_op("fused_add_rms_norm", CPU, torch.float32).startswith(
             "normed differs by up to ")
         assert check_op("fused_add_rms_norm", CPU, torch.float16) == (
             "680 of 680 h elements differ, the first at [0, 0]")
         assert check_op("silu_and_mul", CPU, torch.bfloat16).startswith("output differs by up to ")
-    finally:
-        lib._destroy()
     assert check_op("fused_add_rms_norm", CPU, torch.float16) is None
     assert check_op("silu_and_mul", CPU, torch.bfloat16) is None
 
@@ -128,18 +132,11 @@ def test_check_catches_wrong_vision_kernels():
         with torch._C._AutoDispatchBelowAutograd():
             return bias_quick_gelu_ref(x, torch.zeros_like(bias))
 
-    lib = torch.library.Library("vxl_fast", "IMPL")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "Overriding a previously registered kernel"
-            lib.impl("add_layer_norm", wrong_norm, "CPU")
-            lib.impl("bias_quick_gelu", wrong_gelu, "CPU")
+    with _cpu_kernels(add_layer_norm=wrong_norm, bias_quick_gelu=wrong_gelu):
         assert check_op("add_layer_norm", CPU, torch.bfloat16).startswith("normed differs by up to ")
         assert check_op("add_layer_norm", CPU, torch.float16) == (
             "680 of 680 h elements differ, the first at [0, 0]")
         assert check_op("bias_quick_gelu", CPU, torch.float32).startswith("output differs by up to ")
-    finally:
-        lib._destroy()
     assert check_op("add_layer_norm", CPU, torch.float16) is None
     assert check_op("bias_quick_gelu", CPU, torch.float32) is None
 
@@ -218,16 +215,10 @@ def test_yuv420_to_rgb_passes_and_a_wrong_one_is_caught(checked_cpu):
     from vxl_fast.ops import yuv420_to_rgb_ref
 
     assert check_op("yuv420_to_rgb", CPU, torch.uint8) is None
-    lib = torch.library.Library("vxl_fast", "IMPL")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "Overriding a previously registered kernel"
-        lib.impl("yuv420_to_rgb", lambda y, u, v, m, f: yuv420_to_rgb_ref(
-            y, u, v, list(ops.YUV_MATRICES)[m], f).flip(-1).contiguous(), "CPU")
-    try:
+    with _cpu_kernels(yuv420_to_rgb=lambda y, u, v, m, f: yuv420_to_rgb_ref(
+            y, u, v, list(ops.YUV_MATRICES)[m], f).flip(-1).contiguous()):
         y = torch.randint(0, 256, (1, 6, 10), dtype=torch.uint8)
         u = torch.randint(0, 256, (1, 3, 5), dtype=torch.uint8)
         with pytest.warns(RuntimeWarning, match="the yuv420_to_rgb kernel failed its self-check on cpu for torch.uint8"):
             out = ops.yuv420_to_rgb(y, u, u, "bt709")
         assert torch.equal(out, yuv420_to_rgb_ref(y, u, u, "bt709"))
-    finally:
-        lib._destroy()
