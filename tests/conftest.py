@@ -108,6 +108,20 @@ class CountOps(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+class CountingTokenizer:
+    """``tokenizer`` as it is, with its calls counted (``calls``: one entry per call)."""
+
+    def __init__(self, tokenizer):
+        self._tokenizer, self.calls = tokenizer, []
+
+    def __getattr__(self, name):
+        return getattr(self._tokenizer, name)
+
+    def __call__(self, *args, **kwargs):
+        self.calls.append(1)
+        return self._tokenizer(*args, **kwargs)
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: a GPU test: runs on CUDA, skipped where no CUDA GPU is usable; "
                                        "every other test runs on the CPU (the device rule in conftest.py)")

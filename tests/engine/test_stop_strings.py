@@ -8,6 +8,7 @@ import random
 
 import pytest
 
+from conftest import CountingTokenizer
 from vxl_fast import GenerationOptions
 from vxl_fast.engine.detokenizer import Detokenizer, StopMatcher
 from vxl_fast.limits import Limits
@@ -118,19 +119,10 @@ def test_min_tokens_keeps_eos_away(tiny_model, monkeypatch):
 
 
 def test_a_long_prompt_is_refused_before_tokenizing(tiny_model, monkeypatch):
-    calls = []
-    real = tiny_model.tokenizer
-
-    class Counting:
-        def __getattr__(self, name):
-            return getattr(real, name)
-
-        def __call__(self, *args, **kwargs):
-            calls.append(1)
-            return real(*args, **kwargs)
-
+    counting = CountingTokenizer(tiny_model.tokenizer)
+    calls = counting.calls
     memory = tiny_model.encode_request(None)
-    monkeypatch.setattr(tiny_model, "tokenizer", Counting())
+    monkeypatch.setattr(tiny_model, "tokenizer", counting)
     context = tiny_model.config.llm.max_position_embeddings
     with pytest.raises(ValueError, match=rf"prompt too long: its text is \d+ bytes, more than the limit of "
                                          rf"{8 * context} bytes \(max_prompt_bytes"):

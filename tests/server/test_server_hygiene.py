@@ -12,6 +12,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
+from conftest import CountingTokenizer  # noqa: E402
 from server_harness import NAME, LiveServer, server_model, wait_until  # noqa: E402
 
 CHAT = "/v1/chat/completions"
@@ -187,20 +188,12 @@ def test_max_tokens_against_the_context(server):
 
 
 def test_a_4_mib_prompt_is_refused_before_tokenization(server, monkeypatch):
-    model = server_model()
-    real, calls = model.tokenizer, []
-
-    class Counting:
-        def __getattr__(self, name):
-            return getattr(real, name)
-
-        def __call__(self, *args, **kwargs):
-            calls.append(1)
-            return real(*args, **kwargs)
-
     from vxl_fast.server import create_app
 
-    monkeypatch.setattr(model, "tokenizer", Counting())
+    model = server_model()
+    counting = CountingTokenizer(model.tokenizer)
+    calls = counting.calls
+    monkeypatch.setattr(model, "tokenizer", counting)
     live = LiveServer(create_app(model, max_tokens=8))
     try:
         big = question(messages=[{"role": "user", "content": "x" * 4 * 2 ** 20}])
