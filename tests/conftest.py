@@ -12,6 +12,7 @@ import importlib
 import json
 import os
 import shutil
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -106,6 +107,14 @@ class CountOps(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         self.ops[func.overloadpacket.__name__] += 1
         return func(*args, **(kwargs or {}))
+
+
+def warnings_of(fn, *args, **kwargs) -> tuple:
+    """``fn(*args, **kwargs)`` and the messages of every warning it raised."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = fn(*args, **kwargs)
+    return result, [str(w.message) for w in caught]
 
 
 class CountingTokenizer:

@@ -22,7 +22,7 @@ from PIL import Image
 av = pytest.importorskip("av", reason="needs PyAV")
 
 import dali_fake  # noqa: E402
-from conftest import GOLDEN  # noqa: E402
+from conftest import GOLDEN, warnings_of  # noqa: E402
 from vxl_fast.video import dali, load_video  # noqa: E402
 from vxl_fast.video.inputs import read_frames  # noqa: E402
 from vxl_fast.video.reader import probe  # noqa: E402
@@ -65,10 +65,8 @@ def _folder(tmp_path, count: int, size=(48, 64), fmt="jpg", seed=0):
 
 
 def _load(source, **kw):
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        video = load_video(source, **kw)
-    return video, [str(w.message) for w in caught]
+    """load_video, returning (video, the messages of the warnings it raised)."""
+    return warnings_of(load_video, source, **kw)
 
 
 # ---- through the fake ------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import torch
 
 av = pytest.importorskip("av", reason="needs PyAV")
 
-from conftest import GOLDEN  # noqa: E402
+from conftest import GOLDEN, warnings_of  # noqa: E402
 from vxl_fast.video import load_video, open_video  # noqa: E402
 from vxl_fast.video.request import VisualRequest  # noqa: E402
 from vxl_fast.video.parallel import gop_runs, iter_frames_parallel  # noqa: E402
@@ -77,12 +77,9 @@ def fake_nvdec(monkeypatch):
     yield FakeSimpleDecoder
 
 
-def _load(path, **kw):
-    """load_video, returning (video, the warnings it raised)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        video = load_video(path, **kw)
-    return video, [str(w.message) for w in caught]
+def _load(source, **kw):
+    """load_video, returning (video, the messages of the warnings it raised)."""
+    return warnings_of(load_video, source, **kw)
 
 
 # ---- the NVDEC path: exact frames by index, reassembled in sample order ----------------------------
